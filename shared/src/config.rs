@@ -1,0 +1,675 @@
+//! The one typed config, loaded in layers, validated once, with redacted secrets.
+//!
+//! Layers, later ones winning: built-in defaults, then the TOML file, then `BREAKGLASS__*`
+//! environment variables (`BREAKGLASS__SERVER__LISTEN=0.0.0.0:8080` sets `server.listen`),
+//! then command-line flags. Every section refuses unknown keys, so a typo is an error that
+//! names the key instead of a silently ignored setting.
+//!
+//! Secrets are never in the TOML: private keys come from files (`*_file` keys, mode 0600) or
+//! from environment variables ([`Secret`] keeps them out of `Debug` and logs); API tokens are
+//! stored as SHA-256 hashes only. `deploy/breakglass.example.toml` documents every key, and a
+//! test loads it so it cannot drift from this file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::core::approval::parse_public_key;
+use crate::core::ids::{GrantDuration, GroupName, HostName, Login, PrincipalName, ScopeName};
+use crate::core::policy::{Policy, Principal, PrincipalKind, ScopePolicy};
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "BREAKGLASS__";
+/// Where operators find every key documented.
+pub const EXAMPLE_PATH: &str = "deploy/breakglass.example.toml";
+
+/// A value that must never be printed. `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(v: T) -> Self {
+        Self(v)
+    }
+    /// The secret itself. Call sites are easy to audit with a grep for `expose`.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A config problem: the key, what is wrong, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config error at `{}`: {}; fix: {}", self.key, self.problem, self.fix)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.into(), problem: problem.into(), fix: fix.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file's shape (what serde reads). Validated into `Config` by `validate`.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub gateway: RawGateway,
+    pub keys: RawKeys,
+    pub users: BTreeMap<String, RawUser>,
+    pub service_accounts: BTreeMap<String, RawService>,
+    pub scopes: BTreeMap<String, RawScope>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGateway {
+    pub listen: String,
+    pub public_host: String,
+    pub public_port: Option<u16>,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:2222".into(), public_host: "127.0.0.1".into(), public_port: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKeys {
+    pub approval_signing_key_file: Option<PathBuf>,
+    pub gateway_ca_key_file: Option<PathBuf>,
+    pub pinned_bot_keys: Vec<String>,
+    pub pinned_approver_keys: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUser {
+    pub slack_id: Option<String>,
+    pub discord_id: Option<String>,
+    pub ssh_keys: Vec<String>,
+    pub groups: Vec<String>,
+    pub api_token_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawService {
+    pub token_sha256: String,
+    pub scopes: Vec<String>,
+    pub ssh_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScope {
+    pub hosts: BTreeMap<String, String>,
+    pub logins: Vec<String>,
+    pub max_duration: Option<String>,
+    pub default_duration: Option<String>,
+    pub approval_timeout: Option<String>,
+    pub requester_groups: Vec<String>,
+    pub approver_groups: Vec<String>,
+    pub quorum: Option<u32>,
+    pub channels: Vec<String>,
+    pub require_offline_signature: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated config.
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Base URL users reach the HTTP API and pages at (links in chat).
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    /// Host name users type after the `@` in the connect line.
+    pub public_host: String,
+    pub public_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    pub approval_signing_key_file: Option<PathBuf>,
+    pub gateway_ca_key_file: Option<PathBuf>,
+    pub pinned_bot_keys: Vec<VerifyingKey>,
+    pub pinned_approver_keys: Vec<(PrincipalName, VerifyingKey)>,
+}
+
+/// A configured person's chat identities and SSH keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub slack_id: Option<String>,
+    pub discord_id: Option<String>,
+    pub ssh_keys: Vec<String>,
+}
+
+/// Validated configuration. Build with [`load`] (or [`from_toml_str`] in tests).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub gateway: GatewaySettings,
+    pub keys: KeySettings,
+    pub policy: Policy,
+    pub identities: BTreeMap<PrincipalName, Identity>,
+    /// SHA-256 of an API token -> whose token it is.
+    pub tokens: Vec<([u8; 32], PrincipalName)>,
+    /// The file it came from, and the SHA-256 of its bytes (for the `config_loaded` event).
+    pub source: Option<(PathBuf, [u8; 32])>,
+}
+
+/// Flags that override config keys (the last layer).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub gateway_listen: Option<String>,
+}
+
+/// Loads the config: defaults, then `file` (if any), then `BREAKGLASS__*` env, then `flags`.
+///
+/// # Errors
+/// A [`ConfigError`] naming the key, the problem and the fix.
+pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+    let mut source = None;
+    if let Some(path) = file {
+        let bytes = std::fs::read(path).map_err(|e| {
+            err(path.display().to_string(), format!("cannot read the config file: {e}"),
+                format!("check the path, or copy {EXAMPLE_PATH} there"))
+        })?;
+        source = Some((path.to_owned(), Sha256::digest(&bytes).into()));
+        fig = fig.merge(Toml::file_exact(path));
+    }
+    fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    fig = merge_flags(fig, flags);
+    let raw: RawConfig = fig.extract().map_err(figment_error)?;
+    let mut cfg = validate(raw)?;
+    cfg.source = source;
+    Ok(cfg)
+}
+
+/// Parses and validates TOML text with no environment or flags (tests, `config check`).
+///
+/// # Errors
+/// As [`load`].
+pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+        .merge(Toml::string(text))
+        .extract()
+        .map_err(figment_error)?;
+    let mut cfg = validate(raw)?;
+    cfg.source = Some((PathBuf::from("(inline)"), Sha256::digest(text.as_bytes()).into()));
+    Ok(cfg)
+}
+
+fn merge_flags(mut fig: Figment, flags: &Overrides) -> Figment {
+    if let Some(v) = &flags.listen {
+        fig = fig.merge(Serialized::default("server.listen", v));
+    }
+    if let Some(v) = &flags.data_dir {
+        fig = fig.merge(Serialized::default("server.data_dir", v));
+    }
+    if let Some(v) = &flags.database_url {
+        fig = fig.merge(Serialized::default("server.database_url", v));
+    }
+    if let Some(v) = &flags.gateway_listen {
+        fig = fig.merge(Serialized::default("gateway.listen", v));
+    }
+    fig
+}
+
+fn figment_error(e: figment::Error) -> ConfigError {
+    let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+    let source = match &e.metadata {
+        Some(m) => match &m.source {
+            Some(s) => format!(" (from {s})"),
+            None => format!(" (from {})", m.name),
+        },
+        None => String::new(),
+    };
+    let fix = match &e.kind {
+        figment::error::Kind::UnknownField(..) => {
+            format!("remove or correct the key; {EXAMPLE_PATH} lists every valid key")
+        }
+        _ => format!("see {EXAMPLE_PATH} for the expected form"),
+    };
+    err(key, format!("{}{source}", e.kind), fix)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let server = ServerSettings {
+        listen: parse_addr("server.listen", &raw.server.listen)?,
+        public_url: raw
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", raw.server.listen))
+            .trim_end_matches('/')
+            .to_owned(),
+        database_url: raw.server.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", raw.server.data_dir.join("breakglass.db").display())
+        }),
+        data_dir: raw.server.data_dir.clone(),
+    };
+    let gw_listen = parse_addr("gateway.listen", &raw.gateway.listen)?;
+    let gateway = GatewaySettings {
+        listen: gw_listen,
+        public_host: raw.gateway.public_host.clone(),
+        public_port: raw.gateway.public_port.unwrap_or(gw_listen.port()),
+    };
+
+    // Principals.
+    let mut principals = Vec::new();
+    let mut identities = BTreeMap::new();
+    let mut tokens = Vec::new();
+    let mut chat_ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut all_groups: BTreeMap<GroupName, usize> = BTreeMap::new();
+    for (n, u) in &raw.users {
+        let key = format!("users.{n}");
+        let name = PrincipalName::parse(n).map_err(|e| err(&key, e.to_string(), "rename the user"))?;
+        let mut groups = BTreeSet::new();
+        for g in &u.groups {
+            let g = GroupName::parse(g)
+                .map_err(|e| err(format!("{key}.groups"), e.to_string(), "fix the group name"))?;
+            *all_groups.entry(g.clone()).or_default() += 1;
+            groups.insert(g);
+        }
+        for (platform, id) in [("slack_id", &u.slack_id), ("discord_id", &u.discord_id)] {
+            if let Some(id) = id {
+                let k = format!("{platform}:{id}");
+                if let Some(other) = chat_ids.insert(k, n.clone()) {
+                    return Err(err(
+                        format!("{key}.{platform}"),
+                        format!("`{id}` is also the {platform} of user `{other}`"),
+                        "each chat identity maps to exactly one user",
+                    ));
+                }
+            }
+        }
+        check_ssh_keys(&format!("{key}.ssh_keys"), &u.ssh_keys)?;
+        if let Some(h) = &u.api_token_sha256 {
+            tokens.push((parse_sha256(&format!("{key}.api_token_sha256"), h)?, name.clone()));
+        }
+        identities.insert(
+            name.clone(),
+            Identity {
+                slack_id: u.slack_id.clone(),
+                discord_id: u.discord_id.clone(),
+                ssh_keys: u.ssh_keys.clone(),
+            },
+        );
+        principals.push(Principal { name, kind: PrincipalKind::Human { groups } });
+    }
+
+    // Scopes.
+    let mut scopes = Vec::new();
+    for (n, s) in &raw.scopes {
+        scopes.push(validate_scope(n, s, &all_groups)?);
+    }
+    let scope_names: BTreeSet<&ScopeName> = scopes.iter().map(|s: &ScopePolicy| &s.name).collect();
+
+    for (n, s) in &raw.service_accounts {
+        let key = format!("service_accounts.{n}");
+        let name = PrincipalName::parse(n).map_err(|e| err(&key, e.to_string(), "rename it"))?;
+        if raw.users.contains_key(n) {
+            return Err(err(&key, format!("`{n}` is also a user"), "names are unique across users and service accounts"));
+        }
+        let mut allowed = BTreeSet::new();
+        for sc in &s.scopes {
+            let sc = ScopeName::parse(sc)
+                .map_err(|e| err(format!("{key}.scopes"), e.to_string(), "fix the scope name"))?;
+            if !scope_names.contains(&sc) {
+                return Err(err(format!("{key}.scopes"), format!("scope `{sc}` does not exist"), "name a scope from [scopes]"));
+            }
+            allowed.insert(sc);
+        }
+        check_ssh_keys(&format!("{key}.ssh_keys"), &s.ssh_keys)?;
+        tokens.push((parse_sha256(&format!("{key}.token_sha256"), &s.token_sha256)?, name.clone()));
+        identities.insert(
+            name.clone(),
+            Identity { slack_id: None, discord_id: None, ssh_keys: s.ssh_keys.clone() },
+        );
+        principals.push(Principal { name, kind: PrincipalKind::Service { scopes: allowed } });
+    }
+    let mut seen_tokens = BTreeSet::new();
+    for (h, who) in &tokens {
+        if !seen_tokens.insert(*h) {
+            return Err(err(format!("token of `{who}`"), "the same token hash is configured twice", "give every principal its own token (`breakglass token`)"));
+        }
+    }
+
+    // Keys.
+    let mut pinned_bot_keys = Vec::new();
+    for (i, k) in raw.keys.pinned_bot_keys.iter().enumerate() {
+        pinned_bot_keys.push(parse_public_key(k).map_err(|e| {
+            err(format!("keys.pinned_bot_keys[{i}]"), e.to_string(), "paste the line `breakglass keygen` printed")
+        })?);
+    }
+    let mut pinned_approver_keys = Vec::new();
+    for (who, ks) in &raw.keys.pinned_approver_keys {
+        let key = format!("keys.pinned_approver_keys.{who}");
+        let name = PrincipalName::parse(who).map_err(|e| err(&key, e.to_string(), "use a user's name"))?;
+        if !raw.users.contains_key(who) {
+            return Err(err(&key, format!("`{who}` is not a user"), "pin keys for users listed under [users]"));
+        }
+        for k in ks {
+            let vk = parse_public_key(k)
+                .map_err(|e| err(&key, e.to_string(), "paste the line `breakglass keygen` printed"))?;
+            pinned_approver_keys.push((name.clone(), vk));
+        }
+    }
+
+    let policy = Policy::new(principals, scopes);
+    // Offline-signature scopes need enough approvers with pinned keys to ever reach quorum.
+    for s in policy.scopes().filter(|s| s.require_offline_signature) {
+        let with_keys: BTreeSet<&PrincipalName> = pinned_approver_keys
+            .iter()
+            .map(|(who, _)| who)
+            .filter(|who| policy.is_approver(who, s))
+            .collect();
+        if with_keys.len() < usize::try_from(s.quorum).unwrap_or(usize::MAX) {
+            return Err(err(
+                format!("scopes.{}.require_offline_signature", s.name),
+                format!(
+                    "quorum {} needs that many approvers with a pinned personal key, and {} have one",
+                    s.quorum,
+                    with_keys.len()
+                ),
+                "pin approvers' keys under [keys.pinned_approver_keys] or lower the quorum",
+            ));
+        }
+    }
+    for s in policy.scopes() {
+        let eligible = policy.principals().filter(|p| policy.is_approver(&p.name, s)).count();
+        if eligible < usize::try_from(s.quorum).unwrap_or(usize::MAX) {
+            return Err(err(
+                format!("scopes.{}.quorum", s.name),
+                format!("quorum {} but only {eligible} users are in its approver groups", s.quorum),
+                "add approvers to those groups or lower the quorum",
+            ));
+        }
+    }
+
+    Ok(Config {
+        server,
+        gateway,
+        keys: KeySettings {
+            approval_signing_key_file: raw.keys.approval_signing_key_file.clone(),
+            gateway_ca_key_file: raw.keys.gateway_ca_key_file.clone(),
+            pinned_bot_keys,
+            pinned_approver_keys,
+        },
+        policy,
+        identities,
+        tokens,
+        source: None,
+    })
+}
+
+fn validate_scope(
+    n: &str,
+    s: &RawScope,
+    groups: &BTreeMap<GroupName, usize>,
+) -> Result<ScopePolicy, ConfigError> {
+    let key = format!("scopes.{n}");
+    let name = ScopeName::parse(n).map_err(|e| err(&key, e.to_string(), "rename the scope"))?;
+    if s.hosts.is_empty() {
+        return Err(err(format!("{key}.hosts"), "a scope needs at least one host", "add hosts = { db-1 = \"10.0.0.11:22\" }"));
+    }
+    let mut hosts = BTreeMap::new();
+    for (h, addr) in &s.hosts {
+        let hk = format!("{key}.hosts.{h}");
+        let host = HostName::parse(h).map_err(|e| err(&hk, e.to_string(), "rename the host"))?;
+        check_host_port(&hk, addr)?;
+        hosts.insert(host, addr.clone());
+    }
+    if s.logins.is_empty() {
+        return Err(err(format!("{key}.logins"), "a scope needs at least one login", "add logins = [\"root\"]"));
+    }
+    let logins = s
+        .logins
+        .iter()
+        .map(|l| Login::parse(l).map_err(|e| err(format!("{key}.logins"), e.to_string(), "fix the login")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let duration = |field: &str, v: &Option<String>, default: &str| {
+        GrantDuration::parse(v.as_deref().unwrap_or(default))
+            .map_err(|e| err(format!("{key}.{field}"), e.to_string(), "write it like \"30m\" or \"1h\""))
+    };
+    let max_duration = duration("max_duration", &s.max_duration, "1h")?;
+    let default_duration = match &s.default_duration {
+        Some(_) => duration("default_duration", &s.default_duration, "30m")?,
+        None => max_duration.min(GrantDuration::parse("30m").map_err(|e| err(&key, e.to_string(), ""))?),
+    };
+    if default_duration > max_duration {
+        return Err(err(
+            format!("{key}.default_duration"),
+            format!("{default_duration} is longer than max_duration {max_duration}"),
+            "lower default_duration or raise max_duration",
+        ));
+    }
+    let approval_timeout = duration("approval_timeout", &s.approval_timeout, "15m")?;
+    let group_set = |field: &str, list: &[String]| -> Result<BTreeSet<GroupName>, ConfigError> {
+        let mut out = BTreeSet::new();
+        for g in list {
+            let g = GroupName::parse(g)
+                .map_err(|e| err(format!("{key}.{field}"), e.to_string(), "fix the group name"))?;
+            if !groups.contains_key(&g) {
+                return Err(err(
+                    format!("{key}.{field}"),
+                    format!("group `{g}` has no members"),
+                    "add the group to some user's groups, or fix its spelling",
+                ));
+            }
+            out.insert(g);
+        }
+        Ok(out)
+    };
+    let requester_groups = group_set("requester_groups", &s.requester_groups)?;
+    let approver_groups = group_set("approver_groups", &s.approver_groups)?;
+    if approver_groups.is_empty() {
+        return Err(err(format!("{key}.approver_groups"), "a scope needs at least one approver group", "add approver_groups = [\"sre-leads\"]"));
+    }
+    let quorum = s.quorum.unwrap_or(1);
+    if quorum == 0 {
+        return Err(err(format!("{key}.quorum"), "quorum 0 would grant access with no approval", "set quorum = 1 or more"));
+    }
+    Ok(ScopePolicy {
+        name,
+        hosts,
+        logins,
+        max_duration,
+        default_duration,
+        requester_groups,
+        approver_groups,
+        quorum,
+        channels: s.channels.iter().cloned().collect(),
+        require_offline_signature: s.require_offline_signature,
+        approval_timeout,
+    })
+}
+
+fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| err(key, format!("`{v}` is not an address:port"), "write it like 127.0.0.1:8080"))
+}
+
+fn check_host_port(key: &str, v: &str) -> Result<(), ConfigError> {
+    let bad = || err(key, format!("`{v}` is not host:port"), "write it like 10.0.0.11:22 or db-1.internal:22");
+    let (h, p) = v.rsplit_once(':').ok_or_else(bad)?;
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    if h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    if !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn check_ssh_keys(key: &str, keys: &[String]) -> Result<(), ConfigError> {
+    for (i, k) in keys.iter().enumerate() {
+        let mut parts = k.split_whitespace();
+        let ok = matches!((parts.next(), parts.next()), (Some(t), Some(b))
+            if (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")) && b.len() > 16);
+        if !ok {
+            return Err(err(format!("{key}[{i}]"), "not an OpenSSH public key line", "paste the content of ~/.ssh/id_ed25519.pub"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_sha256(key: &str, v: &str) -> Result<[u8; 32], ConfigError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(v.trim(), &mut out).map_err(|_| {
+        err(key, "not a SHA-256 hex digest (64 hex digits)", "paste the hash `breakglass token` printed")
+    })?;
+    Ok(out)
+}
+
+impl Config {
+    /// Which principal a chat user id belongs to.
+    pub fn principal_by_chat_id(&self, slack: Option<&str>, discord: Option<&str>) -> Option<&PrincipalName> {
+        self.identities.iter().find_map(|(name, id)| {
+            let hit = (slack.is_some() && id.slack_id.as_deref() == slack)
+                || (discord.is_some() && id.discord_id.as_deref() == discord);
+            hit.then_some(name)
+        })
+    }
+
+    /// True when the config has nothing to grant (no scopes or no users): `breakglass up`
+    /// says so loudly at start.
+    pub fn is_empty(&self) -> bool {
+        self.policy.scopes().next().is_none() || self.identities.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [users.alice]
+        groups = ["oncall"]
+        api_token_sha256 = "0000000000000000000000000000000000000000000000000000000000000001"
+        [users.bob]
+        groups = ["dba"]
+        [scopes.prod-db]
+        hosts = { db-1 = "10.0.0.11:22" }
+        logins = ["postgres"]
+        requester_groups = ["oncall"]
+        approver_groups = ["dba"]
+    "#;
+
+    #[track_caller]
+    fn refused(text: &str, key: &str, problem: &str) {
+        match from_toml_str(text) {
+            Ok(_) => panic!("config should be refused at {key}"),
+            Err(e) => {
+                assert_eq!(e.key, key, "{e}");
+                assert!(e.problem.contains(problem), "{e}");
+                assert!(!e.fix.is_empty(), "every error says how to fix it: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() -> Result<(), ConfigError> {
+        let c = from_toml_str(MINIMAL)?;
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.gateway.public_port, 2222);
+        assert_eq!(c.server.database_url, "sqlite://./data/breakglass.db");
+        let s = c.policy.scopes().next().expect("one scope");
+        assert_eq!((s.quorum, s.max_duration.secs(), s.default_duration.secs()), (1, 3600, 1800));
+        assert_eq!(c.tokens.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown field");
+        refused(&MINIMAL.replace("logins =", "quorm = 2\nlogins ="), "scopes.prod-db.quorm", "unknown field");
+        refused("secret_token = \"abc\"", "secret_token", "unknown field");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        refused(&MINIMAL.replace("10.0.0.11:22", "10.0.0.11"), "scopes.prod-db.hosts.db-1", "host:port");
+        refused(&MINIMAL.replace("[\"postgres\"]", "[\"Post gres\"]"), "scopes.prod-db.logins", "login");
+        refused(&MINIMAL.replace("approver_groups = [\"dba\"]", "approver_groups = [\"dbas\"]"),
+            "scopes.prod-db.approver_groups", "no members");
+        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 0"),
+            "scopes.prod-db.quorum", "quorum 0");
+        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 2"),
+            "scopes.prod-db.quorum", "only 1 users");
+        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nmax_duration = \"soon\""),
+            "scopes.prod-db.max_duration", "not a duration");
+        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nrequire_offline_signature = true"),
+            "scopes.prod-db.require_offline_signature", "pinned personal key");
+        refused(&format!("{MINIMAL}\n[keys]\npinned_bot_keys = [\"ssh-ed25519 AAAA\"]"),
+            "keys.pinned_bot_keys[0]", "ed25519:");
+        refused(&MINIMAL.replace("0000000000000000000000000000000000000000000000000000000000000001", "letmein"),
+            "users.alice.api_token_sha256", "SHA-256");
+    }
+
+    #[test]
+    fn secrets_do_not_debug() {
+        let s = Secret::new("hunter2".to_owned());
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+    }
+}

@@ -1,0 +1,19 @@
+//! The pure core: types, policy, the request state machine, signed approvals and the audit
+//! chain. Nothing in here does I/O: no network, no database, no files, no clock, no RNG.
+//! Time and random values are passed in; a tidy test keeps I/O crates out of this folder.
+
+pub mod approval;
+pub mod audit;
+pub mod clock;
+pub mod grant;
+pub mod ids;
+pub mod policy;
+pub mod request;
+
+pub use approval::{Approval, ApprovalSigner, PinnedKeys, SignerKind};
+pub use audit::{AuditDraft, AuditEntry, AuditKind};
+pub use clock::{Clock, SystemClock};
+pub use grant::{DenyReason, VerifiedGrant, verify_grant};
+pub use ids::*;
+pub use policy::{Origin, Policy, PolicyError, Principal, PrincipalKind, ScopePolicy};
+pub use request::{Action, Fresh, NewRequest, Request, Status, Transition};
