@@ -64,13 +64,21 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error at `{}`: {}; fix: {}", self.key, self.problem, self.fix)
+        write!(
+            f,
+            "config error at `{}`: {}; fix: {}",
+            self.key, self.problem, self.fix
+        )
     }
 }
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.into(), problem: problem.into(), fix: fix.into() }
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,7 +125,11 @@ pub struct RawGateway {
 
 impl Default for RawGateway {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:2222".into(), public_host: "127.0.0.1".into(), public_port: None }
+        Self {
+            listen: "127.0.0.1:2222".into(),
+            public_host: "127.0.0.1".into(),
+            public_port: None,
+        }
     }
 }
 
@@ -231,16 +243,19 @@ pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigErro
     let mut source = None;
     if let Some(path) = file {
         let bytes = std::fs::read(path).map_err(|e| {
-            err(path.display().to_string(), format!("cannot read the config file: {e}"),
-                format!("check the path, or copy {EXAMPLE_PATH} there"))
+            err(
+                path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+                format!("check the path, or copy {EXAMPLE_PATH} there"),
+            )
         })?;
         source = Some((path.to_owned(), Sha256::digest(&bytes).into()));
         fig = fig.merge(Toml::file_exact(path));
     }
     fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
     fig = merge_flags(fig, flags);
-    let raw: RawConfig = fig.extract().map_err(figment_error)?;
-    let mut cfg = validate(raw)?;
+    let raw: RawConfig = fig.extract().map_err(|e| figment_error(&e))?;
+    let mut cfg = validate(&raw)?;
     cfg.source = source;
     Ok(cfg)
 }
@@ -253,9 +268,12 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
         .merge(Toml::string(text))
         .extract()
-        .map_err(figment_error)?;
-    let mut cfg = validate(raw)?;
-    cfg.source = Some((PathBuf::from("(inline)"), Sha256::digest(text.as_bytes()).into()));
+        .map_err(|e| figment_error(&e))?;
+    let mut cfg = validate(&raw)?;
+    cfg.source = Some((
+        PathBuf::from("(inline)"),
+        Sha256::digest(text.as_bytes()).into(),
+    ));
     Ok(cfg)
 }
 
@@ -275,8 +293,12 @@ fn merge_flags(mut fig: Figment, flags: &Overrides) -> Figment {
     fig
 }
 
-fn figment_error(e: figment::Error) -> ConfigError {
-    let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
+fn figment_error(e: &figment::Error) -> ConfigError {
+    let key = if e.path.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        e.path.join(".")
+    };
     let source = match &e.metadata {
         Some(m) => match &m.source {
             Some(s) => format!(" (from {s})"),
@@ -293,7 +315,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
     err(key, format!("{}{source}", e.kind), fix)
 }
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     let server = ServerSettings {
         listen: parse_addr("server.listen", &raw.server.listen)?,
         public_url: raw
@@ -304,7 +326,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             .trim_end_matches('/')
             .to_owned(),
         database_url: raw.server.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", raw.server.data_dir.join("breakglass.db").display())
+            format!(
+                "sqlite://{}",
+                raw.server.data_dir.join("breakglass.db").display()
+            )
         }),
         data_dir: raw.server.data_dir.clone(),
     };
@@ -323,7 +348,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut all_groups: BTreeMap<GroupName, usize> = BTreeMap::new();
     for (n, u) in &raw.users {
         let key = format!("users.{n}");
-        let name = PrincipalName::parse(n).map_err(|e| err(&key, e.to_string(), "rename the user"))?;
+        let name =
+            PrincipalName::parse(n).map_err(|e| err(&key, e.to_string(), "rename the user"))?;
         let mut groups = BTreeSet::new();
         for g in &u.groups {
             let g = GroupName::parse(g)
@@ -345,7 +371,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         check_ssh_keys(&format!("{key}.ssh_keys"), &u.ssh_keys)?;
         if let Some(h) = &u.api_token_sha256 {
-            tokens.push((parse_sha256(&format!("{key}.api_token_sha256"), h)?, name.clone()));
+            tokens.push((
+                parse_sha256(&format!("{key}.api_token_sha256"), h)?,
+                name.clone(),
+            ));
         }
         identities.insert(
             name.clone(),
@@ -355,7 +384,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 ssh_keys: u.ssh_keys.clone(),
             },
         );
-        principals.push(Principal { name, kind: PrincipalKind::Human { groups } });
+        principals.push(Principal {
+            name,
+            kind: PrincipalKind::Human { groups },
+        });
     }
 
     // Scopes.
@@ -369,29 +401,51 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let key = format!("service_accounts.{n}");
         let name = PrincipalName::parse(n).map_err(|e| err(&key, e.to_string(), "rename it"))?;
         if raw.users.contains_key(n) {
-            return Err(err(&key, format!("`{n}` is also a user"), "names are unique across users and service accounts"));
+            return Err(err(
+                &key,
+                format!("`{n}` is also a user"),
+                "names are unique across users and service accounts",
+            ));
         }
         let mut allowed = BTreeSet::new();
         for sc in &s.scopes {
             let sc = ScopeName::parse(sc)
                 .map_err(|e| err(format!("{key}.scopes"), e.to_string(), "fix the scope name"))?;
             if !scope_names.contains(&sc) {
-                return Err(err(format!("{key}.scopes"), format!("scope `{sc}` does not exist"), "name a scope from [scopes]"));
+                return Err(err(
+                    format!("{key}.scopes"),
+                    format!("scope `{sc}` does not exist"),
+                    "name a scope from [scopes]",
+                ));
             }
             allowed.insert(sc);
         }
         check_ssh_keys(&format!("{key}.ssh_keys"), &s.ssh_keys)?;
-        tokens.push((parse_sha256(&format!("{key}.token_sha256"), &s.token_sha256)?, name.clone()));
+        tokens.push((
+            parse_sha256(&format!("{key}.token_sha256"), &s.token_sha256)?,
+            name.clone(),
+        ));
         identities.insert(
             name.clone(),
-            Identity { slack_id: None, discord_id: None, ssh_keys: s.ssh_keys.clone() },
+            Identity {
+                slack_id: None,
+                discord_id: None,
+                ssh_keys: s.ssh_keys.clone(),
+            },
         );
-        principals.push(Principal { name, kind: PrincipalKind::Service { scopes: allowed } });
+        principals.push(Principal {
+            name,
+            kind: PrincipalKind::Service { scopes: allowed },
+        });
     }
     let mut seen_tokens = BTreeSet::new();
     for (h, who) in &tokens {
         if !seen_tokens.insert(*h) {
-            return Err(err(format!("token of `{who}`"), "the same token hash is configured twice", "give every principal its own token (`breakglass token`)"));
+            return Err(err(
+                format!("token of `{who}`"),
+                "the same token hash is configured twice",
+                "give every principal its own token (`breakglass token`)",
+            ));
         }
     }
 
@@ -399,19 +453,33 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut pinned_bot_keys = Vec::new();
     for (i, k) in raw.keys.pinned_bot_keys.iter().enumerate() {
         pinned_bot_keys.push(parse_public_key(k).map_err(|e| {
-            err(format!("keys.pinned_bot_keys[{i}]"), e.to_string(), "paste the line `breakglass keygen` printed")
+            err(
+                format!("keys.pinned_bot_keys[{i}]"),
+                e.to_string(),
+                "paste the line `breakglass keygen` printed",
+            )
         })?);
     }
     let mut pinned_approver_keys = Vec::new();
     for (who, ks) in &raw.keys.pinned_approver_keys {
         let key = format!("keys.pinned_approver_keys.{who}");
-        let name = PrincipalName::parse(who).map_err(|e| err(&key, e.to_string(), "use a user's name"))?;
+        let name =
+            PrincipalName::parse(who).map_err(|e| err(&key, e.to_string(), "use a user's name"))?;
         if !raw.users.contains_key(who) {
-            return Err(err(&key, format!("`{who}` is not a user"), "pin keys for users listed under [users]"));
+            return Err(err(
+                &key,
+                format!("`{who}` is not a user"),
+                "pin keys for users listed under [users]",
+            ));
         }
         for k in ks {
-            let vk = parse_public_key(k)
-                .map_err(|e| err(&key, e.to_string(), "paste the line `breakglass keygen` printed"))?;
+            let vk = parse_public_key(k).map_err(|e| {
+                err(
+                    &key,
+                    e.to_string(),
+                    "paste the line `breakglass keygen` printed",
+                )
+            })?;
             pinned_approver_keys.push((name.clone(), vk));
         }
     }
@@ -437,11 +505,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
     for s in policy.scopes() {
-        let eligible = policy.principals().filter(|p| policy.is_approver(&p.name, s)).count();
+        let eligible = policy
+            .principals()
+            .filter(|p| policy.is_approver(&p.name, s))
+            .count();
         if eligible < usize::try_from(s.quorum).unwrap_or(usize::MAX) {
             return Err(err(
                 format!("scopes.{}.quorum", s.name),
-                format!("quorum {} but only {eligible} users are in its approver groups", s.quorum),
+                format!(
+                    "quorum {} but only {eligible} users are in its approver groups",
+                    s.quorum
+                ),
                 "add approvers to those groups or lower the quorum",
             ));
         }
@@ -471,7 +545,11 @@ fn validate_scope(
     let key = format!("scopes.{n}");
     let name = ScopeName::parse(n).map_err(|e| err(&key, e.to_string(), "rename the scope"))?;
     if s.hosts.is_empty() {
-        return Err(err(format!("{key}.hosts"), "a scope needs at least one host", "add hosts = { db-1 = \"10.0.0.11:22\" }"));
+        return Err(err(
+            format!("{key}.hosts"),
+            "a scope needs at least one host",
+            "add hosts = { db-1 = \"10.0.0.11:22\" }",
+        ));
     }
     let mut hosts = BTreeMap::new();
     for (h, addr) in &s.hosts {
@@ -481,21 +559,35 @@ fn validate_scope(
         hosts.insert(host, addr.clone());
     }
     if s.logins.is_empty() {
-        return Err(err(format!("{key}.logins"), "a scope needs at least one login", "add logins = [\"root\"]"));
+        return Err(err(
+            format!("{key}.logins"),
+            "a scope needs at least one login",
+            "add logins = [\"root\"]",
+        ));
     }
     let logins = s
         .logins
         .iter()
-        .map(|l| Login::parse(l).map_err(|e| err(format!("{key}.logins"), e.to_string(), "fix the login")))
+        .map(|l| {
+            Login::parse(l)
+                .map_err(|e| err(format!("{key}.logins"), e.to_string(), "fix the login"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let duration = |field: &str, v: &Option<String>, default: &str| {
-        GrantDuration::parse(v.as_deref().unwrap_or(default))
-            .map_err(|e| err(format!("{key}.{field}"), e.to_string(), "write it like \"30m\" or \"1h\""))
+        GrantDuration::parse(v.as_deref().unwrap_or(default)).map_err(|e| {
+            err(
+                format!("{key}.{field}"),
+                e.to_string(),
+                "write it like \"30m\" or \"1h\"",
+            )
+        })
     };
     let max_duration = duration("max_duration", &s.max_duration, "1h")?;
     let default_duration = match &s.default_duration {
         Some(_) => duration("default_duration", &s.default_duration, "30m")?,
-        None => max_duration.min(GrantDuration::parse("30m").map_err(|e| err(&key, e.to_string(), ""))?),
+        None => {
+            max_duration.min(GrantDuration::parse("30m").map_err(|e| err(&key, e.to_string(), ""))?)
+        }
     };
     if default_duration > max_duration {
         return Err(err(
@@ -508,8 +600,13 @@ fn validate_scope(
     let group_set = |field: &str, list: &[String]| -> Result<BTreeSet<GroupName>, ConfigError> {
         let mut out = BTreeSet::new();
         for g in list {
-            let g = GroupName::parse(g)
-                .map_err(|e| err(format!("{key}.{field}"), e.to_string(), "fix the group name"))?;
+            let g = GroupName::parse(g).map_err(|e| {
+                err(
+                    format!("{key}.{field}"),
+                    e.to_string(),
+                    "fix the group name",
+                )
+            })?;
             if !groups.contains_key(&g) {
                 return Err(err(
                     format!("{key}.{field}"),
@@ -524,11 +621,19 @@ fn validate_scope(
     let requester_groups = group_set("requester_groups", &s.requester_groups)?;
     let approver_groups = group_set("approver_groups", &s.approver_groups)?;
     if approver_groups.is_empty() {
-        return Err(err(format!("{key}.approver_groups"), "a scope needs at least one approver group", "add approver_groups = [\"sre-leads\"]"));
+        return Err(err(
+            format!("{key}.approver_groups"),
+            "a scope needs at least one approver group",
+            "add approver_groups = [\"sre-leads\"]",
+        ));
     }
     let quorum = s.quorum.unwrap_or(1);
     if quorum == 0 {
-        return Err(err(format!("{key}.quorum"), "quorum 0 would grant access with no approval", "set quorum = 1 or more"));
+        return Err(err(
+            format!("{key}.quorum"),
+            "quorum 0 would grant access with no approval",
+            "set quorum = 1 or more",
+        ));
     }
     Ok(ScopePolicy {
         name,
@@ -546,17 +651,32 @@ fn validate_scope(
 }
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-    v.parse().map_err(|_| err(key, format!("`{v}` is not an address:port"), "write it like 127.0.0.1:8080"))
+    v.parse().map_err(|_| {
+        err(
+            key,
+            format!("`{v}` is not an address:port"),
+            "write it like 127.0.0.1:8080",
+        )
+    })
 }
 
 fn check_host_port(key: &str, v: &str) -> Result<(), ConfigError> {
-    let bad = || err(key, format!("`{v}` is not host:port"), "write it like 10.0.0.11:22 or db-1.internal:22");
+    let bad = || {
+        err(
+            key,
+            format!("`{v}` is not host:port"),
+            "write it like 10.0.0.11:22 or db-1.internal:22",
+        )
+    };
     let (h, p) = v.rsplit_once(':').ok_or_else(bad)?;
     let h = h.trim_start_matches('[').trim_end_matches(']');
     if h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
     }
-    if !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
+    if !h
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+    {
         return Err(bad());
     }
     Ok(())
@@ -568,7 +688,11 @@ fn check_ssh_keys(key: &str, keys: &[String]) -> Result<(), ConfigError> {
         let ok = matches!((parts.next(), parts.next()), (Some(t), Some(b))
             if (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")) && b.len() > 16);
         if !ok {
-            return Err(err(format!("{key}[{i}]"), "not an OpenSSH public key line", "paste the content of ~/.ssh/id_ed25519.pub"));
+            return Err(err(
+                format!("{key}[{i}]"),
+                "not an OpenSSH public key line",
+                "paste the content of ~/.ssh/id_ed25519.pub",
+            ));
         }
     }
     Ok(())
@@ -577,14 +701,22 @@ fn check_ssh_keys(key: &str, keys: &[String]) -> Result<(), ConfigError> {
 fn parse_sha256(key: &str, v: &str) -> Result<[u8; 32], ConfigError> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(v.trim(), &mut out).map_err(|_| {
-        err(key, "not a SHA-256 hex digest (64 hex digits)", "paste the hash `breakglass token` printed")
+        err(
+            key,
+            "not a SHA-256 hex digest (64 hex digits)",
+            "paste the hash `breakglass token` printed",
+        )
     })?;
     Ok(out)
 }
 
 impl Config {
     /// Which principal a chat user id belongs to.
-    pub fn principal_by_chat_id(&self, slack: Option<&str>, discord: Option<&str>) -> Option<&PrincipalName> {
+    pub fn principal_by_chat_id(
+        &self,
+        slack: Option<&str>,
+        discord: Option<&str>,
+    ) -> Option<&PrincipalName> {
         self.identities.iter().find_map(|(name, id)| {
             let hit = (slack.is_some() && id.slack_id.as_deref() == slack)
                 || (discord.is_some() && id.discord_id.as_deref() == discord);
@@ -635,36 +767,94 @@ mod tests {
         assert_eq!(c.gateway.public_port, 2222);
         assert_eq!(c.server.database_url, "sqlite://./data/breakglass.db");
         let s = c.policy.scopes().next().expect("one scope");
-        assert_eq!((s.quorum, s.max_duration.secs(), s.default_duration.secs()), (1, 3600, 1800));
+        assert_eq!(
+            (s.quorum, s.max_duration.secs(), s.default_duration.secs()),
+            (1, 3600, 1800)
+        );
         assert_eq!(c.tokens.len(), 1);
         Ok(())
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown field");
-        refused(&MINIMAL.replace("logins =", "quorm = 2\nlogins ="), "scopes.prod-db.quorm", "unknown field");
+        refused(
+            &format!("{MINIMAL}\n[server]\nlisen = \"x\""),
+            "server.lisen",
+            "unknown field",
+        );
+        refused(
+            &MINIMAL.replace("logins =", "quorm = 2\nlogins ="),
+            "scopes.prod-db.quorm",
+            "unknown field",
+        );
         refused("secret_token = \"abc\"", "secret_token", "unknown field");
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        refused(&MINIMAL.replace("10.0.0.11:22", "10.0.0.11"), "scopes.prod-db.hosts.db-1", "host:port");
-        refused(&MINIMAL.replace("[\"postgres\"]", "[\"Post gres\"]"), "scopes.prod-db.logins", "login");
-        refused(&MINIMAL.replace("approver_groups = [\"dba\"]", "approver_groups = [\"dbas\"]"),
-            "scopes.prod-db.approver_groups", "no members");
-        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 0"),
-            "scopes.prod-db.quorum", "quorum 0");
-        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 2"),
-            "scopes.prod-db.quorum", "only 1 users");
-        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nmax_duration = \"soon\""),
-            "scopes.prod-db.max_duration", "not a duration");
-        refused(&MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nrequire_offline_signature = true"),
-            "scopes.prod-db.require_offline_signature", "pinned personal key");
-        refused(&format!("{MINIMAL}\n[keys]\npinned_bot_keys = [\"ssh-ed25519 AAAA\"]"),
-            "keys.pinned_bot_keys[0]", "ed25519:");
-        refused(&MINIMAL.replace("0000000000000000000000000000000000000000000000000000000000000001", "letmein"),
-            "users.alice.api_token_sha256", "SHA-256");
+        refused(
+            &MINIMAL.replace("10.0.0.11:22", "10.0.0.11"),
+            "scopes.prod-db.hosts.db-1",
+            "host:port",
+        );
+        refused(
+            &MINIMAL.replace("[\"postgres\"]", "[\"Post gres\"]"),
+            "scopes.prod-db.logins",
+            "login",
+        );
+        refused(
+            &MINIMAL.replace(
+                "approver_groups = [\"dba\"]",
+                "approver_groups = [\"dbas\"]",
+            ),
+            "scopes.prod-db.approver_groups",
+            "no members",
+        );
+        refused(
+            &MINIMAL.replace(
+                "logins = [\"postgres\"]",
+                "logins = [\"postgres\"]\nquorum = 0",
+            ),
+            "scopes.prod-db.quorum",
+            "quorum 0",
+        );
+        refused(
+            &MINIMAL.replace(
+                "logins = [\"postgres\"]",
+                "logins = [\"postgres\"]\nquorum = 2",
+            ),
+            "scopes.prod-db.quorum",
+            "only 1 users",
+        );
+        refused(
+            &MINIMAL.replace(
+                "logins = [\"postgres\"]",
+                "logins = [\"postgres\"]\nmax_duration = \"soon\"",
+            ),
+            "scopes.prod-db.max_duration",
+            "not a duration",
+        );
+        refused(
+            &MINIMAL.replace(
+                "logins = [\"postgres\"]",
+                "logins = [\"postgres\"]\nrequire_offline_signature = true",
+            ),
+            "scopes.prod-db.require_offline_signature",
+            "pinned personal key",
+        );
+        refused(
+            &format!("{MINIMAL}\n[keys]\npinned_bot_keys = [\"ssh-ed25519 AAAA\"]"),
+            "keys.pinned_bot_keys[0]",
+            "ed25519:",
+        );
+        refused(
+            &MINIMAL.replace(
+                "0000000000000000000000000000000000000000000000000000000000000001",
+                "letmein",
+            ),
+            "users.alice.api_token_sha256",
+            "SHA-256",
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::core::{AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Status, Timestamp, Transition};
+use crate::core::{
+    AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Status, Timestamp, Transition,
+};
 
 /// Storage failures, with `sqlx::Error` kept out of everything above the adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,10 +11,14 @@ use shared::core::approval::{ApprovalSigner, BoundFields, PinnedKeys, public_key
 use shared::core::*;
 use shared::testing::World;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/approval-v1.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/vectors/approval-v1.json"
+);
 
 fn field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or_else(|| panic!("vector field {k} must be a string"))
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("vector field {k} must be a string"))
 }
 
 fn request_from(v: &Value) -> Request {
@@ -26,7 +30,8 @@ fn request_from(v: &Value) -> Request {
     req.scope = ScopeName::parse(field(r, "scope")).expect("scope");
     req.host = HostName::parse(field(r, "host")).expect("host");
     req.login = Login::parse(field(r, "login")).expect("login");
-    req.duration = GrantDuration::from_secs(r["duration_secs"].as_u64().expect("duration")).expect("duration");
+    req.duration =
+        GrantDuration::from_secs(r["duration_secs"].as_u64().expect("duration")).expect("duration");
     req.not_before = Timestamp::from_unix(r["not_before"].as_i64().expect("not_before"));
     req.not_after = Timestamp::from_unix(r["not_after"].as_i64().expect("not_after"));
     req.nonce = Nonce::from_hex(field(r, "nonce")).expect("nonce");
@@ -35,12 +40,20 @@ fn request_from(v: &Value) -> Request {
 }
 
 fn compute(v: &Value) -> Value {
-    let seed: [u8; 32] = hex::decode(field(v, "private_key_seed")).expect("hex").try_into().expect("32 bytes");
+    let seed: [u8; 32] = hex::decode(field(v, "private_key_seed"))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
     let signer = ApprovalSigner::new(SigningKey::from_bytes(&seed));
     let req = request_from(v);
     let approver = PrincipalName::parse(field(v, "approver")).expect("approver");
     let at = Timestamp::from_unix(v["signed_at"].as_i64().expect("signed_at"));
-    let bytes = BoundFields { request: &req, approver: &approver, signed_at: at }.canonical_bytes();
+    let bytes = BoundFields {
+        request: &req,
+        approver: &approver,
+        signed_at: at,
+    }
+    .canonical_bytes();
     let a = signer.sign(&req, &approver, at);
     json!({
         "public_key": public_key_text(&signer.verifying_key()),
@@ -72,9 +85,14 @@ fn vectors_match() {
             approver: PrincipalName::parse(field(v, "approver")).expect("approver"),
             key_id: KeyId::from_hex(field(&v["expect"], "key_id")).expect("kid"),
             signed_at: Timestamp::from_unix(v["signed_at"].as_i64().expect("signed_at")),
-            signature: approval::SignatureBytes::from_hex(field(&v["expect"], "signature")).expect("sig"),
+            signature: approval::SignatureBytes::from_hex(field(&v["expect"], "signature"))
+                .expect("sig"),
         };
-        let mut scope = World::new().policy.scope(&req.scope).expect("scope").clone();
+        let mut scope = World::new()
+            .policy
+            .scope(&req.scope)
+            .expect("scope")
+            .clone();
         scope.require_offline_signature = false;
         assert_eq!(pins.verify(&req, &a, &scope), Ok(SignerKind::Bot));
     }

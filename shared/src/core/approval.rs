@@ -161,7 +161,9 @@ pub struct ApprovalSigner {
 
 impl fmt::Debug for ApprovalSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApprovalSigner").field("key_id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ApprovalSigner")
+            .field("key_id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -178,8 +180,18 @@ impl ApprovalSigner {
     }
 
     /// Signs `request` for `approver` at `signed_at`.
-    pub fn sign(&self, request: &Request, approver: &PrincipalName, signed_at: Timestamp) -> Approval {
-        let bytes = BoundFields { request, approver, signed_at }.canonical_bytes();
+    pub fn sign(
+        &self,
+        request: &Request,
+        approver: &PrincipalName,
+        signed_at: Timestamp,
+    ) -> Approval {
+        let bytes = BoundFields {
+            request,
+            approver,
+            signed_at,
+        }
+        .canonical_bytes();
         let sig = self.key.sign(&bytes);
         Approval {
             approver: approver.clone(),
@@ -200,13 +212,17 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
 /// # Errors
 /// Wrong prefix, wrong length, or bytes that are not a valid Ed25519 point.
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, InvalidValue> {
-    let bad = |why: &str| InvalidValue { what: "public key", why: why.into() };
+    let bad = |why: &str| InvalidValue {
+        what: "public key",
+        why: why.into(),
+    };
     let hex_part = text
         .trim()
         .strip_prefix("ed25519:")
         .ok_or_else(|| bad("must start with `ed25519:` (as `breakglass keygen` prints it)"))?;
     let mut b = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut b).map_err(|_| bad("must be `ed25519:` and 64 hex digits"))?;
+    hex::decode_to_slice(hex_part, &mut b)
+        .map_err(|_| bad("must be `ed25519:` and 64 hex digits"))?;
     VerifyingKey::from_bytes(&b).map_err(|_| bad("is not a valid Ed25519 public key"))
 }
 
@@ -253,6 +269,26 @@ impl PinnedKeys {
         approval: &Approval,
         scope: &ScopePolicy,
     ) -> Result<SignerKind, PolicyError> {
+        if scope.require_offline_signature && self.bot.contains_key(&approval.key_id) {
+            return Err(PolicyError::OfflineSignatureRequired {
+                scope: scope.name.to_string(),
+                code: request.code.to_string(),
+            });
+        }
+        self.verify_signature(request, approval)
+    }
+
+    /// [`Self::verify`] without the scope's offline-signature rule: the key is pinned for this
+    /// approver (or is the bot's), the time is inside the window, the signature is valid. The
+    /// audit verifier uses it, since a scope's rules may have changed since the approval.
+    ///
+    /// # Errors
+    /// `UnpinnedKey`, `SignatureOutOfWindow`, `BadSignature`.
+    pub fn verify_signature(
+        &self,
+        request: &Request,
+        approval: &Approval,
+    ) -> Result<SignerKind, PolicyError> {
         let (kind, key) = if let Some(k) = self.bot.get(&approval.key_id) {
             (SignerKind::Bot, k)
         } else {
@@ -261,20 +297,19 @@ impl PinnedKeys {
                 _ => return Err(PolicyError::UnpinnedKey(approval.key_id.to_hex())),
             }
         };
-        if kind == SignerKind::Bot && scope.require_offline_signature {
-            return Err(PolicyError::OfflineSignatureRequired {
-                scope: scope.name.to_string(),
-                code: request.code.to_string(),
-            });
-        }
         let at = approval.signed_at;
         if at < request.not_before.plus_secs(-CLOCK_SKEW_SECS) || at > request.not_after {
             return Err(PolicyError::SignatureOutOfWindow { at: at.rfc3339() });
         }
-        let bytes = BoundFields { request, approver: &approval.approver, signed_at: at }
-            .canonical_bytes();
+        let bytes = BoundFields {
+            request,
+            approver: &approval.approver,
+            signed_at: at,
+        }
+        .canonical_bytes();
         let sig = Signature::from_bytes(approval.signature.as_bytes());
-        key.verify_strict(&bytes, &sig).map_err(|_| PolicyError::BadSignature)?;
+        key.verify_strict(&bytes, &sig)
+            .map_err(|_| PolicyError::BadSignature)?;
         Ok(kind)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod audit_verify;
 pub mod clock;
 pub mod grant;
 pub mod ids;

@@ -61,19 +61,25 @@ impl Status {
     /// # Errors
     /// An unknown status name.
     pub fn parse(s: &str) -> Result<Self, super::ids::InvalidValue> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| super::ids::InvalidValue {
-            what: "status",
-            why: format!(
-                "`{}` is not a status (one of: {})",
-                s.escape_debug(),
-                join(Self::ALL.iter().map(|s| s.as_str()))
-            ),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| super::ids::InvalidValue {
+                what: "status",
+                why: format!(
+                    "`{}` is not a status (one of: {})",
+                    s.escape_debug(),
+                    join(Self::ALL.iter().map(|s| s.as_str()))
+                ),
+            })
     }
 
     /// No action leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Closed | Self::Denied | Self::Expired | Self::Revoked)
+        matches!(
+            self,
+            Self::Closed | Self::Denied | Self::Expired | Self::Revoked
+        )
     }
 }
 
@@ -171,11 +177,15 @@ pub fn open(
                 allowed: join(scope.logins.iter().map(Login::as_str)),
             });
         }
-        None => scope.logins.first().cloned().ok_or_else(|| PolicyError::LoginNotAllowed {
-            login: "(default)".into(),
-            scope: scope.name.to_string(),
-            allowed: "none".into(),
-        })?,
+        None => scope
+            .logins
+            .first()
+            .cloned()
+            .ok_or_else(|| PolicyError::LoginNotAllowed {
+                login: "(default)".into(),
+                scope: scope.name.to_string(),
+                allowed: "none".into(),
+            })?,
     };
     let duration = input.duration.unwrap_or(scope.default_duration);
     if duration > scope.max_duration {
@@ -226,9 +236,13 @@ pub fn open(
 pub enum Action {
     /// A signed approval (by the bot's key for a verified click, or the approver's own key).
     Approve(Approval),
-    Deny { by: PrincipalName },
+    Deny {
+        by: PrincipalName,
+    },
     /// Withdraws a pending request, or ends an approved or live grant.
-    Revoke { by: PrincipalName },
+    Revoke {
+        by: PrincipalName,
+    },
     /// A deadline passed (`pending_until` or `not_after`).
     Expire,
     /// The gateway started the one session of an approved grant.
@@ -263,11 +277,17 @@ pub fn apply(
 ) -> Result<Transition, PolicyError> {
     let scope = policy.scope(&req.scope)?;
     let status = req.status_at(now);
-    let wrong_state = |action: &Action| -> PolicyError {
+    let verb = action.verb();
+    let wrong_state = || -> PolicyError {
         if status == Status::Expired && req.status == Status::Pending {
-            PolicyError::Expired { at: req.pending_until.rfc3339() }
+            PolicyError::Expired {
+                at: req.pending_until.rfc3339(),
+            }
         } else {
-            PolicyError::WrongState { status: status.as_str(), action: action.verb() }
+            PolicyError::WrongState {
+                status: status.as_str(),
+                action: verb,
+            }
         }
     };
     let mut next = req.clone();
@@ -277,21 +297,25 @@ pub fn apply(
     let mut new_approval = None;
     let mut consumes_nonce = None;
 
-    match &action {
+    match action {
         Action::Approve(approval) => {
-            let who = &approval.approver;
+            let who = &approval.approver.clone();
             check_decider(policy, scope, req, who)?;
             // Before the state check, so a click replayed after the grant says what happened.
             if req.approvals.iter().any(|a| a.approver == *who) {
-                return Err(PolicyError::AlreadyApproved { who: who.to_string() });
+                return Err(PolicyError::AlreadyApproved {
+                    who: who.to_string(),
+                });
             }
             if status != Status::Pending {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             if approval.signed_at > now.plus_secs(super::approval::CLOCK_SKEW_SECS) {
-                return Err(PolicyError::SignatureOutOfWindow { at: approval.signed_at.rfc3339() });
+                return Err(PolicyError::SignatureOutOfWindow {
+                    at: approval.signed_at.rfc3339(),
+                });
             }
-            let kind = pins.verify(req, approval, scope)?;
+            let kind = pins.verify(req, &approval, scope)?;
             next.approvals.push(approval.clone());
             new_approval = Some(approval.clone());
             let have = next.approvals.len();
@@ -319,21 +343,28 @@ pub fn apply(
             }
         }
         Action::Deny { by } => {
-            check_decider(policy, scope, req, by)?;
+            check_decider(policy, scope, req, &by)?;
             if status != Status::Pending {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             next.status = Status::Denied;
             next.closed_by = Some(by.clone());
-            audit.push(AuditDraft::new(AuditKind::Denied, Some(req.id), by.as_str(), json!({})));
+            audit.push(AuditDraft::new(
+                AuditKind::Denied,
+                Some(req.id),
+                by.as_str(),
+                json!({}),
+            ));
         }
         Action::Revoke { by } => {
-            policy.principal(by)?;
-            if *by != req.requester && !policy.is_approver(by, scope) {
-                return Err(PolicyError::NotAllowedToRevoke { scope: scope.name.to_string() });
+            policy.principal(&by)?;
+            if by != req.requester && !policy.is_approver(&by, scope) {
+                return Err(PolicyError::NotAllowedToRevoke {
+                    scope: scope.name.to_string(),
+                });
             }
             if !matches!(status, Status::Pending | Status::Approved | Status::Active) {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             next.status = Status::Revoked;
             next.closed_by = Some(by.clone());
@@ -346,7 +377,7 @@ pub fn apply(
         }
         Action::Expire => {
             if status != Status::Expired || req.status.is_terminal() {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             next.status = Status::Expired;
             audit.push(AuditDraft::new(
@@ -358,7 +389,7 @@ pub fn apply(
         }
         Action::SessionStarted => {
             if status != Status::Approved {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             next.status = Status::Active;
             consumes_nonce = Some(req.nonce);
@@ -371,7 +402,7 @@ pub fn apply(
         }
         Action::SessionEnded => {
             if req.status != Status::Active {
-                return Err(wrong_state(&action));
+                return Err(wrong_state());
             }
             next.status = Status::Closed;
             audit.push(AuditDraft::new(
@@ -382,7 +413,12 @@ pub fn apply(
             ));
         }
     }
-    Ok(Transition { next, new_approval, consumes_nonce, audit })
+    Ok(Transition {
+        next,
+        new_approval,
+        consumes_nonce,
+        audit,
+    })
 }
 
 /// The number of distinct approvals a scope needs (a quorum of 0 in a hand-built policy still
@@ -407,7 +443,10 @@ fn check_decider(
         return Err(PolicyError::SelfApproval);
     }
     if !policy.is_approver(who, scope) {
-        return Err(PolicyError::NotAnApprover { who: who.to_string(), scope: scope.name.to_string() });
+        return Err(PolicyError::NotAnApprover {
+            who: who.to_string(),
+            scope: scope.name.to_string(),
+        });
     }
     Ok(())
 }

@@ -15,6 +15,9 @@
 //! approval timeout 15m. Scope `vault`: host `vault-1`; login `root`; max 30m; requesters
 //! `oncall`; approvers `security`; quorum 1; `require_offline_signature`.
 
+#[cfg(feature = "storage")]
+pub mod db;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -64,7 +67,9 @@ pub fn dur(s: &str) -> GrantDuration {
     GrantDuration::parse(s).expect("valid test duration")
 }
 fn groups(gs: &[&str]) -> BTreeSet<GroupName> {
-    gs.iter().map(|g| GroupName::parse(g).expect("valid test group")).collect()
+    gs.iter()
+        .map(|g| GroupName::parse(g).expect("valid test group"))
+        .collect()
 }
 
 /// The fixed signing key with seed byte `n` repeated (bot = 1, bob = 2, carol = 3, erin = 5).
@@ -102,7 +107,9 @@ impl World {
             human("erin", &["security"]),
             Principal {
                 name: name("ci-deploy"),
-                kind: PrincipalKind::Service { scopes: [scope_name("prod-db")].into() },
+                kind: PrincipalKind::Service {
+                    scopes: [scope_name("prod-db")].into(),
+                },
             },
         ];
         let prod = ScopePolicy {
@@ -155,12 +162,17 @@ impl World {
 
     /// The same world with another policy (keys unchanged): the gateway's own view in tests.
     pub fn with_policy(policy: Policy) -> Self {
-        Self { policy, ..Self::new() }
+        Self {
+            policy,
+            ..Self::new()
+        }
     }
 
     /// The personal signer of bob, carol or erin.
     pub fn personal(&self, who: &str) -> &ApprovalSigner {
-        self.personal.get(who).expect("bob, carol and erin have personal keys")
+        self.personal
+            .get(who)
+            .expect("bob, carol and erin have personal keys")
     }
 
     /// Distinct random parts for each request this world opens.
@@ -189,15 +201,26 @@ impl World {
 
     /// Opens alice's default request for `db-1` at `T0`.
     pub fn open_default(&self) -> Request {
-        request::open(&self.policy, self.ask("alice", "db-1"), self.fresh(), Timestamp::from_unix(T0))
-            .expect("the default request is allowed")
-            .0
+        request::open(
+            &self.policy,
+            self.ask("alice", "db-1"),
+            self.fresh(),
+            Timestamp::from_unix(T0),
+        )
+        .expect("the default request is allowed")
+        .0
     }
 
     /// Applies `action` at `now`, panicking on refusal.
     #[track_caller]
     pub fn must(&self, req: &Request, action: Action, now: i64) -> Request {
-        match request::apply(req, action, &self.policy, &self.pins, Timestamp::from_unix(now)) {
+        match request::apply(
+            req,
+            action,
+            &self.policy,
+            &self.pins,
+            Timestamp::from_unix(now),
+        ) {
             Ok(t) => t.next,
             Err(e) => panic!("expected the action to pass, got {} ({e})", e.code()),
         }
@@ -211,7 +234,15 @@ impl World {
     /// `req` approved by bob and carol through the bot at `T0 + 60`.
     pub fn approved(&self) -> Request {
         let r = self.open_default();
-        let r = self.must(&r, Action::Approve(self.bot_approval(&r, "bob", T0 + 60)), T0 + 60);
-        self.must(&r, Action::Approve(self.bot_approval(&r, "carol", T0 + 60)), T0 + 60)
+        let r = self.must(
+            &r,
+            Action::Approve(self.bot_approval(&r, "bob", T0 + 60)),
+            T0 + 60,
+        );
+        self.must(
+            &r,
+            Action::Approve(self.bot_approval(&r, "carol", T0 + 60)),
+            T0 + 60,
+        )
     }
 }

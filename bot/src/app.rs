@@ -1,0 +1,209 @@
+//! Wiring: from a validated config to running tasks (`breakglass up`).
+//!
+//! Loads the approval key, pins the verification keys from config, opens the database
+//! (migrations run at connect), records the startup in the audit log, and runs the HTTP
+//! server and the reaper under one cancellation tree until a shutdown signal.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shared::config::Config;
+use shared::core::{ApprovalSigner, PinnedKeys, SystemClock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::service::Deps;
+
+/// Environment variable that may hold the bot's approval key (PKCS#8 PEM) instead of a file.
+pub const APPROVAL_KEY_ENV: &str = "BREAKGLASS_APPROVAL_SIGNING_KEY";
+
+/// Where the approval key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Env,
+    File(PathBuf),
+    /// Generated (or reused) under the data directory: the embedded default.
+    DataDir {
+        path: PathBuf,
+        created: bool,
+    },
+}
+
+/// Loads the bot's approval signing key: the environment, then `keys.approval_signing_key_file`,
+/// then `<data_dir>/keys/approval.key` (generated on first start).
+///
+/// # Errors
+/// Unreadable, malformed or world-readable key files.
+pub fn load_signer(config: &Config) -> anyhow::Result<(ApprovalSigner, KeySource)> {
+    if let Ok(pem) = std::env::var(APPROVAL_KEY_ENV) {
+        let key = shared::keys::parse_signing_key_pem(&pem, APPROVAL_KEY_ENV)?;
+        return Ok((ApprovalSigner::new(key), KeySource::Env));
+    }
+    if let Some(path) = &config.keys.approval_signing_key_file {
+        let key = shared::keys::read_signing_key(path)
+            .context("while loading keys.approval_signing_key_file")?;
+        return Ok((ApprovalSigner::new(key), KeySource::File(path.clone())));
+    }
+    let base = config.server.data_dir.join("keys").join("approval");
+    let (key, created) = shared::keys::load_or_generate(&base)
+        .context("while loading the approval key from the data directory")?;
+    Ok((
+        ApprovalSigner::new(key),
+        KeySource::DataDir {
+            path: base.with_extension("key"),
+            created,
+        },
+    ))
+}
+
+/// The verification keys, from config only. With no `pinned_bot_keys` (single-process
+/// embedded defaults), the process trusts its own approval key.
+pub fn pins(config: &Config, own: &ApprovalSigner) -> PinnedKeys {
+    let mut pins = PinnedKeys::new();
+    if config.keys.pinned_bot_keys.is_empty() {
+        pins.pin_bot(own.verifying_key());
+    }
+    for k in &config.keys.pinned_bot_keys {
+        pins.pin_bot(*k);
+    }
+    for (who, k) in &config.keys.pinned_approver_keys {
+        pins.pin_personal(who.clone(), *k);
+    }
+    pins
+}
+
+/// Opens the database and builds the service's dependencies.
+///
+/// # Errors
+/// Key or database failures, each with what was being done.
+pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
+    if config.server.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+            format!(
+                "while creating the data directory {}",
+                config.server.data_dir.display()
+            )
+        })?;
+    }
+    let (signer, source) = load_signer(&config)?;
+    if !config.keys.pinned_bot_keys.is_empty()
+        && !config
+            .keys
+            .pinned_bot_keys
+            .contains(&signer.verifying_key())
+    {
+        tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
+    }
+    let pins = pins(&config, &signer);
+    let store = shared::storage::connect(&config.server.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "while opening the database {}",
+                redact_url(&config.server.database_url)
+            )
+        })?;
+    let deps = Deps {
+        config: Arc::new(config),
+        store,
+        clock: Arc::new(SystemClock),
+        signer: Arc::new(signer),
+        pins: Arc::new(pins),
+    };
+    Ok((deps, source))
+}
+
+/// Hides a password in a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Serves the HTTP API on `listener` until `stop` is cancelled, then drains in-flight requests.
+///
+/// # Errors
+/// The server failing to accept.
+pub async fn serve(
+    listener: TcpListener,
+    deps: Deps,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, crate::http::router(deps))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .context("while serving HTTP")
+}
+
+/// Everything `breakglass up` runs, on listeners the caller bound.
+///
+/// # Errors
+/// Startup failures (audit write) and server failures.
+pub async fn run(
+    deps: Deps,
+    http: TcpListener,
+    stop: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    deps.record_startup("bot")
+        .await
+        .context("while writing the startup audit events")?;
+    let tracker = TaskTracker::new();
+    tracker.spawn(crate::reaper::run(
+        deps.clone(),
+        Duration::from_secs(5),
+        stop.child_token(),
+    ));
+    let server = tracker.spawn(serve(http, deps, stop.child_token()));
+    tracker.close();
+    stop.cancelled().await;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("forced exit after the {grace:?} grace period");
+    }
+    match server.await {
+        Ok(r) => r,
+        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+    }
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// The config file to use: the flag, else `BREAKGLASS_CONFIG`, else `./breakglass.toml` if it
+/// exists, else none (embedded defaults).
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_owned());
+    }
+    if let Some(p) = std::env::var_os("BREAKGLASS_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from("breakglass.toml");
+    default.exists().then_some(default)
+}

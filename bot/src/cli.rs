@@ -1,0 +1,806 @@
+//! The `breakglass` command line: every subcommand, its `--help` text and examples, and the
+//! documented exit codes. `main.rs` only parses and calls [`run`].
+//!
+//! Exit codes (also in README.md):
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | done |
+//! | 1 | failure: audit verification found a break, or an unexpected error |
+//! | 2 | usage error (unknown flag, missing argument) |
+//! | 3 | refused by the server (policy, state, authentication); the message says why |
+//! | 4 | the server or database could not be reached |
+//! | 5 | local problem: config file, key file, input file |
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::config::{self, Overrides, Secret};
+use shared::core::approval::{ApprovalSigner, public_key_text};
+use shared::core::audit_verify::{AuditChecker, first_difference};
+use shared::core::{PrincipalName, RequestRef, Timestamp};
+use shared::ports::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, ClientError};
+use crate::http::views::{ListQuery, NewRequestBody, OfflineApprovalBody, RequestView};
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_REFUSED: u8 = 3;
+pub const EXIT_UNREACHABLE: u8 = 4;
+pub const EXIT_LOCAL: u8 = 5;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "breakglass",
+    version,
+    about = "Chat-ops break-glass access: short-lived, approved, recorded SSH sessions",
+    long_about = "Chat-ops break-glass access: ask for minutes of access to one host, get it \
+approved by a quorum of humans, use it once through the gateway, and audit everything.\n\n\
+Client commands talk to a running server (--server, default http://127.0.0.1:8080) with \
+the API token in BREAKGLASS_TOKEN or --token-file.",
+    after_help = "Examples:\n  breakglass up\n  breakglass request db-1 --as postgres --for 30m replica lag, need to kill a query\n  breakglass approve bg-7f3a2c\n  breakglass approve bg-7f3a2c --key ~/.breakglass/erin.key\n  breakglass audit verify --config /etc/breakglass/breakglass.toml\n\nExit codes: 0 done, 1 failure (e.g. audit break), 2 usage, 3 refused by the server, 4 server unreachable, 5 local file or config problem."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// URL of the breakglass server (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// File holding your API token (otherwise the BREAKGLASS_TOKEN environment variable).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print JSON instead of text (client commands).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Config file (default: BREAKGLASS_CONFIG, else ./breakglass.toml if present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system in one process (HTTP API and reaper) on embedded defaults.
+    #[command(
+        after_help = "Examples:\n  breakglass up\n  breakglass up --config deploy/breakglass.example.toml --data-dir /var/lib/breakglass\n\nWith no config file it still starts, says what to configure, and refuses every request."
+    )]
+    Up {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where the SQLite database and generated keys live.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// HTTP listen address (overrides server.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
+    #[command(
+        after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
+    )]
+    Keygen {
+        /// Path without extension.
+        #[arg(long, default_value = "breakglass")]
+        out: PathBuf,
+    },
+    /// Generate an API token; prints it once and the hash to put in config.
+    #[command(after_help = "Example:\n  breakglass token --for ci-deploy")]
+    Token {
+        /// Whose token it is (only used in the printed config line).
+        #[arg(long = "for", default_value = "NAME")]
+        for_: String,
+    },
+    /// Ask for break-glass access to one host.
+    #[command(
+        after_help = "Examples:\n  breakglass request db-1 replica lag, need to kill a query\n  breakglass request db-1 --as postgres --for 30m replica lag\n  breakglass request vault-1 --scope vault --for 15m unseal after restart"
+    )]
+    Request {
+        /// Host name as configured in a scope.
+        host: String,
+        /// Login on the host (default: the scope's first login).
+        #[arg(long = "as", value_name = "LOGIN")]
+        login: Option<String>,
+        /// How long, e.g. 30m or 1h (default: the scope's default).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Scope, when the host is in several you may use.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Why you need access (the rest of the line).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        reason: Vec<String>,
+    },
+    /// Approve a request (the bot signs for you, or --key signs here with your own key).
+    #[command(
+        after_help = "Examples:\n  breakglass approve bg-7f3a2c\n  breakglass approve bg-7f3a2c --key ~/.breakglass/erin.key\n\nWith --key the request's bound fields are fetched, shown, and signed locally; only the\nsignature is sent. Scopes with require_offline_signature accept only this form."
+    )]
+    Approve {
+        /// Request code (bg-xxxxxx) or id.
+        id: String,
+        /// Your personal private key (from `breakglass keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Sign without asking for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Deny a pending request.
+    #[command(after_help = "Example:\n  breakglass deny bg-7f3a2c")]
+    Deny { id: String },
+    /// Withdraw a pending request, or end an approved or live grant.
+    #[command(after_help = "Example:\n  breakglass revoke bg-7f3a2c")]
+    Revoke { id: String },
+    /// List requests, newest first.
+    #[command(
+        after_help = "Examples:\n  breakglass list\n  breakglass list --status pending,approved --mine"
+    )]
+    List {
+        /// Comma-separated statuses: pending, approved, active, closed, denied, expired, revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only your own requests.
+        #[arg(long)]
+        mine: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one request.
+    #[command(after_help = "Example:\n  breakglass status bg-7f3a2c")]
+    Status { id: String },
+    /// Show who your token belongs to.
+    Whoami,
+    /// Verify or export the audit log (reads the database named in the config directly).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a config file and print a summary.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain, re-verify every approval signature against the pinned keys, and
+    /// compare the request tables with the log. Exits 1 on the first break.
+    #[command(
+        after_help = "Example:\n  breakglass audit verify --config /etc/breakglass/breakglass.toml"
+    )]
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Database URL (overrides server.database_url).
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+    },
+    /// Write every audit event, one JSON object per line.
+    #[command(
+        after_help = "Example:\n  breakglass audit export --format jsonl --output audit.jsonl"
+    )]
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "URL")]
+        database_url: Option<String>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// File to write (default: standard output).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load and validate the config; exit 5 with the key and the fix on any error.
+    #[command(
+        after_help = "Example:\n  breakglass config check --config deploy/breakglass.example.toml"
+    )]
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// A failure with its exit code; the message is one clear line.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match &e {
+            ClientError::Api { status, .. } if *status >= 500 => {
+                Self::new(EXIT_UNREACHABLE, e.to_string())
+            }
+            ClientError::Api { .. } => Self::new(EXIT_REFUSED, e.to_string()),
+            ClientError::Unreachable { .. } => Self::new(
+                EXIT_UNREACHABLE,
+                format!("{e}; is `breakglass up` running?"),
+            ),
+            ClientError::Protocol(_) => Self::new(EXIT_FAILURE, e.to_string()),
+        }
+    }
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Self {
+        Self::new(EXIT_LOCAL, e.to_string())
+    }
+}
+
+/// Runs the parsed command line; prints the error line itself and returns the exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("breakglass: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Up {
+            config,
+            data_dir,
+            listen,
+        } => up(config.config, data_dir, listen).await,
+        Command::Keygen { out } => keygen(&out),
+        Command::Token { for_ } => {
+            token(&for_);
+            Ok(())
+        }
+        Command::Request {
+            host,
+            login,
+            duration,
+            scope,
+            reason,
+        } => {
+            let body = NewRequestBody {
+                host,
+                scope,
+                login,
+                duration,
+                reason: reason.join(" "),
+            };
+            let v = client(g)?.create(&body).await?;
+            print_view(g, &v, "requested");
+            Ok(())
+        }
+        Command::Approve { id, key: None, .. } => {
+            let v = client(g)?.approve(&id, None).await?;
+            print_view(g, &v, "approved");
+            Ok(())
+        }
+        Command::Approve {
+            id,
+            key: Some(key),
+            yes,
+        } => approve_offline(g, &id, &key, yes).await,
+        Command::Deny { id } => {
+            let v = client(g)?.deny(&id).await?;
+            print_view(g, &v, "denied");
+            Ok(())
+        }
+        Command::Revoke { id } => {
+            let v = client(g)?.revoke(&id).await?;
+            print_view(g, &v, "revoked");
+            Ok(())
+        }
+        Command::List {
+            status,
+            mine,
+            limit,
+        } => {
+            let list = client(g)?
+                .list(&ListQuery {
+                    status,
+                    mine: Some(mine),
+                    limit: Some(limit),
+                })
+                .await?;
+            if g.json {
+                println!("{}", to_json(&list));
+            } else if list.requests.is_empty() {
+                println!("no requests");
+            } else {
+                println!(
+                    "CODE       STATUS    REQUESTER    HOST           LOGIN      FOR    APPROVALS"
+                );
+                for r in &list.requests {
+                    println!(
+                        "{:<10} {:<9} {:<12} {:<14} {:<10} {:<6} {}/{}",
+                        r.code,
+                        r.status,
+                        r.requester,
+                        r.host,
+                        r.login,
+                        r.duration,
+                        r.approvals.len(),
+                        r.quorum
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Status { id } => {
+            let v = client(g)?.get(&id).await?;
+            print_view(g, &v, "status");
+            Ok(())
+        }
+        Command::Whoami => {
+            let w = client(g)?.whoami().await?;
+            if g.json {
+                println!("{}", to_json(&w));
+            } else {
+                println!("{} ({})", w.name, w.kind);
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify {
+            config,
+            database_url,
+        }) => audit_verify(config.config, database_url).await,
+        Command::Audit(AuditCommand::Export {
+            config,
+            database_url,
+            format: ExportFormat::Jsonl,
+            output,
+        }) => audit_export(config.config, database_url, output).await,
+        Command::Config(ConfigCommand::Check { config }) => config_check(config.config),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn client(g: &Global) -> Result<Client, Failure> {
+    let token = match &g.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| {
+                    Failure::new(
+                        EXIT_LOCAL,
+                        format!("cannot read token file {}: {e}", p.display()),
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("BREAKGLASS_TOKEN").ok(),
+    };
+    Ok(Client::new(&g.server, token.map(Secret::new))?)
+}
+
+fn print_view(g: &Global, v: &RequestView, verb: &str) {
+    if g.json {
+        println!("{}", to_json(v));
+        return;
+    }
+    let ts = |s: i64| Timestamp::from_unix(s).rfc3339();
+    let head = match (verb, v.status.as_str()) {
+        ("requested", _) => format!("requested {}: waiting for {} approval(s)", v.code, v.quorum),
+        ("approved", "approved") => {
+            format!("{} is approved: the requester can connect now", v.code)
+        }
+        ("approved", _) => format!(
+            "approval recorded for {} ({}/{})",
+            v.code,
+            v.approvals.len(),
+            v.quorum
+        ),
+        (_, status) => format!("{} is {status}", v.code),
+    };
+    println!("{head}");
+    println!("  id         {}", v.id);
+    println!("  status     {}", v.status);
+    println!("  requester  {}", v.requester);
+    println!("  target     {}@{} (scope {})", v.login, v.host, v.scope);
+    println!("  duration   {}", v.duration);
+    println!("  reason     {}", v.reason.escape_debug());
+    println!(
+        "  window     {} -> {} (approve by {})",
+        ts(v.not_before),
+        ts(v.not_after),
+        ts(v.pending_until)
+    );
+    let approvers: Vec<String> = v
+        .approvals
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a.approver,
+                a.signer.as_deref().unwrap_or("unpinned key")
+            )
+        })
+        .collect();
+    println!(
+        "  approvals  {}/{} {}",
+        v.approvals.len(),
+        v.quorum,
+        approvers.join(", ")
+    );
+    if let Some(by) = &v.closed_by {
+        println!("  closed by  {by}");
+    }
+    if let Some(c) = &v.connect {
+        println!("connect with:\n  {c}");
+    }
+}
+
+fn keygen(out: &std::path::Path) -> Result<(), Failure> {
+    let w = shared::keys::generate_to_files(out)
+        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    println!(
+        "wrote {} (private, mode 0600) and {}",
+        w.private_path.display(),
+        w.public_path.display()
+    );
+    println!("key id:     {}", w.key_id);
+    println!("public key: {}", w.public_line);
+    println!(
+        "pin it in the config, e.g.\n  [keys.pinned_approver_keys]\n  yourname = [\"{}\"]",
+        w.public_line
+    );
+    Ok(())
+}
+
+fn token(who: &str) {
+    use rand::RngExt as _;
+    use sha2::{Digest as _, Sha256};
+    let raw: [u8; 32] = rand::rng().random();
+    let token = format!("bgt_{}", hex::encode(raw));
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    println!("token (shown once; give it to {who} and keep it secret):\n  {token}");
+    println!(
+        "config line (users.{who}.api_token_sha256 or service_accounts.{who}.token_sha256):\n  \"{hash}\""
+    );
+}
+
+async fn approve_offline(
+    g: &Global,
+    id: &str,
+    key_path: &std::path::Path,
+    yes: bool,
+) -> Result<(), Failure> {
+    let key = shared::keys::read_signing_key(key_path)
+        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    let signer = ApprovalSigner::new(key);
+    let c = client(g)?;
+    let me = c.whoami().await?;
+    let approver =
+        PrincipalName::parse(&me.name).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
+    let view = c.get(id).await?;
+    // Rebuild the request from the fields we show, with the core's own parsers.
+    let req = view.to_core().map_err(|e| {
+        Failure::new(
+            EXIT_FAILURE,
+            format!("the server sent a request that does not parse: {e}"),
+        )
+    })?;
+    let now = shared::core::Clock::now(&shared::core::SystemClock);
+    let ts = |t: Timestamp| t.rfc3339();
+    eprintln!(
+        "You are about to approve, signing with key {} ({}):",
+        signer.key_id(),
+        public_key_text(&signer.verifying_key())
+    );
+    eprintln!("  request    {} ({})", req.code, req.id);
+    eprintln!("  requester  {}", req.requester);
+    eprintln!("  scope      {}", req.scope);
+    eprintln!("  host       {}", req.host);
+    eprintln!("  login      {}", req.login);
+    eprintln!("  duration   {}", req.duration);
+    eprintln!(
+        "  window     {} -> {}",
+        ts(req.not_before),
+        ts(req.not_after)
+    );
+    eprintln!("  reason     {}", req.reason.as_str().escape_debug());
+    eprintln!("  reason sha {}", hex::encode(req.reason.sha256()));
+    eprintln!("  nonce      {}", req.nonce.to_hex());
+    eprintln!("  approver   {approver}");
+    if !yes {
+        eprint!("Sign this approval? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Err(Failure::new(EXIT_FAILURE, "not signed"));
+        }
+    }
+    let a = signer.sign(&req, &approver, now);
+    let body = OfflineApprovalBody {
+        approver: approver.to_string(),
+        key_id: a.key_id.to_hex(),
+        signed_at: a.signed_at.unix(),
+        signature: a.signature.to_hex(),
+    };
+    let v = c.approve(id, Some(&body)).await?;
+    print_view(g, &v, "approved");
+    Ok(())
+}
+
+fn load_config(flag: Option<PathBuf>, overrides: &Overrides) -> Result<config::Config, Failure> {
+    let path = crate::app::config_path(flag.as_deref());
+    Ok(config::load(path.as_deref(), overrides)?)
+}
+
+fn config_check(flag: Option<PathBuf>) -> Result<(), Failure> {
+    let path = crate::app::config_path(flag.as_deref())
+        .ok_or_else(|| Failure::new(EXIT_LOCAL, "no config file: pass --config FILE"))?;
+    let c = config::load(Some(&path), &Overrides::default())?;
+    println!("{}: ok", path.display());
+    println!(
+        "  {} scope(s), {} principal(s), {} API token(s)",
+        c.policy.scopes().count(),
+        c.policy.principals().count(),
+        c.tokens.len()
+    );
+    for s in c.policy.scopes() {
+        println!(
+            "  scope {}: {} host(s), quorum {}, max {}{}",
+            s.name,
+            s.hosts.len(),
+            s.quorum,
+            s.max_duration,
+            if s.require_offline_signature {
+                ", offline signatures only"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn up(
+    config_flag: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> Result<(), Failure> {
+    let path = crate::app::config_path(config_flag.as_deref());
+    let overrides = Overrides {
+        listen,
+        data_dir,
+        ..Overrides::default()
+    };
+    let cfg = config::load(path.as_deref(), &overrides)?;
+    match &path {
+        None => eprintln!(
+            "breakglass: no config file (looked for --config, BREAKGLASS_CONFIG and ./breakglass.toml).\n\
+             Running on embedded defaults with no users and no scopes: every request will be refused.\n\
+             To configure: copy {} to ./breakglass.toml, set [users], [scopes] and [keys], and restart.",
+            config::EXAMPLE_PATH
+        ),
+        Some(p) if cfg.is_empty() => eprintln!(
+            "breakglass: {} defines no users or no scopes: every request will be refused. See {}.",
+            p.display(),
+            config::EXAMPLE_PATH
+        ),
+        Some(_) => {}
+    }
+    let listen_addr = cfg.server.listen;
+    let data = cfg.server.data_dir.clone();
+    let db = crate::app::redact_url(&cfg.server.database_url);
+    let (deps, source) = crate::app::build_deps(cfg)
+        .await
+        .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
+    if let crate::app::KeySource::DataDir {
+        path,
+        created: true,
+    } = &source
+    {
+        eprintln!(
+            "breakglass: generated the approval key {} (key id {})",
+            path.display(),
+            deps.signer.key_id()
+        );
+    }
+    let http = tokio::net::TcpListener::bind(listen_addr)
+        .await
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {listen_addr}: {e}")))?;
+    eprintln!("breakglass: HTTP API on http://{listen_addr} (OpenAPI at /api/openapi.json)");
+    eprintln!(
+        "breakglass: database {db}, data directory {}",
+        data.display()
+    );
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        crate::app::shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        signal_stop.cancel();
+    });
+    crate::app::run(deps, http, stop, Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+async fn open_store_for_audit(
+    flag: Option<PathBuf>,
+    database_url: Option<String>,
+) -> Result<(config::Config, std::sync::Arc<dyn Store>), Failure> {
+    let cfg = load_config(
+        flag,
+        &Overrides {
+            database_url,
+            ..Overrides::default()
+        },
+    )?;
+    let store = shared::storage::connect(&cfg.server.database_url)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                EXIT_UNREACHABLE,
+                format!(
+                    "cannot open the database {}: {e}",
+                    crate::app::redact_url(&cfg.server.database_url)
+                ),
+            )
+        })?;
+    Ok((cfg, store))
+}
+
+/// The keys an auditor verifies against: the config's pins, or with none pinned (embedded
+/// defaults) the public half of the data directory's approval key.
+fn audit_pins(cfg: &config::Config) -> Result<shared::core::PinnedKeys, Failure> {
+    let mut pins = shared::core::PinnedKeys::new();
+    for k in &cfg.keys.pinned_bot_keys {
+        pins.pin_bot(*k);
+    }
+    if cfg.keys.pinned_bot_keys.is_empty() {
+        let p = cfg.server.data_dir.join("keys").join("approval.pub");
+        if let Ok(text) = std::fs::read_to_string(&p) {
+            let k = shared::core::approval::parse_public_key(&text)
+                .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", p.display())))?;
+            pins.pin_bot(k);
+        }
+    }
+    for (who, k) in &cfg.keys.pinned_approver_keys {
+        pins.pin_personal(who.clone(), *k);
+    }
+    Ok(pins)
+}
+
+async fn audit_verify(flag: Option<PathBuf>, database_url: Option<String>) -> Result<(), Failure> {
+    let (cfg, store) = open_store_for_audit(flag, database_url).await?;
+    let pins = audit_pins(&cfg)?;
+    let mut checker = AuditChecker::new(&pins);
+    let mut after = 0;
+    loop {
+        let page = store.audit_page(after, 1000).await.map_err(|e| {
+            Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
+        })?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            if let Err(p) = checker.check(e) {
+                println!("audit log BROKEN: {p}");
+                return Err(Failure::new(
+                    EXIT_FAILURE,
+                    format!("audit verification failed at seq {}", problem_seq(&p)),
+                ));
+            }
+        }
+    }
+    let mut requests = 0;
+    for logged in checker.requests() {
+        let table = store
+            .get_request(&RequestRef::Id(logged.id))
+            .await
+            .map_err(|e| Failure::new(EXIT_FAILURE, format!("request {} is in the audit log but not readable from the requests table: {e}", logged.code)))?;
+        if let Some(field) = first_difference(&table, logged) {
+            println!(
+                "audit log BROKEN: the requests table disagrees with the audit log for {} ({}): field `{field}`",
+                logged.code, logged.id
+            );
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                format!("request {} was altered outside the audit log", logged.code),
+            ));
+        }
+        requests += 1;
+    }
+    let head = checker
+        .head()
+        .map(hex::encode)
+        .unwrap_or_else(|| "(empty)".into());
+    println!(
+        "audit log OK: {} events, hash chain intact, head {head}",
+        checker.events()
+    );
+    println!(
+        "approvals OK: {} signatures re-verified against {} pinned key(s)",
+        checker.approvals_checked(),
+        pins.bot_key_ids().count() + pins.personal_keys().count()
+    );
+    println!("requests OK: {requests} match the audit log");
+    Ok(())
+}
+
+fn problem_seq(p: &shared::core::audit_verify::AuditProblem) -> i64 {
+    use shared::core::audit_verify::AuditProblem as P;
+    match p {
+        P::Chain(b) => b.seq,
+        P::Approval { seq, .. } | P::Malformed { seq, .. } => *seq,
+    }
+}
+
+async fn audit_export(
+    flag: Option<PathBuf>,
+    database_url: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let (_, store) = open_store_for_audit(flag, database_url).await?;
+    let mut out: Box<dyn std::io::Write> = match &output {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| Failure::new(EXIT_LOCAL, format!("cannot create {}: {e}", p.display())),
+        )?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut after = 0;
+    let mut n = 0u64;
+    loop {
+        let page = store.audit_page(after, 1000).await.map_err(|e| {
+            Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
+        })?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            let line = serde_json::to_string(e)
+                .context("while encoding an event")
+                .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))?;
+            writeln!(out, "{line}").map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+            n += 1;
+        }
+    }
+    out.flush()
+        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    if let Some(p) = output {
+        eprintln!("wrote {n} events to {}", p.display());
+    }
+    Ok(())
+}

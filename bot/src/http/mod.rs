@@ -1,0 +1,84 @@
+//! The bot's HTTP surface: the API, health checks and the OpenAPI document.
+
+pub mod api;
+pub mod error;
+pub mod views;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::service::Deps;
+
+/// Largest request body the API reads (a request is well under 4 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "breakglass API", description = "Request, approve, deny and revoke break-glass access. Errors are `{\"error\":{\"code\",\"message\"}}` with a stable code."),
+    paths(api::create, api::get_one, api::list, api::approve, api::deny, api::revoke, api::whoami, healthz, readyz),
+    components(schemas(views::RequestView, views::ApprovalView, views::NewRequestBody,
+        views::OfflineApprovalBody, views::RequestList, views::WhoAmI, error::ErrorBody, error::ErrorDetail)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router with every route, over `deps`.
+pub fn router(deps: Deps) -> Router {
+    Router::new()
+        .route("/api/v1/requests", post(api::create).get(api::list))
+        .route("/api/v1/requests/{id}", get(api::get_one))
+        .route("/api/v1/requests/{id}/approve", post(api::approve))
+        .route("/api/v1/requests/{id}/deny", post(api::deny))
+        .route("/api/v1/requests/{id}/revoke", post(api::revoke))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(deps)
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
+pub async fn readyz(State(deps): State<Deps>) -> (StatusCode, &'static str) {
+    match deps.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::NotFound("route".into())
+}

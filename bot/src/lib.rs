@@ -1,0 +1,23 @@
+//! The breakglass bot: HTTP API, the application service every front end shares, the reaper,
+//! and the `breakglass` CLI.
+//!
+//! # Layout
+//!
+//! - [`service`]: create, approve, deny, revoke, expire: load, ask the core, store atomically.
+//! - [`http`]: axum router (`/api/v1`, `/healthz`, `/readyz`, `/api/openapi.json`), the
+//!   `ApiError` -> JSON mapping, and the JSON views shared with the CLI.
+//! - [`reaper`]: background loop expiring requests whose deadline passed.
+//! - [`app`]: wiring for `breakglass up`: keys, pins, database, tasks, shutdown.
+//! - [`client`]: the HTTP client the CLI uses.
+//! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod http;
+pub mod reaper;
+pub mod service;
+
+pub use app::serve;
+pub use http::router;
+pub use service::Deps;

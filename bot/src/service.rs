@@ -1,0 +1,247 @@
+//! The application service: the one path every front end (HTTP API, CLI through the API, chat
+//! adapters) takes to create and decide requests.
+//!
+//! Each operation loads the request, asks the pure core what the action does, and has storage
+//! apply the resulting transition atomically. A concurrent change makes storage refuse the write
+//! (version check); the operation then reloads and asks the core again, so two clicks racing
+//! each other are decided one after the other, never both on the same old state.
+
+use std::sync::Arc;
+
+use shared::config::Config;
+use shared::core::request::{self, Fresh, NewRequest};
+use shared::core::{
+    Action, Approval, ApprovalSigner, AuditDraft, AuditKind, Clock, GrantCode, Nonce, PinnedKeys,
+    PolicyError, PrincipalName, Request, RequestId, RequestRef, Status, Timestamp,
+};
+use shared::ports::{RequestFilter, Store, StoreError};
+
+/// Everything the service needs, shared by every task of the process.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// The bot's approval key: signs for approvers whose identity a front end verified.
+    pub signer: Arc<ApprovalSigner>,
+    /// The keys approvals are verified against (from config, never from the database).
+    pub pins: Arc<PinnedKeys>,
+}
+
+/// Why an operation did not happen. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("no request {0}")]
+    NotFound(String),
+    #[error("the request changed while this was decided; try again")]
+    Busy,
+    #[error("database unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => Self::NotFound(String::new()),
+            StoreError::Conflict(_) => Self::Busy,
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Corrupt(m) => Self::Internal(m),
+        }
+    }
+}
+
+/// An approval signed elsewhere with the approver's own key (`breakglass approve --key`).
+#[derive(Debug, Clone)]
+pub struct OfflineApproval(pub Approval);
+
+/// How many times a decision is retried after losing a race.
+const RETRIES: usize = 5;
+
+impl Deps {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Opens a request for `input.requester` and stores it with its audit event.
+    ///
+    /// # Errors
+    /// A [`PolicyError`] for anything the policy refuses; storage errors.
+    pub async fn create_request(&self, input: NewRequest) -> Result<Request, ServiceError> {
+        for _ in 0..RETRIES {
+            let now = self.now();
+            let (req, audit) = request::open(&self.config.policy, input.clone(), fresh(), now)?;
+            match self.store.create_request(&req, &audit, now).await {
+                Ok(()) => {
+                    tracing::info!(code = %req.code, requester = %req.requester, host = %req.host, "request opened");
+                    return Ok(req);
+                }
+                // A code collision (1 in 16M per live code): draw new random parts.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Busy)
+    }
+
+    /// # Errors
+    /// `NotFound`, storage errors.
+    pub async fn get(&self, r: &RequestRef) -> Result<Request, ServiceError> {
+        self.store.get_request(r).await.map_err(|e| match e {
+            StoreError::NotFound => ServiceError::NotFound(r.to_string()),
+            e => e.into(),
+        })
+    }
+
+    /// # Errors
+    /// Storage errors.
+    pub async fn list(&self, filter: &RequestFilter) -> Result<Vec<Request>, ServiceError> {
+        Ok(self.store.list_requests(filter).await?)
+    }
+
+    /// Approves as `who`: with the approver's own signature when given, otherwise signed by
+    /// the bot's key on their behalf (the caller has authenticated `who`).
+    ///
+    /// # Errors
+    /// Any refusal of the core (self-approval, not an approver, twice, wrong state, expired,
+    /// bad or unpinned signature, offline signature required), `NotFound`, storage errors.
+    pub async fn approve(
+        &self,
+        r: &RequestRef,
+        who: &PrincipalName,
+        offline: Option<OfflineApproval>,
+    ) -> Result<Request, ServiceError> {
+        self.decide(r, |req, now| match &offline {
+            Some(OfflineApproval(a)) => {
+                if a.approver != *who {
+                    // The signature names someone else than the authenticated caller.
+                    return Err(PolicyError::UnpinnedKey(a.key_id.to_hex()));
+                }
+                Ok(Action::Approve(a.clone()))
+            }
+            None => Ok(Action::Approve(self.signer.sign(req, who, now))),
+        })
+        .await
+    }
+
+    /// # Errors
+    /// As [`Self::approve`].
+    pub async fn deny(&self, r: &RequestRef, who: &PrincipalName) -> Result<Request, ServiceError> {
+        self.decide(r, |_, _| Ok(Action::Deny { by: who.clone() }))
+            .await
+    }
+
+    /// # Errors
+    /// `NotAllowedToRevoke`, wrong state, `NotFound`, storage errors.
+    pub async fn revoke(
+        &self,
+        r: &RequestRef,
+        who: &PrincipalName,
+    ) -> Result<Request, ServiceError> {
+        self.decide(r, |_, _| Ok(Action::Revoke { by: who.clone() }))
+            .await
+    }
+
+    /// Expires one request whose deadline passed (the reaper's step).
+    ///
+    /// # Errors
+    /// As [`Self::approve`].
+    pub async fn expire(&self, id: RequestId) -> Result<Request, ServiceError> {
+        self.decide(&RequestRef::Id(id), |_, _| Ok(Action::Expire))
+            .await
+    }
+
+    async fn decide(
+        &self,
+        r: &RequestRef,
+        make: impl Fn(&Request, Timestamp) -> Result<Action, PolicyError>,
+    ) -> Result<Request, ServiceError> {
+        for _ in 0..RETRIES {
+            let req = self.get(r).await?;
+            let now = self.now();
+            let action = make(&req, now)?;
+            let t = request::apply(&req, action, &self.config.policy, &self.pins, now)?;
+            match self.store.apply(&t, now).await {
+                Ok(()) => {
+                    tracing::info!(code = %t.next.code, status = t.next.status.as_str(), "request changed");
+                    return Ok(t.next);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Busy)
+    }
+
+    /// Expires every open request whose deadline passed; returns how many.
+    ///
+    /// # Errors
+    /// Storage errors while listing. Errors on single requests are logged and skipped.
+    pub async fn expire_due(&self) -> Result<usize, ServiceError> {
+        let open = self
+            .store
+            .list_requests(&RequestFilter {
+                statuses: vec![Status::Pending, Status::Approved],
+                requester: None,
+                limit: 1000,
+            })
+            .await?;
+        let mut n = 0;
+        for id in request::due_for_expiry(&open, self.now()) {
+            match self.expire(id).await {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(%id, error = %e, "could not expire request"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Records that this process loaded its keys and config (two audit events).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn record_startup(&self, component: &str) -> Result<(), ServiceError> {
+        let mut drafts = vec![AuditDraft::new(
+            AuditKind::KeyLoaded,
+            None,
+            component,
+            serde_json::json!({
+                "purpose": "approval_signing",
+                "key_id": self.signer.key_id(),
+                "pinned_bot_keys": self.pins.bot_key_ids().collect::<Vec<_>>(),
+                "pinned_personal_keys": self.pins.personal_keys()
+                    .map(|(id, who)| serde_json::json!({"key_id": id, "approver": who}))
+                    .collect::<Vec<_>>(),
+            }),
+        )];
+        drafts.push(AuditDraft::new(
+            AuditKind::ConfigLoaded,
+            None,
+            component,
+            serde_json::json!({
+                "file": self.config.source.as_ref().map(|(p, _)| p.display().to_string()),
+                "sha256": self.config.source.as_ref().map(|(_, h)| hex::encode(h)),
+                "scopes": self.config.policy.scopes().count(),
+                "principals": self.config.policy.principals().count(),
+            }),
+        ));
+        self.store.append_audit(&drafts, self.now()).await?;
+        Ok(())
+    }
+}
+
+/// Draws a request's random parts from the OS RNG.
+fn fresh() -> Fresh {
+    use rand::RngExt as _;
+    let mut rng = rand::rng();
+    let code: [u8; 3] = rng.random();
+    let nonce: [u8; 32] = rng.random();
+    Fresh {
+        id: RequestId::from_uuid(uuid::Uuid::new_v4()),
+        code: GrantCode::from_random(code),
+        nonce: Nonce::from_bytes(nonce),
+    }
+}

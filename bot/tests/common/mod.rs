@@ -1,0 +1,254 @@
+//! The bot's test harness: the real router over a real store (SQLite or PostgreSQL, fresh per
+//! test), a fixed clock, and the test world's config with one API token per principal.
+//!
+//! Requests go through `tower::ServiceExt::oneshot`: the whole axum stack (extractors, auth,
+//! error mapping, body limits) without a socket.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bot::service::Deps;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use shared::config::{self, Config};
+use shared::core::approval::public_key_text;
+use shared::core::{ApprovalSigner, Clock as _, PinnedKeys};
+use shared::testing::db::TestDb;
+use shared::testing::{FixedClock, T0, key};
+use tower::ServiceExt as _;
+
+pub use shared::testing::db::{Backend, TestResult, run};
+
+/// The API token of `who` in the test config.
+pub fn token(who: &str) -> String {
+    format!("bgt_test_token_of_{who}")
+}
+
+fn hash(t: &str) -> String {
+    hex::encode(Sha256::digest(t.as_bytes()))
+}
+
+/// The test world (see `shared::testing`) as a config file.
+pub fn config_toml() -> String {
+    let pin = |seed: u8| public_key_text(&key(seed).verifying_key());
+    format!(
+        r#"
+[gateway]
+public_host = "gw.example"
+public_port = 2222
+
+[keys]
+pinned_bot_keys = ["{bot}"]
+[keys.pinned_approver_keys]
+bob = ["{bob}"]
+carol = ["{carol}"]
+erin = ["{erin}"]
+
+[users.alice]
+groups = ["oncall"]
+api_token_sha256 = "{ta}"
+[users.bob]
+groups = ["dba", "oncall"]
+api_token_sha256 = "{tb}"
+[users.carol]
+groups = ["dba", "oncall"]
+api_token_sha256 = "{tc}"
+[users.dave]
+groups = ["web"]
+api_token_sha256 = "{td}"
+[users.erin]
+groups = ["security"]
+api_token_sha256 = "{te}"
+
+[service_accounts.ci-deploy]
+token_sha256 = "{tci}"
+scopes = ["prod-db"]
+
+[scopes.prod-db]
+hosts = {{ db-1 = "127.0.0.1:10022", db-2 = "127.0.0.1:10023" }}
+logins = ["postgres", "root"]
+max_duration = "1h"
+default_duration = "30m"
+approval_timeout = "15m"
+requester_groups = ["oncall"]
+approver_groups = ["dba"]
+quorum = 2
+channels = ["C0INCIDENT"]
+
+[scopes.vault]
+hosts = {{ vault-1 = "127.0.0.1:10024" }}
+logins = ["root"]
+max_duration = "30m"
+default_duration = "15m"
+requester_groups = ["oncall"]
+approver_groups = ["security"]
+quorum = 1
+require_offline_signature = true
+"#,
+        bot = pin(1),
+        bob = pin(2),
+        carol = pin(3),
+        erin = pin(5),
+        ta = hash(&token("alice")),
+        tb = hash(&token("bob")),
+        tc = hash(&token("carol")),
+        td = hash(&token("dave")),
+        te = hash(&token("erin")),
+        tci = hash(&token("ci-deploy")),
+    )
+}
+
+pub fn test_config() -> Config {
+    config::from_toml_str(&config_toml()).expect("the test config is valid")
+}
+
+/// The app under test.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub deps: Deps,
+    pub clock: Arc<FixedClock>,
+}
+
+impl App {
+    pub fn new(db: &TestDb) -> Self {
+        let config = test_config();
+        let signer = ApprovalSigner::new(key(1));
+        let mut pins = PinnedKeys::new();
+        for k in &config.keys.pinned_bot_keys {
+            pins.pin_bot(*k);
+        }
+        for (who, k) in &config.keys.pinned_approver_keys {
+            pins.pin_personal(who.clone(), *k);
+        }
+        let clock = Arc::new(FixedClock::at(T0));
+        let deps = Deps {
+            config: Arc::new(config),
+            store: db.store.clone(),
+            clock: clock.clone(),
+            signer: Arc::new(signer),
+            pins: Arc::new(pins),
+        };
+        Self { deps, clock }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now().unix()
+    }
+
+    /// Sends one request with `who`'s token (none when `who` is empty) and a raw body.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<String>,
+        body: Body,
+        json: bool,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        if json {
+            b = b.header("content-type", "application/json");
+        }
+        let resp = bot::router(self.deps.clone())
+            .oneshot(b.body(body).expect("request builds"))
+            .await
+            .expect("the router is infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body reads");
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, v)
+    }
+
+    /// A JSON call as `who`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let auth = (!who.is_empty()).then(|| format!("Bearer {}", token(who)));
+        match body {
+            Some(v) => {
+                self.raw(method, path, auth, Body::from(v.to_string()), true)
+                    .await
+            }
+            None => self.raw(method, path, auth, Body::empty(), false).await,
+        }
+    }
+
+    pub async fn post(&self, path: &str, who: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, who, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, who: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, who, None).await
+    }
+
+    /// Opens a request as `who` and returns its code, asserting 201.
+    pub async fn open(&self, who: &str, body: Value) -> String {
+        let (s, v) = self.post("/api/v1/requests", who, body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["code"].as_str().expect("code").to_owned()
+    }
+
+    /// An action on a request with an empty body.
+    pub async fn act(&self, code: &str, verb: &str, who: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/requests/{code}/{verb}"),
+            who,
+            None,
+        )
+        .await
+    }
+
+    /// How many audit events are stored.
+    pub async fn audit_len(&self) -> usize {
+        self.deps
+            .store
+            .audit_page(0, 1000)
+            .await
+            .expect("audit reads")
+            .len()
+    }
+
+    /// How many requests are stored.
+    pub async fn request_count(&self) -> usize {
+        self.deps
+            .store
+            .list_requests(&shared::ports::RequestFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .len()
+    }
+}
+
+/// Asserts an error answer: status and stable code.
+#[track_caller]
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        got.1
+    );
+}

@@ -1,0 +1,1 @@
+//! The gateway crate (the SSH gateway arrives with its own issue).

@@ -1,0 +1,194 @@
+//! Re-verification of a whole audit log: the hash chain, and every approval signature rebuilt
+//! from the log's own `requested` events against the pinned keys.
+//!
+//! The log is self-contained: a `requested` event carries every bound field of its request, and
+//! an `approved` event the approver, key id, signing time and signature. So an auditor needs
+//! only the log and the pinned public keys; [`AuditChecker::requests`] also gives the requests
+//! as the log says they were, to compare with the live tables.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::approval::{Approval, PinnedKeys, SignatureBytes};
+use super::audit::{AuditEntry, AuditKind, ChainBreak, ChainVerifier};
+use super::ids::{
+    GrantCode, GrantDuration, HostName, KeyId, Login, Nonce, PrincipalName, Reason, RequestId,
+    ScopeName, Timestamp,
+};
+use super::policy::Origin;
+use super::request::{Request, Status};
+
+/// The first problem found in a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditProblem {
+    #[error(transparent)]
+    Chain(#[from] ChainBreak),
+    #[error("audit event seq {seq}: approval of request {request} does not verify: {why}")]
+    Approval {
+        seq: i64,
+        request: String,
+        why: String,
+    },
+    #[error("audit event seq {seq}: {why}")]
+    Malformed { seq: i64, why: String },
+}
+
+#[derive(Deserialize)]
+struct RequestedData {
+    code: GrantCode,
+    scope: ScopeName,
+    host: HostName,
+    login: Login,
+    duration_secs: u64,
+    reason: Reason,
+    nonce: Nonce,
+    not_before: Timestamp,
+    not_after: Timestamp,
+    pending_until: Timestamp,
+    origin: Origin,
+}
+
+#[derive(Deserialize)]
+struct ApprovedData {
+    key_id: KeyId,
+    signed_at: Timestamp,
+    signature: SignatureBytes,
+}
+
+/// Feeds on audit entries in order; stops at the first problem.
+#[derive(Debug)]
+pub struct AuditChecker<'a> {
+    chain: ChainVerifier,
+    pins: &'a PinnedKeys,
+    requests: BTreeMap<RequestId, Request>,
+    approvals_checked: u64,
+}
+
+impl<'a> AuditChecker<'a> {
+    pub fn new(pins: &'a PinnedKeys) -> Self {
+        Self {
+            chain: ChainVerifier::new(),
+            pins,
+            requests: BTreeMap::new(),
+            approvals_checked: 0,
+        }
+    }
+
+    /// Checks the next entry.
+    ///
+    /// # Errors
+    /// The chain breaks, an event's data does not parse, or an approval does not verify.
+    pub fn check(&mut self, e: &AuditEntry) -> Result<(), AuditProblem> {
+        self.chain.check(e)?;
+        let malformed = |why: String| AuditProblem::Malformed { seq: e.seq, why };
+        let kind = AuditKind::parse(&e.kind).map_err(|v| malformed(v.to_string()))?;
+        let request_id = || -> Result<RequestId, AuditProblem> {
+            e.request_id
+                .as_deref()
+                .ok_or_else(|| malformed(format!("a `{kind}` event without a request id")))?
+                .parse()
+                .map_err(|v: super::ids::InvalidValue| malformed(v.to_string()))
+        };
+        match kind {
+            AuditKind::Requested => {
+                let id = request_id()?;
+                let d: RequestedData = serde_json::from_str(&e.data)
+                    .map_err(|err| malformed(format!("requested event data: {err}")))?;
+                let requester =
+                    PrincipalName::parse(&e.actor).map_err(|v| malformed(v.to_string()))?;
+                let duration = GrantDuration::from_secs(d.duration_secs)
+                    .map_err(|v| malformed(v.to_string()))?;
+                self.requests.insert(
+                    id,
+                    Request {
+                        id,
+                        code: d.code,
+                        requester,
+                        scope: d.scope,
+                        host: d.host,
+                        login: d.login,
+                        duration,
+                        reason: d.reason,
+                        nonce: d.nonce,
+                        not_before: d.not_before,
+                        not_after: d.not_after,
+                        pending_until: d.pending_until,
+                        origin: d.origin,
+                        status: Status::Pending,
+                        approvals: Vec::new(),
+                        closed_by: None,
+                        updated_at: e.at,
+                        version: 0,
+                    },
+                );
+            }
+            AuditKind::Approved => {
+                let id = request_id()?;
+                let d: ApprovedData = serde_json::from_str(&e.data)
+                    .map_err(|err| malformed(format!("approved event data: {err}")))?;
+                let approver =
+                    PrincipalName::parse(&e.actor).map_err(|v| malformed(v.to_string()))?;
+                let req = self.requests.get_mut(&id).ok_or_else(|| {
+                    malformed(format!(
+                        "approval of request {id}, which was never requested"
+                    ))
+                })?;
+                let a = Approval {
+                    approver,
+                    key_id: d.key_id,
+                    signed_at: d.signed_at,
+                    signature: d.signature,
+                };
+                self.pins
+                    .verify_signature(req, &a)
+                    .map_err(|why| AuditProblem::Approval {
+                        seq: e.seq,
+                        request: req.code.to_string(),
+                        why: why.to_string(),
+                    })?;
+                req.approvals.push(a);
+                self.approvals_checked += 1;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn events(&self) -> u64 {
+        self.chain.checked()
+    }
+    pub fn approvals_checked(&self) -> u64 {
+        self.approvals_checked
+    }
+    pub fn head(&self) -> Option<[u8; 32]> {
+        self.chain.head()
+    }
+    /// The requests as the log records them (bound fields and verified approvals).
+    pub fn requests(&self) -> impl Iterator<Item = &Request> {
+        self.requests.values()
+    }
+}
+
+/// Compares a request from the live tables with the log's record of it; returns the first
+/// field that differs.
+pub fn first_difference(table: &Request, log: &Request) -> Option<&'static str> {
+    let checks: [(&'static str, bool); 12] = [
+        ("code", table.code == log.code),
+        ("requester", table.requester == log.requester),
+        ("scope", table.scope == log.scope),
+        ("host", table.host == log.host),
+        ("login", table.login == log.login),
+        ("duration", table.duration == log.duration),
+        ("reason", table.reason == log.reason),
+        ("nonce", table.nonce == log.nonce),
+        ("not_before", table.not_before == log.not_before),
+        ("not_after", table.not_after == log.not_after),
+        ("pending_until", table.pending_until == log.pending_until),
+        ("approvals", table.approvals == log.approvals),
+    ];
+    checks
+        .into_iter()
+        .find(|(_, same)| !same)
+        .map(|(name, _)| name)
+}

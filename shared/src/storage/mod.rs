@@ -1,0 +1,400 @@
+//! The sqlx storage adapter: [`Store`] on SQLite (the embedded default) and PostgreSQL (for
+//! several replicas), chosen by the URL given to [`connect`].
+//!
+//! # Layout
+//!
+//! - `sql.rs`: every statement, written once in the subset both dialects share.
+//! - `rows.rs`: rows as stored, and their parsing back into core types.
+//! - `sqlite.rs`, `postgres.rs`: connection options, embedded migrations, and how each
+//!   backend begins read and write transactions (the one thing the shared SQL cannot say).
+//! - `error.rs`: `sqlx::Error` to [`StoreError`].
+//!
+//! The schema lives in `migrations/sqlite` and `migrations/postgres` at the workspace root and
+//! is applied by [`connect`].
+//!
+//! # Invariants
+//!
+//! - Every write that changes state appends its audit events in the same transaction, linked
+//!   to the head it read inside that transaction. Write transactions are serialised (SQLite
+//!   `BEGIN IMMEDIATE`, a PostgreSQL advisory lock), and `seq` is the primary key, so the chain
+//!   cannot fork even if that serialisation were lost.
+//! - A failed write leaves nothing behind: the transaction is dropped, which rolls it back.
+//! - The adapter never updates or deletes `audit_events`, `approvals` or `consumed_nonces`;
+//!   database triggers refuse it too.
+
+mod error;
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Transaction};
+
+use crate::core::{
+    AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
+};
+use crate::ports::{RequestFilter, Store, StoreError};
+use rows::{ApprovalRow, AuditRow, RequestRow};
+
+/// Most requests one listing returns, whatever the caller asks.
+pub const MAX_LIST: u32 = 1000;
+/// Requests a listing returns when the caller asks for 0.
+pub const DEFAULT_LIST: u32 = 100;
+/// Most audit entries one page returns, whatever the caller asks.
+pub const MAX_AUDIT_PAGE: u32 = 1000;
+
+/// Connects to the database named by `url`, applies the embedded migrations, and returns the
+/// store.
+///
+/// - `sqlite://path/to/file.db` (created if missing; WAL, foreign keys, 5 s busy timeout) or
+///   `sqlite::memory:` (one connection; gone when the store is dropped).
+/// - `postgres://user@host:port/db` or `postgresql://...`.
+///
+/// # Errors
+/// `Unavailable` for an unknown scheme, a database that cannot be reached or opened, or a
+/// failed migration (e.g. a migration file changed after it was applied).
+///
+/// # Security
+/// The URL may carry a password: it is never put into errors or `Debug` output.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let db = if url.starts_with("sqlite:") {
+        Db::Sqlite(sqlite::connect(url).await?)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Db::Pg(postgres::connect(url).await?)
+    } else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        return Err(StoreError::Unavailable(format!(
+            "unsupported database URL scheme `{}`: use sqlite:// or postgres://",
+            scheme.escape_debug()
+        )));
+    };
+    Ok(Arc::new(SqlStore { db }))
+}
+
+/// The pool of whichever backend the URL named.
+enum Db {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+/// [`Store`] over either backend.
+struct SqlStore {
+    db: Db,
+}
+
+impl fmt::Debug for SqlStore {
+    // Not derived: the pools' options would print the database URL, password included.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Pg(_) => "postgres",
+        };
+        f.debug_struct("SqlStore")
+            .field("backend", &backend)
+            .finish()
+    }
+}
+
+/// How a backend begins its transactions.
+trait Transactions {
+    type Db: sqlx::Database;
+
+    /// A transaction that may write, serialised against every other writer.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// A read-only transaction that sees one snapshot across its statements.
+    fn begin_read(
+        &self,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+/// Expands `$body` once per backend with `$pool` bound to that backend's pool. The body is
+/// the same text, so the SQL is written once, and the compiler checks it against both drivers.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Pg($pool) => $body,
+        }
+    };
+}
+
+/// Inside a write transaction `$tx`: records approval `$a` of request `$id` after those
+/// already recorded. A second approval by the same approver, or a reused signature, is a
+/// `Conflict`.
+macro_rules! insert_approval {
+    ($tx:ident, $id:expr, $a:expr, $at:expr) => {{
+        let a: &crate::core::Approval = $a;
+        sqlx::query(sql::INSERT_APPROVAL)
+            .bind($id)
+            .bind(a.approver.as_str())
+            .bind(a.key_id.to_hex())
+            .bind(a.signed_at.unix())
+            .bind(a.signature.to_hex())
+            .bind($at.unix())
+            .execute(&mut *$tx)
+            .await
+            .map_err(error::unique(
+                "approval already recorded (the same approver, or the same signature)",
+            ))?;
+    }};
+}
+
+/// Inside a write transaction `$tx`: appends `$drafts` at `$at`, chained to the head read in
+/// this same transaction.
+macro_rules! append_chain {
+    ($tx:ident, $drafts:expr, $at:expr) => {{
+        let head: Option<(i64, String)> = sqlx::query_as(sql::AUDIT_HEAD)
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(error::db)?;
+        let mut prev = match head {
+            Some((seq, hash)) => Some((seq, rows::parse_hash(seq, "hash", &hash)?)),
+            None => None,
+        };
+        for draft in $drafts {
+            let e = AuditEntry::next(prev, $at, draft);
+            sqlx::query(sql::INSERT_AUDIT)
+                .bind(e.seq)
+                .bind(e.at.unix())
+                .bind(&e.kind)
+                .bind(e.request_id.as_deref())
+                .bind(&e.actor)
+                .bind(&e.data)
+                .bind(hex::encode(e.prev_hash))
+                .bind(hex::encode(e.hash))
+                .execute(&mut *$tx)
+                .await
+                .map_err(error::unique(
+                    "the audit chain moved under this write; retry it",
+                ))?;
+            prev = Some((e.seq, e.hash));
+        }
+    }};
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    /// Any approvals `req` already carries are stored too, so [`Store::get_request`] returns
+    /// exactly what was created.
+    async fn create_request(
+        &self,
+        req: &Request,
+        audit: &AuditDraft,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = req.id.to_string();
+        let origin = rows::origin_json(req)?;
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            sqlx::query(sql::INSERT_REQUEST)
+                .bind(&id)
+                .bind(req.code.as_str())
+                .bind(req.requester.as_str())
+                .bind(req.scope.as_str())
+                .bind(req.host.as_str())
+                .bind(req.login.as_str())
+                .bind(rows::duration_secs(req))
+                .bind(req.reason.as_str())
+                .bind(req.nonce.to_hex())
+                .bind(req.not_before.unix())
+                .bind(req.not_after.unix())
+                .bind(req.pending_until.unix())
+                .bind(&origin)
+                .bind(req.status.as_str())
+                .bind(req.closed_by.as_ref().map(PrincipalName::as_str))
+                .bind(req.updated_at.unix())
+                .bind(req.version)
+                .bind(at.unix())
+                .execute(&mut *tx)
+                .await
+                .map_err(error::unique("request id or code already taken"))?;
+            for a in &req.approvals {
+                insert_approval!(tx, &id, a, at);
+            }
+            append_chain!(tx, std::slice::from_ref(audit), at);
+            tx.commit().await.map_err(error::db)
+        })
+    }
+
+    async fn get_request(&self, r: &RequestRef) -> Result<Request, StoreError> {
+        let (by, key) = match r {
+            RequestRef::Id(id) => (sql::REQUEST_BY_ID, id.to_string()),
+            RequestRef::Code(code) => (sql::REQUEST_BY_CODE, code.as_str().to_owned()),
+        };
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_read().await.map_err(error::db)?;
+            let row: RequestRow = sqlx::query_as(by)
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(error::db)?
+                .ok_or(StoreError::NotFound)?;
+            let approvals: Vec<ApprovalRow> = sqlx::query_as(sql::APPROVALS_OF)
+                .bind(&row.id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(error::db)?;
+            tx.commit().await.map_err(error::db)?;
+            row.into_request(approvals)
+        })
+    }
+
+    /// Newest first (by creation time, then id); a `limit` of 0 means [`DEFAULT_LIST`], and
+    /// no more than [`MAX_LIST`] are returned.
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+        let limit = i64::from(match filter.limit {
+            0 => DEFAULT_LIST,
+            n => n.min(MAX_LIST),
+        });
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_read().await.map_err(error::db)?;
+            let mut q = QueryBuilder::new(sql::LIST_REQUESTS);
+            push_filter(&mut q, filter, limit);
+            let requests: Vec<RequestRow> =
+                q.build_query_as().fetch_all(&mut *tx).await.map_err(error::db)?;
+            // The approvals of exactly those requests: the same filter in a sub-select, read in
+            // the same snapshot.
+            let mut q = QueryBuilder::new(sql::APPROVALS_OF_LISTED);
+            push_filter(&mut q, filter, limit);
+            q.push(sql::APPROVALS_ORDER);
+            let approvals: Vec<ApprovalRow> =
+                q.build_query_as().fetch_all(&mut *tx).await.map_err(error::db)?;
+            tx.commit().await.map_err(error::db)?;
+            assemble(requests, approvals)
+        })
+    }
+
+    async fn apply(&self, t: &Transition, at: Timestamp) -> Result<(), StoreError> {
+        let next = &t.next;
+        let id = next.id.to_string();
+        let expected = next.version.saturating_sub(1);
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            let updated = sqlx::query(sql::UPDATE_REQUEST)
+                .bind(next.status.as_str())
+                .bind(next.closed_by.as_ref().map(PrincipalName::as_str))
+                .bind(next.updated_at.unix())
+                .bind(next.version)
+                .bind(&id)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await
+                .map_err(error::db)?;
+            if updated.rows_affected() != 1 {
+                let stored: Option<i64> = sqlx::query_scalar(sql::REQUEST_VERSION)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(error::db)?;
+                return Err(match stored {
+                    None => StoreError::NotFound,
+                    Some(v) => StoreError::Conflict(format!(
+                        "request {id} changed meanwhile (version {v}, expected {expected}); \
+                         reload it and try again"
+                    )),
+                });
+            }
+            if let Some(a) = &t.new_approval {
+                insert_approval!(tx, &id, a, at);
+            }
+            if let Some(nonce) = &t.consumes_nonce {
+                sqlx::query(sql::CONSUME_NONCE)
+                    .bind(nonce.to_hex())
+                    .bind(&id)
+                    .bind(at.unix())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(error::unique(
+                        "nonce already used: these approvals already opened a session",
+                    ))?;
+            }
+            append_chain!(tx, &t.audit, at);
+            tx.commit().await.map_err(error::db)
+        })
+    }
+
+    async fn append_audit(&self, drafts: &[AuditDraft], at: Timestamp) -> Result<(), StoreError> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            append_chain!(tx, drafts, at);
+            tx.commit().await.map_err(error::db)
+        })
+    }
+
+    /// At most [`MAX_AUDIT_PAGE`] entries, whatever `limit` asks.
+    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::from(limit.min(MAX_AUDIT_PAGE));
+        on_pool!(&self.db, pool => {
+            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_PAGE)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(error::db)?;
+            rows.into_iter().map(AuditRow::into_entry).collect()
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::PING).execute(pool).await.map(drop).map_err(error::db)
+        })
+    }
+}
+
+/// Appends ` WHERE ... ORDER BY ... LIMIT n` for `filter` to a query over `requests`. Only
+/// constant SQL is pushed; every value is a bind parameter.
+fn push_filter<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, filter: &RequestFilter, limit: i64)
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut word = " WHERE ";
+    if !filter.statuses.is_empty() {
+        q.push(word).push("status IN (");
+        let mut list = q.separated(", ");
+        for s in &filter.statuses {
+            list.push_bind(s.as_str().to_owned());
+        }
+        q.push(")");
+        word = " AND ";
+    }
+    if let Some(who) = &filter.requester {
+        q.push(word)
+            .push("requester = ")
+            .push_bind(who.as_str().to_owned());
+    }
+    q.push(sql::NEWEST_FIRST).push(" LIMIT ").push_bind(limit);
+}
+
+/// Pairs listed requests with their approvals (which arrive grouped by request, in order).
+fn assemble(
+    requests: Vec<RequestRow>,
+    approvals: Vec<ApprovalRow>,
+) -> Result<Vec<Request>, StoreError> {
+    let mut by_request: HashMap<String, Vec<ApprovalRow>> = HashMap::new();
+    for a in approvals {
+        by_request.entry(a.request_id.clone()).or_default().push(a);
+    }
+    requests
+        .into_iter()
+        .map(|r| {
+            let approvals = by_request.remove(&r.id).unwrap_or_default();
+            r.into_request(approvals)
+        })
+        .collect()
+}

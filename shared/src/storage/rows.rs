@@ -1,0 +1,176 @@
+//! Rows as stored, and their conversion to and from core types.
+//!
+//! Reading is parsing: every stored string goes back through the same core parser that
+//! checked it on the way in, so a row edited by hand (or written by a bug) comes back as
+//! [`StoreError::Corrupt`] naming the row, never as a malformed core value.
+
+use crate::core::{
+    Approval, AuditEntry, GrantCode, GrantDuration, HostName, InvalidValue, KeyId, Login, Nonce,
+    Origin, PrincipalName, Reason, Request, RequestId, ScopeName, Status, Timestamp,
+    approval::SignatureBytes,
+};
+use crate::ports::StoreError;
+
+/// One `requests` row, as selected by [`super::sql`] (`request_cols!`).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct RequestRow {
+    pub id: String,
+    code: String,
+    requester: String,
+    scope: String,
+    host: String,
+    login: String,
+    duration_secs: i64,
+    reason: String,
+    nonce: String,
+    not_before: i64,
+    not_after: i64,
+    pending_until: i64,
+    origin: String,
+    status: String,
+    closed_by: Option<String>,
+    updated_at: i64,
+    version: i64,
+}
+
+/// One `approvals` row, as selected by [`super::sql`] (`approval_cols!`).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ApprovalRow {
+    pub request_id: String,
+    approver: String,
+    key_id: String,
+    signed_at: i64,
+    signature: String,
+}
+
+/// One `audit_events` row, as selected by [`super::sql`] (`audit_cols!`).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AuditRow {
+    seq: i64,
+    at: i64,
+    kind: String,
+    request_id: Option<String>,
+    actor: String,
+    data: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// A `Corrupt` error naming the row and the field that did not parse.
+fn corrupt(row: &str, field: &str, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{row}: {field}: {why}"))
+}
+
+impl RequestRow {
+    /// The core request this row stores, with `approvals` already read in recorded order.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the request id and the field when any column does not parse.
+    pub(super) fn into_request(self, approvals: Vec<ApprovalRow>) -> Result<Request, StoreError> {
+        let row = format!("request {}", self.id);
+        let bad = |field: &'static str| {
+            let row = &row;
+            move |why: InvalidValue| corrupt(row, field, why)
+        };
+        let duration = u64::try_from(self.duration_secs)
+            .map_err(|_| corrupt(&row, "duration_secs", "negative"))
+            .and_then(|s| GrantDuration::from_secs(s).map_err(bad("duration_secs")))?;
+        let origin: Origin = serde_json::from_str(&self.origin)
+            .map_err(|e| corrupt(&row, "origin", format!("not an origin: {e}")))?;
+        let approvals = approvals
+            .into_iter()
+            .map(ApprovalRow::into_approval)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Request {
+            id: self.id.parse::<RequestId>().map_err(bad("id"))?,
+            code: GrantCode::parse(&self.code).map_err(bad("code"))?,
+            requester: PrincipalName::parse(&self.requester).map_err(bad("requester"))?,
+            scope: ScopeName::parse(&self.scope).map_err(bad("scope"))?,
+            host: HostName::parse(&self.host).map_err(bad("host"))?,
+            login: Login::parse(&self.login).map_err(bad("login"))?,
+            duration,
+            reason: Reason::parse(&self.reason).map_err(bad("reason"))?,
+            nonce: Nonce::from_hex(&self.nonce).map_err(bad("nonce"))?,
+            not_before: Timestamp::from_unix(self.not_before),
+            not_after: Timestamp::from_unix(self.not_after),
+            pending_until: Timestamp::from_unix(self.pending_until),
+            origin,
+            status: Status::parse(&self.status).map_err(bad("status"))?,
+            approvals,
+            closed_by: self
+                .closed_by
+                .as_deref()
+                .map(PrincipalName::parse)
+                .transpose()
+                .map_err(bad("closed_by"))?,
+            updated_at: Timestamp::from_unix(self.updated_at),
+            version: self.version,
+        })
+    }
+}
+
+impl ApprovalRow {
+    /// # Errors
+    /// `Corrupt` naming the request and approver when a column does not parse.
+    fn into_approval(self) -> Result<Approval, StoreError> {
+        let row = format!(
+            "approval of request {} by {}",
+            self.request_id, self.approver
+        );
+        let bad = |field: &'static str| {
+            let row = &row;
+            move |why: InvalidValue| corrupt(row, field, why)
+        };
+        Ok(Approval {
+            approver: PrincipalName::parse(&self.approver).map_err(bad("approver"))?,
+            key_id: KeyId::from_hex(&self.key_id).map_err(bad("key_id"))?,
+            signed_at: Timestamp::from_unix(self.signed_at),
+            signature: SignatureBytes::from_hex(&self.signature).map_err(bad("signature"))?,
+        })
+    }
+}
+
+impl AuditRow {
+    /// The stored entry, exactly as stored: checking the chain is the reader's job
+    /// ([`crate::core::audit::ChainVerifier`]).
+    ///
+    /// # Errors
+    /// `Corrupt` naming the seq when a hash is not 64 hex digits.
+    pub(super) fn into_entry(self) -> Result<AuditEntry, StoreError> {
+        Ok(AuditEntry {
+            prev_hash: parse_hash(self.seq, "prev_hash", &self.prev_hash)?,
+            hash: parse_hash(self.seq, "hash", &self.hash)?,
+            seq: self.seq,
+            at: Timestamp::from_unix(self.at),
+            kind: self.kind,
+            request_id: self.request_id,
+            actor: self.actor,
+            data: self.data,
+        })
+    }
+}
+
+/// A stored SHA-256 hash, 64 hex digits.
+///
+/// # Errors
+/// `Corrupt` naming the audit seq and the column.
+pub(super) fn parse_hash(seq: i64, field: &str, hex_text: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out)
+        .map_err(|_| corrupt(&format!("audit seq {seq}"), field, "must be 64 hex digits"))?;
+    Ok(out)
+}
+
+/// `req.duration` as the BIGINT it is stored as (at most 7 days, so it always fits).
+pub(super) fn duration_secs(req: &Request) -> i64 {
+    i64::try_from(req.duration.secs()).unwrap_or(i64::MAX)
+}
+
+/// `req.origin` as stored: its serde JSON.
+///
+/// # Errors
+/// `Corrupt` if it does not serialise (it always does: plain strings and a tag).
+pub(super) fn origin_json(req: &Request) -> Result<String, StoreError> {
+    serde_json::to_string(&req.origin)
+        .map_err(|e| corrupt(&format!("request {}", req.id), "origin", e))
+}

@@ -1,0 +1,95 @@
+//! The SQL, written once for both backends.
+//!
+//! Everything here runs unchanged on SQLite and PostgreSQL: `$1..$N` placeholders (sqlx binds
+//! them by number on SQLite too), TEXT and BIGINT columns, `LIMIT $n`. What the dialects do not
+//! share lives in the migrations and in how a transaction begins (`sqlite.rs`, `postgres.rs`).
+
+/// The columns of `requests` that make up a [`crate::core::Request`], in the order of
+/// [`super::rows::RequestRow`]. A macro so that `concat!` can splice it into constants.
+macro_rules! request_cols {
+    () => {
+        "id, code, requester, scope, host, login, duration_secs, reason, nonce, not_before, \
+         not_after, pending_until, origin, status, closed_by, updated_at, version"
+    };
+}
+
+/// The columns of `approvals` read back, in the order of [`super::rows::ApprovalRow`].
+macro_rules! approval_cols {
+    () => {
+        "request_id, approver, key_id, signed_at, signature"
+    };
+}
+
+/// The columns of `audit_events`, in the order of [`super::rows::AuditRow`].
+macro_rules! audit_cols {
+    () => {
+        "seq, at, kind, request_id, actor, data, prev_hash, hash"
+    };
+}
+
+pub(super) const INSERT_REQUEST: &str = concat!(
+    "INSERT INTO requests (",
+    request_cols!(),
+    ", created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     $16, $17, $18)"
+);
+
+pub(super) const REQUEST_BY_ID: &str =
+    concat!("SELECT ", request_cols!(), " FROM requests WHERE id = $1");
+
+pub(super) const REQUEST_BY_CODE: &str =
+    concat!("SELECT ", request_cols!(), " FROM requests WHERE code = $1");
+
+/// The start of a listing; `list_requests` appends the filter, the order and the limit.
+pub(super) const LIST_REQUESTS: &str = concat!("SELECT ", request_cols!(), " FROM requests");
+
+/// The order of a listing: newest first, ties broken by id so pages are stable.
+pub(super) const NEWEST_FIRST: &str = " ORDER BY created_at DESC, id DESC";
+
+pub(super) const APPROVALS_OF: &str = concat!(
+    "SELECT ",
+    approval_cols!(),
+    " FROM approvals WHERE request_id = $1 ORDER BY position"
+);
+
+/// The approvals of the requests a listing returns; `list_requests` appends the same filter,
+/// order and limit inside the sub-select, then [`APPROVALS_ORDER`].
+pub(super) const APPROVALS_OF_LISTED: &str = concat!(
+    "SELECT ",
+    approval_cols!(),
+    " FROM approvals WHERE request_id IN (SELECT id FROM requests"
+);
+pub(super) const APPROVALS_ORDER: &str = ") ORDER BY request_id, position";
+
+/// Appends the approval after the ones already recorded for the request.
+pub(super) const INSERT_APPROVAL: &str = "INSERT INTO approvals \
+     (request_id, position, approver, key_id, signed_at, signature, recorded_at) \
+     VALUES ($1, (SELECT COALESCE(MAX(position) + 1, 0) FROM approvals WHERE request_id = $1), \
+     $2, $3, $4, $5, $6)";
+
+/// The version check: only a writer that read version `$6` moves the request on.
+pub(super) const UPDATE_REQUEST: &str = "UPDATE requests \
+     SET status = $1, closed_by = $2, updated_at = $3, version = $4 \
+     WHERE id = $5 AND version = $6";
+
+pub(super) const REQUEST_VERSION: &str = "SELECT version FROM requests WHERE id = $1";
+
+pub(super) const CONSUME_NONCE: &str =
+    "INSERT INTO consumed_nonces (nonce, request_id, consumed_at) VALUES ($1, $2, $3)";
+
+/// The head of the chain: the last `(seq, hash)`, none for an empty log.
+pub(super) const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+
+pub(super) const INSERT_AUDIT: &str = concat!(
+    "INSERT INTO audit_events (",
+    audit_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
+
+pub(super) const AUDIT_PAGE: &str = concat!(
+    "SELECT ",
+    audit_cols!(),
+    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+);
+
+pub(super) const PING: &str = "SELECT 1";
