@@ -50,13 +50,7 @@ pub fn load_signer(config: &Config) -> anyhow::Result<(ApprovalSigner, KeySource
     let base = config.server.data_dir.join("keys").join("approval");
     let (key, created) = shared::keys::load_or_generate(&base)
         .context("while loading the approval key from the data directory")?;
-    Ok((
-        ApprovalSigner::new(key),
-        KeySource::DataDir {
-            path: base.with_extension("key"),
-            created,
-        },
-    ))
+    Ok((ApprovalSigner::new(key), KeySource::DataDir { path: base.with_extension("key"), created }))
 }
 
 /// The verification keys, from config only. With no `pinned_bot_keys` (single-process
@@ -82,30 +76,19 @@ pub fn pins(config: &Config, own: &ApprovalSigner) -> PinnedKeys {
 pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
     if config.server.database_url.starts_with("sqlite:") {
         std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-            format!(
-                "while creating the data directory {}",
-                config.server.data_dir.display()
-            )
+            format!("while creating the data directory {}", config.server.data_dir.display())
         })?;
     }
     let (signer, source) = load_signer(&config)?;
     if !config.keys.pinned_bot_keys.is_empty()
-        && !config
-            .keys
-            .pinned_bot_keys
-            .contains(&signer.verifying_key())
+        && !config.keys.pinned_bot_keys.contains(&signer.verifying_key())
     {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
     let pins = pins(&config, &signer);
-    let store = shared::storage::connect(&config.server.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "while opening the database {}",
-                redact_url(&config.server.database_url)
-            )
-        })?;
+    let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
+        format!("while opening the database {}", redact_url(&config.server.database_url))
+    })?;
     let deps = Deps {
         config: Arc::new(config),
         store,
@@ -155,15 +138,9 @@ pub async fn run(
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    deps.record_startup("bot")
-        .await
-        .context("while writing the startup audit events")?;
+    deps.record_startup("bot").await.context("while writing the startup audit events")?;
     let tracker = TaskTracker::new();
-    tracker.spawn(crate::reaper::run(
-        deps.clone(),
-        Duration::from_secs(5),
-        stop.child_token(),
-    ));
+    tracker.spawn(crate::reaper::run(deps.clone(), Duration::from_secs(5), stop.child_token()));
     let server = tracker.spawn(serve(http, deps, stop.child_token()));
     tracker.close();
     stop.cancelled().await;

@@ -55,12 +55,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// URL of the breakglass server (client commands).
-    #[arg(
-        long,
-        global = true,
-        env = "BREAKGLASS_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, global = true, env = "BREAKGLASS_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// File holding your API token (otherwise the BREAKGLASS_TOKEN environment variable).
     #[arg(long, global = true, value_name = "FILE")]
@@ -189,6 +184,9 @@ pub enum AuditCommand {
         /// Database URL (overrides server.database_url).
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// Data directory (overrides server.data_dir; the default database lives there).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
     /// Write every audit event, one JSON object per line.
     #[command(
@@ -199,6 +197,8 @@ pub enum AuditCommand {
         config: ConfigArg,
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
         /// File to write (default: standard output).
@@ -233,10 +233,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 }
 
@@ -247,10 +244,9 @@ impl From<ClientError> for Failure {
                 Self::new(EXIT_UNREACHABLE, e.to_string())
             }
             ClientError::Api { .. } => Self::new(EXIT_REFUSED, e.to_string()),
-            ClientError::Unreachable { .. } => Self::new(
-                EXIT_UNREACHABLE,
-                format!("{e}; is `breakglass up` running?"),
-            ),
+            ClientError::Unreachable { .. } => {
+                Self::new(EXIT_UNREACHABLE, format!("{e}; is `breakglass up` running?"))
+            }
             ClientError::Protocol(_) => Self::new(EXIT_FAILURE, e.to_string()),
         }
     }
@@ -276,30 +272,14 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
     match cli.command {
-        Command::Up {
-            config,
-            data_dir,
-            listen,
-        } => up(config.config, data_dir, listen).await,
+        Command::Up { config, data_dir, listen } => up(config.config, data_dir, listen).await,
         Command::Keygen { out } => keygen(&out),
         Command::Token { for_ } => {
             token(&for_);
             Ok(())
         }
-        Command::Request {
-            host,
-            login,
-            duration,
-            scope,
-            reason,
-        } => {
-            let body = NewRequestBody {
-                host,
-                scope,
-                login,
-                duration,
-                reason: reason.join(" "),
-            };
+        Command::Request { host, login, duration, scope, reason } => {
+            let body = NewRequestBody { host, scope, login, duration, reason: reason.join(" ") };
             let v = client(g)?.create(&body).await?;
             print_view(g, &v, "requested");
             Ok(())
@@ -309,11 +289,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             print_view(g, &v, "approved");
             Ok(())
         }
-        Command::Approve {
-            id,
-            key: Some(key),
-            yes,
-        } => approve_offline(g, &id, &key, yes).await,
+        Command::Approve { id, key: Some(key), yes } => approve_offline(g, &id, &key, yes).await,
         Command::Deny { id } => {
             let v = client(g)?.deny(&id).await?;
             print_view(g, &v, "denied");
@@ -324,17 +300,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             print_view(g, &v, "revoked");
             Ok(())
         }
-        Command::List {
-            status,
-            mine,
-            limit,
-        } => {
+        Command::List { status, mine, limit } => {
             let list = client(g)?
-                .list(&ListQuery {
-                    status,
-                    mine: Some(mine),
-                    limit: Some(limit),
-                })
+                .list(&ListQuery { status, mine: Some(mine), limit: Some(limit) })
                 .await?;
             if g.json {
                 println!("{}", to_json(&list));
@@ -374,16 +342,20 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify {
-            config,
-            database_url,
-        }) => audit_verify(config.config, database_url).await,
+        Command::Audit(AuditCommand::Verify { config, database_url, data_dir }) => {
+            let o = Overrides { database_url, data_dir, ..Overrides::default() };
+            audit_verify(config.config, o).await
+        }
         Command::Audit(AuditCommand::Export {
             config,
             database_url,
+            data_dir,
             format: ExportFormat::Jsonl,
             output,
-        }) => audit_export(config.config, database_url, output).await,
+        }) => {
+            let o = Overrides { database_url, data_dir, ..Overrides::default() };
+            audit_export(config.config, o, output).await
+        }
         Command::Config(ConfigCommand::Check { config }) => config_check(config.config),
     }
 }
@@ -397,10 +369,7 @@ fn client(g: &Global) -> Result<Client, Failure> {
         Some(p) => Some(
             std::fs::read_to_string(p)
                 .map_err(|e| {
-                    Failure::new(
-                        EXIT_LOCAL,
-                        format!("cannot read token file {}: {e}", p.display()),
-                    )
+                    Failure::new(EXIT_LOCAL, format!("cannot read token file {}: {e}", p.display()))
                 })?
                 .trim()
                 .to_owned(),
@@ -421,12 +390,9 @@ fn print_view(g: &Global, v: &RequestView, verb: &str) {
         ("approved", "approved") => {
             format!("{} is approved: the requester can connect now", v.code)
         }
-        ("approved", _) => format!(
-            "approval recorded for {} ({}/{})",
-            v.code,
-            v.approvals.len(),
-            v.quorum
-        ),
+        ("approved", _) => {
+            format!("approval recorded for {} ({}/{})", v.code, v.approvals.len(), v.quorum)
+        }
         (_, status) => format!("{} is {status}", v.code),
     };
     println!("{head}");
@@ -445,20 +411,9 @@ fn print_view(g: &Global, v: &RequestView, verb: &str) {
     let approvers: Vec<String> = v
         .approvals
         .iter()
-        .map(|a| {
-            format!(
-                "{} ({})",
-                a.approver,
-                a.signer.as_deref().unwrap_or("unpinned key")
-            )
-        })
+        .map(|a| format!("{} ({})", a.approver, a.signer.as_deref().unwrap_or("unpinned key")))
         .collect();
-    println!(
-        "  approvals  {}/{} {}",
-        v.approvals.len(),
-        v.quorum,
-        approvers.join(", ")
-    );
+    println!("  approvals  {}/{} {}", v.approvals.len(), v.quorum, approvers.join(", "));
     if let Some(by) = &v.closed_by {
         println!("  closed by  {by}");
     }
@@ -512,10 +467,7 @@ async fn approve_offline(
     let view = c.get(id).await?;
     // Rebuild the request from the fields we show, with the core's own parsers.
     let req = view.to_core().map_err(|e| {
-        Failure::new(
-            EXIT_FAILURE,
-            format!("the server sent a request that does not parse: {e}"),
-        )
+        Failure::new(EXIT_FAILURE, format!("the server sent a request that does not parse: {e}"))
     })?;
     let now = shared::core::Clock::now(&shared::core::SystemClock);
     let ts = |t: Timestamp| t.rfc3339();
@@ -530,11 +482,7 @@ async fn approve_offline(
     eprintln!("  host       {}", req.host);
     eprintln!("  login      {}", req.login);
     eprintln!("  duration   {}", req.duration);
-    eprintln!(
-        "  window     {} -> {}",
-        ts(req.not_before),
-        ts(req.not_after)
-    );
+    eprintln!("  window     {} -> {}", ts(req.not_before), ts(req.not_after));
     eprintln!("  reason     {}", req.reason.as_str().escape_debug());
     eprintln!("  reason sha {}", hex::encode(req.reason.sha256()));
     eprintln!("  nonce      {}", req.nonce.to_hex());
@@ -586,11 +534,7 @@ fn config_check(flag: Option<PathBuf>) -> Result<(), Failure> {
             s.hosts.len(),
             s.quorum,
             s.max_duration,
-            if s.require_offline_signature {
-                ", offline signatures only"
-            } else {
-                ""
-            }
+            if s.require_offline_signature { ", offline signatures only" } else { "" }
         );
     }
     Ok(())
@@ -602,11 +546,7 @@ async fn up(
     listen: Option<String>,
 ) -> Result<(), Failure> {
     let path = crate::app::config_path(config_flag.as_deref());
-    let overrides = Overrides {
-        listen,
-        data_dir,
-        ..Overrides::default()
-    };
+    let overrides = Overrides { listen, data_dir, ..Overrides::default() };
     let cfg = config::load(path.as_deref(), &overrides)?;
     match &path {
         None => eprintln!(
@@ -628,11 +568,7 @@ async fn up(
     let (deps, source) = crate::app::build_deps(cfg)
         .await
         .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
-    if let crate::app::KeySource::DataDir {
-        path,
-        created: true,
-    } = &source
-    {
+    if let crate::app::KeySource::DataDir { path, created: true } = &source {
         eprintln!(
             "breakglass: generated the approval key {} (key id {})",
             path.display(),
@@ -642,11 +578,9 @@ async fn up(
     let http = tokio::net::TcpListener::bind(listen_addr)
         .await
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {listen_addr}: {e}")))?;
-    eprintln!("breakglass: HTTP API on http://{listen_addr} (OpenAPI at /api/openapi.json)");
-    eprintln!(
-        "breakglass: database {db}, data directory {}",
-        data.display()
-    );
+    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    eprintln!("breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
+    eprintln!("breakglass: database {db}, data directory {}", data.display());
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -661,26 +595,18 @@ async fn up(
 
 async fn open_store_for_audit(
     flag: Option<PathBuf>,
-    database_url: Option<String>,
+    overrides: Overrides,
 ) -> Result<(config::Config, std::sync::Arc<dyn Store>), Failure> {
-    let cfg = load_config(
-        flag,
-        &Overrides {
-            database_url,
-            ..Overrides::default()
-        },
-    )?;
-    let store = shared::storage::connect(&cfg.server.database_url)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                EXIT_UNREACHABLE,
-                format!(
-                    "cannot open the database {}: {e}",
-                    crate::app::redact_url(&cfg.server.database_url)
-                ),
-            )
-        })?;
+    let cfg = load_config(flag, &overrides)?;
+    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
+        Failure::new(
+            EXIT_UNREACHABLE,
+            format!(
+                "cannot open the database {}: {e}",
+                crate::app::redact_url(&cfg.server.database_url)
+            ),
+        )
+    })?;
     Ok((cfg, store))
 }
 
@@ -705,8 +631,8 @@ fn audit_pins(cfg: &config::Config) -> Result<shared::core::PinnedKeys, Failure>
     Ok(pins)
 }
 
-async fn audit_verify(flag: Option<PathBuf>, database_url: Option<String>) -> Result<(), Failure> {
-    let (cfg, store) = open_store_for_audit(flag, database_url).await?;
+async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
+    let (cfg, store) = open_store_for_audit(flag, overrides).await?;
     let pins = audit_pins(&cfg)?;
     let mut checker = AuditChecker::new(&pins);
     let mut after = 0;
@@ -728,10 +654,15 @@ async fn audit_verify(flag: Option<PathBuf>, database_url: Option<String>) -> Re
     }
     let mut requests = 0;
     for logged in checker.requests() {
-        let table = store
-            .get_request(&RequestRef::Id(logged.id))
-            .await
-            .map_err(|e| Failure::new(EXIT_FAILURE, format!("request {} is in the audit log but not readable from the requests table: {e}", logged.code)))?;
+        let table = store.get_request(&RequestRef::Id(logged.id)).await.map_err(|e| {
+            Failure::new(
+                EXIT_FAILURE,
+                format!(
+                    "request {} is in the audit log but not readable from the requests table: {e}",
+                    logged.code
+                ),
+            )
+        })?;
         if let Some(field) = first_difference(&table, logged) {
             println!(
                 "audit log BROKEN: the requests table disagrees with the audit log for {} ({}): field `{field}`",
@@ -744,14 +675,8 @@ async fn audit_verify(flag: Option<PathBuf>, database_url: Option<String>) -> Re
         }
         requests += 1;
     }
-    let head = checker
-        .head()
-        .map(hex::encode)
-        .unwrap_or_else(|| "(empty)".into());
-    println!(
-        "audit log OK: {} events, hash chain intact, head {head}",
-        checker.events()
-    );
+    let head = checker.head().map(hex::encode).unwrap_or_else(|| "(empty)".into());
+    println!("audit log OK: {} events, hash chain intact, head {head}", checker.events());
     println!(
         "approvals OK: {} signatures re-verified against {} pinned key(s)",
         checker.approvals_checked(),
@@ -771,14 +696,14 @@ fn problem_seq(p: &shared::core::audit_verify::AuditProblem) -> i64 {
 
 async fn audit_export(
     flag: Option<PathBuf>,
-    database_url: Option<String>,
+    overrides: Overrides,
     output: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    let (_, store) = open_store_for_audit(flag, database_url).await?;
+    let (_, store) = open_store_for_audit(flag, overrides).await?;
     let mut out: Box<dyn std::io::Write> = match &output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| Failure::new(EXIT_LOCAL, format!("cannot create {}: {e}", p.display())),
-        )?)),
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
+            Failure::new(EXIT_LOCAL, format!("cannot create {}: {e}", p.display()))
+        })?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut after = 0;
@@ -797,8 +722,7 @@ async fn audit_export(
             n += 1;
         }
     }
-    out.flush()
-        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    out.flush().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     if let Some(p) = output {
         eprintln!("wrote {n} events to {}", p.display());
     }

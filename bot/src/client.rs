@@ -16,11 +16,7 @@ use crate::http::views::{
 pub enum ClientError {
     /// The server answered with an error body.
     #[error("{message} [{code}]")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { status: u16, code: String, message: String },
     #[error("cannot reach the breakglass server at {url}: {cause}")]
     Unreachable { url: String, cause: String },
     #[error("unexpected answer from the server: {0}")]
@@ -54,11 +50,7 @@ impl Client {
             .user_agent(concat!("breakglass-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-            http,
-        })
+        Ok(Self { base: base.trim_end_matches('/').to_owned(), token, http })
     }
 
     pub fn base(&self) -> &str {
@@ -78,10 +70,7 @@ impl Client {
             cause: e.without_url().to_string(),
         })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| ClientError::Protocol(e.to_string()));
@@ -110,32 +99,26 @@ impl Client {
 
     fn path_for(id: &str) -> String {
         // Ids and codes are [0-9a-f-] plus "bg-"; anything else is refused by the server.
-        let safe: String = id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
+        let safe: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
         format!("/api/v1/requests/{safe}")
     }
 
     /// # Errors
     /// Any [`ClientError`].
     pub async fn create(&self, body: &NewRequestBody) -> Result<RequestView, ClientError> {
-        self.send(self.http.post(self.url("/api/v1/requests")).json(body))
-            .await
+        self.send(self.http.post(self.url("/api/v1/requests")).json(body)).await
     }
 
     /// # Errors
     /// Any [`ClientError`].
     pub async fn get(&self, id: &str) -> Result<RequestView, ClientError> {
-        self.send(self.http.get(self.url(&Self::path_for(id))))
-            .await
+        self.send(self.http.get(self.url(&Self::path_for(id)))).await
     }
 
     /// # Errors
     /// Any [`ClientError`].
     pub async fn list(&self, q: &ListQuery) -> Result<RequestList, ClientError> {
-        self.send(self.http.get(self.url("/api/v1/requests")).query(q))
-            .await
+        self.send(self.http.get(self.url("/api/v1/requests")).query(q)).await
     }
 
     /// # Errors
@@ -156,15 +139,13 @@ impl Client {
     /// # Errors
     /// Any [`ClientError`].
     pub async fn deny(&self, id: &str) -> Result<RequestView, ClientError> {
-        self.post_empty(&format!("{}/deny", Self::path_for(id)))
-            .await
+        self.post_empty(&format!("{}/deny", Self::path_for(id))).await
     }
 
     /// # Errors
     /// Any [`ClientError`].
     pub async fn revoke(&self, id: &str) -> Result<RequestView, ClientError> {
-        self.post_empty(&format!("{}/revoke", Self::path_for(id)))
-            .await
+        self.post_empty(&format!("{}/revoke", Self::path_for(id))).await
     }
 
     /// # Errors

@@ -130,8 +130,7 @@ impl Deps {
     /// # Errors
     /// As [`Self::approve`].
     pub async fn deny(&self, r: &RequestRef, who: &PrincipalName) -> Result<Request, ServiceError> {
-        self.decide(r, |_, _| Ok(Action::Deny { by: who.clone() }))
-            .await
+        self.decide(r, |_, _| Ok(Action::Deny { by: who.clone() })).await
     }
 
     /// # Errors
@@ -141,8 +140,7 @@ impl Deps {
         r: &RequestRef,
         who: &PrincipalName,
     ) -> Result<Request, ServiceError> {
-        self.decide(r, |_, _| Ok(Action::Revoke { by: who.clone() }))
-            .await
+        self.decide(r, |_, _| Ok(Action::Revoke { by: who.clone() })).await
     }
 
     /// Expires one request whose deadline passed (the reaper's step).
@@ -150,8 +148,7 @@ impl Deps {
     /// # Errors
     /// As [`Self::approve`].
     pub async fn expire(&self, id: RequestId) -> Result<Request, ServiceError> {
-        self.decide(&RequestRef::Id(id), |_, _| Ok(Action::Expire))
-            .await
+        self.decide(&RequestRef::Id(id), |_, _| Ok(Action::Expire)).await
     }
 
     async fn decide(

@@ -45,10 +45,7 @@ async fn quorum_flow_grants_then_revoke_ends_it(db: shared::testing::db::TestDb)
     let (s, v) = app.act(&code, "approve", "carol").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "approved");
-    assert!(
-        v["connect"].is_null(),
-        "only the requester sees the connect line: {v}"
-    );
+    assert!(v["connect"].is_null(), "only the requester sees the connect line: {v}");
 
     let (_, mine) = app.get(&format!("/api/v1/requests/{code}"), "alice").await;
     assert_eq!(mine["connect"], format!("ssh -p 2222 {code}@gw.example"));
@@ -62,22 +59,11 @@ async fn quorum_flow_grants_then_revoke_ends_it(db: shared::testing::db::TestDb)
 
     let (s, v) = app.act(&code, "revoke", "bob").await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        (v["status"].as_str(), v["closed_by"].as_str()),
-        (Some("revoked"), Some("bob"))
-    );
+    assert_eq!((v["status"].as_str(), v["closed_by"].as_str()), (Some("revoked"), Some("bob")));
 
-    let kinds: Vec<String> = db
-        .store
-        .audit_page(0, 100)
-        .await?
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
-    assert_eq!(
-        kinds,
-        ["requested", "approved", "approved", "granted", "revoked"]
-    );
+    let kinds: Vec<String> =
+        db.store.audit_page(0, 100).await?.into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["requested", "approved", "approved", "granted", "revoked"]);
     Ok(())
 }
 
@@ -93,12 +79,7 @@ async fn bad_request_input_is_refused_with_codes_and_nothing_written(
             StatusCode::BAD_REQUEST,
             "unknown_scope",
         ),
-        (
-            "alice",
-            json!({"host": "db-99", "reason": "x"}),
-            StatusCode::BAD_REQUEST,
-            "unknown_host",
-        ),
+        ("alice", json!({"host": "db-99", "reason": "x"}), StatusCode::BAD_REQUEST, "unknown_host"),
         (
             "alice",
             json!({"host": "db-1", "login": "admin", "reason": "x"}),
@@ -165,26 +146,13 @@ async fn bad_request_input_is_refused_with_codes_and_nothing_written(
             StatusCode::BAD_REQUEST,
             "malformed_json",
         ),
-        (
-            "alice",
-            json!({"reason": "x"}),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-        ),
+        ("alice", json!({"reason": "x"}), StatusCode::BAD_REQUEST, "malformed_json"),
     ];
     for (who, body, status, code) in cases {
         let got = app.post("/api/v1/requests", who, body.clone()).await;
         assert_error(&got, status, code);
-        assert_eq!(
-            app.request_count().await,
-            0,
-            "{code}: no request stored for {body}"
-        );
-        assert_eq!(
-            app.audit_len().await,
-            0,
-            "{code}: no audit event for {body}"
-        );
+        assert_eq!(app.request_count().await, 0, "{code}: no request stored for {body}");
+        assert_eq!(app.audit_len().await, 0, "{code}: no audit event for {body}");
     }
     let got = app
         .raw(
@@ -204,13 +172,7 @@ both!(tokens_are_required_and_checked);
 async fn tokens_are_required_and_checked(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let no_token = app
-        .raw(
-            Method::POST,
-            "/api/v1/requests",
-            None,
-            Body::from(db1("x").to_string()),
-            true,
-        )
+        .raw(Method::POST, "/api/v1/requests", None, Body::from(db1("x").to_string()), true)
         .await;
     assert_error(&no_token, StatusCode::UNAUTHORIZED, "missing_token");
     let wrong = app
@@ -233,11 +195,7 @@ async fn tokens_are_required_and_checked(db: shared::testing::db::TestDb) -> Tes
         )
         .await;
     assert_error(&basic, StatusCode::UNAUTHORIZED, "missing_token");
-    assert_error(
-        &app.get("/api/v1/whoami", "").await,
-        StatusCode::UNAUTHORIZED,
-        "missing_token",
-    );
+    assert_error(&app.get("/api/v1/whoami", "").await, StatusCode::UNAUTHORIZED, "missing_token");
     assert_eq!(app.request_count().await, 0);
 
     let (s, me) = app.get("/api/v1/whoami", "ci-deploy").await;
@@ -252,11 +210,7 @@ both!(who_may_decide);
 async fn who_may_decide(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let code = app.open("bob", db1("disk full")).await;
-    assert_error(
-        &app.act(&code, "approve", "bob").await,
-        StatusCode::FORBIDDEN,
-        "self_approval",
-    );
+    assert_error(&app.act(&code, "approve", "bob").await, StatusCode::FORBIDDEN, "self_approval");
     assert_error(
         &app.act(&code, "approve", "dave").await,
         StatusCode::FORBIDDEN,
@@ -267,11 +221,7 @@ async fn who_may_decide(db: shared::testing::db::TestDb) -> TestResult {
         StatusCode::FORBIDDEN,
         "service_cannot_decide",
     );
-    assert_error(
-        &app.act(&code, "deny", "dave").await,
-        StatusCode::FORBIDDEN,
-        "not_an_approver",
-    );
+    assert_error(&app.act(&code, "deny", "dave").await, StatusCode::FORBIDDEN, "not_an_approver");
     assert_error(
         &app.act(&code, "revoke", "dave").await,
         StatusCode::FORBIDDEN,
@@ -299,11 +249,7 @@ async fn decisions_after_the_end_are_refused(db: shared::testing::db::TestDb) ->
     let denied = app.open("alice", db1("one")).await;
     let (s, v) = app.act(&denied, "deny", "carol").await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("denied")));
-    assert_error(
-        &app.act(&denied, "approve", "bob").await,
-        StatusCode::CONFLICT,
-        "wrong_state",
-    );
+    assert_error(&app.act(&denied, "approve", "bob").await, StatusCode::CONFLICT, "wrong_state");
 
     // After the grant.
     let granted = app.open("alice", db1("two")).await;
@@ -323,10 +269,7 @@ async fn decisions_after_the_end_are_refused(db: shared::testing::db::TestDb) ->
             .collect(),
         more.policy.scopes().cloned().collect(),
     );
-    let late = bot::service::Deps {
-        config: std::sync::Arc::new(more),
-        ..app.deps.clone()
-    };
+    let late = bot::service::Deps { config: std::sync::Arc::new(more), ..app.deps.clone() };
     let err = late
         .approve(&granted.parse()?, &PrincipalName::parse("frank")?, None)
         .await
@@ -344,13 +287,8 @@ async fn decisions_after_the_end_are_refused(db: shared::testing::db::TestDb) ->
         "request_expired",
     );
     assert_eq!(app.audit_len().await, before);
-    let (_, v) = app
-        .get(&format!("/api/v1/requests/{expiring}"), "alice")
-        .await;
-    assert_eq!(
-        v["status"], "expired",
-        "shown as expired before the reaper runs"
-    );
+    let (_, v) = app.get(&format!("/api/v1/requests/{expiring}"), "alice").await;
+    assert_eq!(v["status"], "expired", "shown as expired before the reaper runs");
 
     // The reaper stores it.
     assert_eq!(app.deps.expire_due().await?, 1);
@@ -362,11 +300,7 @@ async fn decisions_after_the_end_are_refused(db: shared::testing::db::TestDb) ->
 
 /// An offline approval body signed with `seed`'s key for `approver` over the request `code`.
 async fn offline(app: &App, code: &str, approver: &str, seed: u8, at: i64) -> Value {
-    let req = app
-        .deps
-        .get(&code.parse().expect("code"))
-        .await
-        .expect("request");
+    let req = app.deps.get(&code.parse().expect("code")).await.expect("request");
     let a = shared::core::ApprovalSigner::new(key(seed)).sign(
         &req,
         &PrincipalName::parse(approver).expect("name"),
@@ -378,9 +312,7 @@ async fn offline(app: &App, code: &str, approver: &str, seed: u8, at: i64) -> Va
 both!(signatures_are_verified_strictly);
 async fn signatures_are_verified_strictly(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
-    let vault = app
-        .open("alice", json!({"host": "vault-1", "reason": "unseal"}))
-        .await;
+    let vault = app.open("alice", json!({"host": "vault-1", "reason": "unseal"})).await;
     let path = format!("/api/v1/requests/{vault}/approve");
 
     // A bot signature is not enough where the scope wants the approver's own key.
@@ -395,66 +327,34 @@ async fn signatures_are_verified_strictly(db: shared::testing::db::TestDb) -> Te
     let mut sig = body["signature"].as_str().unwrap_or_default().to_owned();
     sig.replace_range(0..2, if sig.starts_with("00") { "01" } else { "00" });
     body["signature"] = json!(sig);
-    assert_error(
-        &app.post(&path, "erin", body).await,
-        StatusCode::BAD_REQUEST,
-        "bad_signature",
-    );
+    assert_error(&app.post(&path, "erin", body).await, StatusCode::BAD_REQUEST, "bad_signature");
 
     // Signed by a key nobody pinned.
     assert_error(
-        &app.post(
-            &path,
-            "erin",
-            offline(&app, &vault, "erin", 9, T0 + 5).await,
-        )
-        .await,
+        &app.post(&path, "erin", offline(&app, &vault, "erin", 9, T0 + 5).await).await,
         StatusCode::FORBIDDEN,
         "unpinned_key",
     );
 
     // A valid signature sent with someone else's token.
     assert_error(
-        &app.post(
-            &path,
-            "alice",
-            offline(&app, &vault, "erin", 5, T0 + 5).await,
-        )
-        .await,
+        &app.post(&path, "alice", offline(&app, &vault, "erin", 5, T0 + 5).await).await,
         StatusCode::FORBIDDEN,
         "unpinned_key",
     );
 
     // Replayed from another request.
-    let other = app
-        .open("alice", json!({"host": "vault-1", "reason": "another"}))
-        .await;
+    let other = app.open("alice", json!({"host": "vault-1", "reason": "another"})).await;
     let replay = offline(&app, &other, "erin", 5, T0 + 5).await;
-    assert_error(
-        &app.post(&path, "erin", replay).await,
-        StatusCode::BAD_REQUEST,
-        "bad_signature",
-    );
-    assert_eq!(
-        app.deps.get(&vault.parse()?).await?.approvals.len(),
-        0,
-        "nothing recorded so far"
-    );
+    assert_error(&app.post(&path, "erin", replay).await, StatusCode::BAD_REQUEST, "bad_signature");
+    assert_eq!(app.deps.get(&vault.parse()?).await?.approvals.len(), 0, "nothing recorded so far");
 
     // The real one passes; replaying it is refused.
     let good = offline(&app, &vault, "erin", 5, T0 + 5).await;
     let (s, v) = app.post(&path, "erin", good.clone()).await;
-    assert_eq!(
-        (s, v["status"].as_str()),
-        (StatusCode::OK, Some("approved")),
-        "{v}"
-    );
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("approved")), "{v}");
     assert_eq!(v["approvals"][0]["signer"], "personal");
-    assert_error(
-        &app.post(&path, "erin", good).await,
-        StatusCode::CONFLICT,
-        "already_approved",
-    );
+    assert_error(&app.post(&path, "erin", good).await, StatusCode::CONFLICT, "already_approved");
 
     // Malformed signature fields.
     let other_path = format!("/api/v1/requests/{other}/approve");
@@ -505,10 +405,7 @@ async fn lists_and_lookups(db: shared::testing::db::TestDb) -> TestResult {
 
     let id = app.deps.get(&a.parse()?).await?.id.to_string();
     let (s, by_id) = app.get(&format!("/api/v1/requests/{id}"), "bob").await;
-    assert_eq!(
-        (s, by_id["code"].as_str()),
-        (StatusCode::OK, Some(a.as_str()))
-    );
+    assert_eq!((s, by_id["code"].as_str()), (StatusCode::OK, Some(a.as_str())));
     assert_error(
         &app.get("/api/v1/requests/bg-000000", "bob").await,
         StatusCode::NOT_FOUND,
@@ -544,11 +441,7 @@ async fn service_endpoints(db: shared::testing::db::TestDb) -> TestResult {
         assert!(doc["paths"][p].is_object(), "OpenAPI documents {p}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    assert_error(
-        &app.get("/nope", "").await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+    assert_error(&app.get("/nope", "").await, StatusCode::NOT_FOUND, "not_found");
     Ok(())
 }
 

@@ -64,21 +64,13 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "config error at `{}`: {}; fix: {}",
-            self.key, self.problem, self.fix
-        )
+        write!(f, "config error at `{}`: {}; fix: {}", self.key, self.problem, self.fix)
     }
 }
 impl std::error::Error for ConfigError {}
 
 fn err(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        problem: problem.into(),
-        fix: fix.into(),
-    }
+    ConfigError { key: key.into(), problem: problem.into(), fix: fix.into() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,11 +117,7 @@ pub struct RawGateway {
 
 impl Default for RawGateway {
     fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:2222".into(),
-            public_host: "127.0.0.1".into(),
-            public_port: None,
-        }
+        Self { listen: "127.0.0.1:2222".into(), public_host: "127.0.0.1".into(), public_port: None }
     }
 }
 
@@ -270,10 +258,7 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         .extract()
         .map_err(|e| figment_error(&e))?;
     let mut cfg = validate(&raw)?;
-    cfg.source = Some((
-        PathBuf::from("(inline)"),
-        Sha256::digest(text.as_bytes()).into(),
-    ));
+    cfg.source = Some((PathBuf::from("(inline)"), Sha256::digest(text.as_bytes()).into()));
     Ok(cfg)
 }
 
@@ -294,11 +279,7 @@ fn merge_flags(mut fig: Figment, flags: &Overrides) -> Figment {
 }
 
 fn figment_error(e: &figment::Error) -> ConfigError {
-    let key = if e.path.is_empty() {
-        "(top level)".to_owned()
-    } else {
-        e.path.join(".")
-    };
+    let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
     let source = match &e.metadata {
         Some(m) => match &m.source {
             Some(s) => format!(" (from {s})"),
@@ -326,10 +307,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             .trim_end_matches('/')
             .to_owned(),
         database_url: raw.server.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}",
-                raw.server.data_dir.join("breakglass.db").display()
-            )
+            format!("sqlite://{}", raw.server.data_dir.join("breakglass.db").display())
         }),
         data_dir: raw.server.data_dir.clone(),
     };
@@ -371,10 +349,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
         check_ssh_keys(&format!("{key}.ssh_keys"), &u.ssh_keys)?;
         if let Some(h) = &u.api_token_sha256 {
-            tokens.push((
-                parse_sha256(&format!("{key}.api_token_sha256"), h)?,
-                name.clone(),
-            ));
+            tokens.push((parse_sha256(&format!("{key}.api_token_sha256"), h)?, name.clone()));
         }
         identities.insert(
             name.clone(),
@@ -384,10 +359,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
                 ssh_keys: u.ssh_keys.clone(),
             },
         );
-        principals.push(Principal {
-            name,
-            kind: PrincipalKind::Human { groups },
-        });
+        principals.push(Principal { name, kind: PrincipalKind::Human { groups } });
     }
 
     // Scopes.
@@ -421,22 +393,12 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             allowed.insert(sc);
         }
         check_ssh_keys(&format!("{key}.ssh_keys"), &s.ssh_keys)?;
-        tokens.push((
-            parse_sha256(&format!("{key}.token_sha256"), &s.token_sha256)?,
-            name.clone(),
-        ));
+        tokens.push((parse_sha256(&format!("{key}.token_sha256"), &s.token_sha256)?, name.clone()));
         identities.insert(
             name.clone(),
-            Identity {
-                slack_id: None,
-                discord_id: None,
-                ssh_keys: s.ssh_keys.clone(),
-            },
+            Identity { slack_id: None, discord_id: None, ssh_keys: s.ssh_keys.clone() },
         );
-        principals.push(Principal {
-            name,
-            kind: PrincipalKind::Service { scopes: allowed },
-        });
+        principals.push(Principal { name, kind: PrincipalKind::Service { scopes: allowed } });
     }
     let mut seen_tokens = BTreeSet::new();
     for (h, who) in &tokens {
@@ -474,11 +436,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
         for k in ks {
             let vk = parse_public_key(k).map_err(|e| {
-                err(
-                    &key,
-                    e.to_string(),
-                    "paste the line `breakglass keygen` printed",
-                )
+                err(&key, e.to_string(), "paste the line `breakglass keygen` printed")
             })?;
             pinned_approver_keys.push((name.clone(), vk));
         }
@@ -505,17 +463,11 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
     for s in policy.scopes() {
-        let eligible = policy
-            .principals()
-            .filter(|p| policy.is_approver(&p.name, s))
-            .count();
+        let eligible = policy.principals().filter(|p| policy.is_approver(&p.name, s)).count();
         if eligible < usize::try_from(s.quorum).unwrap_or(usize::MAX) {
             return Err(err(
                 format!("scopes.{}.quorum", s.name),
-                format!(
-                    "quorum {} but only {eligible} users are in its approver groups",
-                    s.quorum
-                ),
+                format!("quorum {} but only {eligible} users are in its approver groups", s.quorum),
                 "add approvers to those groups or lower the quorum",
             ));
         }
@@ -575,11 +527,7 @@ fn validate_scope(
         .collect::<Result<Vec<_>, _>>()?;
     let duration = |field: &str, v: &Option<String>, default: &str| {
         GrantDuration::parse(v.as_deref().unwrap_or(default)).map_err(|e| {
-            err(
-                format!("{key}.{field}"),
-                e.to_string(),
-                "write it like \"30m\" or \"1h\"",
-            )
+            err(format!("{key}.{field}"), e.to_string(), "write it like \"30m\" or \"1h\"")
         })
     };
     let max_duration = duration("max_duration", &s.max_duration, "1h")?;
@@ -600,13 +548,8 @@ fn validate_scope(
     let group_set = |field: &str, list: &[String]| -> Result<BTreeSet<GroupName>, ConfigError> {
         let mut out = BTreeSet::new();
         for g in list {
-            let g = GroupName::parse(g).map_err(|e| {
-                err(
-                    format!("{key}.{field}"),
-                    e.to_string(),
-                    "fix the group name",
-                )
-            })?;
+            let g = GroupName::parse(g)
+                .map_err(|e| err(format!("{key}.{field}"), e.to_string(), "fix the group name"))?;
             if !groups.contains_key(&g) {
                 return Err(err(
                     format!("{key}.{field}"),
@@ -652,11 +595,7 @@ fn validate_scope(
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     v.parse().map_err(|_| {
-        err(
-            key,
-            format!("`{v}` is not an address:port"),
-            "write it like 127.0.0.1:8080",
-        )
+        err(key, format!("`{v}` is not an address:port"), "write it like 127.0.0.1:8080")
     })
 }
 
@@ -673,10 +612,7 @@ fn check_host_port(key: &str, v: &str) -> Result<(), ConfigError> {
     if h.is_empty() || p.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
     }
-    if !h
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-    {
+    if !h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':')) {
         return Err(bad());
     }
     Ok(())
@@ -767,21 +703,14 @@ mod tests {
         assert_eq!(c.gateway.public_port, 2222);
         assert_eq!(c.server.database_url, "sqlite://./data/breakglass.db");
         let s = c.policy.scopes().next().expect("one scope");
-        assert_eq!(
-            (s.quorum, s.max_duration.secs(), s.default_duration.secs()),
-            (1, 3600, 1800)
-        );
+        assert_eq!((s.quorum, s.max_duration.secs(), s.default_duration.secs()), (1, 3600, 1800));
         assert_eq!(c.tokens.len(), 1);
         Ok(())
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        refused(
-            &format!("{MINIMAL}\n[server]\nlisen = \"x\""),
-            "server.lisen",
-            "unknown field",
-        );
+        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown field");
         refused(
             &MINIMAL.replace("logins =", "quorm = 2\nlogins ="),
             "scopes.prod-db.quorm",
@@ -803,26 +732,17 @@ mod tests {
             "login",
         );
         refused(
-            &MINIMAL.replace(
-                "approver_groups = [\"dba\"]",
-                "approver_groups = [\"dbas\"]",
-            ),
+            &MINIMAL.replace("approver_groups = [\"dba\"]", "approver_groups = [\"dbas\"]"),
             "scopes.prod-db.approver_groups",
             "no members",
         );
         refused(
-            &MINIMAL.replace(
-                "logins = [\"postgres\"]",
-                "logins = [\"postgres\"]\nquorum = 0",
-            ),
+            &MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 0"),
             "scopes.prod-db.quorum",
             "quorum 0",
         );
         refused(
-            &MINIMAL.replace(
-                "logins = [\"postgres\"]",
-                "logins = [\"postgres\"]\nquorum = 2",
-            ),
+            &MINIMAL.replace("logins = [\"postgres\"]", "logins = [\"postgres\"]\nquorum = 2"),
             "scopes.prod-db.quorum",
             "only 1 users",
         );
@@ -855,6 +775,41 @@ mod tests {
             "users.alice.api_token_sha256",
             "SHA-256",
         );
+    }
+
+    const EXAMPLE: &str = include_str!("../../deploy/breakglass.example.toml");
+
+    #[test]
+    fn the_example_config_loads() -> Result<(), ConfigError> {
+        let c = from_toml_str(EXAMPLE)?;
+        assert_eq!(c.policy.scopes().count(), 2);
+        assert_eq!(c.keys.pinned_approver_keys.len(), 2);
+        Ok(())
+    }
+
+    /// Every key the config accepts is documented in the example (as `key =` or `[section]`).
+    #[test]
+    fn the_example_documents_every_key() -> Result<(), serde_json::Error> {
+        let sections = [
+            ("server", serde_json::to_value(RawServer::default())?),
+            ("gateway", serde_json::to_value(RawGateway::default())?),
+            ("keys", serde_json::to_value(RawKeys::default())?),
+            ("users.*", serde_json::to_value(RawUser::default())?),
+            ("service_accounts.*", serde_json::to_value(RawService::default())?),
+            ("scopes.*", serde_json::to_value(RawScope::default())?),
+        ];
+        for (section, v) in sections {
+            for key in
+                v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+            {
+                let documented = EXAMPLE.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[keys.{key}]"))
+                });
+                assert!(documented, "{section}.{key} is not documented in {EXAMPLE_PATH}");
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -17,10 +17,7 @@ use crate::core::ids::KeyId;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error(
         "key file {path} is not an Ed25519 private key in PKCS#8 PEM (as `breakglass keygen` writes)"
     )]
@@ -30,10 +27,7 @@ pub enum KeyError {
     #[error("{path} already exists; refusing to overwrite a key (remove it first)")]
     Exists { path: PathBuf },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("the key in {0} is not an Ed25519 private key in PKCS#8 PEM")]
     EnvFormat(&'static str),
 }
@@ -46,16 +40,11 @@ pub enum KeyError {
 /// # Security
 /// The error never includes the file's content.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let read = |source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read = |source| KeyError::Read { path: path.to_owned(), source };
     let meta = fs::metadata(path).map_err(read)?;
     check_mode(path, &meta)?;
     let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(read)?);
-    SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format {
-        path: path.to_owned(),
-    })
+    SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format { path: path.to_owned() })
 }
 
 /// Parses a PEM private key held in an environment variable named `var`.
@@ -71,10 +60,7 @@ fn check_mode(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(KeyError::TooOpen {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(KeyError::TooOpen { path: path.to_owned(), mode });
     }
     Ok(())
 }
@@ -117,9 +103,7 @@ pub fn write_key_files(base: &Path, key: &SigningKey) -> Result<WrittenKey, KeyE
     }
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|_| KeyError::Format {
-            path: private_path.clone(),
-        })?;
+        .map_err(|_| KeyError::Format { path: private_path.clone() })?;
     write_new(&private_path, pem.as_bytes(), 0o600)?;
     let public_line = public_key_text(&key.verifying_key());
     write_new(&public_path, format!("{public_line}\n").as_bytes(), 0o644)?;
@@ -139,10 +123,7 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let err = |source| KeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
+    let err = |source| KeyError::Write { path: path.to_owned(), source };
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -168,10 +149,8 @@ pub fn load_or_generate(base: &Path) -> Result<(SigningKey, bool), KeyError> {
         return read_signing_key(&private_path).map(|k| (k, false));
     }
     if let Some(dir) = base.parent() {
-        fs::create_dir_all(dir).map_err(|source| KeyError::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
+        fs::create_dir_all(dir)
+            .map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
     }
     generate_to_files(base)?;
     read_signing_key(&private_path).map(|k| (k, true))
@@ -192,15 +171,9 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(
-                fs::metadata(&w.private_path)?.permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&w.private_path)?.permissions().mode() & 0o777, 0o600);
         }
-        assert!(matches!(
-            generate_to_files(&base),
-            Err(KeyError::Exists { .. })
-        ));
+        assert!(matches!(generate_to_files(&base), Err(KeyError::Exists { .. })));
         Ok(())
     }
 

@@ -11,14 +11,10 @@ use shared::core::approval::{ApprovalSigner, BoundFields, PinnedKeys, public_key
 use shared::core::*;
 use shared::testing::World;
 
-const PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/vectors/approval-v1.json"
-);
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/approval-v1.json");
 
 fn field<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str()
-        .unwrap_or_else(|| panic!("vector field {k} must be a string"))
+    v[k].as_str().unwrap_or_else(|| panic!("vector field {k} must be a string"))
 }
 
 fn request_from(v: &Value) -> Request {
@@ -40,20 +36,13 @@ fn request_from(v: &Value) -> Request {
 }
 
 fn compute(v: &Value) -> Value {
-    let seed: [u8; 32] = hex::decode(field(v, "private_key_seed"))
-        .expect("hex")
-        .try_into()
-        .expect("32 bytes");
+    let seed: [u8; 32] =
+        hex::decode(field(v, "private_key_seed")).expect("hex").try_into().expect("32 bytes");
     let signer = ApprovalSigner::new(SigningKey::from_bytes(&seed));
     let req = request_from(v);
     let approver = PrincipalName::parse(field(v, "approver")).expect("approver");
     let at = Timestamp::from_unix(v["signed_at"].as_i64().expect("signed_at"));
-    let bytes = BoundFields {
-        request: &req,
-        approver: &approver,
-        signed_at: at,
-    }
-    .canonical_bytes();
+    let bytes = BoundFields { request: &req, approver: &approver, signed_at: at }.canonical_bytes();
     let a = signer.sign(&req, &approver, at);
     json!({
         "public_key": public_key_text(&signer.verifying_key()),
@@ -88,11 +77,7 @@ fn vectors_match() {
             signature: approval::SignatureBytes::from_hex(field(&v["expect"], "signature"))
                 .expect("sig"),
         };
-        let mut scope = World::new()
-            .policy
-            .scope(&req.scope)
-            .expect("scope")
-            .clone();
+        let mut scope = World::new().policy.scope(&req.scope).expect("scope").clone();
         scope.require_offline_signature = false;
         assert_eq!(pins.verify(&req, &a, &scope), Ok(SignerKind::Bot));
     }

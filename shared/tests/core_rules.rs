@@ -10,10 +10,7 @@ use shared::testing::{T0, World, dur, host, key, login, name, scope_name};
 #[track_caller]
 fn refused(w: &World, req: &Request, action: Action, now: i64, code: &str) {
     match request::apply(req, action, &w.policy, &w.pins, Timestamp::from_unix(now)) {
-        Ok(t) => panic!(
-            "expected {code}, but the action passed to {:?}",
-            t.next.status
-        ),
+        Ok(t) => panic!("expected {code}, but the action passed to {:?}", t.next.status),
         Err(e) => assert_eq!(e.code(), code, "{e}"),
     }
 }
@@ -65,32 +62,21 @@ fn request_input_rules() {
     open_refused(&w, w.ask("ci-deploy", "vault-1"), "requester_not_allowed");
 
     let mut i = w.ask("alice", "db-1");
-    i.origin = Origin::Slack {
-        channel: "C0RANDOM".into(),
-    };
+    i.origin = Origin::Slack { channel: "C0RANDOM".into() };
     open_refused(&w, i, "channel_not_allowed");
     let mut i = w.ask("alice", "vault-1");
-    i.origin = Origin::Slack {
-        channel: "C0INCIDENT".into(),
-    };
+    i.origin = Origin::Slack { channel: "C0INCIDENT".into() };
     open_refused(&w, i, "channel_not_allowed");
 
     // The allowed forms pass.
     let mut i = w.ask("alice", "db-1");
-    i.origin = Origin::Slack {
-        channel: "C0INCIDENT".into(),
-    };
+    i.origin = Origin::Slack { channel: "C0INCIDENT".into() };
     i.login = Some(login("root"));
     i.duration = Some(dur("1h"));
     assert!(request::open(&w.policy, i, w.fresh(), Timestamp::from_unix(T0)).is_ok());
     assert!(
-        request::open(
-            &w.policy,
-            w.ask("ci-deploy", "db-2"),
-            w.fresh(),
-            Timestamp::from_unix(T0)
-        )
-        .is_ok()
+        request::open(&w.policy, w.ask("ci-deploy", "db-2"), w.fresh(), Timestamp::from_unix(T0))
+            .is_ok()
     );
 }
 
@@ -113,11 +99,7 @@ fn a_host_in_two_usable_scopes_must_be_named() {
 fn quorum_of_distinct_approvers_grants() {
     let w = World::new();
     let r = w.open_default();
-    let r1 = w.must(
-        &r,
-        Action::Approve(w.bot_approval(&r, "bob", T0 + 10)),
-        T0 + 10,
-    );
+    let r1 = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
     assert_eq!(r1.status, Status::Pending, "one of two is not enough");
     refused(
         &w,
@@ -150,13 +132,7 @@ fn quorum_of_distinct_approvers_grants() {
 fn who_may_approve() {
     let w = World::new();
     let r = w.open_default();
-    refused(
-        &w,
-        &r,
-        Action::Approve(w.bot_approval(&r, "dave", T0 + 5)),
-        T0 + 5,
-        "not_an_approver",
-    );
+    refused(&w, &r, Action::Approve(w.bot_approval(&r, "dave", T0 + 5)), T0 + 5, "not_an_approver");
     refused(
         &w,
         &r,
@@ -173,14 +149,9 @@ fn who_may_approve() {
     );
 
     // bob may request (oncall) and approve (dba), but never his own request.
-    let own = request::open(
-        &w.policy,
-        w.ask("bob", "db-1"),
-        w.fresh(),
-        Timestamp::from_unix(T0),
-    )
-    .expect("open")
-    .0;
+    let own = request::open(&w.policy, w.ask("bob", "db-1"), w.fresh(), Timestamp::from_unix(T0))
+        .expect("open")
+        .0;
     refused(
         &w,
         &own,
@@ -188,13 +159,7 @@ fn who_may_approve() {
         T0 + 5,
         "self_approval",
     );
-    refused(
-        &w,
-        &own,
-        Action::Deny { by: name("bob") },
-        T0 + 5,
-        "self_approval",
-    );
+    refused(&w, &own, Action::Deny { by: name("bob") }, T0 + 5, "self_approval");
 }
 
 #[test]
@@ -203,22 +168,10 @@ fn decisions_after_the_end_are_refused() {
     let r = w.open_default();
     let denied = w.must(&r, Action::Deny { by: name("carol") }, T0 + 5);
     assert_eq!(denied.status, Status::Denied);
-    refused(
-        &w,
-        &denied,
-        Action::Approve(w.bot_approval(&r, "bob", T0 + 6)),
-        T0 + 6,
-        "wrong_state",
-    );
+    refused(&w, &denied, Action::Approve(w.bot_approval(&r, "bob", T0 + 6)), T0 + 6, "wrong_state");
 
     let late = T0 + 15 * 60;
-    refused(
-        &w,
-        &r,
-        Action::Approve(w.bot_approval(&r, "bob", late)),
-        late,
-        "request_expired",
-    );
+    refused(&w, &r, Action::Approve(w.bot_approval(&r, "bob", late)), late, "request_expired");
 
     let granted = w.approved();
     refused(
@@ -231,14 +184,9 @@ fn decisions_after_the_end_are_refused() {
     let mut with_third = w.policy.principals().cloned().collect::<Vec<_>>();
     with_third.push(Principal {
         name: name("frank"),
-        kind: PrincipalKind::Human {
-            groups: [GroupName::parse("dba").expect("group")].into(),
-        },
+        kind: PrincipalKind::Human { groups: [GroupName::parse("dba").expect("group")].into() },
     });
-    let w3 = World::with_policy(Policy::new(
-        with_third,
-        w.policy.scopes().cloned().collect(),
-    ));
+    let w3 = World::with_policy(Policy::new(with_third, w.policy.scopes().cloned().collect()));
     refused(
         &w3,
         &granted,
@@ -269,9 +217,7 @@ fn signatures_are_checked_strictly() {
     refused(&w, &r, Action::Approve(rogue), T0 + 5, "unpinned_key");
 
     // bob's own key cannot sign for carol.
-    let borrowed = w
-        .personal("bob")
-        .sign(&r, &name("carol"), Timestamp::from_unix(T0 + 5));
+    let borrowed = w.personal("bob").sign(&r, &name("carol"), Timestamp::from_unix(T0 + 5));
     refused(&w, &r, Action::Approve(borrowed), T0 + 5, "unpinned_key");
 
     // Approvals claiming a time outside the window, or in the future.
@@ -291,23 +237,17 @@ fn signatures_are_checked_strictly() {
     );
 
     // A personal key is accepted for its owner.
-    let own = w
-        .personal("bob")
-        .sign(&r, &name("bob"), Timestamp::from_unix(T0 + 5));
+    let own = w.personal("bob").sign(&r, &name("bob"), Timestamp::from_unix(T0 + 5));
     assert_eq!(w.must(&r, Action::Approve(own), T0 + 5).approvals.len(), 1);
 }
 
 #[test]
 fn offline_scopes_accept_only_personal_keys() {
     let w = World::new();
-    let r = request::open(
-        &w.policy,
-        w.ask("alice", "vault-1"),
-        w.fresh(),
-        Timestamp::from_unix(T0),
-    )
-    .expect("open")
-    .0;
+    let r =
+        request::open(&w.policy, w.ask("alice", "vault-1"), w.fresh(), Timestamp::from_unix(T0))
+            .expect("open")
+            .0;
     refused(
         &w,
         &r,
@@ -315,46 +255,25 @@ fn offline_scopes_accept_only_personal_keys() {
         T0 + 5,
         "offline_signature_required",
     );
-    let signed = w
-        .personal("erin")
-        .sign(&r, &name("erin"), Timestamp::from_unix(T0 + 5));
-    assert_eq!(
-        w.must(&r, Action::Approve(signed), T0 + 5).status,
-        Status::Approved
-    );
+    let signed = w.personal("erin").sign(&r, &name("erin"), Timestamp::from_unix(T0 + 5));
+    assert_eq!(w.must(&r, Action::Approve(signed), T0 + 5).status, Status::Approved);
 }
 
 #[test]
 fn revoke_rules() {
     let w = World::new();
     let r = w.open_default();
-    refused(
-        &w,
-        &r,
-        Action::Revoke { by: name("dave") },
-        T0 + 5,
-        "not_allowed_to_revoke",
-    );
+    refused(&w, &r, Action::Revoke { by: name("dave") }, T0 + 5, "not_allowed_to_revoke");
     let withdrawn = w.must(&r, Action::Revoke { by: name("alice") }, T0 + 5);
     assert_eq!(
         (withdrawn.status, withdrawn.closed_by.clone()),
         (Status::Revoked, Some(name("alice")))
     );
-    refused(
-        &w,
-        &withdrawn,
-        Action::Revoke { by: name("bob") },
-        T0 + 6,
-        "wrong_state",
-    );
+    refused(&w, &withdrawn, Action::Revoke { by: name("bob") }, T0 + 6, "wrong_state");
 
     let live = w.must(&w.approved(), Action::SessionStarted, T0 + 120);
     assert_eq!(live.status, Status::Active);
-    assert_eq!(
-        w.must(&live, Action::Revoke { by: name("bob") }, T0 + 130)
-            .status,
-        Status::Revoked
-    );
+    assert_eq!(w.must(&live, Action::Revoke { by: name("bob") }, T0 + 130).status, Status::Revoked);
 }
 
 #[test]
@@ -383,18 +302,9 @@ fn deadlines_expire_requests() {
     let live = w.must(&w.approved(), Action::SessionStarted, T0 + 120);
     let all = [pending.clone(), granted.clone(), live];
     assert!(due_for_expiry(&all, Timestamp::from_unix(T0 + 60)).is_empty());
-    assert_eq!(
-        due_for_expiry(&all, Timestamp::from_unix(T0 + 15 * 60)),
-        vec![pending.id]
-    );
-    assert_eq!(
-        due_for_expiry(&all, granted.not_after),
-        vec![pending.id, granted.id]
-    );
-    assert_eq!(
-        w.must(&pending, Action::Expire, T0 + 15 * 60).status,
-        Status::Expired
-    );
+    assert_eq!(due_for_expiry(&all, Timestamp::from_unix(T0 + 15 * 60)), vec![pending.id]);
+    assert_eq!(due_for_expiry(&all, granted.not_after), vec![pending.id, granted.id]);
+    assert_eq!(w.must(&pending, Action::Expire, T0 + 15 * 60).status, Status::Expired);
     refused(&w, &pending, Action::Expire, T0 + 60, "wrong_state");
 }
 
@@ -414,11 +324,7 @@ fn a_properly_approved_grant_verifies() {
     let g = w.approved();
     let v = verify_grant(&g, &w.policy, &w.pins, Timestamp::from_unix(T0 + 120)).expect("verifies");
     assert_eq!(v.approvers().len(), 2);
-    assert_eq!(
-        v.session_deadline().unix(),
-        T0 + 120 + 1800,
-        "start + duration"
-    );
+    assert_eq!(v.session_deadline().unix(), T0 + 120 + 1800, "start + duration");
     assert_eq!(v.host_addr(), "127.0.0.1:10022");
     let near_end = g.not_after.unix() - 60;
     let v = verify_grant(&g, &w.policy, &w.pins, Timestamp::from_unix(near_end)).expect("verifies");
@@ -471,10 +377,9 @@ fn any_field_changed_after_signing_voids_the_grant() {
         edit(&mut g);
         match verify_grant(&g, &w.policy, &w.pins, Timestamp::from_unix(T0 + 120)) {
             Ok(_) => panic!("changing {field} after signing must void the grant"),
-            Err(e) => assert!(
-                matches!(e.code(), "quorum_not_met" | "self_approval"),
-                "{field}: {e}"
-            ),
+            Err(e) => {
+                assert!(matches!(e.code(), "quorum_not_met" | "self_approval"), "{field}: {e}")
+            }
         }
     }
 }
@@ -503,10 +408,7 @@ fn the_gateway_uses_its_own_view_of_policy() {
             p
         })
         .collect();
-    let shrunk = World::with_policy(Policy::new(
-        principals,
-        w.policy.scopes().cloned().collect(),
-    ));
+    let shrunk = World::with_policy(Policy::new(principals, w.policy.scopes().cloned().collect()));
     grant_refused(&shrunk, &g, T0 + 120, "quorum_not_met");
 
     // The gateway's config dropped the host.
@@ -519,10 +421,7 @@ fn the_gateway_uses_its_own_view_of_policy() {
             s
         })
         .collect();
-    let no_host = World::with_policy(Policy::new(
-        w.policy.principals().cloned().collect(),
-        scopes,
-    ));
+    let no_host = World::with_policy(Policy::new(w.policy.principals().cloned().collect(), scopes));
     grant_refused(&no_host, &g, T0 + 120, "unknown_host");
 }
 
@@ -530,17 +429,9 @@ fn the_gateway_uses_its_own_view_of_policy() {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Approve {
-        who: usize,
-        signer: usize,
-        tamper: bool,
-    },
-    Deny {
-        who: usize,
-    },
-    Revoke {
-        who: usize,
-    },
+    Approve { who: usize, signer: usize, tamper: bool },
+    Deny { who: usize },
+    Revoke { who: usize },
     Expire,
     Start,
     End,
@@ -564,11 +455,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn to_action(w: &World, r: &Request, s: &Step, now: i64) -> Option<Action> {
     Some(match s {
-        Step::Approve {
-            who,
-            signer,
-            tamper,
-        } => {
+        Step::Approve { who, signer, tamper } => {
             let who_name = name(PEOPLE[*who]);
             let signer = match signer {
                 0 => &w.bot,
@@ -584,12 +471,8 @@ fn to_action(w: &World, r: &Request, s: &Step, now: i64) -> Option<Action> {
             }
             Action::Approve(a)
         }
-        Step::Deny { who } => Action::Deny {
-            by: name(PEOPLE[*who]),
-        },
-        Step::Revoke { who } => Action::Revoke {
-            by: name(PEOPLE[*who]),
-        },
+        Step::Deny { who } => Action::Deny { by: name(PEOPLE[*who]) },
+        Step::Revoke { who } => Action::Revoke { by: name(PEOPLE[*who]) },
         Step::Expire => Action::Expire,
         Step::Start => Action::SessionStarted,
         Step::End => Action::SessionEnded,

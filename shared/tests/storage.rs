@@ -138,20 +138,12 @@ async fn create_then_get_round_trips_every_field(db: TestDb) -> TestResult {
     let mut ask = w.ask("alice", "db-2");
     ask.login = Some(Login::parse("root")?);
     ask.duration = Some(dur("45m"));
-    ask.origin = Origin::Slack {
-        channel: "C0INCIDENT".into(),
-    };
+    ask.origin = Origin::Slack { channel: "C0INCIDENT".into() };
     let (req, draft) = request::open(&w.policy, ask, w.fresh(), ts(T0))?;
     store.create_request(&req, &draft, ts(T0)).await?;
 
     assert_eq!(get(store, &req).await?, req, "by id");
-    assert_eq!(
-        store
-            .get_request(&RequestRef::Code(req.code.clone()))
-            .await?,
-        req,
-        "by code"
-    );
+    assert_eq!(store.get_request(&RequestRef::Code(req.code.clone())).await?, req, "by code");
 
     // The rest of the fields: approvals, closed_by, a later version and update time.
     let one = apply(store, approve(&w, &req, "bob", T0 + 60), T0 + 60).await?;
@@ -160,12 +152,7 @@ async fn create_then_get_round_trips_every_field(db: TestDb) -> TestResult {
     assert_eq!(denied.status, Status::Denied);
     assert_eq!(denied.closed_by, Some(name("carol")));
     assert_eq!(get(store, &req).await?, denied);
-    assert_eq!(
-        store
-            .get_request(&RequestRef::Code(req.code.clone()))
-            .await?,
-        denied
-    );
+    assert_eq!(store.get_request(&RequestRef::Code(req.code.clone())).await?, denied);
 
     // Unknown ids and codes are NotFound.
     let unknown = RequestRef::Id(RequestId::from_uuid(uuid::Uuid::from_bytes([0xee; 16])));
@@ -178,11 +165,7 @@ async fn create_then_get_round_trips_every_field(db: TestDb) -> TestResult {
     assert_eq!(kinds(&log), ["requested", "approved", "denied"]);
     assert!(log.iter().all(|e| e.request_id == Some(req.id.to_string())));
     assert_eq!(log[0].at, ts(T0));
-    assert_eq!(
-        log[0].data,
-        draft.data.to_string(),
-        "the JSON text is stored as hashed"
-    );
+    assert_eq!(log[0].data, draft.data.to_string(), "the JSON text is stored as hashed");
 
     // Reopening the same database re-runs the migrations harmlessly and finds the data.
     let again = shared::storage::connect(&db.admin.url).await?;
@@ -198,27 +181,17 @@ async fn duplicate_id_or_code_conflicts_and_writes_nothing(db: TestDb) -> TestRe
 
     let (mut same_code, draft_b) = open(&w, "bob", "db-2");
     same_code.code = a.code.clone();
-    assert_conflict(
-        store.create_request(&same_code, &draft_b, ts(T0)).await,
-        "same code",
-    );
+    assert_conflict(store.create_request(&same_code, &draft_b, ts(T0)).await, "same code");
 
     let (mut same_id, draft_c) = open(&w, "carol", "db-2");
     same_id.id = a.id;
-    assert_conflict(
-        store.create_request(&same_id, &draft_c, ts(T0)).await,
-        "same id",
-    );
+    assert_conflict(store.create_request(&same_id, &draft_c, ts(T0)).await, "same id");
 
     assert_eq!(get(store, &same_code).await, Err(StoreError::NotFound));
     assert_eq!(get(store, &a).await?, a, "the first request is untouched");
     let all = store.list_requests(&RequestFilter::default()).await?;
     assert_eq!(all, [a]);
-    assert_eq!(
-        kinds(&audit_log(store).await?),
-        ["requested"],
-        "no audit for refused writes"
-    );
+    assert_eq!(kinds(&audit_log(store).await?), ["requested"], "no audit for refused writes");
     Ok(())
 }
 
@@ -244,10 +217,7 @@ async fn quorum_of_approvals_is_read_back_in_order(db: TestDb) -> TestResult {
     for a in &got.approvals {
         w.pins.verify(&got, a, scope)?;
     }
-    assert_eq!(
-        kinds(&audit_log(store).await?),
-        ["requested", "approved", "approved", "granted"]
-    );
+    assert_eq!(kinds(&audit_log(store).await?), ["requested", "approved", "approved", "granted"]);
     Ok(())
 }
 
@@ -263,24 +233,15 @@ async fn stale_version_conflicts_and_writes_nothing(db: TestDb) -> TestResult {
     let r1 = apply(store, by_bob, T0 + 60).await?;
     let before = audit_log(store).await?;
 
-    assert_conflict(
-        store.apply(&by_carol, ts(T0 + 61)).await,
-        "carol's approval of version 0",
-    );
+    assert_conflict(store.apply(&by_carol, ts(T0 + 61)).await, "carol's approval of version 0");
     let now = get(store, &r0).await?;
-    assert_eq!(
-        now, r1,
-        "still bob's version: no approval by carol, no status change"
-    );
+    assert_eq!(now, r1, "still bob's version: no approval by carol, no status change");
     assert_eq!(audit_log(store).await?, before, "no audit rows added");
 
     // A transition for a request that was never stored is NotFound, not a Conflict.
     let (ghost, _) = open(&w, "alice", "db-2");
     let t = approve(&w, &ghost, "bob", T0 + 60);
-    assert_eq!(
-        store.apply(&t, ts(T0 + 60)).await,
-        Err(StoreError::NotFound)
-    );
+    assert_eq!(store.apply(&t, ts(T0 + 60)).await, Err(StoreError::NotFound));
     assert_eq!(audit_log(store).await?, before);
     Ok(())
 }
@@ -297,16 +258,9 @@ async fn same_approver_twice_conflicts(db: TestDb) -> TestResult {
     // transition) carrying a fresh bob signature instead, as a buggy or hostile caller might.
     let mut forged = approve(&w, &r1, "carol", T0 + 90);
     forged.new_approval = Some(w.bot_approval(&r1, "bob", T0 + 90));
-    assert_conflict(
-        store.apply(&forged, ts(T0 + 90)).await,
-        "bob approving twice",
-    );
+    assert_conflict(store.apply(&forged, ts(T0 + 90)).await, "bob approving twice");
 
-    assert_eq!(
-        get(store, &r0).await?,
-        r1,
-        "the version update was rolled back"
-    );
+    assert_eq!(get(store, &r0).await?, r1, "the version update was rolled back");
     assert_eq!(audit_log(store).await?, before);
     Ok(())
 }
@@ -319,20 +273,14 @@ async fn same_signature_on_a_second_request_conflicts(db: TestDb) -> TestResult 
     store.create_request(&a0, &draft_a, ts(T0)).await?;
     store.create_request(&b0, &draft_b, ts(T0)).await?;
     let t = approve(&w, &a0, "bob", T0 + 60);
-    let replayed = t
-        .new_approval
-        .clone()
-        .expect("an approval transition carries one");
+    let replayed = t.new_approval.clone().expect("an approval transition carries one");
     apply(store, t, T0 + 60).await?;
     let before = audit_log(store).await?;
 
     // Bob's signature over request A replayed as an approval of request B.
     let mut forged = approve(&w, &b0, "bob", T0 + 60);
     forged.new_approval = Some(replayed);
-    assert_conflict(
-        store.apply(&forged, ts(T0 + 60)).await,
-        "a signature reused on B",
-    );
+    assert_conflict(store.apply(&forged, ts(T0 + 60)).await, "a signature reused on B");
 
     assert_eq!(get(store, &b0).await?, b0, "B is unchanged");
     assert_eq!(audit_log(store).await?, before);
@@ -364,10 +312,7 @@ async fn a_nonce_opens_one_session_only(db: TestDb) -> TestResult {
 
     // A second request value sharing A's nonce (as a bug or a forged row would give): its own
     // approvals are genuine, but the nonce is spent.
-    let fresh = Fresh {
-        nonce: a.nonce,
-        ..w.fresh()
-    };
+    let fresh = Fresh { nonce: a.nonce, ..w.fresh() };
     let (b0, draft_b) = open_with(&w, "alice", "db-2", fresh);
     let b = approved(&w, store, b0, draft_b).await?;
     let before = audit_log(store).await?;
@@ -377,16 +322,8 @@ async fn a_nonce_opens_one_session_only(db: TestDb) -> TestResult {
         Err(StoreError::Conflict(m)) => assert!(m.contains("nonce"), "{m}"),
         other => panic!("expected a nonce Conflict, got {other:?}"),
     }
-    assert_eq!(
-        get(store, &b).await?,
-        b,
-        "B stays approved, version unchanged"
-    );
-    assert_eq!(
-        audit_log(store).await?,
-        before,
-        "no session_started event for B"
-    );
+    assert_eq!(get(store, &b).await?, b, "B stays approved, version unchanged");
+    assert_eq!(audit_log(store).await?, before, "no session_started event for B");
     assert_eq!(get(store, &a).await?, active);
     Ok(())
 }
@@ -395,15 +332,9 @@ async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
     let store = db.store.as_ref();
     let w = World::new();
     let key_loaded = AuditDraft::new(AuditKind::KeyLoaded, None, "breakglass", json!({"key": 1}));
-    let config_loaded = AuditDraft::new(
-        AuditKind::ConfigLoaded,
-        None,
-        "breakglass",
-        json!({"scopes": 2}),
-    );
-    store
-        .append_audit(&[key_loaded, config_loaded], ts(T0 - 10))
-        .await?;
+    let config_loaded =
+        AuditDraft::new(AuditKind::ConfigLoaded, None, "breakglass", json!({"scopes": 2}));
+    store.append_audit(&[key_loaded, config_loaded], ts(T0 - 10)).await?;
     store.append_audit(&[], ts(T0)).await?;
 
     let mut at = T0;
@@ -414,12 +345,7 @@ async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
         let r = apply(store, approve(&w, &r, "bob", at), at).await?;
         at += 1;
         if i % 3 == 0 {
-            apply(
-                store,
-                step(&w, &r, Action::Deny { by: name("carol") }, at),
-                at,
-            )
-            .await?;
+            apply(store, step(&w, &r, Action::Deny { by: name("carol") }, at), at).await?;
         } else {
             let r = apply(store, approve(&w, &r, "carol", at), at).await?;
             let r = apply(store, step(&w, &r, Action::SessionStarted, at), at).await?;
@@ -441,12 +367,7 @@ async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
     // Paging: after the head there is nothing; a page is capped by its limit.
     assert!(store.audit_page(32, 100).await?.is_empty());
     assert_eq!(
-        store
-            .audit_page(10, 5)
-            .await?
-            .iter()
-            .map(|e| e.seq)
-            .collect::<Vec<_>>(),
+        store.audit_page(10, 5).await?.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [11, 12, 13, 14, 15]
     );
     assert!(store.audit_page(0, 0).await?.is_empty());
@@ -455,30 +376,20 @@ async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
 
 async fn concurrent_writers_keep_one_chain(db: TestDb) -> TestResult {
     let w = World::new();
-    let requests: Vec<(Request, AuditDraft)> = (0..20)
-        .map(|i| open(&w, "alice", if i % 2 == 0 { "db-1" } else { "db-2" }))
-        .collect();
+    let requests: Vec<(Request, AuditDraft)> =
+        (0..20).map(|i| open(&w, "alice", if i % 2 == 0 { "db-1" } else { "db-2" })).collect();
 
     let mut tasks = Vec::new();
     for (i, (req, draft)) in requests.iter().cloned().enumerate() {
         let store = Arc::clone(&db.store);
         tasks.push(tokio::spawn(async move {
-            store
-                .create_request(&req, &draft, ts(T0 + i64::try_from(i).unwrap_or(0)))
-                .await
+            store.create_request(&req, &draft, ts(T0 + i64::try_from(i).unwrap_or(0))).await
         }));
     }
     for i in 0..5 {
         let store = Arc::clone(&db.store);
-        let d = AuditDraft::new(
-            AuditKind::ConfigLoaded,
-            None,
-            "breakglass",
-            json!({ "i": i }),
-        );
-        tasks.push(tokio::spawn(async move {
-            store.append_audit(&[d.clone(), d], ts(T0)).await
-        }));
+        let d = AuditDraft::new(AuditKind::ConfigLoaded, None, "breakglass", json!({ "i": i }));
+        tasks.push(tokio::spawn(async move { store.append_audit(&[d.clone(), d], ts(T0)).await }));
     }
     for t in tasks {
         t.await??;
@@ -486,32 +397,19 @@ async fn concurrent_writers_keep_one_chain(db: TestDb) -> TestResult {
 
     // Two deciders racing on the same version: exactly one wins.
     let target = requests[0].0.clone();
-    let races: Vec<Transition> = ["bob", "carol"]
-        .iter()
-        .map(|who| approve(&w, &target, who, T0 + 60))
-        .collect();
+    let races: Vec<Transition> =
+        ["bob", "carol"].iter().map(|who| approve(&w, &target, who, T0 + 60)).collect();
     let mut racing = Vec::new();
     for t in races {
         let store = Arc::clone(&db.store);
-        racing.push(tokio::spawn(
-            async move { store.apply(&t, ts(T0 + 60)).await },
-        ));
+        racing.push(tokio::spawn(async move { store.apply(&t, ts(T0 + 60)).await }));
     }
     let mut outcomes = Vec::new();
     for r in racing {
         outcomes.push(r.await?);
     }
-    assert_eq!(
-        outcomes.iter().filter(|o| o.is_ok()).count(),
-        1,
-        "{outcomes:?}"
-    );
-    assert!(
-        outcomes
-            .iter()
-            .any(|o| matches!(o, Err(StoreError::Conflict(_)))),
-        "{outcomes:?}"
-    );
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| matches!(o, Err(StoreError::Conflict(_)))), "{outcomes:?}");
 
     let store = db.store.as_ref();
     let log = audit_log(store).await?;
@@ -529,12 +427,7 @@ async fn append_only_tables_refuse_update_and_delete(db: TestDb) -> TestResult {
     store.create_request(&r0, &draft, ts(T0)).await?;
     let r = apply(store, approve(&w, &r0, "bob", T0 + 60), T0 + 60).await?;
     let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
-    let r = apply(
-        store,
-        step(&w, &r, Action::SessionStarted, T0 + 90),
-        T0 + 90,
-    )
-    .await?;
+    let r = apply(store, step(&w, &r, Action::SessionStarted, T0 + 90), T0 + 90).await?;
     let before = audit_log(store).await?;
 
     let mut attempts = vec![
@@ -557,11 +450,7 @@ async fn append_only_tables_refuse_update_and_delete(db: TestDb) -> TestResult {
     for sql in attempts {
         match db.admin.exec(sql).await {
             Err(sqlx::Error::Database(e)) => {
-                assert!(
-                    e.message().contains("append-only"),
-                    "{sql}: {}",
-                    e.message()
-                );
+                assert!(e.message().contains("append-only"), "{sql}: {}", e.message());
             }
             other => panic!("{sql}: the database must refuse it, got {other:?}"),
         }
@@ -573,10 +462,7 @@ async fn append_only_tables_refuse_update_and_delete(db: TestDb) -> TestResult {
     // The consumed nonce is still there: the session cannot start twice.
     let mut replay = step(&w, &r, Action::SessionEnded, T0 + 95);
     replay.consumes_nonce = Some(r.nonce);
-    assert_conflict(
-        store.apply(&replay, ts(T0 + 95)).await,
-        "the nonce row survived",
-    );
+    assert_conflict(store.apply(&replay, ts(T0 + 95)).await, "the nonce row survived");
     Ok(())
 }
 
@@ -591,13 +477,8 @@ async fn hand_edited_audit_row_is_reported_at_its_seq(db: TestDb) -> TestResult 
     assert_eq!(verify(&audit_log(store).await?), Ok(6));
 
     // An administrator drops the guard, then rewrites who approved event 3.
-    db.admin
-        .drop_trigger("audit_events_no_update", "audit_events")
-        .await?;
-    let changed = db
-        .admin
-        .exec("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3")
-        .await?;
+    db.admin.drop_trigger("audit_events_no_update", "audit_events").await?;
+    let changed = db.admin.exec("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3").await?;
     assert_eq!(changed, 1);
 
     let log = audit_log(store).await?;
@@ -612,35 +493,21 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
     let w = World::new();
     // Created a minute apart, oldest first: alice db-1, bob db-1, alice db-2, carol db-2.
     let mut created = Vec::new();
-    for (i, (who, host)) in [
-        ("alice", "db-1"),
-        ("bob", "db-1"),
-        ("alice", "db-2"),
-        ("carol", "db-2"),
-    ]
-    .iter()
-    .enumerate()
+    for (i, (who, host)) in
+        [("alice", "db-1"), ("bob", "db-1"), ("alice", "db-2"), ("carol", "db-2")]
+            .iter()
+            .enumerate()
     {
         let (r, draft) = open(&w, who, host);
-        store
-            .create_request(&r, &draft, ts(T0 + 60 * i64::try_from(i)?))
-            .await?;
+        store.create_request(&r, &draft, ts(T0 + 60 * i64::try_from(i)?)).await?;
         created.push(r);
     }
     // alice's first is approved, bob's is denied; the others stay pending.
     let a1 = apply(store, approve(&w, &created[0], "bob", T0 + 300), T0 + 300).await?;
     let a1 = apply(store, approve(&w, &a1, "carol", T0 + 300), T0 + 300).await?;
-    let b1 = apply(
-        store,
-        step(
-            &w,
-            &created[1],
-            Action::Deny { by: name("carol") },
-            T0 + 300,
-        ),
-        T0 + 300,
-    )
-    .await?;
+    let b1 =
+        apply(store, step(&w, &created[1], Action::Deny { by: name("carol") }, T0 + 300), T0 + 300)
+            .await?;
     let (a2, c1) = (created[2].clone(), created[3].clone());
 
     /// The ids a listing returns, in order.
@@ -650,17 +517,9 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
         requester: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RequestId>, StoreError> {
-        let filter = RequestFilter {
-            statuses: statuses.to_vec(),
-            requester: requester.map(name),
-            limit,
-        };
-        Ok(store
-            .list_requests(&filter)
-            .await?
-            .iter()
-            .map(|r| r.id)
-            .collect())
+        let filter =
+            RequestFilter { statuses: statuses.to_vec(), requester: requester.map(name), limit };
+        Ok(store.list_requests(&filter).await?.iter().map(|r| r.id).collect())
     }
     let pending = [Status::Pending];
     assert_eq!(listed(store, &pending, None, 0).await?, [c1.id, a2.id]);
@@ -670,21 +529,10 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
     assert_eq!(listed(store, &pending, Some("alice"), 0).await?, [a2.id]);
     assert_eq!(listed(store, &[Status::Active], None, 0).await?, []);
     assert_eq!(listed(store, &[], Some("dave"), 0).await?, []);
-    assert_eq!(
-        listed(store, &[], None, 2).await?,
-        [c1.id, a2.id],
-        "limit keeps the newest"
-    );
-    assert_eq!(
-        listed(store, &[], None, 1_000_000).await?.len(),
-        4,
-        "a huge limit is capped"
-    );
+    assert_eq!(listed(store, &[], None, 2).await?, [c1.id, a2.id], "limit keeps the newest");
+    assert_eq!(listed(store, &[], None, 1_000_000).await?.len(), 4, "a huge limit is capped");
     // Whole requests, approvals included, newest first.
-    assert_eq!(
-        store.list_requests(&RequestFilter::default()).await?,
-        [c1, a2, b1, a1]
-    );
+    assert_eq!(store.list_requests(&RequestFilter::default()).await?, [c1, a2, b1, a1]);
     Ok(())
 }
 
@@ -696,18 +544,12 @@ async fn invalid_stored_login_reads_back_as_corrupt(db: TestDb) -> TestResult {
     store.create_request(&good, &draft, ts(T0)).await?;
     store.create_request(&bad, &draft_bad, ts(T0)).await?;
 
-    let sql = format!(
-        "UPDATE requests SET login = 'Root; DROP' WHERE id = '{}'",
-        bad.id
-    );
+    let sql = format!("UPDATE requests SET login = 'Root; DROP' WHERE id = '{}'", bad.id);
     assert_eq!(db.admin.exec(&sql).await?, 1);
 
     match get(store, &bad).await {
         Err(StoreError::Corrupt(m)) => {
-            assert!(
-                m.contains(&bad.id.to_string()) && m.contains("login"),
-                "{m}"
-            );
+            assert!(m.contains(&bad.id.to_string()) && m.contains("login"), "{m}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }

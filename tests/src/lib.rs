@@ -1,1 +1,147 @@
-//! placeholder
+//! End-to-end harness: the real `breakglass` binary as a child process, on real sockets, over a
+//! real database (SQLite in a temporary directory, or a fresh PostgreSQL database).
+//!
+//! - [`bin`] finds the binary Cargo built next to the test executables.
+//! - [`Server::start`] runs `breakglass up` on `127.0.0.1:0` and reads the bound address from
+//!   its first lines; dropping it kills the process.
+//! - [`cli`] runs one CLI command and captures its exit code and output.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace root (where `deploy/` lives).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `breakglass` binary of this build (`target/<profile>/breakglass`).
+///
+/// # Panics
+/// When it was not built: run the tests with `--workspace` (as `scripts/test` does).
+pub fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let b = profile_dir.join("breakglass");
+    assert!(b.exists(), "{} is missing: run the tests with `cargo test --workspace`", b.display());
+    b
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout and stderr together, for assertions and failure messages.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `breakglass ARGS` in the workspace root (so `deploy/...` paths resolve) with `env`,
+/// and waits for it.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args).current_dir(root()).env_remove("BREAKGLASS_TOKEN").env_remove("BREAKGLASS_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("breakglass runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A running `breakglass up`.
+#[derive(Debug)]
+pub struct Server {
+    pub url: String,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `breakglass up ARGS --listen 127.0.0.1:0` in `cwd` with `env`, and waits until it
+    /// says where it listens.
+    ///
+    /// # Panics
+    /// When it exits or does not listen within 60 s (the message has its output).
+    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut c = Command::new(bin());
+        c.arg("up").args(args).args(["--listen", "127.0.0.1:0"]).current_dir(cwd);
+        c.env_remove("BREAKGLASS_CONFIG").env("BREAKGLASS_LOG", "info,sqlx=warn");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child =
+            c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("breakglass up starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("HTTP API on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let _ = tx.send(url);
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(url) = rx.recv_timeout(Duration::from_millis(50)) {
+                return Self { url, child: Some(child), log };
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = child.kill();
+                panic!(
+                    "breakglass up did not start ({exited:?}):\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit code (graceful shutdown).
+    pub fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

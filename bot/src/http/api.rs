@@ -38,10 +38,7 @@ impl FromRequestParts<Deps> for Caller {
             .ok_or(ApiError::MissingToken)?
             .to_str()
             .map_err(|_| ApiError::InvalidToken)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::MissingToken)?
-            .trim();
+        let token = header.strip_prefix("Bearer ").ok_or(ApiError::MissingToken)?.trim();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare against every configured hash, without stopping early.
         let mut found: Option<&PrincipalName> = None;
@@ -79,15 +76,8 @@ fn request_ref(s: &str) -> Result<RequestRef, ApiError> {
 }
 
 fn view(deps: &Deps, req: &shared::core::Request, viewer: &PrincipalName) -> RequestView {
-    let quorum = deps
-        .config
-        .policy
-        .scope(&req.scope)
-        .map(|s| s.quorum)
-        .unwrap_or(0);
-    RequestView::of(req, deps.now(), quorum, &deps.pins, viewer, |r| {
-        connect_line(deps, r)
-    })
+    let quorum = deps.config.policy.scope(&req.scope).map(|s| s.quorum).unwrap_or(0);
+    RequestView::of(req, deps.now(), quorum, &deps.pins, viewer, |r| connect_line(deps, r))
 }
 
 /// `ssh -p PORT CODE@HOST`, the line the requester runs once approved.
@@ -120,11 +110,7 @@ pub async fn create(
         host: HostName::parse(&body.host)?,
         scope: body.scope.as_deref().map(ScopeName::parse).transpose()?,
         login: body.login.as_deref().map(Login::parse).transpose()?,
-        duration: body
-            .duration
-            .as_deref()
-            .map(GrantDuration::parse)
-            .transpose()?,
+        duration: body.duration.as_deref().map(GrantDuration::parse).transpose()?,
         reason: Reason::parse(&body.reason)?,
         origin: Origin::Api,
     };
@@ -160,10 +146,7 @@ pub async fn list(
 ) -> Result<Json<RequestList>, ApiError> {
     let statuses = match q.status.as_deref() {
         None | Some("") => Vec::new(),
-        Some(s) => s
-            .split(',')
-            .map(|s| Status::parse(s.trim()))
-            .collect::<Result<_, _>>()?,
+        Some(s) => s.split(',').map(|s| Status::parse(s.trim())).collect::<Result<_, _>>()?,
     };
     let filter = RequestFilter {
         statuses,
@@ -171,9 +154,7 @@ pub async fn list(
         limit: q.limit.unwrap_or(100).min(1000),
     };
     let reqs = deps.list(&filter).await?;
-    Ok(Json(RequestList {
-        requests: reqs.iter().map(|r| view(&deps, r, &who)).collect(),
-    }))
+    Ok(Json(RequestList { requests: reqs.iter().map(|r| view(&deps, r, &who)).collect() }))
 }
 
 /// Approve as the caller. With an empty body the bot signs on the caller's behalf; with an
@@ -254,17 +235,10 @@ pub async fn whoami(
     State(deps): State<Deps>,
     Caller(who): Caller,
 ) -> Result<Json<WhoAmI>, ApiError> {
-    let p = deps
-        .config
-        .policy
-        .principal(&who)
-        .map_err(ApiError::Policy)?;
+    let p = deps.config.policy.principal(&who).map_err(ApiError::Policy)?;
     let kind = match p.kind {
         PrincipalKind::Human { .. } => "human",
         PrincipalKind::Service { .. } => "service",
     };
-    Ok(Json(WhoAmI {
-        name: who.to_string(),
-        kind: kind.to_owned(),
-    }))
+    Ok(Json(WhoAmI { name: who.to_string(), kind: kind.to_owned() }))
 }

@@ -133,10 +133,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "internal error");
         }
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
+            error: ErrorDetail { code: self.code().to_owned(), message: self.to_string() },
         };
         (self.status(), Json(body)).into_response()
     }

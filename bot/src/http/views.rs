@@ -154,11 +154,7 @@ impl RequestView {
                     })
                 })
                 .collect::<Result<_, InvalidValue>>()?,
-            closed_by: self
-                .closed_by
-                .as_deref()
-                .map(PrincipalName::parse)
-                .transpose()?,
+            closed_by: self.closed_by.as_deref().map(PrincipalName::parse).transpose()?,
             updated_at: Timestamp::from_unix(self.not_before),
             version: 0,
         })

@@ -159,9 +159,7 @@ impl App {
             .await
             .expect("the router is infallible");
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .expect("body reads");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body reads");
         let v = if bytes.is_empty() {
             Value::Null
         } else {
@@ -181,10 +179,7 @@ impl App {
     ) -> (StatusCode, Value) {
         let auth = (!who.is_empty()).then(|| format!("Bearer {}", token(who)));
         match body {
-            Some(v) => {
-                self.raw(method, path, auth, Body::from(v.to_string()), true)
-                    .await
-            }
+            Some(v) => self.raw(method, path, auth, Body::from(v.to_string()), true).await,
             None => self.raw(method, path, auth, Body::empty(), false).await,
         }
     }
@@ -206,33 +201,19 @@ impl App {
 
     /// An action on a request with an empty body.
     pub async fn act(&self, code: &str, verb: &str, who: &str) -> (StatusCode, Value) {
-        self.call(
-            Method::POST,
-            &format!("/api/v1/requests/{code}/{verb}"),
-            who,
-            None,
-        )
-        .await
+        self.call(Method::POST, &format!("/api/v1/requests/{code}/{verb}"), who, None).await
     }
 
     /// How many audit events are stored.
     pub async fn audit_len(&self) -> usize {
-        self.deps
-            .store
-            .audit_page(0, 1000)
-            .await
-            .expect("audit reads")
-            .len()
+        self.deps.store.audit_page(0, 1000).await.expect("audit reads").len()
     }
 
     /// How many requests are stored.
     pub async fn request_count(&self) -> usize {
         self.deps
             .store
-            .list_requests(&shared::ports::RequestFilter {
-                limit: 1000,
-                ..Default::default()
-            })
+            .list_requests(&shared::ports::RequestFilter { limit: 1000, ..Default::default() })
             .await
             .expect("list")
             .len()
@@ -244,11 +225,5 @@ impl App {
 pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
     assert_eq!(got.0, status, "{}", got.1);
     assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    assert!(
-        got.1["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{}",
-        got.1
-    );
+    assert!(got.1["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", got.1);
 }

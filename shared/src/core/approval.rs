@@ -161,9 +161,7 @@ pub struct ApprovalSigner {
 
 impl fmt::Debug for ApprovalSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApprovalSigner")
-            .field("key_id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("ApprovalSigner").field("key_id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -186,12 +184,7 @@ impl ApprovalSigner {
         approver: &PrincipalName,
         signed_at: Timestamp,
     ) -> Approval {
-        let bytes = BoundFields {
-            request,
-            approver,
-            signed_at,
-        }
-        .canonical_bytes();
+        let bytes = BoundFields { request, approver, signed_at }.canonical_bytes();
         let sig = self.key.sign(&bytes);
         Approval {
             approver: approver.clone(),
@@ -212,10 +205,7 @@ pub fn public_key_text(key: &VerifyingKey) -> String {
 /// # Errors
 /// Wrong prefix, wrong length, or bytes that are not a valid Ed25519 point.
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, InvalidValue> {
-    let bad = |why: &str| InvalidValue {
-        what: "public key",
-        why: why.into(),
-    };
+    let bad = |why: &str| InvalidValue { what: "public key", why: why.into() };
     let hex_part = text
         .trim()
         .strip_prefix("ed25519:")
@@ -301,15 +291,10 @@ impl PinnedKeys {
         if at < request.not_before.plus_secs(-CLOCK_SKEW_SECS) || at > request.not_after {
             return Err(PolicyError::SignatureOutOfWindow { at: at.rfc3339() });
         }
-        let bytes = BoundFields {
-            request,
-            approver: &approval.approver,
-            signed_at: at,
-        }
-        .canonical_bytes();
+        let bytes =
+            BoundFields { request, approver: &approval.approver, signed_at: at }.canonical_bytes();
         let sig = Signature::from_bytes(approval.signature.as_bytes());
-        key.verify_strict(&bytes, &sig)
-            .map_err(|_| PolicyError::BadSignature)?;
+        key.verify_strict(&bytes, &sig).map_err(|_| PolicyError::BadSignature)?;
         Ok(kind)
     }
 }

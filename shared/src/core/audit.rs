@@ -70,13 +70,10 @@ impl AuditKind {
     /// # Errors
     /// An unknown kind name.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| InvalidValue {
-                what: "audit kind",
-                why: format!("`{}` is not an audit event kind", s.escape_debug()),
-            })
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| InvalidValue {
+            what: "audit kind",
+            why: format!("`{}` is not an audit event kind", s.escape_debug()),
+        })
     }
 }
 
@@ -102,12 +99,7 @@ impl AuditDraft {
         actor: &str,
         data: serde_json::Value,
     ) -> Self {
-        Self {
-            kind,
-            request_id,
-            actor: actor.to_owned(),
-            data,
-        }
+        Self { kind, request_id, actor: actor.to_owned(), data }
     }
 }
 
@@ -160,25 +152,9 @@ impl AuditEntry {
         let kind = draft.kind.as_str().to_owned();
         let request_id = draft.request_id.map(|r| r.to_string());
         let data = draft.data.to_string();
-        let hash = chain_hash(
-            seq,
-            at,
-            &kind,
-            request_id.as_deref(),
-            &draft.actor,
-            &data,
-            &prev_hash,
-        );
-        Self {
-            seq,
-            at,
-            kind,
-            request_id,
-            actor: draft.actor.clone(),
-            data,
-            prev_hash,
-            hash,
-        }
+        let hash =
+            chain_hash(seq, at, &kind, request_id.as_deref(), &draft.actor, &data, &prev_hash);
+        Self { seq, at, kind, request_id, actor: draft.actor.clone(), data, prev_hash, hash }
     }
 
     /// Recomputes this entry's hash from its fields.
@@ -227,14 +203,10 @@ impl ChainVerifier {
         };
         let brk = |why: String| ChainBreak { seq: e.seq, why };
         if e.seq != want_seq {
-            return Err(brk(format!(
-                "expected seq {want_seq}; an event was removed or inserted"
-            )));
+            return Err(brk(format!("expected seq {want_seq}; an event was removed or inserted")));
         }
         if e.prev_hash != want_prev {
-            return Err(brk(
-                "prev_hash does not match the previous event's hash".into()
-            ));
+            return Err(brk("prev_hash does not match the previous event's hash".into()));
         }
         if e.computed_hash() != e.hash {
             return Err(brk(
@@ -284,11 +256,7 @@ mod tests {
         for i in 0..n {
             let prev = out.last().map(|e| (e.seq, e.hash));
             let d = AuditDraft::new(AuditKind::Requested, None, "alice", json!({ "i": i }));
-            out.push(AuditEntry::next(
-                prev,
-                Timestamp::from_unix(100 + i as i64),
-                &d,
-            ));
+            out.push(AuditEntry::next(prev, Timestamp::from_unix(100 + i as i64), &d));
         }
         out
     }
@@ -317,11 +285,7 @@ mod tests {
         for (name, edit) in edits {
             let mut c = chain(5);
             edit(&mut c[2]);
-            assert_eq!(
-                first_break(&c),
-                Some(3),
-                "editing {name} must break the chain at seq 3"
-            );
+            assert_eq!(first_break(&c), Some(3), "editing {name} must break the chain at seq 3");
         }
     }
 

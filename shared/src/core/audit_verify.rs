@@ -25,11 +25,7 @@ pub enum AuditProblem {
     #[error(transparent)]
     Chain(#[from] ChainBreak),
     #[error("audit event seq {seq}: approval of request {request} does not verify: {why}")]
-    Approval {
-        seq: i64,
-        request: String,
-        why: String,
-    },
+    Approval { seq: i64, request: String, why: String },
     #[error("audit event seq {seq}: {why}")]
     Malformed { seq: i64, why: String },
 }
@@ -67,12 +63,7 @@ pub struct AuditChecker<'a> {
 
 impl<'a> AuditChecker<'a> {
     pub fn new(pins: &'a PinnedKeys) -> Self {
-        Self {
-            chain: ChainVerifier::new(),
-            pins,
-            requests: BTreeMap::new(),
-            approvals_checked: 0,
-        }
+        Self { chain: ChainVerifier::new(), pins, requests: BTreeMap::new(), approvals_checked: 0 }
     }
 
     /// Checks the next entry.
@@ -130,9 +121,7 @@ impl<'a> AuditChecker<'a> {
                 let approver =
                     PrincipalName::parse(&e.actor).map_err(|v| malformed(v.to_string()))?;
                 let req = self.requests.get_mut(&id).ok_or_else(|| {
-                    malformed(format!(
-                        "approval of request {id}, which was never requested"
-                    ))
+                    malformed(format!("approval of request {id}, which was never requested"))
                 })?;
                 let a = Approval {
                     approver,
@@ -140,13 +129,11 @@ impl<'a> AuditChecker<'a> {
                     signed_at: d.signed_at,
                     signature: d.signature,
                 };
-                self.pins
-                    .verify_signature(req, &a)
-                    .map_err(|why| AuditProblem::Approval {
-                        seq: e.seq,
-                        request: req.code.to_string(),
-                        why: why.to_string(),
-                    })?;
+                self.pins.verify_signature(req, &a).map_err(|why| AuditProblem::Approval {
+                    seq: e.seq,
+                    request: req.code.to_string(),
+                    why: why.to_string(),
+                })?;
                 req.approvals.push(a);
                 self.approvals_checked += 1;
             }
@@ -187,8 +174,5 @@ pub fn first_difference(table: &Request, log: &Request) -> Option<&'static str> 
         ("pending_until", table.pending_until == log.pending_until),
         ("approvals", table.approvals == log.approvals),
     ];
-    checks
-        .into_iter()
-        .find(|(_, same)| !same)
-        .map(|(name, _)| name)
+    checks.into_iter().find(|(_, same)| !same).map(|(name, _)| name)
 }

@@ -114,12 +114,7 @@ pub fn verify_grant(
         return Err(PolicyError::LoginNotAllowed {
             login: req.login.to_string(),
             scope: scope.name.to_string(),
-            allowed: scope
-                .logins
-                .iter()
-                .map(|l| l.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            allowed: scope.logins.iter().map(|l| l.as_str()).collect::<Vec<_>>().join(", "),
         }
         .into());
     }
@@ -145,16 +140,8 @@ pub fn verify_grant(
     }
     let need = quorum(scope);
     if approvers.len() < need {
-        return Err(DenyReason::QuorumNotMet {
-            have: approvers.len(),
-            need,
-        });
+        return Err(DenyReason::QuorumNotMet { have: approvers.len(), need });
     }
     let session_deadline = now.plus(req.duration).min(req.not_after);
-    Ok(VerifiedGrant {
-        request: req.clone(),
-        approvers,
-        session_deadline,
-        host_addr,
-    })
+    Ok(VerifiedGrant { request: req.clone(), approvers, session_deadline, host_addr })
 }

@@ -22,10 +22,7 @@ pub struct InvalidValue {
 }
 
 fn invalid(what: &'static str, why: impl Into<String>) -> InvalidValue {
-    InvalidValue {
-        what,
-        why: why.into(),
-    }
+    InvalidValue { what, why: why.into() }
 }
 
 /// Seconds since the Unix epoch (UTC). Time is always passed into the core, never read by it.
@@ -42,10 +39,7 @@ impl Timestamp {
     }
     /// `self + d`, saturating instead of overflowing.
     pub fn plus(self, d: GrantDuration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(d.secs()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(d.secs()).unwrap_or(i64::MAX)))
     }
     /// `self + secs`, saturating.
     pub fn plus_secs(self, secs: i64) -> Self {
@@ -171,12 +165,9 @@ impl fmt::Display for RequestId {
 impl FromStr for RequestId {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.trim()).map(Self).map_err(|_| {
-            invalid(
-                "request id",
-                "not a request id (a UUID) or code (bg-xxxxxx)",
-            )
-        })
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| invalid("request id", "not a request id (a UUID) or code (bg-xxxxxx)"))
     }
 }
 
@@ -197,9 +188,7 @@ impl GrantCode {
         let s = s.trim();
         let ok = s.len() == 9
             && s.starts_with("bg-")
-            && s[3..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && s[3..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -308,16 +297,12 @@ fn check_name(what: &'static str, s: &str) -> Result<(), InvalidValue> {
     if !s.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(invalid(what, "must start with a letter or digit"));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    if let Some(c) =
+        s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(invalid(
             what,
-            format!(
-                "`{}` is not allowed (letters, digits, `.`, `_`, `-` only)",
-                c.escape_debug()
-            ),
+            format!("`{}` is not allowed (letters, digits, `.`, `_`, `-` only)", c.escape_debug()),
         ));
     }
     Ok(())
@@ -358,18 +343,12 @@ impl Login {
             return Err(invalid("login", "must be 1 to 32 characters"));
         }
         if !(b[0].is_ascii_lowercase() || b[0] == b'_') {
-            return Err(invalid(
-                "login",
-                "must start with a lowercase letter or `_`",
-            ));
+            return Err(invalid("login", "must start with a lowercase letter or `_`"));
         }
         if !b[1..].iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')
         }) {
-            return Err(invalid(
-                "login",
-                "lowercase letters, digits, `_`, `.`, `-` only",
-            ));
+            return Err(invalid("login", "lowercase letters, digits, `_`, `.`, `-` only"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -419,10 +398,7 @@ impl Reason {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(invalid(
-                "reason",
-                "a reason is required: say why you need access",
-            ));
+            return Err(invalid("reason", "a reason is required: say why you need access"));
         }
         let n = s.chars().count();
         if n > Self::MAX_CHARS {
@@ -568,16 +544,10 @@ mod tests {
 
     #[test]
     fn reason_rules() {
-        assert_eq!(
-            Reason::parse("  replica lag  ").map(|r| r.0),
-            Ok("replica lag".to_owned())
-        );
+        assert_eq!(Reason::parse("  replica lag  ").map(|r| r.0), Ok("replica lag".to_owned()));
         bad_reason("", "required");
         bad_reason(&"x".repeat(1001), "1001 characters");
-        assert!(
-            Reason::parse(&"é".repeat(1000)).is_ok(),
-            "1000 characters, 2000 bytes is fine"
-        );
+        assert!(Reason::parse(&"é".repeat(1000)).is_ok(), "1000 characters, 2000 bytes is fine");
         bad_reason("a\u{7}b", "U+0007");
         bad_reason("line1\nline2", "U+000A");
         bad_reason("nice \u{202E}gnp.exe", "U+202E");
@@ -587,10 +557,7 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(GrantDuration::parse("30m").map(|d| d.secs()), Ok(1800));
-        assert_eq!(
-            GrantDuration::parse("1h30m").map(|d| d.to_string()),
-            Ok("1h30m".into())
-        );
+        assert_eq!(GrantDuration::parse("1h30m").map(|d| d.to_string()), Ok("1h30m".into()));
         assert!(GrantDuration::parse("0m").is_err());
         assert!(GrantDuration::parse("soon").is_err());
         assert!(GrantDuration::parse("1.5s").is_err());
@@ -625,9 +592,6 @@ mod tests {
     #[test]
     fn timestamps_format_as_utc() {
         assert_eq!(Timestamp::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            Timestamp::from_unix(1_795_000_000).rfc3339(),
-            "2026-11-18T11:06:40Z"
-        );
+        assert_eq!(Timestamp::from_unix(1_795_000_000).rfc3339(), "2026-11-18T11:06:40Z");
     }
 }

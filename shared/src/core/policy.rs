@@ -84,17 +84,9 @@ pub enum PolicyError {
     #[error("host `{host}` is in several scopes ({scopes}); name one with --scope")]
     AmbiguousHost { host: String, scopes: String },
     #[error("login `{login}` is not allowed in scope `{scope}` (allowed: {allowed})")]
-    LoginNotAllowed {
-        login: String,
-        scope: String,
-        allowed: String,
-    },
+    LoginNotAllowed { login: String, scope: String, allowed: String },
     #[error("{asked} is longer than the {max} scope `{scope}` allows")]
-    DurationTooLong {
-        asked: String,
-        max: String,
-        scope: String,
-    },
+    DurationTooLong { asked: String, max: String, scope: String },
     #[error("{who} may not request access in scope `{scope}`")]
     RequesterNotAllowed { who: String, scope: String },
     #[error("requests for scope `{scope}` are not allowed from this channel")]
@@ -108,10 +100,7 @@ pub enum PolicyError {
     #[error("{who} has already approved this request")]
     AlreadyApproved { who: String },
     #[error("the request is {status}; it can no longer be {action}")]
-    WrongState {
-        status: &'static str,
-        action: &'static str,
-    },
+    WrongState { status: &'static str, action: &'static str },
     #[error("the request expired at {at} before reaching its quorum; make a new request")]
     Expired { at: String },
     #[error(
@@ -181,24 +170,17 @@ impl Policy {
     /// references; this only indexes.
     pub fn new(principals: Vec<Principal>, scopes: Vec<ScopePolicy>) -> Self {
         Self {
-            principals: principals
-                .into_iter()
-                .map(|p| (p.name.clone(), p))
-                .collect(),
+            principals: principals.into_iter().map(|p| (p.name.clone(), p)).collect(),
             scopes: scopes.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }
 
     pub fn principal(&self, name: &PrincipalName) -> Result<&Principal, PolicyError> {
-        self.principals
-            .get(name)
-            .ok_or_else(|| PolicyError::UnknownPrincipal(name.to_string()))
+        self.principals.get(name).ok_or_else(|| PolicyError::UnknownPrincipal(name.to_string()))
     }
 
     pub fn scope(&self, name: &ScopeName) -> Result<&ScopePolicy, PolicyError> {
-        self.scopes
-            .get(name)
-            .ok_or_else(|| PolicyError::UnknownScope(name.to_string()))
+        self.scopes.get(name).ok_or_else(|| PolicyError::UnknownScope(name.to_string()))
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = &ScopePolicy> {
@@ -245,11 +227,8 @@ impl Policy {
             }
             return self.check_requester(who, s, origin).map(|()| s);
         }
-        let with_host: Vec<&ScopePolicy> = self
-            .scopes
-            .values()
-            .filter(|s| s.hosts.contains_key(host))
-            .collect();
+        let with_host: Vec<&ScopePolicy> =
+            self.scopes.values().filter(|s| s.hosts.contains_key(host)).collect();
         let usable: Vec<&ScopePolicy> = with_host
             .iter()
             .copied()
@@ -285,9 +264,7 @@ impl Policy {
         if let Some(ch) = origin.channel()
             && !scope.channels.contains(ch)
         {
-            return Err(PolicyError::ChannelNotAllowed {
-                scope: scope.name.to_string(),
-            });
+            return Err(PolicyError::ChannelNotAllowed { scope: scope.name.to_string() });
         }
         Ok(())
     }

@@ -61,25 +61,19 @@ impl Status {
     /// # Errors
     /// An unknown status name.
     pub fn parse(s: &str) -> Result<Self, super::ids::InvalidValue> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| super::ids::InvalidValue {
-                what: "status",
-                why: format!(
-                    "`{}` is not a status (one of: {})",
-                    s.escape_debug(),
-                    join(Self::ALL.iter().map(|s| s.as_str()))
-                ),
-            })
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| super::ids::InvalidValue {
+            what: "status",
+            why: format!(
+                "`{}` is not a status (one of: {})",
+                s.escape_debug(),
+                join(Self::ALL.iter().map(|s| s.as_str()))
+            ),
+        })
     }
 
     /// No action leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Closed | Self::Denied | Self::Expired | Self::Revoked
-        )
+        matches!(self, Self::Closed | Self::Denied | Self::Expired | Self::Revoked)
     }
 }
 
@@ -177,15 +171,11 @@ pub fn open(
                 allowed: join(scope.logins.iter().map(Login::as_str)),
             });
         }
-        None => scope
-            .logins
-            .first()
-            .cloned()
-            .ok_or_else(|| PolicyError::LoginNotAllowed {
-                login: "(default)".into(),
-                scope: scope.name.to_string(),
-                allowed: "none".into(),
-            })?,
+        None => scope.logins.first().cloned().ok_or_else(|| PolicyError::LoginNotAllowed {
+            login: "(default)".into(),
+            scope: scope.name.to_string(),
+            allowed: "none".into(),
+        })?,
     };
     let duration = input.duration.unwrap_or(scope.default_duration);
     if duration > scope.max_duration {
@@ -280,14 +270,9 @@ pub fn apply(
     let verb = action.verb();
     let wrong_state = || -> PolicyError {
         if status == Status::Expired && req.status == Status::Pending {
-            PolicyError::Expired {
-                at: req.pending_until.rfc3339(),
-            }
+            PolicyError::Expired { at: req.pending_until.rfc3339() }
         } else {
-            PolicyError::WrongState {
-                status: status.as_str(),
-                action: verb,
-            }
+            PolicyError::WrongState { status: status.as_str(), action: verb }
         }
     };
     let mut next = req.clone();
@@ -303,17 +288,13 @@ pub fn apply(
             check_decider(policy, scope, req, who)?;
             // Before the state check, so a click replayed after the grant says what happened.
             if req.approvals.iter().any(|a| a.approver == *who) {
-                return Err(PolicyError::AlreadyApproved {
-                    who: who.to_string(),
-                });
+                return Err(PolicyError::AlreadyApproved { who: who.to_string() });
             }
             if status != Status::Pending {
                 return Err(wrong_state());
             }
             if approval.signed_at > now.plus_secs(super::approval::CLOCK_SKEW_SECS) {
-                return Err(PolicyError::SignatureOutOfWindow {
-                    at: approval.signed_at.rfc3339(),
-                });
+                return Err(PolicyError::SignatureOutOfWindow { at: approval.signed_at.rfc3339() });
             }
             let kind = pins.verify(req, &approval, scope)?;
             next.approvals.push(approval.clone());
@@ -349,19 +330,12 @@ pub fn apply(
             }
             next.status = Status::Denied;
             next.closed_by = Some(by.clone());
-            audit.push(AuditDraft::new(
-                AuditKind::Denied,
-                Some(req.id),
-                by.as_str(),
-                json!({}),
-            ));
+            audit.push(AuditDraft::new(AuditKind::Denied, Some(req.id), by.as_str(), json!({})));
         }
         Action::Revoke { by } => {
             policy.principal(&by)?;
             if by != req.requester && !policy.is_approver(&by, scope) {
-                return Err(PolicyError::NotAllowedToRevoke {
-                    scope: scope.name.to_string(),
-                });
+                return Err(PolicyError::NotAllowedToRevoke { scope: scope.name.to_string() });
             }
             if !matches!(status, Status::Pending | Status::Approved | Status::Active) {
                 return Err(wrong_state());
@@ -413,12 +387,7 @@ pub fn apply(
             ));
         }
     }
-    Ok(Transition {
-        next,
-        new_approval,
-        consumes_nonce,
-        audit,
-    })
+    Ok(Transition { next, new_approval, consumes_nonce, audit })
 }
 
 /// The number of distinct approvals a scope needs (a quorum of 0 in a hand-built policy still

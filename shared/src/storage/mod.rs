@@ -97,9 +97,7 @@ impl fmt::Debug for SqlStore {
             Db::Sqlite(_) => "sqlite",
             Db::Pg(_) => "postgres",
         };
-        f.debug_struct("SqlStore")
-            .field("backend", &backend)
-            .finish()
+        f.debug_struct("SqlStore").field("backend", &backend).finish()
     }
 }
 
@@ -154,10 +152,8 @@ macro_rules! insert_approval {
 /// this same transaction.
 macro_rules! append_chain {
     ($tx:ident, $drafts:expr, $at:expr) => {{
-        let head: Option<(i64, String)> = sqlx::query_as(sql::AUDIT_HEAD)
-            .fetch_optional(&mut *$tx)
-            .await
-            .map_err(error::db)?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as(sql::AUDIT_HEAD).fetch_optional(&mut *$tx).await.map_err(error::db)?;
         let mut prev = match head {
             Some((seq, hash)) => Some((seq, rows::parse_hash(seq, "hash", &hash)?)),
             None => None,
@@ -175,9 +171,7 @@ macro_rules! append_chain {
                 .bind(hex::encode(e.hash))
                 .execute(&mut *$tx)
                 .await
-                .map_err(error::unique(
-                    "the audit chain moved under this write; retry it",
-                ))?;
+                .map_err(error::unique("the audit chain moved under this write; retry it"))?;
             prev = Some((e.seq, e.hash));
         }
     }};
@@ -374,9 +368,7 @@ where
         word = " AND ";
     }
     if let Some(who) = &filter.requester {
-        q.push(word)
-            .push("requester = ")
-            .push_bind(who.as_str().to_owned());
+        q.push(word).push("requester = ").push_bind(who.as_str().to_owned());
     }
     q.push(sql::NEWEST_FIRST).push(" LIMIT ").push_bind(limit);
 }

@@ -27,11 +27,8 @@ const WRITE_LOCK: i64 = 0x6272_6b67_6c61_7373;
 /// migration fails.
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(error::db)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect_with(options)
-        .await
-        .map_err(error::db)?;
+    let pool =
+        PgPoolOptions::new().max_connections(10).connect_with(options).await.map_err(error::db)?;
     MIGRATOR.run(&pool).await.map_err(|e| error::migrate(&e))?;
     Ok(pool)
 }
@@ -41,15 +38,11 @@ impl Transactions for PgPool {
 
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
         Ok(tx)
     }
 
     async fn begin_read(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await
     }
 }

@@ -77,10 +77,8 @@ impl RequestRow {
             .and_then(|s| GrantDuration::from_secs(s).map_err(bad("duration_secs")))?;
         let origin: Origin = serde_json::from_str(&self.origin)
             .map_err(|e| corrupt(&row, "origin", format!("not an origin: {e}")))?;
-        let approvals = approvals
-            .into_iter()
-            .map(ApprovalRow::into_approval)
-            .collect::<Result<Vec<_>, _>>()?;
+        let approvals =
+            approvals.into_iter().map(ApprovalRow::into_approval).collect::<Result<Vec<_>, _>>()?;
         Ok(Request {
             id: self.id.parse::<RequestId>().map_err(bad("id"))?,
             code: GrantCode::parse(&self.code).map_err(bad("code"))?,
@@ -113,10 +111,7 @@ impl ApprovalRow {
     /// # Errors
     /// `Corrupt` naming the request and approver when a column does not parse.
     fn into_approval(self) -> Result<Approval, StoreError> {
-        let row = format!(
-            "approval of request {} by {}",
-            self.request_id, self.approver
-        );
+        let row = format!("approval of request {} by {}", self.request_id, self.approver);
         let bad = |field: &'static str| {
             let row = &row;
             move |why: InvalidValue| corrupt(row, field, why)

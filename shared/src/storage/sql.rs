@@ -46,11 +46,8 @@ pub(super) const LIST_REQUESTS: &str = concat!("SELECT ", request_cols!(), " FRO
 /// The order of a listing: newest first, ties broken by id so pages are stable.
 pub(super) const NEWEST_FIRST: &str = " ORDER BY created_at DESC, id DESC";
 
-pub(super) const APPROVALS_OF: &str = concat!(
-    "SELECT ",
-    approval_cols!(),
-    " FROM approvals WHERE request_id = $1 ORDER BY position"
-);
+pub(super) const APPROVALS_OF: &str =
+    concat!("SELECT ", approval_cols!(), " FROM approvals WHERE request_id = $1 ORDER BY position");
 
 /// The approvals of the requests a listing returns; `list_requests` appends the same filter,
 /// order and limit inside the sub-select, then [`APPROVALS_ORDER`].
@@ -86,10 +83,7 @@ pub(super) const INSERT_AUDIT: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 );
 
-pub(super) const AUDIT_PAGE: &str = concat!(
-    "SELECT ",
-    audit_cols!(),
-    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-);
+pub(super) const AUDIT_PAGE: &str =
+    concat!("SELECT ", audit_cols!(), " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
 
 pub(super) const PING: &str = "SELECT 1";

@@ -74,9 +74,7 @@ impl Admin {
     /// SQL failures; on SQLite, always (a file cannot be taken away like that).
     pub async fn terminate_connections_and_block(&self) -> Result<u64, sqlx::Error> {
         if self.backend != Backend::Postgres {
-            return Err(sqlx::Error::Protocol(
-                "only PostgreSQL can lose its server".into(),
-            ));
+            return Err(sqlx::Error::Protocol("only PostgreSQL can lose its server".into()));
         }
         let name = self
             .url
@@ -149,9 +147,7 @@ impl Cleanup {
                 // store's pooled connections, which are still open.
                 if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
                     let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(AssertSqlSafe(drop_db))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::raw_sql(AssertSqlSafe(drop_db)).execute(&mut conn).await;
                     let _ = conn.close().await;
                 }
             }
@@ -162,23 +158,9 @@ impl Cleanup {
 async fn open_sqlite() -> (TestDb, Cleanup) {
     let dir = tempfile::tempdir().expect("a temporary directory for the SQLite file");
     // In a directory that does not exist yet: `connect` creates it.
-    let url = format!(
-        "sqlite://{}",
-        dir.path().join("data/breakglass.db").display()
-    );
-    let store = crate::storage::connect(&url)
-        .await
-        .expect("the SQLite store opens");
-    (
-        TestDb {
-            store,
-            admin: Admin {
-                backend: Backend::Sqlite,
-                url,
-            },
-        },
-        Cleanup::Dir(dir),
-    )
+    let url = format!("sqlite://{}", dir.path().join("data/breakglass.db").display());
+    let store = crate::storage::connect(&url).await.expect("the SQLite store opens");
+    (TestDb { store, admin: Admin { backend: Backend::Sqlite, url } }, Cleanup::Dir(dir))
 }
 
 async fn open_postgres() -> (TestDb, Cleanup) {
@@ -212,16 +194,7 @@ async fn open_postgres() -> (TestDb, Cleanup) {
             panic!("the PostgreSQL store does not open on the fresh test database: {e}");
         }
     };
-    (
-        TestDb {
-            store,
-            admin: Admin {
-                backend: Backend::Postgres,
-                url,
-            },
-        },
-        cleanup,
-    )
+    (TestDb { store, admin: Admin { backend: Backend::Postgres, url } }, cleanup)
 }
 
 /// `url` with its database (the path) replaced by `name`, keeping any `?query`.

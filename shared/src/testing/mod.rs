@@ -67,9 +67,7 @@ pub fn dur(s: &str) -> GrantDuration {
     GrantDuration::parse(s).expect("valid test duration")
 }
 fn groups(gs: &[&str]) -> BTreeSet<GroupName> {
-    gs.iter()
-        .map(|g| GroupName::parse(g).expect("valid test group"))
-        .collect()
+    gs.iter().map(|g| GroupName::parse(g).expect("valid test group")).collect()
 }
 
 /// The fixed signing key with seed byte `n` repeated (bot = 1, bob = 2, carol = 3, erin = 5).
@@ -107,9 +105,7 @@ impl World {
             human("erin", &["security"]),
             Principal {
                 name: name("ci-deploy"),
-                kind: PrincipalKind::Service {
-                    scopes: [scope_name("prod-db")].into(),
-                },
+                kind: PrincipalKind::Service { scopes: [scope_name("prod-db")].into() },
             },
         ];
         let prod = ScopePolicy {
@@ -162,17 +158,12 @@ impl World {
 
     /// The same world with another policy (keys unchanged): the gateway's own view in tests.
     pub fn with_policy(policy: Policy) -> Self {
-        Self {
-            policy,
-            ..Self::new()
-        }
+        Self { policy, ..Self::new() }
     }
 
     /// The personal signer of bob, carol or erin.
     pub fn personal(&self, who: &str) -> &ApprovalSigner {
-        self.personal
-            .get(who)
-            .expect("bob, carol and erin have personal keys")
+        self.personal.get(who).expect("bob, carol and erin have personal keys")
     }
 
     /// Distinct random parts for each request this world opens.
@@ -214,13 +205,7 @@ impl World {
     /// Applies `action` at `now`, panicking on refusal.
     #[track_caller]
     pub fn must(&self, req: &Request, action: Action, now: i64) -> Request {
-        match request::apply(
-            req,
-            action,
-            &self.policy,
-            &self.pins,
-            Timestamp::from_unix(now),
-        ) {
+        match request::apply(req, action, &self.policy, &self.pins, Timestamp::from_unix(now)) {
             Ok(t) => t.next,
             Err(e) => panic!("expected the action to pass, got {} ({e})", e.code()),
         }
@@ -234,15 +219,7 @@ impl World {
     /// `req` approved by bob and carol through the bot at `T0 + 60`.
     pub fn approved(&self) -> Request {
         let r = self.open_default();
-        let r = self.must(
-            &r,
-            Action::Approve(self.bot_approval(&r, "bob", T0 + 60)),
-            T0 + 60,
-        );
-        self.must(
-            &r,
-            Action::Approve(self.bot_approval(&r, "carol", T0 + 60)),
-            T0 + 60,
-        )
+        let r = self.must(&r, Action::Approve(self.bot_approval(&r, "bob", T0 + 60)), T0 + 60);
+        self.must(&r, Action::Approve(self.bot_approval(&r, "carol", T0 + 60)), T0 + 60)
     }
 }

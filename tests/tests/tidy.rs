@@ -1,0 +1,127 @@
+//! Tidy checks on the source tree itself (after rust-analyzer's tidy tests): rules that keep the
+//! code readable and the architecture honest, enforced rather than hoped for.
+
+use std::path::{Path, PathBuf};
+
+use e2e::root;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name == "target" || name == "node_modules" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn all_rust_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for crate_dir in ["shared", "recorder", "bot", "tests"] {
+        rust_files(&root().join(crate_dir), &mut v);
+    }
+    assert!(v.len() > 20, "found the sources ({} files)", v.len());
+    v
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let missing: Vec<String> = all_rust_files()
+        .into_iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` doc at the top:\n{}", missing.join("\n"));
+}
+
+/// The core does no I/O: no database, network, async runtime, files or clock reads.
+#[test]
+fn the_core_does_no_io() {
+    let mut files = Vec::new();
+    rust_files(&root().join("shared/src/core"), &mut files);
+    assert!(!files.is_empty());
+    let forbidden = [
+        "sqlx",
+        "reqwest",
+        "russh",
+        "axum",
+        "tokio",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "SystemTime::now",
+        "Instant::now",
+        "rand::",
+        "getrandom",
+    ];
+    let mut hits = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in forbidden {
+                // clock.rs holds the one real clock adapter, behind the Clock port.
+                let allowed = f.ends_with("clock.rs") && word == "SystemTime::now";
+                if code.contains(word) && !allowed {
+                    hits.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(hits.is_empty(), "I/O in the pure core:\n{}", hits.join("\n"));
+}
+
+/// Every "Architecture invariant:" in ARCHITECTURE.md names a test that exists.
+#[test]
+fn architecture_invariants_point_to_real_tests() {
+    let arch = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let sources: String =
+        all_rust_files().iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    // One bullet may wrap over several lines: join each bullet first.
+    let mut bullets: Vec<String> = Vec::new();
+    for l in arch.lines() {
+        if l.starts_with("- ") {
+            bullets.push(l.to_owned());
+        } else if l.starts_with("  ") && !l.trim().is_empty() {
+            if let Some(b) = bullets.last_mut() {
+                b.push(' ');
+                b.push_str(l.trim());
+            }
+        } else {
+            bullets.push(String::new());
+        }
+    }
+    let mut count = 0;
+    for line in bullets.iter().filter(|l| l.contains("Architecture invariant:")) {
+        count += 1;
+        let tests: Vec<&str> =
+            line.split("test: `").skip(1).filter_map(|s| s.split('`').next()).collect();
+        assert!(!tests.is_empty(), "invariant without a guarding test: {line}");
+        for t in tests {
+            let name = t.rsplit("::").next().unwrap_or(t);
+            assert!(
+                sources.contains(&format!("fn {name}(")),
+                "ARCHITECTURE.md names `{t}`, which does not exist"
+            );
+        }
+    }
+    assert!(count >= 8, "ARCHITECTURE.md lists the invariants ({count} found)");
+}
+
+/// CI runs the very test command README.md gives.
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+    assert!(readme.contains("scripts/test"), "README gives scripts/test as the test command");
+    assert!(ci.lines().any(|l| l.trim() == "scripts/test"), ".ci/run calls scripts/test");
+}
