@@ -378,7 +378,7 @@ fn any_field_changed_after_signing_voids_the_grant() {
         match verify_grant(&g, &w.policy, &w.pins, Timestamp::from_unix(T0 + 120)) {
             Ok(_) => panic!("changing {field} after signing must void the grant"),
             Err(e) => {
-                assert!(matches!(e.code(), "quorum_not_met" | "self_approval"), "{field}: {e}")
+                assert!(matches!(e.code(), "quorum_not_met" | "self_approval"), "{field}: {e}");
             }
         }
     }
