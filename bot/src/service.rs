@@ -118,7 +118,10 @@ impl Deps {
             Some(OfflineApproval(a)) => {
                 if a.approver != *who {
                     // The signature names someone else than the authenticated caller.
-                    return Err(PolicyError::UnpinnedKey(a.key_id.to_hex()));
+                    return Err(PolicyError::ApproverMismatch {
+                        signed_for: a.approver.to_string(),
+                        caller: who.to_string(),
+                    });
                 }
                 Ok(Action::Approve(a.clone()))
             }

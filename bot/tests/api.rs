@@ -340,7 +340,7 @@ async fn signatures_are_verified_strictly(db: shared::testing::db::TestDb) -> Te
     assert_error(
         &app.post(&path, "alice", offline(&app, &vault, "erin", 5, T0 + 5).await).await,
         StatusCode::FORBIDDEN,
-        "unpinned_key",
+        "approver_mismatch",
     );
 
     // Replayed from another request.

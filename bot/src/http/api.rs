@@ -165,7 +165,7 @@ pub async fn list(
     responses(
         (status = 200, description = "Approval recorded; `status` is `approved` once quorum is reached", body = RequestView),
         (status = 400, description = "bad_signature, signature_out_of_window, malformed_json", body = super::error::ErrorBody),
-        (status = 403, description = "self_approval, not_an_approver, service_cannot_decide, offline_signature_required, unpinned_key", body = super::error::ErrorBody),
+        (status = 403, description = "self_approval, not_an_approver, service_cannot_decide, offline_signature_required, unpinned_key, approver_mismatch", body = super::error::ErrorBody),
         (status = 409, description = "already_approved, wrong_state, request_expired", body = super::error::ErrorBody),
     ),
     security(("bearer" = [])))]

@@ -99,6 +99,7 @@ fn policy_status(p: &PolicyError) -> StatusCode {
         | P::ServiceCannotDecide
         | P::OfflineSignatureRequired { .. }
         | P::UnpinnedKey(_)
+        | P::ApproverMismatch { .. }
         | P::NotAllowedToRevoke { .. } => StatusCode::FORBIDDEN,
         P::AlreadyApproved { .. } | P::WrongState { .. } | P::Expired { .. } => {
             StatusCode::CONFLICT

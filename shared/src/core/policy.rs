@@ -111,6 +111,10 @@ pub enum PolicyError {
     BadSignature,
     #[error("the approval is signed by key {0}, which is not pinned for this approver")]
     UnpinnedKey(String),
+    #[error(
+        "the signature is {signed_for}'s, but the caller is {caller}: approvers send their own"
+    )]
+    ApproverMismatch { signed_for: String, caller: String },
     #[error("the approval was signed at {at}, outside the request's window")]
     SignatureOutOfWindow { at: String },
     #[error("only the requester or an approver of scope `{scope}` may revoke this request")]
@@ -146,6 +150,7 @@ impl PolicyError {
             Self::OfflineSignatureRequired { .. } => "offline_signature_required",
             Self::BadSignature => "bad_signature",
             Self::UnpinnedKey(_) => "unpinned_key",
+            Self::ApproverMismatch { .. } => "approver_mismatch",
             Self::SignatureOutOfWindow { .. } => "signature_out_of_window",
             Self::NotAllowedToRevoke { .. } => "not_allowed_to_revoke",
         }
