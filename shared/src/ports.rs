@@ -5,8 +5,10 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use crate::core::approval::SignatureBytes;
 use crate::core::{
-    AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Status, Timestamp, Transition,
+    AuditDraft, AuditEntry, KeyId, PrincipalName, Request, RequestId, RequestRef, Status,
+    Timestamp, Transition,
 };
 
 /// Storage failures, with `sqlx::Error` kept out of everything above the adapter.
@@ -34,6 +36,40 @@ pub struct RequestFilter {
     pub requester: Option<PrincipalName>,
     /// At most this many (the adapter caps it at 1000).
     pub limit: u32,
+}
+
+/// Something that happened inside a session: a command, an exec request, a file transfer, a
+/// refused forward. Written as it happens, off the data path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEvent {
+    pub request_id: RequestId,
+    pub at: Timestamp,
+    /// Milliseconds since the session started (the recording's clock).
+    pub offset_ms: i64,
+    /// `command`, `exec`, `subsystem`, `transfer`, `forward_refused`, ...
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+/// A finished session's recording, its integrity data and totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingRecord {
+    pub request_id: RequestId,
+    /// File name inside the recordings directory.
+    pub file: String,
+    /// SHA-256 of the whole asciicast file.
+    pub sha256: [u8; 32],
+    /// The gateway's Ed25519 signature over the hex of `sha256` (see `recorder::integrity`).
+    pub signature: SignatureBytes,
+    pub key_id: KeyId,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+    /// `closed`, `expired`, `revoked`, `target_closed`, `gateway_shutdown`, ...
+    pub end_reason: String,
+    pub exit_status: Option<i64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub commands: u64,
 }
 
 /// Requests, approvals, consumed nonces and the audit chain.
@@ -71,6 +107,29 @@ pub trait Store: Send + Sync + Debug {
 
     /// Up to `limit` audit entries with `seq > after_seq`, in order.
     async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Appends one session event (numbered after the request's previous ones).
+    async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError>;
+
+    /// A request's session events, in order.
+    async fn session_events(&self, id: RequestId) -> Result<Vec<SessionEvent>, StoreError>;
+
+    /// Records the end of a session atomically: the recording row, the transition to
+    /// `closed` when the request is still `active` (none when it was revoked or expired
+    /// meanwhile), and the audit events.
+    ///
+    /// # Errors
+    /// `Conflict` if a recording for the request exists or the transition lost a race.
+    async fn end_session(
+        &self,
+        rec: &RecordingRecord,
+        transition: Option<&Transition>,
+        audit: &[AuditDraft],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// A request's recording, if its session ended.
+    async fn recording(&self, id: RequestId) -> Result<Option<RecordingRecord>, StoreError>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ use shared::core::{
     Action, AuditDraft, AuditEntry, AuditKind, GrantCode, Login, Origin, Request, RequestId,
     RequestRef, Status, Timestamp, Transition,
 };
-use shared::ports::{RequestFilter, Store, StoreError};
+use shared::ports::{RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
 use shared::testing::db::{Backend, TestDb, TestResult, run};
 use shared::testing::{T0, World, dur, name};
 
@@ -57,6 +57,8 @@ on_both_backends!(
     hand_edited_audit_row_is_reported_at_its_seq,
     list_filters_by_status_and_requester,
     invalid_stored_login_reads_back_as_corrupt,
+    session_events_and_the_recording_are_stored_with_the_end,
+    a_session_ending_after_a_revoke_keeps_the_revoke,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -582,5 +584,105 @@ async fn sqlite_memory_keeps_its_data_for_the_store_lifetime() -> TestResult {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(get(store.as_ref(), &r).await?, r);
     assert_eq!(verify(&audit_log(store.as_ref()).await?), Ok(1));
+    Ok(())
+}
+
+/// A live session's events, then its end: the recording row, `closed`, and the audit event,
+/// in one transaction; a second end is refused and changes nothing.
+async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    let w = World::new();
+    let (req, draft) = open(&w, "alice", "db-1");
+    store.create_request(&req, &draft, ts(T0)).await?;
+    let r = apply(store, approve(&w, &req, "bob", T0 + 60), T0 + 60).await?;
+    let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
+    let mut started = step(&w, &r, Action::SessionStarted, T0 + 120);
+    started.annotate(AuditKind::SessionStarted, &serde_json::json!({"peer": "127.0.0.1:50000"}));
+    let live = apply(store, started, T0 + 120).await?;
+
+    for (i, cmd) in ["uptime", "systemctl status"].iter().enumerate() {
+        let e = SessionEvent {
+            request_id: live.id,
+            at: ts(T0 + 130 + i as i64),
+            offset_ms: 1000 * (i as i64 + 1),
+            kind: "command".into(),
+            detail: serde_json::json!({ "command": cmd }),
+        };
+        store.add_session_event(&e).await?;
+    }
+    let events = store.session_events(live.id).await?;
+    let cmds: Vec<&str> = events.iter().filter_map(|e| e.detail["command"].as_str()).collect();
+    assert_eq!(cmds, ["uptime", "systemctl status"]);
+    assert_eq!(events[1].offset_ms, 2000);
+
+    let rec = RecordingRecord {
+        request_id: live.id,
+        file: format!("{}.cast", live.code),
+        sha256: [7; 32],
+        signature: shared::core::approval::SignatureBytes::from_bytes([9; 64]),
+        key_id: shared::core::KeyId::of(&[1; 32]),
+        started_at: ts(T0 + 120),
+        ended_at: ts(T0 + 300),
+        end_reason: "closed".into(),
+        exit_status: Some(0),
+        bytes_in: 12,
+        bytes_out: 3400,
+        commands: 2,
+    };
+    let end = step(&w, &live, Action::SessionEnded, T0 + 300);
+    store.end_session(&rec, Some(&end), &[], ts(T0 + 300)).await?;
+    assert_eq!(get(store, &live).await?.status, Status::Closed);
+    assert_eq!(store.recording(live.id).await?, Some(rec.clone()));
+    let log = audit_log(store).await?;
+    assert_eq!(kinds(&log).last(), Some(&"session_ended"));
+    let started_event = log.iter().find(|e| e.kind == "session_started").ok_or("started")?;
+    assert!(started_event.data.contains("127.0.0.1:50000"), "{}", started_event.data);
+    verify(&log)?;
+
+    let before = audit_log(store).await?;
+    assert_conflict(store.end_session(&rec, None, &[], ts(T0 + 301)).await, "recording");
+    assert_eq!(audit_log(store).await?, before);
+    assert!(db.admin.exec("DELETE FROM session_events").await.is_err(), "append-only");
+    assert!(db.admin.exec("UPDATE recordings SET sha256 = 'x'").await.is_err(), "append-only");
+    Ok(())
+}
+
+/// A revoke during the session wins: the end stores the recording and an audit event, and
+/// the request stays `revoked`.
+async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    let w = World::new();
+    let (req, draft) = open(&w, "alice", "db-1");
+    store.create_request(&req, &draft, ts(T0)).await?;
+    let r = apply(store, approve(&w, &req, "bob", T0 + 60), T0 + 60).await?;
+    let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
+    let live = apply(store, step(&w, &r, Action::SessionStarted, T0 + 120), T0 + 120).await?;
+    let revoked =
+        apply(store, step(&w, &live, Action::Revoke { by: name("bob") }, T0 + 150), T0 + 150)
+            .await?;
+    let rec = RecordingRecord {
+        request_id: live.id,
+        file: "x.cast".into(),
+        sha256: [1; 32],
+        signature: shared::core::approval::SignatureBytes::from_bytes([2; 64]),
+        key_id: shared::core::KeyId::of(&[3; 32]),
+        started_at: ts(T0 + 120),
+        ended_at: ts(T0 + 151),
+        end_reason: "revoked".into(),
+        exit_status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        commands: 0,
+    };
+    let ended = AuditDraft::new(
+        AuditKind::SessionEnded,
+        Some(live.id),
+        "alice",
+        serde_json::json!({"end_reason": "revoked"}),
+    );
+    store.end_session(&rec, None, &[ended], ts(T0 + 151)).await?;
+    assert_eq!(get(store, &live).await?, revoked);
+    assert_eq!(store.recording(live.id).await?.map(|r| r.end_reason), Some("revoked".to_owned()));
+    assert_eq!(kinds(&audit_log(store).await?).last(), Some(&"session_ended"));
     Ok(())
 }

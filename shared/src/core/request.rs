@@ -149,6 +149,21 @@ pub struct Transition {
     pub audit: Vec<AuditDraft>,
 }
 
+impl Transition {
+    /// Adds `detail` (an object's keys) to the data of this transition's `kind` audit event,
+    /// e.g. the gateway's session details on `session_started`. Keys the core set win.
+    pub fn annotate(&mut self, kind: AuditKind, detail: &serde_json::Value) {
+        let Some(extra) = detail.as_object() else { return };
+        for draft in self.audit.iter_mut().filter(|d| d.kind == kind) {
+            if let Some(data) = draft.data.as_object_mut() {
+                for (k, v) in extra {
+                    data.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Checks a new request against the policy and builds it.
 ///
 /// # Errors

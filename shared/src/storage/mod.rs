@@ -38,11 +38,12 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Transaction};
 
+use crate::core::RequestId;
 use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
-use crate::ports::{RequestFilter, Store, StoreError};
-use rows::{ApprovalRow, AuditRow, RequestRow};
+use crate::ports::{RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
+use rows::{ApprovalRow, AuditRow, RecordingRow, RequestRow, SessionEventRow};
 
 /// Most requests one listing returns, whatever the caller asks.
 pub const MAX_LIST: u32 = 1000;
@@ -177,6 +178,57 @@ macro_rules! append_chain {
     }};
 }
 
+/// Inside a write transaction `$tx`: applies transition `$t` (the version check, the new
+/// approval, the consumed nonce, the audit events). Returns early with the error, leaving the
+/// transaction to roll back, on any refusal.
+macro_rules! apply_transition {
+    ($tx:ident, $t:expr, $at:expr) => {{
+        let t: &Transition = $t;
+        let next = &t.next;
+        let id = next.id.to_string();
+        let expected = next.version.saturating_sub(1);
+        let updated = sqlx::query(sql::UPDATE_REQUEST)
+            .bind(next.status.as_str())
+            .bind(next.closed_by.as_ref().map(PrincipalName::as_str))
+            .bind(next.updated_at.unix())
+            .bind(next.version)
+            .bind(&id)
+            .bind(expected)
+            .execute(&mut *$tx)
+            .await
+            .map_err(error::db)?;
+        if updated.rows_affected() != 1 {
+            let stored: Option<i64> = sqlx::query_scalar(sql::REQUEST_VERSION)
+                .bind(&id)
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(error::db)?;
+            return Err(match stored {
+                None => StoreError::NotFound,
+                Some(v) => StoreError::Conflict(format!(
+                    "request {id} changed meanwhile (version {v}, expected {expected}); \
+                     reload it and try again"
+                )),
+            });
+        }
+        if let Some(a) = &t.new_approval {
+            insert_approval!($tx, &id, a, $at);
+        }
+        if let Some(nonce) = &t.consumes_nonce {
+            sqlx::query(sql::CONSUME_NONCE)
+                .bind(nonce.to_hex())
+                .bind(&id)
+                .bind($at.unix())
+                .execute(&mut *$tx)
+                .await
+                .map_err(error::unique(
+                    "nonce already used: these approvals already opened a session",
+                ))?;
+        }
+        append_chain!($tx, &t.audit, $at);
+    }};
+}
+
 #[async_trait]
 impl Store for SqlStore {
     /// Any approvals `req` already carries are stored too, so [`Store::get_request`] returns
@@ -270,51 +322,86 @@ impl Store for SqlStore {
     }
 
     async fn apply(&self, t: &Transition, at: Timestamp) -> Result<(), StoreError> {
-        let next = &t.next;
-        let id = next.id.to_string();
-        let expected = next.version.saturating_sub(1);
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin_write().await.map_err(error::db)?;
-            let updated = sqlx::query(sql::UPDATE_REQUEST)
-                .bind(next.status.as_str())
-                .bind(next.closed_by.as_ref().map(PrincipalName::as_str))
-                .bind(next.updated_at.unix())
-                .bind(next.version)
+            apply_transition!(tx, t, at);
+            tx.commit().await.map_err(error::db)
+        })
+    }
+
+    async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError> {
+        let id = e.request_id.to_string();
+        let detail = e.detail.to_string();
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::INSERT_SESSION_EVENT)
                 .bind(&id)
-                .bind(expected)
-                .execute(&mut *tx)
+                .bind(e.at.unix())
+                .bind(e.offset_ms)
+                .bind(&e.kind)
+                .bind(&detail)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(error::db)
+        })
+    }
+
+    async fn session_events(&self, id: RequestId) -> Result<Vec<SessionEvent>, StoreError> {
+        let id = id.to_string();
+        on_pool!(&self.db, pool => {
+            let rows: Vec<SessionEventRow> = sqlx::query_as(sql::SESSION_EVENTS_OF)
+                .bind(&id)
+                .fetch_all(pool)
                 .await
                 .map_err(error::db)?;
-            if updated.rows_affected() != 1 {
-                let stored: Option<i64> = sqlx::query_scalar(sql::REQUEST_VERSION)
-                    .bind(&id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(error::db)?;
-                return Err(match stored {
-                    None => StoreError::NotFound,
-                    Some(v) => StoreError::Conflict(format!(
-                        "request {id} changed meanwhile (version {v}, expected {expected}); \
-                         reload it and try again"
-                    )),
-                });
+            rows.into_iter().map(SessionEventRow::into_event).collect()
+        })
+    }
+
+    async fn end_session(
+        &self,
+        rec: &RecordingRecord,
+        transition: Option<&Transition>,
+        audit: &[AuditDraft],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let id = rec.request_id.to_string();
+        let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            sqlx::query(sql::INSERT_RECORDING)
+                .bind(&id)
+                .bind(&rec.file)
+                .bind(hex::encode(rec.sha256))
+                .bind(rec.signature.to_hex())
+                .bind(rec.key_id.to_hex())
+                .bind(rec.started_at.unix())
+                .bind(rec.ended_at.unix())
+                .bind(&rec.end_reason)
+                .bind(rec.exit_status)
+                .bind(signed(rec.bytes_in))
+                .bind(signed(rec.bytes_out))
+                .bind(signed(rec.commands))
+                .execute(&mut *tx)
+                .await
+                .map_err(error::unique("this session's recording is already stored"))?;
+            if let Some(t) = transition {
+                apply_transition!(tx, t, at);
             }
-            if let Some(a) = &t.new_approval {
-                insert_approval!(tx, &id, a, at);
-            }
-            if let Some(nonce) = &t.consumes_nonce {
-                sqlx::query(sql::CONSUME_NONCE)
-                    .bind(nonce.to_hex())
-                    .bind(&id)
-                    .bind(at.unix())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(error::unique(
-                        "nonce already used: these approvals already opened a session",
-                    ))?;
-            }
-            append_chain!(tx, &t.audit, at);
+            append_chain!(tx, audit, at);
             tx.commit().await.map_err(error::db)
+        })
+    }
+
+    async fn recording(&self, id: RequestId) -> Result<Option<RecordingRecord>, StoreError> {
+        let id = id.to_string();
+        on_pool!(&self.db, pool => {
+            let row: Option<RecordingRow> = sqlx::query_as(sql::RECORDING_OF)
+                .bind(&id)
+                .fetch_optional(pool)
+                .await
+                .map_err(error::db)?;
+            row.map(RecordingRow::into_record).transpose()
         })
     }
 

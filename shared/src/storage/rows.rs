@@ -9,7 +9,7 @@ use crate::core::{
     Origin, PrincipalName, Reason, Request, RequestId, ScopeName, Status, Timestamp,
     approval::SignatureBytes,
 };
-use crate::ports::StoreError;
+use crate::ports::{RecordingRecord, SessionEvent, StoreError};
 
 /// One `requests` row, as selected by [`super::sql`] (`request_cols!`).
 #[derive(Debug, sqlx::FromRow)]
@@ -168,4 +168,68 @@ pub(super) fn duration_secs(req: &Request) -> i64 {
 pub(super) fn origin_json(req: &Request) -> Result<String, StoreError> {
     serde_json::to_string(&req.origin)
         .map_err(|e| corrupt(&format!("request {}", req.id), "origin", e))
+}
+
+/// One `session_events` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct SessionEventRow {
+    request_id: String,
+    at: i64,
+    offset_ms: i64,
+    kind: String,
+    detail: String,
+}
+
+impl SessionEventRow {
+    pub(super) fn into_event(self) -> Result<SessionEvent, StoreError> {
+        let row = format!("session event of {}", self.request_id);
+        Ok(SessionEvent {
+            request_id: self.request_id.parse().map_err(|e| corrupt(&row, "request_id", e))?,
+            at: Timestamp::from_unix(self.at),
+            offset_ms: self.offset_ms,
+            kind: self.kind,
+            detail: serde_json::from_str(&self.detail).map_err(|e| corrupt(&row, "detail", e))?,
+        })
+    }
+}
+
+/// One `recordings` row, as selected by `recording_cols!`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct RecordingRow {
+    request_id: String,
+    file: String,
+    sha256: String,
+    signature: String,
+    key_id: String,
+    started_at: i64,
+    ended_at: i64,
+    end_reason: String,
+    exit_status: Option<i64>,
+    bytes_in: i64,
+    bytes_out: i64,
+    commands: i64,
+}
+
+impl RecordingRow {
+    pub(super) fn into_record(self) -> Result<RecordingRecord, StoreError> {
+        let row = format!("recording of {}", self.request_id);
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&self.sha256, &mut sha256).map_err(|e| corrupt(&row, "sha256", e))?;
+        let count = |field: &str, v: i64| u64::try_from(v).map_err(|e| corrupt(&row, field, e));
+        Ok(RecordingRecord {
+            request_id: self.request_id.parse().map_err(|e| corrupt(&row, "request_id", e))?,
+            sha256,
+            signature: SignatureBytes::from_hex(&self.signature)
+                .map_err(|e| corrupt(&row, "signature", e))?,
+            key_id: KeyId::from_hex(&self.key_id).map_err(|e| corrupt(&row, "key_id", e))?,
+            started_at: Timestamp::from_unix(self.started_at),
+            ended_at: Timestamp::from_unix(self.ended_at),
+            exit_status: self.exit_status,
+            bytes_in: count("bytes_in", self.bytes_in)?,
+            bytes_out: count("bytes_out", self.bytes_out)?,
+            commands: count("commands", self.commands)?,
+            file: self.file,
+            end_reason: self.end_reason,
+        })
+    }
 }

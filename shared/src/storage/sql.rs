@@ -87,3 +87,28 @@ pub(super) const AUDIT_PAGE: &str =
     concat!("SELECT ", audit_cols!(), " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
 
 pub(super) const PING: &str = "SELECT 1";
+
+pub(super) const INSERT_SESSION_EVENT: &str = "INSERT INTO session_events \
+     (request_id, seq, at, offset_ms, kind, detail) \
+     VALUES ($1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM session_events WHERE request_id = $1), \
+     $2, $3, $4, $5)";
+
+pub(super) const SESSION_EVENTS_OF: &str = "SELECT request_id, at, offset_ms, kind, detail \
+     FROM session_events WHERE request_id = $1 ORDER BY seq";
+
+/// The columns of `recordings`, in the order of [`super::rows::RecordingRow`].
+macro_rules! recording_cols {
+    () => {
+        "request_id, file, sha256, signature, key_id, started_at, ended_at, end_reason, \
+         exit_status, bytes_in, bytes_out, commands"
+    };
+}
+
+pub(super) const INSERT_RECORDING: &str = concat!(
+    "INSERT INTO recordings (",
+    recording_cols!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+);
+
+pub(super) const RECORDING_OF: &str =
+    concat!("SELECT ", recording_cols!(), " FROM recordings WHERE request_id = $1");
