@@ -99,6 +99,54 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
     Ok((deps, source))
 }
 
+/// The gateway's dependencies over an open store: its keys (generated under the data
+/// directory on first start), its identities, and the approval keys it trusts.
+///
+/// # Errors
+/// Key files, SSH keys in the config that do not parse.
+pub fn build_gateway(
+    config: Arc<Config>,
+    store: Arc<dyn shared::ports::Store>,
+    pins: Arc<PinnedKeys>,
+) -> anyhow::Result<(recorder::GatewayDeps, recorder::HostKey)> {
+    let keys = recorder::load_keys(&config)?;
+    let identities = recorder::authz::Identities::from_config(&config)?;
+    let deps = recorder::GatewayDeps {
+        config,
+        store,
+        clock: Arc::new(SystemClock),
+        pins,
+        identities: Arc::new(identities),
+        ca: Arc::new(keys.ca),
+        recording_signer: Arc::new(keys.recording),
+        live: Arc::new(recorder::live::LiveSessions::default()),
+    };
+    Ok((deps, keys.host))
+}
+
+/// The approval keys a gateway running on its own trusts: `keys.pinned_bot_keys`, or, when
+/// none are pinned, the public half of the data directory's approval key (same machine).
+///
+/// # Errors
+/// Nothing pinned and no approval key on this machine.
+pub fn gateway_pins(config: &Config) -> anyhow::Result<PinnedKeys> {
+    let mut pins = PinnedKeys::new();
+    for k in &config.keys.pinned_bot_keys {
+        pins.pin_bot(*k);
+    }
+    if config.keys.pinned_bot_keys.is_empty() {
+        let p = config.server.data_dir.join("keys").join("approval.pub");
+        let text = std::fs::read_to_string(&p).map_err(|_| {
+            anyhow::anyhow!("config error at `keys.pinned_bot_keys`: empty, and there is no {} to trust; fix: pin the bot's approval public key (breakglass keygen prints it)", p.display())
+        })?;
+        pins.pin_bot(shared::core::approval::parse_public_key(&text)?);
+    }
+    for (who, k) in &config.keys.pinned_approver_keys {
+        pins.pin_personal(who.clone(), *k);
+    }
+    Ok(pins)
+}
+
 /// Hides a password in a database URL for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -135,12 +183,21 @@ pub async fn serve(
 pub async fn run(
     deps: Deps,
     http: TcpListener,
+    gateway: Option<(TcpListener, recorder::GatewayDeps, recorder::HostKey)>,
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
     deps.record_startup("bot").await.context("while writing the startup audit events")?;
     let tracker = TaskTracker::new();
     tracker.spawn(crate::reaper::run(deps.clone(), Duration::from_secs(5), stop.child_token()));
+    if let Some((ssh, gw, host_key)) = gateway {
+        let gw_stop = stop.child_token();
+        tracker.spawn(async move {
+            if let Err(e) = recorder::serve(ssh, gw, host_key, gw_stop).await {
+                tracing::error!(error = %format!("{e:#}"), "the SSH gateway stopped");
+            }
+        });
+    }
     let server = tracker.spawn(serve(http, deps, stop.child_token()));
     tracker.close();
     stop.cancelled().await;

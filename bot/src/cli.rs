@@ -87,7 +87,29 @@ pub enum Command {
         /// HTTP listen address (overrides server.listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// SSH gateway listen address (overrides gateway.listen).
+        #[arg(long, value_name = "ADDR")]
+        ssh_listen: Option<String>,
     },
+    /// Run the SSH gateway alone (in the network zone of the hosts, apart from the bot).
+    #[command(
+        after_help = "Examples:\n  breakglass gateway --config /etc/breakglass/gateway.toml\n  breakglass gateway --listen 0.0.0.0:2222\n\nThe gateway trusts only the approval keys pinned in its own config (keys.pinned_bot_keys)."
+    )]
+    Gateway {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// SSH listen address (overrides gateway.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// The gateway's SSH certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Session recordings.
+    #[command(subcommand)]
+    Recording(RecordingCommand),
     /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
     #[command(
         after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
@@ -213,6 +235,36 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA's public key: the line for the targets' TrustedUserCAKeys file.
+    #[command(
+        after_help = "Example (on each target host):\n  breakglass ca public-key > /etc/ssh/breakglass_ca.pub\n  # /etc/ssh/sshd_config:  TrustedUserCAKeys /etc/ssh/breakglass_ca.pub"
+    )]
+    PublicKey {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordingCommand {
+    /// Check a recording against its signature (FILE.sig) and the pinned recording keys.
+    #[command(
+        after_help = "Example:\n  breakglass recording verify data/recordings/bg-7f3a2c-1795403640.cast\n\nExits 0 when the file is exactly what the gateway signed, 1 otherwise."
+    )]
+    Verify {
+        /// The .cast file.
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Load and validate the config; exit 5 with the key and the fix on any error.
     #[command(
@@ -272,7 +324,30 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
     match cli.command {
-        Command::Up { config, data_dir, listen } => up(config.config, data_dir, listen).await,
+        Command::Up { config, data_dir, listen, ssh_listen } => {
+            up(
+                config.config,
+                Overrides { listen, data_dir, gateway_listen: ssh_listen, ..Overrides::default() },
+            )
+            .await
+        }
+        Command::Gateway { config, data_dir, listen } => {
+            gateway(
+                config.config,
+                Overrides { data_dir, gateway_listen: listen, ..Overrides::default() },
+            )
+            .await
+        }
+        Command::Ca(CaCommand::PublicKey { config, data_dir }) => {
+            let cfg = load_config(config.config, &Overrides { data_dir, ..Overrides::default() })?;
+            let keys = recorder::load_keys(&cfg)
+                .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+            println!("{}", keys.ca.public_line());
+            Ok(())
+        }
+        Command::Recording(RecordingCommand::Verify { file, config, data_dir }) => {
+            recording_verify(&file, config.config, Overrides { data_dir, ..Overrides::default() })
+        }
         Command::Keygen { out } => keygen(&out),
         Command::Token { for_ } => {
             token(&for_);
@@ -540,13 +615,8 @@ fn config_check(flag: Option<PathBuf>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn up(
-    config_flag: Option<PathBuf>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-) -> Result<(), Failure> {
+async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
     let path = crate::app::config_path(config_flag.as_deref());
-    let overrides = Overrides { listen, data_dir, ..Overrides::default() };
     let cfg = config::load(path.as_deref(), &overrides)?;
     match &path {
         None => eprintln!(
@@ -561,6 +631,12 @@ async fn up(
             config::EXAMPLE_PATH
         ),
         Some(_) => {}
+    }
+    // Bind SSH first: with `--ssh-listen HOST:0`, the connect line shows the port we got.
+    let mut cfg = cfg;
+    let ssh = bind(cfg.gateway.listen, "SSH").await?;
+    if cfg.gateway.public_port == 0 {
+        cfg.gateway.public_port = ssh.local_addr().map(|a| a.port()).unwrap_or(0);
     }
     let listen_addr = cfg.server.listen;
     let data = cfg.server.data_dir.clone();
@@ -579,8 +655,20 @@ async fn up(
         .await
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {listen_addr}: {e}")))?;
     let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    let (gw, host_key) =
+        crate::app::build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
+            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+    announce_gateway(&gw, &ssh);
     eprintln!("breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
     eprintln!("breakglass: database {db}, data directory {}", data.display());
+    let stop = stop_on_signal();
+    crate::app::run(deps, http, Some((ssh, gw, host_key)), stop, Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+/// A cancellation token cancelled by Ctrl-C or SIGTERM.
+fn stop_on_signal() -> CancellationToken {
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {
@@ -588,9 +676,100 @@ async fn up(
         tracing::info!("shutdown requested");
         signal_stop.cancel();
     });
-    crate::app::run(deps, http, stop, Duration::from_secs(10))
+    stop
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {addr} for {what}: {e}")))
+}
+
+/// Says where the gateway listens and what targets must trust.
+fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &tokio::net::TcpListener) {
+    let bound = ssh.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    eprintln!(
+        "breakglass: SSH gateway on {bound}; targets must trust the CA (breakglass ca public-key): {}",
+        gw.ca.public_line()
+    );
+    eprintln!(
+        "breakglass: target host keys are pinned in {}, recordings go to {}",
+        gw.config.gateway.known_hosts_file.display(),
+        gw.config.gateway.recordings_dir.display()
+    );
+    if gw.identities.is_empty() {
+        eprintln!(
+            "breakglass: no SSH keys configured for any user: nobody can log in to the gateway"
+        );
+    }
+}
+
+async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
+    let cfg = load_config(config_flag, &overrides)?;
+    let pins =
+        crate::app::gateway_pins(&cfg).map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+    if cfg.server.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&cfg.server.data_dir)
+            .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    }
+    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
+        Failure::new(
+            EXIT_UNREACHABLE,
+            format!(
+                "cannot open the database {}: {e}",
+                crate::app::redact_url(&cfg.server.database_url)
+            ),
+        )
+    })?;
+    let ssh = bind(cfg.gateway.listen, "SSH").await?;
+    let (gw, host_key) =
+        crate::app::build_gateway(std::sync::Arc::new(cfg), store, std::sync::Arc::new(pins))
+            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+    announce_gateway(&gw, &ssh);
+    let stop = stop_on_signal();
+    recorder::serve(ssh, gw, host_key, stop)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+/// The keys recordings are verified against: `keys.pinned_recording_keys`, or the public half
+/// of the data directory's recording key.
+fn recording_pins(cfg: &config::Config) -> Result<Vec<ed25519_dalek::VerifyingKey>, Failure> {
+    if !cfg.keys.pinned_recording_keys.is_empty() {
+        return Ok(cfg.keys.pinned_recording_keys.clone());
+    }
+    let p = cfg.server.data_dir.join("keys").join("recording.pub");
+    let text = std::fs::read_to_string(&p).map_err(|_| {
+        Failure::new(EXIT_LOCAL, format!("no recording key to verify with: pin keys.pinned_recording_keys, or run this where {} exists", p.display()))
+    })?;
+    let k = shared::core::approval::parse_public_key(&text)
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", p.display())))?;
+    Ok(vec![k])
+}
+
+fn recording_verify(
+    file: &std::path::Path,
+    config_flag: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<(), Failure> {
+    let cfg = load_config(config_flag, &overrides)?;
+    let pins = recording_pins(&cfg)?;
+    match recorder::integrity::verify_file(file, &pins) {
+        Ok(v) => {
+            println!(
+                "recording OK: {} is exactly what the gateway signed (sha256 {}, key {}, signed {})",
+                file.display(),
+                hex::encode(v.sha256),
+                v.key_id,
+                v.signed_at
+            );
+            Ok(())
+        }
+        Err(e) => {
+            println!("recording NOT VERIFIED: {}: {e}", file.display());
+            Err(Failure::new(EXIT_FAILURE, format!("{} does not verify", file.display())))
+        }
+    }
 }
 
 async fn open_store_for_audit(

@@ -1,1 +1,199 @@
-//! The gateway crate (the SSH gateway arrives with its own issue).
+//! The breakglass SSH gateway: the only place access is granted.
+//!
+//! A user connects with their own SSH key as `bg-7f3a2c` (the grant's code) or `login@host`.
+//! The gateway verifies the grant alone (its own config, its own pinned keys), mints a
+//! short-lived certificate, connects to the target, consumes the grant, and bridges the
+//! session while recording every byte and every command. The session is cut at the grant's
+//! end or on revocation, and its recording is hashed and signed.
+//!
+//! # Layout
+//!
+//! - [`session`]: the russh handler of one connection (auth, channel requests, data).
+//! - [`authz`]: identities from config, the user-name forms, and the decision.
+//! - [`upstream`]: the russh client to the target, with the pinned host key.
+//! - [`keys`]: host key, CA, and the per-session certificate.
+//! - [`recording`]: one session's asciicast file, command and transfer trackers, events.
+//! - [`cast`], [`commands`], [`transfer`]: the pure parts (asciicast v2, command extraction
+//!   from a terminal emulation, SFTP/SCP transfer observation).
+//! - [`integrity`]: signing and verifying recordings.
+//! - [`live`]: live sessions, cutting, and the revocation watcher.
+
+pub mod authz;
+pub mod cast;
+pub mod commands;
+pub mod integrity;
+pub mod keys;
+pub mod live;
+pub mod recording;
+pub mod session;
+pub mod transfer;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The gateway's SSH host key type (ssh-key's, as russh pins it).
+pub use russh::keys::ssh_key::PrivateKey as HostKey;
+
+use anyhow::Context as _;
+use russh::keys::ssh_key::PrivateKey;
+use shared::config::Config;
+use shared::core::{Clock, PinnedKeys};
+use shared::ports::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::authz::Identities;
+use crate::integrity::RecordingSigner;
+use crate::keys::Ca;
+use crate::live::LiveSessions;
+use crate::session::{GatewaySession, LiveSlot};
+
+/// Most connections served at once; more wait for a free place.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Everything a connection needs. Cheap to clone.
+#[derive(Clone)]
+pub struct GatewayDeps {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Approval keys the gateway trusts: from its config, never from the database.
+    pub pins: Arc<PinnedKeys>,
+    pub identities: Arc<Identities>,
+    pub ca: Arc<Ca>,
+    pub recording_signer: Arc<RecordingSigner>,
+    pub live: Arc<LiveSessions>,
+}
+
+impl std::fmt::Debug for GatewayDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayDeps")
+            .field("ca", &self.ca)
+            .field("live", &self.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The gateway's keys, loaded (or generated on first start) from its config.
+#[derive(Debug)]
+pub struct GatewayKeys {
+    pub host: PrivateKey,
+    pub ca: Ca,
+    pub recording: RecordingSigner,
+}
+
+/// Loads the host key, the CA key and the recording key: from the configured files, or from
+/// the data directory (generated on first start).
+///
+/// # Errors
+/// Unreadable, malformed or world-readable key files.
+pub fn load_keys(config: &Config) -> anyhow::Result<GatewayKeys> {
+    let host = keys::load_or_create_host_key(&config.gateway.host_key_file)?;
+    let data_keys = config.server.data_dir.join("keys");
+    let ca = match &config.keys.gateway_ca_key_file {
+        Some(p) => {
+            shared::keys::read_signing_key(p).context("while loading keys.gateway_ca_key_file")?
+        }
+        None => {
+            shared::keys::load_or_generate(&data_keys.join("ca"))
+                .context("while loading the gateway CA key")?
+                .0
+        }
+    };
+    let rec = match &config.keys.recording_signing_key_file {
+        Some(p) => shared::keys::read_signing_key(p)
+            .context("while loading keys.recording_signing_key_file")?,
+        None => {
+            shared::keys::load_or_generate(&data_keys.join("recording"))
+                .context("while loading the recording key")?
+                .0
+        }
+    };
+    Ok(GatewayKeys { host, ca: Ca::new(&ca), recording: RecordingSigner::new(rec) })
+}
+
+/// The SSH server configuration: public keys only, constant-time refusals, large windows.
+pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
+    Arc::new(russh::server::Config {
+        keys: vec![host],
+        methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 32 * 1024,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..russh::server::Config::default()
+    })
+}
+
+/// Serves SSH on `listener` until `stop` is cancelled; then cuts every live session (each
+/// finishes its recording) and returns once they are done.
+///
+/// # Errors
+/// The listener failing.
+pub async fn serve(
+    listener: TcpListener,
+    deps: GatewayDeps,
+    host_key: PrivateKey,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&deps.config.gateway.recordings_dir).with_context(|| {
+        format!(
+            "while creating the recordings directory {}",
+            deps.config.gateway.recordings_dir.display()
+        )
+    })?;
+    session::recover_crashed(&deps).await;
+    let config = server_config(host_key);
+    let tracker = TaskTracker::new();
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tracker.spawn(live::watch_revocations(
+        deps.live.clone(),
+        deps.store.clone(),
+        Duration::from_millis(250),
+        stop.child_token(),
+    ));
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        let (deps, config) = (deps.clone(), config.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let slot = LiveSlot::default();
+            let handler = GatewaySession::new(deps.clone(), Some(peer), slot.clone());
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(running) => {
+                    if let Err(e) = running.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+            }
+            let live = slot.lock().ok().and_then(|mut s| s.take());
+            if let Some(live) = live {
+                session::finish(&deps, live).await;
+            }
+        });
+    }
+    deps.live.cut_all("breakglass: the gateway is shutting down; session closed").await;
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}

@@ -113,11 +113,27 @@ pub struct RawGateway {
     pub listen: String,
     pub public_host: String,
     pub public_port: Option<u16>,
+    pub host_key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub recordings_dir: Option<PathBuf>,
+    pub connect_timeout: String,
+    pub env_allowlist: Vec<String>,
+    pub record_input: bool,
 }
 
 impl Default for RawGateway {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:2222".into(), public_host: "127.0.0.1".into(), public_port: None }
+        Self {
+            listen: "127.0.0.1:2222".into(),
+            public_host: "127.0.0.1".into(),
+            public_port: None,
+            host_key_file: None,
+            known_hosts_file: None,
+            recordings_dir: None,
+            connect_timeout: "10s".into(),
+            env_allowlist: vec!["LANG".into(), "LC_*".into(), "TZ".into()],
+            record_input: true,
+        }
     }
 }
 
@@ -126,7 +142,9 @@ impl Default for RawGateway {
 pub struct RawKeys {
     pub approval_signing_key_file: Option<PathBuf>,
     pub gateway_ca_key_file: Option<PathBuf>,
+    pub recording_signing_key_file: Option<PathBuf>,
     pub pinned_bot_keys: Vec<String>,
+    pub pinned_recording_keys: Vec<String>,
     pub pinned_approver_keys: BTreeMap<String, Vec<String>>,
 }
 
@@ -161,6 +179,9 @@ pub struct RawScope {
     pub quorum: Option<u32>,
     pub channels: Vec<String>,
     pub require_offline_signature: bool,
+    pub allow_port_forwarding: bool,
+    pub allow_agent_forwarding: bool,
+    pub allow_x11_forwarding: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,13 +202,27 @@ pub struct GatewaySettings {
     /// Host name users type after the `@` in the connect line.
     pub public_host: String,
     pub public_port: u16,
+    /// The gateway's SSH host key (OpenSSH format; generated on first start).
+    pub host_key_file: PathBuf,
+    /// Pinned host keys of the targets (OpenSSH known_hosts format). A target whose key is not
+    /// there is refused.
+    pub known_hosts_file: PathBuf,
+    pub recordings_dir: PathBuf,
+    /// How long connecting and authenticating to a target may take.
+    pub connect_timeout: std::time::Duration,
+    /// Environment variables passed to the target (`*` at the end matches a prefix).
+    pub env_allowlist: Vec<String>,
+    /// Record the user's keystrokes (`i` events) as well as the output.
+    pub record_input: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct KeySettings {
     pub approval_signing_key_file: Option<PathBuf>,
     pub gateway_ca_key_file: Option<PathBuf>,
+    pub recording_signing_key_file: Option<PathBuf>,
     pub pinned_bot_keys: Vec<VerifyingKey>,
+    pub pinned_recording_keys: Vec<VerifyingKey>,
     pub pinned_approver_keys: Vec<(PrincipalName, VerifyingKey)>,
 }
 
@@ -312,10 +347,38 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         data_dir: raw.server.data_dir.clone(),
     };
     let gw_listen = parse_addr("gateway.listen", &raw.gateway.listen)?;
+    let data = &raw.server.data_dir;
+    let g = &raw.gateway;
+    let connect_timeout = humantime::parse_duration(&g.connect_timeout).map_err(|_| {
+        err(
+            "gateway.connect_timeout",
+            format!("`{}` is not a duration", g.connect_timeout),
+            "write it like \"10s\"",
+        )
+    })?;
+    for (i, v) in g.env_allowlist.iter().enumerate() {
+        let name = v.strip_suffix('*').unwrap_or(v);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(err(
+                format!("gateway.env_allowlist[{i}]"),
+                format!("`{v}` is not a variable name or prefix*"),
+                "write names like LANG or LC_*",
+            ));
+        }
+    }
     let gateway = GatewaySettings {
         listen: gw_listen,
-        public_host: raw.gateway.public_host.clone(),
-        public_port: raw.gateway.public_port.unwrap_or(gw_listen.port()),
+        public_host: g.public_host.clone(),
+        public_port: g.public_port.unwrap_or(gw_listen.port()),
+        host_key_file: g
+            .host_key_file
+            .clone()
+            .unwrap_or_else(|| data.join("keys").join("gateway_host_ed25519")),
+        known_hosts_file: g.known_hosts_file.clone().unwrap_or_else(|| data.join("known_hosts")),
+        recordings_dir: g.recordings_dir.clone().unwrap_or_else(|| data.join("recordings")),
+        connect_timeout,
+        env_allowlist: g.env_allowlist.clone(),
+        record_input: g.record_input,
     };
 
     // Principals.
@@ -422,6 +485,16 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             )
         })?);
     }
+    let mut pinned_recording_keys = Vec::new();
+    for (i, k) in raw.keys.pinned_recording_keys.iter().enumerate() {
+        pinned_recording_keys.push(parse_public_key(k).map_err(|e| {
+            err(
+                format!("keys.pinned_recording_keys[{i}]"),
+                e.to_string(),
+                "paste the line `breakglass keygen` printed",
+            )
+        })?);
+    }
     let mut pinned_approver_keys = Vec::new();
     for (who, ks) in &raw.keys.pinned_approver_keys {
         let key = format!("keys.pinned_approver_keys.{who}");
@@ -479,7 +552,9 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         keys: KeySettings {
             approval_signing_key_file: raw.keys.approval_signing_key_file.clone(),
             gateway_ca_key_file: raw.keys.gateway_ca_key_file.clone(),
+            recording_signing_key_file: raw.keys.recording_signing_key_file.clone(),
             pinned_bot_keys,
+            pinned_recording_keys,
             pinned_approver_keys,
         },
         policy,
@@ -590,6 +665,11 @@ fn validate_scope(
         channels: s.channels.iter().cloned().collect(),
         require_offline_signature: s.require_offline_signature,
         approval_timeout,
+        forwarding: crate::core::Forwarding {
+            port: s.allow_port_forwarding,
+            agent: s.allow_agent_forwarding,
+            x11: s.allow_x11_forwarding,
+        },
     })
 }
 

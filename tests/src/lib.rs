@@ -6,6 +6,8 @@
 //!   its first lines; dropping it kills the process.
 //! - [`cli`] runs one CLI command and captures its exit code and output.
 
+pub mod gateway;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,14 +71,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `breakglass up ARGS --listen 127.0.0.1:0` in `cwd` with `env`, and waits until it
-    /// says where it listens.
+    /// Starts `breakglass up ARGS --listen 127.0.0.1:0` (and an ephemeral SSH port unless ARGS
+    /// name one) in `cwd` with `env`, and waits until it says where it listens.
     ///
     /// # Panics
     /// When it exits or does not listen within 60 s (the message has its output).
     pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut c = Command::new(bin());
         c.arg("up").args(args).args(["--listen", "127.0.0.1:0"]).current_dir(cwd);
+        if !args.contains(&"--ssh-listen") {
+            // Parallel tests must not fight over the default 127.0.0.1:2222.
+            c.args(["--ssh-listen", "127.0.0.1:0"]);
+        }
         c.env_remove("BREAKGLASS_CONFIG").env("BREAKGLASS_LOG", "info,sqlx=warn");
         for (k, v) in env {
             c.env(k, v);
@@ -119,6 +125,14 @@ impl Server {
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (a crash: nothing gets to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
     }
 
     /// Sends SIGTERM and waits for the exit code (graceful shutdown).

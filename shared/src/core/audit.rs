@@ -34,12 +34,14 @@ pub enum AuditKind {
     Expired,
     SessionStarted,
     SessionEnded,
+    /// The gateway refused a connection (no grant, not yours, used, expired, target down...).
+    SessionRefused,
     KeyLoaded,
     ConfigLoaded,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 10] = [
+    pub const ALL: [AuditKind; 11] = [
         Self::Requested,
         Self::Approved,
         Self::Denied,
@@ -48,6 +50,7 @@ impl AuditKind {
         Self::Expired,
         Self::SessionStarted,
         Self::SessionEnded,
+        Self::SessionRefused,
         Self::KeyLoaded,
         Self::ConfigLoaded,
     ];
@@ -62,6 +65,7 @@ impl AuditKind {
             Self::Expired => "expired",
             Self::SessionStarted => "session_started",
             Self::SessionEnded => "session_ended",
+            Self::SessionRefused => "session_refused",
             Self::KeyLoaded => "key_loaded",
             Self::ConfigLoaded => "config_loaded",
         }

@@ -16,5 +16,5 @@ pub use audit::{AuditDraft, AuditEntry, AuditKind};
 pub use clock::{Clock, SystemClock};
 pub use grant::{DenyReason, VerifiedGrant, verify_grant};
 pub use ids::*;
-pub use policy::{Origin, Policy, PolicyError, Principal, PrincipalKind, ScopePolicy};
+pub use policy::{Forwarding, Origin, Policy, PolicyError, Principal, PrincipalKind, ScopePolicy};
 pub use request::{Action, Fresh, NewRequest, Request, Status, Transition};

@@ -49,6 +49,20 @@ pub struct ScopePolicy {
     pub require_offline_signature: bool,
     /// How long a request may wait for its quorum before it expires.
     pub approval_timeout: GrantDuration,
+    /// What the gateway lets a session forward (all refused by default).
+    pub forwarding: Forwarding,
+}
+
+/// Forwarding a scope allows through the gateway. Each is refused, with a message and an
+/// event in the recording, unless allowed here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Local (`ssh -L`) port forwarding: direct-tcpip channels to the target's side.
+    pub port: bool,
+    /// Agent forwarding (`ssh -A`).
+    pub agent: bool,
+    /// X11 forwarding (`ssh -X`).
+    pub x11: bool,
 }
 
 /// Where a request came from: the API (CLI and automation) or a chat channel.

@@ -197,6 +197,41 @@ async fn open_postgres() -> (TestDb, Cleanup) {
     (TestDb { store, admin: Admin { backend: Backend::Postgres, url } }, cleanup)
 }
 
+/// A fresh PostgreSQL database for a test that hands its URL to another process (the
+/// end-to-end tests run the real binary). Drop it with [`PgDatabase::remove`].
+#[derive(Debug, Clone)]
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates `bg_test_<random>` on the server named by `BREAKGLASS_TEST_PG_URL`.
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be reached (the message says how to start it).
+    pub async fn create() -> Self {
+        let admin_url =
+            std::env::var("BREAKGLASS_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {admin_url}: {e}; run the tests with scripts/test, which starts one")
+        });
+        let name = format!("bg_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let _ = conn.close().await;
+        Self { url: with_database(&admin_url, &name), admin_url, name }
+    }
+
+    /// Drops the database (best effort).
+    pub async fn remove(self) {
+        Cleanup::PgDatabase { admin_url: self.admin_url, name: self.name }.run().await;
+    }
+}
+
 /// `url` with its database (the path) replaced by `name`, keeping any `?query`.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -124,6 +124,7 @@ impl World {
             channels: ["C0INCIDENT".to_owned()].into(),
             require_offline_signature: false,
             approval_timeout: dur("15m"),
+            forwarding: Forwarding::default(),
         };
         let vault = ScopePolicy {
             name: scope_name("vault"),
@@ -137,6 +138,7 @@ impl World {
             channels: BTreeSet::new(),
             require_offline_signature: true,
             approval_timeout: dur("15m"),
+            forwarding: Forwarding::default(),
         };
         let bot = ApprovalSigner::new(key(1));
         let mut pins = PinnedKeys::new();

@@ -1,0 +1,206 @@
+//! Who is connecting, which grant they name, and whether it may be used now.
+//!
+//! The gateway decides alone: it identifies the caller by the SSH key in its own config, loads
+//! the grant the user name points to, and has the pure core verify it
+//! ([`shared::core::verify_grant`]) against the gateway's own policy and pinned keys. Every
+//! refusal is one line that says why and what to do; "not yours" and "no such grant" read the
+//! same, so a user cannot probe for other people's codes.
+
+use std::collections::HashMap;
+
+use russh::keys::ssh_key::PublicKey;
+use russh::keys::ssh_key::public::KeyData;
+use shared::config::Config;
+use shared::core::{
+    DenyReason, GrantCode, HostName, Login, PinnedKeys, Policy, PrincipalName, Request, RequestRef,
+    Status, Timestamp, VerifiedGrant, verify_grant,
+};
+use shared::ports::{RequestFilter, Store, StoreError};
+
+/// SSH public keys from config, to the principal each belongs to.
+#[derive(Debug, Default)]
+pub struct Identities {
+    by_key: HashMap<KeyData, PrincipalName>,
+}
+
+impl Identities {
+    /// Parses every `ssh_keys` entry of the config.
+    ///
+    /// # Errors
+    /// A key line OpenSSH would not accept, naming its owner; or one key listed for two
+    /// principals.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let mut by_key = HashMap::new();
+        for (who, id) in &config.identities {
+            for (i, line) in id.ssh_keys.iter().enumerate() {
+                let key = PublicKey::from_openssh(line).map_err(|e| {
+                    anyhow::anyhow!("config error at `ssh_keys[{i}]` of `{who}`: not an OpenSSH public key ({e}); fix: paste the content of the user's id_ed25519.pub")
+                })?;
+                if let Some(other) = by_key.insert(key.key_data().clone(), who.clone()) {
+                    anyhow::bail!(
+                        "config error: the same SSH key is listed for `{other}` and `{who}`; fix: give each person their own key"
+                    );
+                }
+            }
+        }
+        Ok(Self { by_key })
+    }
+
+    /// The principal whose configured key this is.
+    pub fn identify(&self, key: &PublicKey) -> Option<&PrincipalName> {
+        self.by_key.get(key.key_data())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// What the SSH user name asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `bg-7f3a2c`: the grant's code, as the approval message shows it.
+    Code(GrantCode),
+    /// `postgres@db-1`: the caller's approved grant for that login on that host.
+    HostLogin { login: Login, host: HostName },
+}
+
+impl Target {
+    /// Parses an SSH user name.
+    ///
+    /// # Errors
+    /// A refusal line saying which forms are accepted.
+    pub fn parse(user: &str) -> Result<Self, Refusal> {
+        if user.starts_with("bg-") {
+            return GrantCode::parse(user).map(Self::Code).map_err(|_| Refusal::usage(user));
+        }
+        let (login, host) = user.split_once('@').ok_or_else(|| Refusal::usage(user))?;
+        Ok(Self::HostLogin {
+            login: Login::parse(login).map_err(|_| Refusal::usage(user))?,
+            host: HostName::parse(host).map_err(|_| Refusal::usage(user))?,
+        })
+    }
+}
+
+/// A refusal: a stable code for logs and the audit, and one line for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    fn usage(user: &str) -> Self {
+        Self::new(
+            "bad_user_name",
+            format!(
+                "`{}` is not a grant: connect as the code from the approval (ssh -p 2222 bg-7f3a2c@gateway) or as LOGIN@HOST (ssh -p 2222 postgres@db-1@gateway)",
+                user.escape_debug()
+            ),
+        )
+    }
+
+    /// The database did not answer: nothing can be verified, so nothing is granted.
+    pub fn unavailable() -> Self {
+        Self::new(
+            "unavailable",
+            "the gateway cannot verify grants right now (database unavailable); no access was granted, try again in a moment",
+        )
+    }
+}
+
+/// Loads the grant `target` names for `who` and verifies it at `now`.
+///
+/// # Errors
+/// A [`Refusal`] for anything short of a verified grant, including storage failures.
+pub async fn decide(
+    store: &dyn Store,
+    policy: &Policy,
+    pins: &PinnedKeys,
+    who: &PrincipalName,
+    target: &Target,
+    now: Timestamp,
+) -> Result<VerifiedGrant, Refusal> {
+    let req = match target {
+        Target::Code(code) => match store.get_request(&RequestRef::Code(code.clone())).await {
+            Ok(r) if r.requester == *who => r,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(Refusal::new(
+                    "no_grant",
+                    format!(
+                        "no grant {code} for {who}; check the code in the approval message, or request access with /breakglass request HOST"
+                    ),
+                ));
+            }
+            Err(_) => return Err(Refusal::unavailable()),
+        },
+        Target::HostLogin { login, host } => {
+            let filter = RequestFilter {
+                statuses: vec![Status::Approved],
+                requester: Some(who.clone()),
+                limit: 100,
+            };
+            let mine = store.list_requests(&filter).await.map_err(|_| Refusal::unavailable())?;
+            mine.into_iter()
+                .filter(|r| r.host == *host && r.login == *login && r.status_at(now) == Status::Approved)
+                .max_by_key(|r| r.not_after)
+                .ok_or_else(|| {
+                    Refusal::new(
+                        "no_grant",
+                        format!("no approved grant for {who} on {host} as {login}; request one with /breakglass request {host} --as {login}"),
+                    )
+                })?
+        }
+    };
+    verify_grant(&req, policy, pins, now).map_err(|e| explain(&req, &e))
+}
+
+/// One line for the user from the core's reason.
+fn explain(req: &Request, e: &DenyReason) -> Refusal {
+    let code = req.code.as_str();
+    let again = format!("request again with /breakglass request {}", req.host);
+    let (c, m) = match e {
+        DenyReason::NotApproved("pending") => (
+            "pending",
+            format!(
+                "{code} is still waiting for approvals ({} so far); connect once it is approved",
+                req.approvals.len()
+            ),
+        ),
+        DenyReason::NotApproved("active" | "closed") => (
+            "already_used",
+            format!("{code} was already used: one approval opens one session; {again}"),
+        ),
+        DenyReason::NotApproved("denied") => ("denied", format!("{code} was denied{}", by(req))),
+        DenyReason::NotApproved("revoked") => {
+            ("revoked", format!("{code} was revoked{}; {again}", by(req)))
+        }
+        DenyReason::NotApproved(s) => ("not_approved", format!("{code} is {s}; {again}")),
+        DenyReason::NotYetValid(at) => {
+            ("not_yet_valid", format!("{code} is not valid before {at}"))
+        }
+        DenyReason::Ended(at) => ("expired", format!("{code} expired at {at}; {again}")),
+        DenyReason::QuorumNotMet { have, need } => (
+            "quorum_not_met",
+            format!(
+                "{code} does not carry enough valid approval signatures ({have} of {need}) for this gateway; it cannot be used, {again}"
+            ),
+        ),
+        DenyReason::Policy(p) => {
+            ("policy", format!("{code} does not pass this gateway's policy: {p}"))
+        }
+    };
+    Refusal::new(c, m)
+}
+
+fn by(req: &Request) -> String {
+    req.closed_by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default()
+}

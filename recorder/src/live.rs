@@ -1,0 +1,193 @@
+//! Live sessions: what each one needs to be cut, and the watcher that cuts them when their
+//! grant is revoked.
+//!
+//! Every live session has a [`Cutter`]: cutting writes one line to the user's terminal, closes
+//! the channels, and disconnects both sides; the session's task then finishes the recording.
+//! The deadline is enforced by a timer in the session itself (from the signed grant, so it
+//! holds even when the database is down); revocations come from the database, polled here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::server::Handle;
+use russh::{ChannelId, Disconnect};
+use shared::core::{RequestId, RequestRef, Status};
+use shared::ports::Store;
+use tokio_util::sync::CancellationToken;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user (or the target) closed it.
+    Closed,
+    /// The grant's window ended.
+    Expired,
+    /// Someone revoked the grant.
+    Revoked { by: Option<String> },
+    /// The gateway is stopping.
+    Shutdown,
+}
+
+impl EndReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Expired => "expired",
+            Self::Revoked { .. } => "revoked",
+            Self::Shutdown => "gateway_shutdown",
+        }
+    }
+}
+
+/// The channels of a session the client has open, and whether each has a PTY.
+#[derive(Debug, Default)]
+pub struct OpenChannels(Mutex<HashMap<ChannelId, bool>>);
+
+impl OpenChannels {
+    pub fn open(&self, ch: ChannelId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(ch, false);
+        }
+    }
+    pub fn set_pty(&self, ch: ChannelId) {
+        if let Ok(mut m) = self.0.lock()
+            && let Some(p) = m.get_mut(&ch)
+        {
+            *p = true;
+        }
+    }
+    pub fn close(&self, ch: ChannelId) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&ch);
+        }
+    }
+    fn snapshot(&self) -> Vec<(ChannelId, bool)> {
+        self.0.lock().map(|m| m.iter().map(|(c, p)| (*c, *p)).collect()).unwrap_or_default()
+    }
+}
+
+/// Cuts one session, once.
+#[derive(Debug)]
+pub struct Cutter {
+    handle: Handle,
+    channels: Arc<OpenChannels>,
+    reason: Mutex<Option<EndReason>>,
+    done: CancellationToken,
+}
+
+impl Cutter {
+    pub fn new(handle: Handle, channels: Arc<OpenChannels>) -> Self {
+        Self { handle, channels, reason: Mutex::new(None), done: CancellationToken::new() }
+    }
+
+    /// Why it was cut, if it was.
+    pub fn reason(&self) -> Option<EndReason> {
+        self.reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Resolves once the session was cut.
+    pub fn cut_token(&self) -> CancellationToken {
+        self.done.clone()
+    }
+
+    /// Tells the user why in one line, closes every channel and disconnects. Only the first
+    /// call does anything.
+    pub async fn cut(&self, reason: EndReason, message: &str) {
+        {
+            let Ok(mut r) = self.reason.lock() else { return };
+            if r.is_some() {
+                return;
+            }
+            *r = Some(reason);
+        }
+        self.done.cancel();
+        for (ch, pty) in self.channels.snapshot() {
+            let line = if pty { format!("\r\n{message}\r\n") } else { format!("{message}\n") };
+            if pty {
+                let _ = self.handle.data(ch, line.into_bytes()).await;
+            } else {
+                let _ = self.handle.extended_data(ch, 1, line.into_bytes()).await;
+            }
+            let _ = self.handle.exit_status_request(ch, 255).await;
+            let _ = self.handle.eof(ch).await;
+            let _ = self.handle.close(ch).await;
+        }
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, message.to_owned(), "en".to_owned())
+            .await;
+    }
+}
+
+/// Every live session of this gateway, by grant.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    map: Mutex<HashMap<RequestId, (String, Arc<Cutter>)>>,
+}
+
+impl LiveSessions {
+    pub fn insert(&self, id: RequestId, host: String, cutter: Arc<Cutter>) {
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(id, (host, cutter));
+        }
+    }
+    pub fn remove(&self, id: RequestId) {
+        if let Ok(mut m) = self.map.lock() {
+            m.remove(&id);
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn all(&self) -> Vec<(RequestId, String, Arc<Cutter>)> {
+        self.map
+            .lock()
+            .map(|m| m.iter().map(|(id, (h, c))| (*id, h.clone(), c.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Cuts every live session (the gateway is stopping).
+    pub async fn cut_all(&self, message: &str) {
+        for (_, _, c) in self.all() {
+            c.cut(EndReason::Shutdown, message).await;
+        }
+    }
+}
+
+/// Polls the database every `every` for revocations of live grants, and cuts those sessions.
+/// A database that does not answer cuts nothing (the signed deadline still holds).
+pub async fn watch_revocations(
+    live: Arc<LiveSessions>,
+    store: Arc<dyn Store>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for (id, host, cutter) in live.all() {
+            match store.get_request(&RequestRef::Id(id)).await {
+                Ok(r) if r.status == Status::Revoked => {
+                    let by = r.closed_by.map(|b| b.to_string());
+                    let who = by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+                    let msg = format!(
+                        "breakglass: the grant {} for {host} was revoked{who}; session closed",
+                        r.code
+                    );
+                    tracing::info!(code = %r.code, "revoked: cutting the live session");
+                    cutter.cut(EndReason::Revoked { by }, &msg).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%id, error = %e, "cannot check the grant for revocation"),
+            }
+        }
+    }
+}

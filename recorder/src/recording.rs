@@ -1,0 +1,436 @@
+//! One session's recording: the asciicast file, the command tracker, the file-transfer
+//! trackers, and the stream of session events to the database.
+//!
+//! Everything here is fed from the data path, so it only does cheap in-memory work and
+//! buffered file appends; the database is written by a separate task fed through an unbounded
+//! queue, so a slow or absent database never stalls a keystroke.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use russh::ChannelId;
+use serde_json::{Value, json};
+use shared::core::{RequestId, Timestamp};
+use shared::ports::SessionEvent;
+use tokio::sync::mpsc;
+
+use crate::cast::{CastWriter, Header, Summary};
+use crate::commands::CommandTracker;
+use crate::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent};
+
+/// What kind of work a channel does, once the client said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    Shell,
+    Exec(String),
+    Subsystem(String),
+}
+
+/// A file-transfer observer for one channel.
+#[derive(Debug)]
+enum Transfer {
+    Sftp(SftpTracker),
+    Scp(ScpTracker),
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    pty: Option<(u16, u16)>,
+    term: Option<String>,
+    kind: Option<ChannelKind>,
+    commands: Option<CommandTracker>,
+    transfer: Option<Transfer>,
+}
+
+/// The recording of one session. Callers lock it briefly around each call.
+#[derive(Debug)]
+pub struct Recording {
+    request_id: RequestId,
+    path: PathBuf,
+    header_meta: Value,
+    started: Instant,
+    started_at: Timestamp,
+    writer: Option<CastWriter<BufWriter<File>>>,
+    channels: HashMap<ChannelId, ChannelState>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    record_input: bool,
+    commands: u64,
+    exit_status: Option<i64>,
+    failed: Option<String>,
+}
+
+impl Recording {
+    /// A recording that will be written to `path` once the first channel starts.
+    pub fn new(
+        request_id: RequestId,
+        path: PathBuf,
+        header_meta: Value,
+        started_at: Timestamp,
+        events: mpsc::UnboundedSender<SessionEvent>,
+        record_input: bool,
+    ) -> Self {
+        Self {
+            request_id,
+            path,
+            header_meta,
+            started: Instant::now(),
+            started_at,
+            writer: None,
+            channels: HashMap::new(),
+            events,
+            record_input,
+            commands: 0,
+            exit_status: None,
+            failed: None,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Time since the session started: the recording's clock.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// A write error, once one happened (the recording is then incomplete).
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    fn event(&self, kind: &str, detail: Value) {
+        let offset = self.elapsed();
+        let at = self.started_at.plus_secs(i64::try_from(offset.as_secs()).unwrap_or(0));
+        let _ = self.events.send(SessionEvent {
+            request_id: self.request_id,
+            at,
+            offset_ms: i64::try_from(offset.as_millis()).unwrap_or(i64::MAX),
+            kind: kind.to_owned(),
+            detail,
+        });
+    }
+
+    fn io<T>(&mut self, r: std::io::Result<T>) {
+        if let Err(e) = r
+            && self.failed.is_none()
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "recording write failed");
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    /// Records a PTY request for `ch`.
+    pub fn pty(&mut self, ch: ChannelId, term: &str, cols: u32, rows: u32) {
+        let size = (clamp(cols, 80), clamp(rows, 24));
+        let st = self.channels.entry(ch).or_default();
+        st.pty = Some(size);
+        st.term = Some(term.to_owned());
+        if let Some(w) = self.writer.as_mut() {
+            let t = self.started.elapsed();
+            let r = w.resize(t, size.0, size.1);
+            self.io(r);
+        }
+    }
+
+    /// The channel starts a shell, an exec or a subsystem. Opens the file on the first one.
+    pub fn start(&mut self, ch: ChannelId, kind: ChannelKind) {
+        let t = self.elapsed();
+        let st = self.channels.entry(ch).or_default();
+        let (cols, rows) = st.pty.unwrap_or((80, 24));
+        let term = st.term.clone();
+        match &kind {
+            ChannelKind::Shell if st.pty.is_some() => {
+                st.commands = Some(CommandTracker::new(rows, cols))
+            }
+            ChannelKind::Exec(cmd) => {
+                st.transfer = ScpTracker::from_command(cmd).map(Transfer::Scp)
+            }
+            ChannelKind::Subsystem(name) if name == "sftp" => {
+                st.transfer = Some(Transfer::Sftp(SftpTracker::new()))
+            }
+            _ => {}
+        }
+        st.kind = Some(kind.clone());
+        if self.writer.is_none() {
+            let command = match &kind {
+                ChannelKind::Exec(c) => Some(c.clone()),
+                ChannelKind::Subsystem(s) => Some(format!("subsystem {s}")),
+                ChannelKind::Shell => None,
+            };
+            self.open_file(cols, rows, term, command);
+        }
+        let (label, kind_name, detail) = match &kind {
+            ChannelKind::Shell => ("shell".to_owned(), "shell", json!({})),
+            ChannelKind::Exec(c) => (format!("exec: {c}"), "exec", json!({ "command": c })),
+            ChannelKind::Subsystem(s) => {
+                (format!("subsystem: {s}"), "subsystem", json!({ "name": s }))
+            }
+        };
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.marker(t, &label);
+            self.io(r);
+        }
+        if matches!(kind, ChannelKind::Exec(_)) {
+            self.commands += 1;
+        }
+        self.event(kind_name, detail);
+    }
+
+    /// Creates the file and writes the header (the first channel's terminal size).
+    fn open_file(&mut self, cols: u16, rows: u16, term: Option<String>, command: Option<String>) {
+        let header = Header {
+            width: cols,
+            height: rows,
+            timestamp: u64::try_from(self.started_at.unix()).ok(),
+            term,
+            shell: None,
+            command,
+            title: self.header_meta["code"].as_str().map(|c| format!("breakglass {c}")),
+            breakglass: Some(self.header_meta.clone()),
+        };
+        let opened = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)
+            .and_then(|f| CastWriter::new(BufWriter::with_capacity(64 * 1024, f), &header));
+        match opened {
+            Ok(w) => self.writer = Some(w),
+            Err(e) => self.io::<()>(Err(e)),
+        }
+    }
+
+    /// Bytes the user sent on `ch`.
+    pub fn input(&mut self, ch: ChannelId, data: &[u8]) {
+        let t = self.elapsed();
+        let mut found = Vec::new();
+        let mut transfers = Vec::new();
+        let mut binary = false;
+        if let Some(st) = self.channels.get_mut(&ch) {
+            if let Some(c) = st.commands.as_mut() {
+                found = c.input(data);
+            }
+            match st.transfer.as_mut() {
+                Some(Transfer::Sftp(s)) => transfers = s.client_to_server(data),
+                Some(Transfer::Scp(s)) => transfers = s.client_to_server(data),
+                None => {}
+            }
+            binary = st.transfer.is_some();
+        }
+        // File contents uploaded over sftp/scp are summarised by the transfer events, not
+        // kept twice in the recording.
+        if self.record_input
+            && !binary
+            && let Some(w) = self.writer.as_mut()
+        {
+            let r = w.input(t, data);
+            self.io(r);
+        }
+        self.commands_found(t, found);
+        self.transfers_found(t, transfers);
+    }
+
+    /// Bytes the target sent on `ch` (stdout).
+    pub fn output(&mut self, ch: ChannelId, data: &[u8]) {
+        let t = self.elapsed();
+        let mut found = Vec::new();
+        let mut transfers = Vec::new();
+        let mut pty = true;
+        let mut binary = false;
+        if let Some(st) = self.channels.get_mut(&ch) {
+            pty = st.pty.is_some();
+            if let Some(c) = st.commands.as_mut() {
+                found = c.output(data);
+            }
+            match st.transfer.as_mut() {
+                Some(Transfer::Sftp(s)) => transfers = s.server_to_client(data),
+                Some(Transfer::Scp(s)) => transfers = s.server_to_client(data),
+                None => {}
+            }
+            binary = st.transfer.is_some();
+        }
+        if !binary && let Some(w) = self.writer.as_mut() {
+            let r = if pty { w.output(t, data) } else { w.exec_stdout(t, data) };
+            self.io(r);
+        }
+        self.commands_found(t, found);
+        self.transfers_found(t, transfers);
+    }
+
+    /// Bytes the target sent on `ch`'s stderr.
+    pub fn stderr(&mut self, _ch: ChannelId, data: &[u8]) {
+        let t = self.elapsed();
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.exec_stderr(t, data);
+            self.io(r);
+        }
+    }
+
+    pub fn resize(&mut self, ch: ChannelId, cols: u32, rows: u32) {
+        let t = self.elapsed();
+        let (c, r) = (clamp(cols, 80), clamp(rows, 24));
+        if let Some(st) = self.channels.get_mut(&ch) {
+            st.pty = Some((c, r));
+            if let Some(tr) = st.commands.as_mut() {
+                tr.resize(r, c);
+            }
+        }
+        if let Some(w) = self.writer.as_mut() {
+            let res = w.resize(t, c, r);
+            self.io(res);
+        }
+    }
+
+    pub fn exit_status(&mut self, ch: ChannelId, status: u32) {
+        self.exit_status = Some(i64::from(status));
+        let t = self.elapsed();
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.marker(t, &format!("exit {status}"));
+            self.io(r);
+        }
+        self.channel_done(ch);
+    }
+
+    /// Something worth a marker and a session event (a refused forward, an agent request).
+    pub fn note(&mut self, kind: &str, label: &str, detail: Value) {
+        let t = self.elapsed();
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.marker(t, label);
+            self.io(r);
+        }
+        self.event(kind, detail);
+    }
+
+    /// A channel closed: anything its trackers still hold is reported.
+    pub fn channel_done(&mut self, ch: ChannelId) {
+        let t = self.elapsed();
+        let Some(st) = self.channels.get_mut(&ch) else { return };
+        let found = st.commands.as_mut().map(CommandTracker::finish).unwrap_or_default();
+        let transfers = match st.transfer.as_mut() {
+            Some(Transfer::Sftp(s)) => s.finish(),
+            Some(Transfer::Scp(s)) => s.finish(),
+            None => Vec::new(),
+        };
+        st.commands = None;
+        st.transfer = None;
+        self.commands_found(t, found);
+        self.transfers_found(t, transfers);
+    }
+
+    fn commands_found(&mut self, t: Duration, found: Vec<String>) {
+        for cmd in found {
+            self.commands += 1;
+            if let Some(w) = self.writer.as_mut() {
+                let r = w.marker(t, &cmd);
+                self.io(r);
+            }
+            self.event("command", json!({ "command": cmd }));
+        }
+    }
+
+    fn transfers_found(&mut self, t: Duration, found: Vec<TransferEvent>) {
+        for ev in found {
+            let (label, detail) = describe(&ev);
+            if let Some(w) = self.writer.as_mut() {
+                let r = w.marker(t, &label);
+                self.io(r);
+            }
+            self.event("transfer", detail);
+        }
+    }
+
+    /// Flushes the file if the last flush is at least 100 ms old.
+    pub fn tick(&mut self) {
+        let t = self.elapsed();
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.maybe_flush(t);
+            self.io(r);
+        }
+    }
+
+    /// Ends the recording: a final marker, every buffer written and synced to disk. A session
+    /// that never started a channel still gets a (short) recording. Returns the summary, the
+    /// last exit status and the number of commands (`None` if the file cannot be written).
+    pub fn finish(&mut self, end_label: &str) -> Option<(Summary, Option<i64>, u64)> {
+        if self.writer.is_none() && self.failed.is_none() {
+            self.open_file(80, 24, None, None);
+        }
+        let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for ch in ids {
+            self.channel_done(ch);
+        }
+        let t = self.elapsed();
+        let mut w = self.writer.take()?;
+        let r = w.marker(t, end_label);
+        self.io(r);
+        match w.finish(t) {
+            Ok((buf, summary)) => {
+                let synced =
+                    buf.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all());
+                self.io(synced);
+                Some((summary, self.exit_status, self.commands))
+            }
+            Err(e) => {
+                self.io::<()>(Err(e));
+                None
+            }
+        }
+    }
+}
+
+/// A terminal dimension as asciicast and the emulator take it; 0 (a client that does not
+/// know its size, e.g. `ssh -tt` from a pipe) means the usual `default`.
+fn clamp(v: u32, default: u16) -> u16 {
+    if v == 0 { default } else { u16::try_from(v.min(10_000)).unwrap_or(default) }
+}
+
+/// A marker label and the database detail for a transfer event.
+fn describe(ev: &TransferEvent) -> (String, Value) {
+    match ev {
+        TransferEvent::File(f) => {
+            let notes: Vec<String> = f.notes.iter().map(ToString::to_string).collect();
+            (
+                format!(
+                    "{} {} ({} bytes{})",
+                    f.direction,
+                    f.path,
+                    f.bytes,
+                    if f.complete { "" } else { ", incomplete" }
+                ),
+                json!({
+                    "path": f.path, "direction": f.direction.to_string(), "bytes": f.bytes,
+                    "sha256": f.sha256_hex(), "complete": f.complete, "notes": notes,
+                }),
+            )
+        }
+        TransferEvent::Op(op) => {
+            let outcome = match &op.outcome {
+                Outcome::Ok => "ok".to_owned(),
+                Outcome::Failed(st) => format!("failed: {st}"),
+                Outcome::Unanswered => "unanswered".to_owned(),
+            };
+            let label = match &op.target {
+                Some(t) => format!("{} {} -> {t} ({outcome})", op.op, op.path),
+                None => format!("{} {} ({outcome})", op.op, op.path),
+            };
+            (
+                label,
+                json!({ "op": op.op.as_str(), "path": op.path, "target": op.target, "outcome": outcome }),
+            )
+        }
+        TransferEvent::SftpInit { version } => {
+            (format!("sftp version {version}"), json!({ "op": "sftp_init", "version": version }))
+        }
+        TransferEvent::ScpError { stream, fatal, message } => (
+            format!("scp error ({stream}): {message}"),
+            json!({ "op": "scp_error", "stream": stream.to_string(), "fatal": fatal, "message": message }),
+        ),
+        TransferEvent::TrackingStopped { error } => (
+            format!("transfer tracking stopped: {error}"),
+            json!({ "op": "tracking_stopped", "error": error.to_string() }),
+        ),
+    }
+}

@@ -1,0 +1,934 @@
+//! One SSH connection to the gateway: the russh [`Handler`], named after the protocol events
+//! it answers.
+//!
+//! Life of a connection:
+//!
+//! 1. `auth_publickey`: the key must be one of a configured principal's; the user name names
+//!    a grant (`bg-7f3a2c`, or `login@host`). The gateway verifies the grant alone
+//!    ([`crate::authz::decide`]), mints the session certificate, connects to the target, and
+//!    only then consumes the grant (so an unreachable target does not use it up). Any refusal
+//!    still accepts the SSH login, so that the one line saying why reaches the user: the
+//!    session can then do nothing but print it.
+//! 2. Channel requests (pty, env, shell, exec, subsystem, window-change, signal) are forwarded
+//!    to the target, and the client gets the target's answer, in order.
+//! 3. Data flows through: client to target here (awaiting the target's window, so the client
+//!    cannot outrun it), target to client in one reader task per channel.
+//! 4. The session ends when the client leaves, the target closes, the deadline passes, or the
+//!    grant is revoked; [`finish`] then closes the recording and records the end.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use russh::client::Msg as ClientMsg;
+use russh::server::{
+    Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
+use serde_json::json;
+use shared::core::request::{self as core_request};
+use shared::core::{
+    Action, AuditDraft, AuditKind, PrincipalName, Request, RequestRef, Status, Timestamp,
+    VerifiedGrant,
+};
+use shared::ports::{RecordingRecord, SessionEvent};
+use tokio::sync::mpsc;
+
+use crate::GatewayDeps;
+use crate::authz::{Refusal, Target, decide};
+use crate::live::{Cutter, EndReason, OpenChannels};
+use crate::recording::{ChannelKind, Recording};
+use crate::upstream::{self, TargetSession};
+
+/// The handler's error: russh's, as the trait requires.
+pub type Error = russh::Error;
+
+/// Every refusal takes at least this long, whichever check failed.
+const REFUSAL_FLOOR: Duration = Duration::from_millis(300);
+
+/// A session whose grant verified and whose target is connected.
+pub struct Live {
+    pub grant: VerifiedGrant,
+    pub who: PrincipalName,
+    pub upstream: Arc<TargetSession>,
+    pub recording: Arc<Mutex<Recording>>,
+    pub cutter: Arc<Cutter>,
+    pub channels: Arc<OpenChannels>,
+    pub started_at: Timestamp,
+    pub cert_serial: u64,
+    /// Cancelled once the connection ended and the recording is being closed.
+    pub finished: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("code", &self.grant.request().code)
+            .field("who", &self.who)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the accept loop finds the live session after the connection ends.
+pub type LiveSlot = Arc<Mutex<Option<Arc<Live>>>>;
+
+#[derive(Debug)]
+enum State {
+    Connected,
+    Denied { refusal: Refusal },
+    Live(Arc<Live>),
+}
+
+/// One upstream channel as the client's channel sees it.
+struct Chan {
+    up: ChannelWriteHalf<ClientMsg>,
+    /// The target's answers to our want-reply requests, in order.
+    replies: mpsc::UnboundedReceiver<bool>,
+}
+
+/// The handler of one connection.
+pub struct GatewaySession {
+    deps: GatewayDeps,
+    peer: Option<SocketAddr>,
+    state: State,
+    slot: LiveSlot,
+    chans: HashMap<ChannelId, Chan>,
+    /// Who authenticated, with which user name, since when: decided in `auth_succeeded`.
+    pending: Option<(PrincipalName, String, Instant)>,
+}
+
+impl std::fmt::Debug for GatewaySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySession")
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewaySession {
+    pub fn new(deps: GatewayDeps, peer: Option<SocketAddr>, slot: LiveSlot) -> Self {
+        Self { deps, peer, state: State::Connected, slot, chans: HashMap::new(), pending: None }
+    }
+
+    fn live(&self) -> Option<Arc<Live>> {
+        match &self.state {
+            State::Live(l) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    /// Decides on the grant and, if it holds, connects the target and consumes the grant.
+    async fn open(
+        &mut self,
+        who: PrincipalName,
+        user: &str,
+        handle: russh::server::Handle,
+    ) -> Result<Arc<Live>, Refusal> {
+        let d = &self.deps;
+        let target = Target::parse(user)?;
+        let now = d.clock.now();
+        let grant = decide(d.store.as_ref(), &d.config.policy, &d.pins, &who, &target, now).await?;
+        let req = grant.request().clone();
+        let scope = d
+            .config
+            .policy
+            .scope(&req.scope)
+            .map_err(|e| Refusal { code: "policy", message: e.to_string() })?;
+        let cred = d.ca.mint(&grant, scope.forwarding, now).map_err(|e| {
+            tracing::error!(error = %e, "cannot mint the session certificate");
+            Refusal {
+                code: "internal",
+                message: "the gateway could not mint a session certificate; no access was granted"
+                    .into(),
+            }
+        })?;
+        let upstream = upstream::connect(
+            req.host.as_str(),
+            grant.host_addr(),
+            d.config.gateway.known_hosts_file.clone(),
+            &cred,
+            req.login.as_str(),
+            d.config.gateway.connect_timeout,
+        )
+        .await
+        .map_err(|e| Refusal {
+            code: e.code(),
+            message: format!(
+                "{e}; the grant {} was not used, try again once the target is reachable",
+                req.code
+            ),
+        })?;
+        let upstream = Arc::new(upstream);
+
+        // The one session of this approval set: consume the nonce.
+        let started_at = d.clock.now();
+        let mut t = core_request::apply(
+            &req,
+            Action::SessionStarted,
+            &d.config.policy,
+            &d.pins,
+            started_at,
+        )
+        .map_err(|e| Refusal { code: e.code(), message: format!("{}: {e}", req.code) })?;
+        t.annotate(
+            AuditKind::SessionStarted,
+            &json!({
+                "peer": self.peer.map(|p| p.to_string()),
+                "cert_serial": cred.serial.to_string(),
+                "cert_valid_before": grant.session_deadline(),
+                "approvers": grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect::<Vec<_>>(),
+            }),
+        );
+        if let Err(e) = d.store.apply(&t, started_at).await {
+            let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            return Err(match e {
+                shared::ports::StoreError::Conflict(_) => Refusal {
+                    code: "already_used",
+                    message: format!(
+                        "{} was already used: one approval opens one session; request again with /breakglass request {}",
+                        req.code, req.host
+                    ),
+                },
+                _ => Refusal::unavailable(),
+            });
+        }
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_events(self.deps.store.clone(), events_rx));
+        let file = format!("{}-{}.cast", req.code, started_at.unix());
+        let meta = json!({
+            "grant_id": req.id, "code": req.code, "requester": req.requester, "scope": req.scope,
+            "host": req.host, "login": req.login, "reason": req.reason,
+            "approvers": grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect::<Vec<_>>(),
+            "approval_signature_sha256": req.approvals.iter().map(|a| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(a.signature.as_bytes()))).collect::<Vec<_>>(),
+            "not_after": req.not_after, "session_deadline": grant.session_deadline(),
+            "cert_serial": cred.serial.to_string(), "gateway_recording_key": d.recording_signer.key_id(),
+        });
+        let recording = Recording::new(
+            req.id,
+            d.config.gateway.recordings_dir.join(&file),
+            meta,
+            started_at,
+            events_tx,
+            d.config.gateway.record_input,
+        );
+        let channels = Arc::new(OpenChannels::default());
+        let cutter = Arc::new(Cutter::new(handle, channels.clone()));
+        let live = Arc::new(Live {
+            grant,
+            who,
+            upstream,
+            recording: Arc::new(Mutex::new(recording)),
+            cutter: cutter.clone(),
+            channels,
+            started_at,
+            cert_serial: cred.serial,
+            finished: tokio_util::sync::CancellationToken::new(),
+        });
+        d.live.insert(req.id, req.host.to_string(), cutter);
+        tokio::spawn(enforce_deadline(live.clone(), self.deps.clock.clone()));
+        tokio::spawn(flush_ticker(live.clone()));
+        tracing::info!(code = %req.code, who = %live.who, host = %req.host, login = %req.login, "session started");
+        Ok(live)
+    }
+
+    /// Sends `req` upstream (built by `send`) and answers the client with the target's reply.
+    async fn forward_request(
+        &mut self,
+        ch: ChannelId,
+        session: &mut Session,
+        sent: Result<(), russh::Error>,
+    ) -> Result<(), Error> {
+        let ok = match (sent, self.chans.get_mut(&ch)) {
+            (Ok(()), Some(c)) => matches!(
+                tokio::time::timeout(Duration::from_secs(30), c.replies.recv()).await,
+                Ok(Some(true))
+            ),
+            _ => false,
+        };
+        if ok { session.channel_success(ch) } else { session.channel_failure(ch) }
+    }
+
+    /// Prints the refusal on `ch` and closes it.
+    fn refuse_on(&self, ch: ChannelId, session: &mut Session) -> Result<(), Error> {
+        if let State::Denied { refusal, .. } = &self.state {
+            session.channel_success(ch)?;
+            session.extended_data(
+                ch,
+                1,
+                Bytes::from(format!("breakglass: {}\r\n", refusal.message)),
+            )?;
+            session.exit_status_request(ch, 1)?;
+            session.eof(ch)?;
+            session.close(ch)?;
+        } else {
+            session.channel_failure(ch)?;
+        }
+        Ok(())
+    }
+
+    /// The recording, when live.
+    fn rec(&self) -> Option<Arc<Mutex<Recording>>> {
+        self.live().map(|l| l.recording.clone())
+    }
+
+    fn note(&self, kind: &str, label: &str, detail: serde_json::Value) {
+        if let Some(r) = self.rec()
+            && let Ok(mut r) = r.lock()
+        {
+            r.note(kind, label, detail);
+        }
+    }
+}
+
+impl Handler for GatewaySession {
+    type Error = Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Error> {
+        Ok(if self.deps.identities.identify(offer.public_key).is_some() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Error> {
+        let Some(who) = self.deps.identities.identify(key.public_key).cloned() else {
+            return Ok(Auth::reject());
+        };
+        // The key is a configured principal's: the SSH login succeeds, and the grant is
+        // decided in `auth_succeeded`, where the session (needed to cut it later) is at hand.
+        self.pending = Some((who, user.to_owned(), Instant::now()));
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Error> {
+        if let Some((who, user, began)) = self.pending.take() {
+            self.authorize(who, &user, began, session.handle()).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        let id = channel.id();
+        // Events reach us through the callbacks; the channel object would only buffer them.
+        drop(channel);
+        let Some(live) = self.live() else {
+            reply.accept().await;
+            return Ok(());
+        };
+        match live.upstream.channel_open_session().await {
+            Ok(up) => {
+                let (read, write) = up.split();
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.chans.insert(id, Chan { up: write, replies: rx });
+                live.channels.open(id);
+                tokio::spawn(pump_target(read, session.handle(), id, live.clone(), tx));
+                reply.accept().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "target refused a channel");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        ch: ChannelId,
+        term: &str,
+        cols: u32,
+        rows: u32,
+        pw: u32,
+        ph: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        let Some(live) = self.live() else { return session.channel_success(ch) };
+        live.channels.set_pty(ch);
+        if let Ok(mut r) = live.recording.lock() {
+            r.pty(ch, term, cols, rows);
+        }
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.request_pty(true, term, cols, rows, pw, ph, modes).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        self.forward_request(ch, session, sent).await
+    }
+
+    async fn env_request(
+        &mut self,
+        ch: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        let allowed =
+            self.deps.config.gateway.env_allowlist.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => p == name,
+            });
+        if allowed && let Some(c) = self.chans.get(&ch) {
+            let _ = c.up.set_env(false, name, value).await;
+            return session.channel_success(ch);
+        }
+        session.channel_failure(ch)
+    }
+
+    async fn shell_request(&mut self, ch: ChannelId, session: &mut Session) -> Result<(), Error> {
+        let Some(live) = self.live() else { return self.refuse_on(ch, session) };
+        if let Ok(mut r) = live.recording.lock() {
+            r.start(ch, ChannelKind::Shell);
+        }
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.request_shell(true).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        self.forward_request(ch, session, sent).await
+    }
+
+    async fn exec_request(
+        &mut self,
+        ch: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        let Some(live) = self.live() else { return self.refuse_on(ch, session) };
+        let command = String::from_utf8_lossy(data).into_owned();
+        if let Ok(mut r) = live.recording.lock() {
+            r.start(ch, ChannelKind::Exec(command));
+        }
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.exec(true, data.to_vec()).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        self.forward_request(ch, session, sent).await
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        ch: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        let Some(live) = self.live() else { return self.refuse_on(ch, session) };
+        if let Ok(mut r) = live.recording.lock() {
+            r.start(ch, ChannelKind::Subsystem(name.to_owned()));
+        }
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.request_subsystem(true, name).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        self.forward_request(ch, session, sent).await
+    }
+
+    async fn window_change_request(
+        &mut self,
+        ch: ChannelId,
+        cols: u32,
+        rows: u32,
+        pw: u32,
+        ph: u32,
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        if let Some(r) = self.rec()
+            && let Ok(mut r) = r.lock()
+        {
+            r.resize(ch, cols, rows);
+        }
+        if let Some(c) = self.chans.get(&ch) {
+            let _ = c.up.window_change(cols, rows, pw, ph).await;
+        }
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        ch: ChannelId,
+        sig: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        if let Some(c) = self.chans.get(&ch) {
+            let _ = c.up.signal(sig).await;
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        ch: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        if let Some(r) = self.rec()
+            && let Ok(mut r) = r.lock()
+        {
+            r.input(ch, data);
+        }
+        if let Some(c) = self.chans.get(&ch) {
+            // Awaits the target's window: the client cannot outrun the target.
+            c.up.data_bytes(Bytes::copy_from_slice(data)).await?;
+        }
+        Ok(())
+    }
+
+    async fn extended_data(
+        &mut self,
+        ch: ChannelId,
+        code: u32,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        if let Some(c) = self.chans.get(&ch) {
+            c.up.extended_data_bytes(code, Bytes::copy_from_slice(data)).await?;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, ch: ChannelId, _session: &mut Session) -> Result<(), Error> {
+        if let Some(c) = self.chans.get(&ch) {
+            let _ = c.up.eof().await;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, ch: ChannelId, _session: &mut Session) -> Result<(), Error> {
+        if let Some(c) = self.chans.remove(&ch) {
+            let _ = c.up.close().await;
+        }
+        if let Some(l) = self.live() {
+            l.channels.close(ch);
+        }
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        ch: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Error> {
+        self.note(
+            "forward_refused",
+            "agent forwarding refused",
+            json!({ "kind": "agent", "channel": ch.to_string() }),
+        );
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        ch: ChannelId,
+        _single: bool,
+        _proto: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Error> {
+        self.note("forward_refused", "X11 forwarding refused", json!({ "kind": "x11" }));
+        session.channel_failure(ch)
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Error> {
+        self.note(
+            "forward_refused",
+            &format!("remote forwarding of {address}:{port} refused"),
+            json!({ "kind": "remote", "address": address, "port": *port }),
+        );
+        Ok(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _oa: &str,
+        _op: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        drop(channel);
+        self.note(
+            "forward_refused",
+            &format!("port forwarding to {host}:{port} refused"),
+            json!({ "kind": "local", "host": host, "port": port }),
+        );
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Error> {
+        drop(channel);
+        self.note(
+            "forward_refused",
+            &format!("socket forwarding to {path} refused"),
+            json!({ "kind": "streamlocal", "path": path }),
+        );
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+}
+
+impl GatewaySession {
+    /// The refusal-or-live decision, with refusals padded to a constant floor.
+    async fn authorize(
+        &mut self,
+        who: PrincipalName,
+        user: &str,
+        began: Instant,
+        handle: russh::server::Handle,
+    ) {
+        match self.open(who.clone(), user, handle).await {
+            Ok(live) => {
+                if let Ok(mut s) = self.slot.lock() {
+                    *s = Some(live.clone());
+                }
+                self.state = State::Live(live);
+            }
+            Err(refusal) => {
+                tracing::info!(%who, user = %user.escape_debug(), code = refusal.code, "refused");
+                let audit = AuditDraft::new(
+                    AuditKind::SessionRefused,
+                    None,
+                    who.as_str(),
+                    json!({
+                        "user": user, "code": refusal.code, "message": refusal.message,
+                        "peer": self.peer.map(|p| p.to_string()),
+                    }),
+                );
+                let _ = self.deps.store.append_audit(&[audit], self.deps.clock.now()).await;
+                if let Some(rest) = REFUSAL_FLOOR.checked_sub(began.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+                self.state = State::Denied { refusal };
+            }
+        }
+    }
+}
+
+/// Target to client for one channel: records, then forwards, in order; the target's answers
+/// to want-reply requests go to the handler waiting for them.
+async fn pump_target(
+    mut read: russh::ChannelReadHalf,
+    handle: russh::server::Handle,
+    ch: ChannelId,
+    live: Arc<Live>,
+    replies: mpsc::UnboundedSender<bool>,
+) {
+    while let Some(msg) = read.wait().await {
+        let sent = match msg {
+            ChannelMsg::Data { data } => {
+                if let Ok(mut r) = live.recording.lock() {
+                    r.output(ch, &data);
+                }
+                handle.data(ch, data).await.is_ok()
+            }
+            ChannelMsg::ExtendedData { data, ext } => {
+                if let Ok(mut r) = live.recording.lock() {
+                    r.stderr(ch, &data);
+                }
+                handle.extended_data(ch, ext, data).await.is_ok()
+            }
+            ChannelMsg::Success => replies.send(true).is_ok(),
+            ChannelMsg::Failure => replies.send(false).is_ok(),
+            ChannelMsg::ExitStatus { exit_status } => {
+                if let Ok(mut r) = live.recording.lock() {
+                    r.exit_status(ch, exit_status);
+                }
+                handle.exit_status_request(ch, exit_status).await.is_ok()
+            }
+            ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
+                if let Ok(mut r) = live.recording.lock() {
+                    r.note(
+                        "exit_signal",
+                        &format!("killed by {signal_name:?}"),
+                        json!({ "signal": format!("{signal_name:?}") }),
+                    );
+                }
+                handle
+                    .exit_signal_request(ch, signal_name, core_dumped, error_message, lang_tag)
+                    .await
+                    .is_ok()
+            }
+            ChannelMsg::Eof => handle.eof(ch).await.is_ok(),
+            ChannelMsg::Close => break,
+            _ => true,
+        };
+        if !sent {
+            break;
+        }
+    }
+    if let Ok(mut r) = live.recording.lock() {
+        r.channel_done(ch);
+    }
+    let _ = handle.close(ch).await;
+    live.channels.close(ch);
+}
+
+/// Writes session events to the database, off the data path, retrying a little.
+async fn write_events(
+    store: Arc<dyn shared::ports::Store>,
+    mut rx: mpsc::UnboundedReceiver<SessionEvent>,
+) {
+    while let Some(e) = rx.recv().await {
+        let mut wait = Duration::from_millis(100);
+        for attempt in 0..5 {
+            match store.add_session_event(&e).await {
+                Ok(()) => break,
+                Err(err) if attempt == 4 => {
+                    tracing::error!(error = %err, kind = %e.kind, "session event lost from the database (it is in the recording)")
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+}
+
+/// Cuts the session at the grant's end, from the signed deadline (no database needed).
+async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) {
+    let deadline = live.grant.session_deadline();
+    let left = u64::try_from(deadline.unix() - clock.now().unix()).unwrap_or(0);
+    let cut = live.cutter.cut_token();
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(left)) => {}
+        () = live.finished.cancelled() => return,
+        () = cut.cancelled() => return,
+    }
+    let req = live.grant.request();
+    let at = deadline.rfc3339();
+    let hhmm = at.get(11..16).unwrap_or(&at);
+    let msg = format!(
+        "breakglass: break-glass window for {} ended at {hhmm} UTC; session closed",
+        req.host
+    );
+    tracing::info!(code = %req.code, "grant window ended: cutting the session");
+    live.cutter.cut(EndReason::Expired, &msg).await;
+}
+
+/// Flushes the recording at least every 100 ms while the session lives.
+async fn flush_ticker(live: Arc<Live>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Ok(mut r) = live.recording.lock() {
+                    r.tick();
+                }
+            }
+            () = live.finished.cancelled() => break,
+        }
+    }
+}
+
+/// After the connection ended: closes the recording, signs it, disconnects the target, and
+/// records the end (retrying while the database is away; the recording already holds it).
+pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
+    live.finished.cancel();
+    let req = live.grant.request().clone();
+    let reason = live.cutter.reason().unwrap_or(EndReason::Closed);
+    let ended_at = deps.clock.now();
+    let _ = live.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
+    deps.live.remove(req.id);
+    let finished = live.recording.lock().ok().and_then(|mut r| {
+        let path = r.path().to_owned();
+        r.finish(&format!("session ended: {}", reason.as_str()))
+            .map(|s| (path, s, r.failure().map(str::to_owned)))
+    });
+    let Some((path, (summary, exit_status, commands), failure)) = finished else {
+        tracing::error!(code = %req.code, "the recording could not be finished");
+        return;
+    };
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let side = deps.recording_signer.sign(&file, &summary.file_sha256, ended_at);
+    let side_path = crate::integrity::sidecar_path(&path);
+    if let Err(e) = serde_json::to_vec_pretty(&side)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&side_path, b))
+    {
+        tracing::error!(path = %side_path.display(), error = %e, "cannot write the recording signature");
+    }
+    let record = RecordingRecord {
+        request_id: req.id,
+        file: file.clone(),
+        sha256: summary.file_sha256,
+        signature: side.signature,
+        key_id: side.key_id,
+        started_at: live.started_at,
+        ended_at,
+        end_reason: reason.as_str().to_owned(),
+        exit_status,
+        bytes_in: summary.bytes_in,
+        bytes_out: summary.bytes_out,
+        commands,
+    };
+    let detail = json!({
+        "end_reason": reason.as_str(),
+        "revoked_by": match &reason { EndReason::Revoked { by } => by.clone(), _ => None },
+        "recording": file,
+        "recording_sha256": hex::encode(summary.file_sha256),
+        "recording_signature": side.signature,
+        "recording_key_id": side.key_id,
+        "recording_error": failure,
+        "bytes_in": summary.bytes_in,
+        "bytes_out": summary.bytes_out,
+        "commands": commands,
+        "exit_status": exit_status,
+        "duration_secs": ended_at.unix() - live.started_at.unix(),
+    });
+    tracing::info!(code = %req.code, reason = reason.as_str(), commands, "session ended");
+    record_end(deps, &req, &record, &detail, ended_at).await;
+}
+
+/// Stores the end, retrying with backoff for up to an hour while the database is unavailable.
+async fn record_end(
+    deps: &GatewayDeps,
+    req: &Request,
+    record: &RecordingRecord,
+    detail: &serde_json::Value,
+    at: Timestamp,
+) {
+    let mut wait = Duration::from_millis(200);
+    let give_up = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let result = async {
+            let current = deps.store.get_request(&RequestRef::Id(req.id)).await?;
+            let (t, audit) = if current.status == Status::Active {
+                let mut t = core_request::apply(
+                    &current,
+                    Action::SessionEnded,
+                    &deps.config.policy,
+                    &deps.pins,
+                    at,
+                )
+                .map_err(|e| shared::ports::StoreError::Conflict(e.to_string()))?;
+                t.annotate(AuditKind::SessionEnded, detail);
+                (Some(t), Vec::new())
+            } else {
+                (
+                    None,
+                    vec![AuditDraft::new(
+                        AuditKind::SessionEnded,
+                        Some(req.id),
+                        req.requester.as_str(),
+                        detail.clone(),
+                    )],
+                )
+            };
+            deps.store.end_session(record, t.as_ref(), &audit, at).await
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if Instant::now() > give_up => {
+                tracing::error!(code = %req.code, error = %e, "gave up recording the end of the session (the signed recording holds it)");
+                return;
+            }
+            Err(shared::ports::StoreError::Conflict(m)) if m.contains("already stored") => return,
+            Err(e) => {
+                tracing::warn!(code = %req.code, error = %e, "cannot record the end of the session yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// At start: recordings this gateway left unsigned (it was killed mid-session) are cut to
+/// their last complete line, closed with a marker, signed, and their sessions ended as
+/// `gateway_crashed`, so they play, verify, and leave no grant `active` forever.
+pub async fn recover_crashed(deps: &GatewayDeps) {
+    let dir = &deps.config.gateway.recordings_dir;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|x| x != "cast")
+            || crate::integrity::sidecar_path(&path).exists()
+        {
+            continue;
+        }
+        if let Err(e) = recover_one(deps, &path).await {
+            tracing::error!(path = %path.display(), error = %e, "cannot recover a crashed recording");
+        }
+    }
+}
+
+async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    bytes.truncate(crate::cast::complete_len(&bytes));
+    let cast = crate::cast::parse_bytes(&bytes)?;
+    let id: shared::core::RequestId = cast.header_json["breakglass"]["grant_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
+        .parse()?;
+    let last = cast.events.last().map_or(0.0, |e| e.t);
+    let marker =
+        serde_json::to_string(&json!([last, "m", "session ended: gateway_crashed (recovered)"]))?;
+    bytes.extend_from_slice(marker.as_bytes());
+    bytes.push(b'\n');
+    std::fs::write(path, &bytes)?;
+    let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+    let now = deps.clock.now();
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let side = deps.recording_signer.sign(&file, &sha256, now);
+    std::fs::write(crate::integrity::sidecar_path(path), serde_json::to_vec_pretty(&side)?)?;
+    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
+    let events = deps.store.session_events(id).await.unwrap_or_default();
+    let commands = events.iter().filter(|e| e.kind == "command" || e.kind == "exec").count();
+    let started_at = Timestamp::from_unix(
+        cast.header.timestamp.and_then(|t| i64::try_from(t).ok()).unwrap_or(now.unix()),
+    );
+    let record = RecordingRecord {
+        request_id: id,
+        file: file.clone(),
+        sha256,
+        signature: side.signature,
+        key_id: side.key_id,
+        started_at,
+        ended_at: now,
+        end_reason: "gateway_crashed".into(),
+        exit_status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        commands: u64::try_from(commands).unwrap_or(0),
+    };
+    let detail = json!({
+        "end_reason": "gateway_crashed", "recording": file, "recording_sha256": hex::encode(sha256),
+        "recording_signature": side.signature, "recording_key_id": side.key_id, "recovered": true,
+        "commands": commands,
+    });
+    tracing::warn!(code = %req.code, "recovered the recording of a session cut by a gateway crash");
+    record_end(deps, &req, &record, &detail, now).await;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The connection to the target: a russh client that trusts only the host key pinned for the
+//! target in the gateway's known_hosts file, and logs in with the session's certificate.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh::keys::ssh_key::HashAlg;
+
+use crate::keys::SessionCredential;
+
+/// Why the target could not be reached. The grant is not used up in any of these cases.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{host} ({addr}) did not answer within {secs} s")]
+    Timeout { host: String, addr: String, secs: u64 },
+    #[error("cannot connect to {host} ({addr}): {why}")]
+    Connect { host: String, addr: String, why: String },
+    #[error(
+        "the host key of {host} ({addr}) is {fingerprint}, which does not match the key pinned in {file}: refusing to connect"
+    )]
+    HostKeyMismatch { host: String, addr: String, fingerprint: String, file: String },
+    #[error(
+        "the host key of {host} ({addr}) is not pinned in {file}: add it (ssh-keyscan -p {port} {ip} >> {file})"
+    )]
+    HostKeyUnknown { host: String, addr: String, port: u16, ip: String, file: String },
+    #[error(
+        "{host} refused the session certificate for login `{login}` (is TrustedUserCAKeys set to `breakglass ca public-key`, and does `{login}` exist?)"
+    )]
+    AuthRefused { host: String, login: String },
+}
+
+impl UpstreamError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "target_timeout",
+            Self::Connect { .. } => "target_unreachable",
+            Self::HostKeyMismatch { .. } => "host_key_mismatch",
+            Self::HostKeyUnknown { .. } => "host_key_unknown",
+            Self::AuthRefused { .. } => "target_refused",
+        }
+    }
+}
+
+/// What the host key check found, kept for the error message.
+#[derive(Debug, Clone)]
+enum KeyCheck {
+    Unknown,
+    Mismatch(String),
+}
+
+/// The russh client handler: pins the target's host key.
+#[derive(Debug)]
+pub struct TargetHandler {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    found: Arc<Mutex<Option<KeyCheck>>>,
+}
+
+impl client::Handler for TargetHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            self.note(KeyCheck::Mismatch("a host certificate (pin the host key instead)".into()));
+            return Ok(false);
+        };
+        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.note(KeyCheck::Unknown);
+                Ok(false)
+            }
+            Err(_) => {
+                self.note(KeyCheck::Mismatch(key.fingerprint(HashAlg::Sha256).to_string()));
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl TargetHandler {
+    fn note(&self, k: KeyCheck) {
+        if let Ok(mut f) = self.found.lock() {
+            *f = Some(k);
+        }
+    }
+}
+
+/// An authenticated connection to the target.
+pub type TargetSession = client::Handle<TargetHandler>;
+
+/// The client configuration: large windows and packets for throughput, keepalives, no Nagle.
+pub fn client_config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 32 * 1024,
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 3,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..client::Config::default()
+    })
+}
+
+/// Connects to `addr` (`host:port` from the gateway's config), checks its host key against
+/// `known_hosts`, and logs in as `login` with the session certificate, all within `timeout`.
+///
+/// # Errors
+/// Any [`UpstreamError`].
+pub async fn connect(
+    host_name: &str,
+    addr: &str,
+    known_hosts: PathBuf,
+    cred: &SessionCredential,
+    login: &str,
+    timeout: Duration,
+) -> Result<TargetSession, UpstreamError> {
+    let (ip, port) = split_addr(addr);
+    let found = Arc::new(Mutex::new(None));
+    let handler = TargetHandler {
+        host: ip.clone(),
+        port,
+        known_hosts: known_hosts.clone(),
+        found: found.clone(),
+    };
+    let file = known_hosts.display().to_string();
+    let attempt = async {
+        let connected = client::connect(client_config(), addr, handler).await;
+        let mut session = match connected {
+            Ok(s) => s,
+            Err(e) => {
+                let noted = found.lock().ok().and_then(|f| f.clone());
+                return Err(match noted {
+                    Some(KeyCheck::Unknown) => UpstreamError::HostKeyUnknown {
+                        host: host_name.to_owned(),
+                        addr: addr.to_owned(),
+                        port,
+                        ip: ip.clone(),
+                        file: file.clone(),
+                    },
+                    Some(KeyCheck::Mismatch(fingerprint)) => UpstreamError::HostKeyMismatch {
+                        host: host_name.to_owned(),
+                        addr: addr.to_owned(),
+                        fingerprint,
+                        file: file.clone(),
+                    },
+                    None => UpstreamError::Connect {
+                        host: host_name.to_owned(),
+                        addr: addr.to_owned(),
+                        why: e.to_string(),
+                    },
+                });
+            }
+        };
+        let auth = session
+            .authenticate_openssh_cert(login, cred.key.clone(), cred.cert.clone())
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                host: host_name.to_owned(),
+                addr: addr.to_owned(),
+                why: e.to_string(),
+            })?;
+        if !auth.success() {
+            return Err(UpstreamError::AuthRefused {
+                host: host_name.to_owned(),
+                login: login.to_owned(),
+            });
+        }
+        Ok(session)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout {
+            host: host_name.to_owned(),
+            addr: addr.to_owned(),
+            secs: timeout.as_secs(),
+        }),
+    }
+}
+
+/// `("10.0.0.11", 22)` from `10.0.0.11:22` or `[::1]:22`.
+fn split_addr(addr: &str) -> (String, u16) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => {
+            (h.trim_start_matches('[').trim_end_matches(']').to_owned(), p.parse().unwrap_or(22))
+        }
+        None => (addr.to_owned(), 22),
+    }
+}

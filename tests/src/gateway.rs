@@ -1,0 +1,501 @@
+//! A whole break-glass world for gateway tests: a real OpenSSH `sshd` as the target (trusting
+//! the gateway's CA), a running `breakglass up` (HTTP API and SSH gateway), users with real
+//! SSH keys, and helpers to request, approve and connect with the real `ssh`, `scp`, `sftp`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Server, bin, cli};
+
+/// The login used on the target: the user running the tests (root in CI), so the throwaway
+/// sshd can log them in.
+pub fn login() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// An OpenSSH sshd on 127.0.0.1, configured in its own directory.
+#[derive(Debug)]
+pub struct Sshd {
+    pub port: u16,
+    pub host_key_pub: String,
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Sshd {
+    /// Starts sshd trusting `ca_line` for user certificates (and nothing else).
+    ///
+    /// # Panics
+    /// When sshd is missing or does not start (the message says to run scripts/test).
+    // The child moves into `Sshd`, whose `Drop` kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(dir: &Path, ca_line: &str) -> Self {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "/usr/sbin/sshd is missing: install Debian's openssh-server (scripts/test does)"
+        );
+        std::fs::create_dir_all(dir).expect("sshd dir");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let key = dir.join("ssh_host_ed25519_key");
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+        std::fs::write(dir.join("ca.pub"), format!("{ca_line}\n")).expect("ca.pub");
+        let host_key_pub =
+            std::fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).expect("host pub");
+        for _ in 0..5 {
+            let port = free_port();
+            let cfg = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
+                 AuthorizedKeysFile none\nTrustedUserCAKeys {dir}/ca.pub\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_*\n",
+                key = key.display(),
+                dir = dir.display()
+            );
+            let cfg_path = dir.join("sshd_config");
+            std::fs::write(&cfg_path, cfg).expect("sshd_config");
+            let log = std::fs::File::create(dir.join("sshd.log")).expect("sshd.log");
+            let mut child = Command::new(sshd)
+                .args(["-D", "-e", "-f"])
+                .arg(&cfg_path)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("sshd starts");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { port, host_key_pub, child, dir: dir.to_owned() };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+        }
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// The known_hosts line pinning this sshd's host key.
+    pub fn known_hosts_line(&self) -> String {
+        let mut parts = self.host_key_pub.split_whitespace();
+        let (t, k) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        format!("[127.0.0.1]:{} {t} {k}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Options for a test world.
+#[derive(Debug, Clone, Default)]
+pub struct WorldOptions {
+    /// Extra lines for `[scopes.prod]` (e.g. `max_duration = "5s"`).
+    pub scope_extra: String,
+    /// Pin a wrong host key for db-1 instead of the real one.
+    pub wrong_host_key: bool,
+    /// Extra environment for `breakglass up`.
+    pub env: Vec<(String, String)>,
+    /// Run on a fresh PostgreSQL database instead of SQLite.
+    pub postgres: bool,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+/// sshd + `breakglass up` + keys and tokens for alice (requester), bob and carol (approvers).
+#[derive(Debug)]
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub sshd: Sshd,
+    pub server: Server,
+    pub gw_port: u16,
+    pub login: String,
+    pub config: PathBuf,
+    pub database_url: String,
+    http: reqwest::blocking::Client,
+    pg: Option<shared::testing::db::PgDatabase>,
+    env: Vec<(String, String)>,
+}
+
+fn start_server(
+    dir: &Path,
+    config: &Path,
+    data: &Path,
+    gw_port: u16,
+    env: &[(String, String)],
+) -> Server {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    Server::start(
+        dir,
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--ssh-listen",
+            &format!("127.0.0.1:{gw_port}"),
+        ],
+        &env,
+    )
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.server.kill9();
+        if let Some(pg) = self.pg.take() {
+            block_on(pg.remove());
+        }
+    }
+}
+
+fn token(who: &str) -> String {
+    format!("bgt_gateway_test_{who}")
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+impl World {
+    pub fn start() -> Self {
+        Self::with(WorldOptions::default())
+    }
+
+    /// # Panics
+    /// On any setup failure, with the logs.
+    pub fn with(mut opts: WorldOptions) -> Self {
+        let pg = opts.postgres.then(|| block_on(shared::testing::db::PgDatabase::create()));
+        if let Some(pg) = &pg {
+            opts.env.push(("BREAKGLASS__SERVER__DATABASE_URL".into(), pg.url.clone()));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let data = d.join("data");
+        // The CA is generated under the data directory by the first command that needs it.
+        let ca = cli(&["ca", "public-key", "--data-dir", data.to_str().expect("utf-8")], &[]);
+        assert_eq!(ca.code, 0, "{}", ca.all());
+        let sshd = Sshd::start(&d.join("sshd"), ca.stdout.trim());
+        for (name, kind) in [
+            ("alice", "ed25519"),
+            ("alice-rsa", "rsa"),
+            ("alice-ecdsa", "ecdsa"),
+            ("mallory", "ed25519"),
+        ] {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
+                .arg(d.join(name)));
+        }
+        let alice_keys: Vec<String> = ["alice", "alice-rsa", "alice-ecdsa"]
+            .iter()
+            .map(|k| {
+                format!(
+                    "\"{}\"",
+                    std::fs::read_to_string(d.join(format!("{k}.pub"))).expect("pub").trim()
+                )
+            })
+            .collect();
+        let known_hosts = d.join("known_hosts");
+        let line = if opts.wrong_host_key {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join("impostor")));
+            let other = std::fs::read_to_string(d.join("impostor.pub")).expect("impostor.pub");
+            let mut parts = other.split_whitespace();
+            let (t, k) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            format!("[127.0.0.1]:{} {t} {k}", sshd.port)
+        } else {
+            sshd.known_hosts_line()
+        };
+        std::fs::write(&known_hosts, format!("{line}\n")).expect("known_hosts");
+        let login = login();
+        let dead_port = free_port();
+        let config = format!(
+            r#"
+[gateway]
+known_hosts_file = "{kh}"
+connect_timeout = "5s"
+
+[users.alice]
+groups = ["oncall"]
+ssh_keys = [{alice_keys}]
+api_token_sha256 = "{ta}"
+[users.bob]
+groups = ["dba"]
+api_token_sha256 = "{tb}"
+[users.carol]
+groups = ["dba"]
+api_token_sha256 = "{tc}"
+
+[scopes.prod]
+hosts = {{ db-1 = "127.0.0.1:{port}", dead-1 = "127.0.0.1:{dead_port}" }}
+logins = ["{login}", "nobody"]
+requester_groups = ["oncall"]
+approver_groups = ["dba"]
+quorum = 2
+{extra}
+"#,
+            kh = known_hosts.display(),
+            alice_keys = alice_keys.join(", "),
+            ta = sha256_hex(&token("alice")),
+            tb = sha256_hex(&token("bob")),
+            tc = sha256_hex(&token("carol")),
+            port = sshd.port,
+            extra = opts.scope_extra,
+        );
+        let config_path = d.join("breakglass.toml");
+        std::fs::write(&config_path, config).expect("config");
+        let gw_port = free_port();
+        let server = start_server(d, &config_path, &data, gw_port, &opts.env);
+        let http = reqwest::blocking::Client::new();
+        let database_url = opts
+            .env
+            .iter()
+            .find(|(k, _)| k == "BREAKGLASS__SERVER__DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("breakglass.db").display()));
+        Self {
+            dir,
+            sshd,
+            server,
+            gw_port,
+            login,
+            config: config_path,
+            database_url,
+            http,
+            pg,
+            env: opts.env,
+        }
+    }
+
+    /// Starts `breakglass up` again (after `server.kill9()`), same ports, same data.
+    pub fn restart(&mut self) {
+        self.server.kill9();
+        self.server =
+            start_server(self.dir.path(), &self.config, &self.data_dir(), self.gw_port, &self.env);
+        self.http = reqwest::blocking::Client::new();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A JSON call to the API as `who`.
+    pub fn api(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.server.url);
+        let req = match method {
+            "POST" => self.http.post(url),
+            _ => self.http.get(url),
+        }
+        .bearer_auth(token(who));
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let resp = req.send().expect("API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// Requests `host` as alice for `duration` and has bob and carol approve; returns the code.
+    pub fn grant(&self, host: &str, duration: Option<&str>) -> String {
+        let mut body = json!({ "host": host, "login": self.login, "reason": "gateway test" });
+        if let Some(d) = duration {
+            body["duration"] = json!(d);
+        }
+        let (s, v) = self.api("alice", "POST", "/api/v1/requests", Some(body));
+        assert_eq!(s, 201, "{v}");
+        let code = v["code"].as_str().expect("code").to_owned();
+        for who in ["bob", "carol"] {
+            let (s, v) = self.api(who, "POST", &format!("/api/v1/requests/{code}/approve"), None);
+            assert_eq!(s, 200, "{v}");
+        }
+        code
+    }
+
+    pub fn status(&self, code: &str) -> Value {
+        self.api("alice", "GET", &format!("/api/v1/requests/{code}"), None).1
+    }
+
+    /// `ssh` to the gateway as `user` with `key_name`'s key; the rest of `args` follow.
+    pub fn ssh_cmd(&self, key_name: &str, user: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(self.ssh_opts(key_name))
+            .args(["-p", &self.gw_port.to_string()])
+            .arg(format!("{user}@127.0.0.1"))
+            .args(args);
+        c
+    }
+
+    /// Options every client command uses: this key only, no host key prompts, no config.
+    pub fn ssh_opts(&self, key_name: &str) -> Vec<String> {
+        [
+            "-F",
+            "/dev/null",
+            "-i",
+            self.dir.path().join(key_name).to_str().expect("utf-8"),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    pub fn ssh(&self, user: &str, args: &[&str]) -> Output {
+        self.ssh_cmd("alice", user, args).stdin(Stdio::null()).output().expect("ssh runs")
+    }
+
+    /// Waits until the request has `status` (the API view), or panics after `secs`.
+    pub fn wait_status(&self, code: &str, status: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.status(code);
+            if v["status"] == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{code} never became {status}: {v}\n{}",
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The recording files (`.cast`) written so far.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.data_dir().join("recordings"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "cast"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The recording of grant `code`, once its signature is written.
+    pub fn recording_of(&self, code: &str, secs: u64) -> PathBuf {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(p) = self.recordings().into_iter().find(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(code))
+                    && recorder_sig(p).exists()
+            }) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no signed recording for {code}:\n{}",
+                self.server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `breakglass ARGS` against this world's config and data directory.
+    pub fn cli(&self, args: &[&str]) -> crate::Output {
+        let mut all: Vec<&str> = args.to_vec();
+        let cfg = self.config.to_str().expect("utf-8").to_owned();
+        let data = self.data_dir().to_str().expect("utf-8").to_owned();
+        all.extend(["--config", &cfg, "--data-dir", &data]);
+        let out = Command::new(bin()).args(&all).output().expect("breakglass runs");
+        crate::Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl World {
+    /// The session events the gateway stored for grant `code` (read from the database).
+    pub fn session_events(&self, code: &str) -> Vec<shared::ports::SessionEvent> {
+        let id: shared::core::RequestId =
+            self.status(code)["id"].as_str().expect("id").parse().expect("uuid");
+        let url = self.database_url.clone();
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let store = shared::storage::connect(&url).await.expect("database opens");
+            store.session_events(id).await.expect("events read")
+        })
+    }
+
+    /// The commands of grant `code`'s session, in order.
+    pub fn commands(&self, code: &str) -> Vec<String> {
+        self.session_events(code)
+            .into_iter()
+            .filter(|e| e.kind == "command")
+            .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Takes the PostgreSQL database away under the running gateway.
+    pub fn lose_database(&self) {
+        let admin = shared::testing::db::Admin {
+            backend: shared::testing::db::Backend::Postgres,
+            url: self.database_url.clone(),
+        };
+        block_on(admin.terminate_connections_and_block()).expect("connections ended");
+    }
+
+    /// Raw SQL on the world's database (as an administrator, or an attacker, could).
+    pub fn sql(&self, sql: &str) -> Result<u64, String> {
+        let backend = if self.database_url.starts_with("sqlite:") {
+            shared::testing::db::Backend::Sqlite
+        } else {
+            shared::testing::db::Backend::Postgres
+        };
+        let admin = shared::testing::db::Admin { backend, url: self.database_url.clone() };
+        block_on(admin.exec(sql)).map_err(|e| e.to_string())
+    }
+}
+
+/// `<file>.sig`.
+pub fn recorder_sig(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}

@@ -1,0 +1,533 @@
+//! The SSH gateway end to end: a real OpenSSH sshd as the target, the real `ssh`, `scp` and
+//! `sftp` clients, and a running `breakglass up`. Each test builds its own world.
+
+use std::io::{Read as _, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::gateway::{World, WorldOptions, recorder_sig};
+use recorder::cast;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn exec_runs_on_the_target_with_its_exit_status_and_is_recorded() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let out = w.ssh(&code, &["echo", "hello from $(hostname); exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        w.server.log()
+    );
+    assert!(text(&out.stdout).starts_with("hello from "), "{}", text(&out.stdout));
+    assert!(
+        w.sshd.log().contains(&format!("breakglass:{code}")),
+        "sshd logged the certificate's key id:\n{}",
+        w.sshd.log()
+    );
+
+    let rec = w.recording_of(&code, 10);
+    let v = w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    w.wait_status(&code, "closed", 10);
+    let events = w.session_events(&code);
+    assert_eq!(events[0].kind, "exec");
+    assert_eq!(events[0].detail["command"], "echo hello from $(hostname); exit 3");
+
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    assert_eq!(cast.header_json["breakglass"]["code"], code.as_str());
+    assert_eq!(cast.header_json["breakglass"]["requester"], "alice");
+    assert_eq!(cast.header_json["breakglass"]["approvers"].as_array().map(Vec::len), Some(2));
+    assert!(cast.output_text().contains("hello from"), "{}", cast.output_text());
+    assert!(cast.events.iter().any(|e| e.code == "m" && e.data == "exit 3"));
+
+    // One byte changed in the recording: verification fails.
+    let mut bytes = std::fs::read(&rec).expect("read");
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&rec, &bytes).expect("write");
+    let v = w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]);
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(v.stdout.contains("NOT VERIFIED") && v.stdout.contains("was changed"), "{}", v.all());
+}
+
+#[test]
+fn users_log_in_with_ed25519_rsa_and_ecdsa_keys() {
+    let w = World::start();
+    for key in ["alice-rsa", "alice-ecdsa"] {
+        let code = w.grant("db-1", None);
+        let out = w.ssh_cmd(key, &code, &["echo", key]).stdin(Stdio::null()).output().expect("ssh");
+        assert_eq!(text(&out.stdout).trim(), key, "{}\n{}", text(&out.stderr), w.server.log());
+    }
+}
+
+#[test]
+fn binary_exec_output_arrives_intact_and_is_kept_byte_for_byte() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let local = std::fs::read("/bin/true").expect("/bin/true");
+    let out = w.ssh(&code, &["cat", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, local, "the client got the file byte for byte");
+    let rec = w.recording_of(&code, 10);
+    let cast = cast::parse_bytes(&std::fs::read(&rec).expect("recording")).expect("parses");
+    assert_eq!(
+        cast.raw_stream(cast::Stream::Output).expect("raw output"),
+        local,
+        "the recording keeps every byte"
+    );
+}
+
+/// Reads a child's stdout on a thread into a shared buffer.
+fn collect(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = sink.lock() {
+                b.extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+    buf
+}
+
+fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = buf.lock().map(|b| text(&b)).unwrap_or_default();
+        if seen.matches(needle).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: `{needle}` x{times} never appeared in:\n{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn an_interactive_shell_records_commands_as_the_user_saw_them() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let mut child = w
+        .ssh_cmd("alice", &code, &["-tt"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh starts");
+    let out = collect(&mut child);
+    let mut input = child.stdin.take().expect("stdin");
+    let mut send = |s: &str| {
+        input.write_all(s.as_bytes()).expect("type");
+        input.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    send("export PS1='bg-test# '\r");
+    wait_for(&out, "bg-test# ", 1, "prompt");
+    // Tab completion: `ech` + TAB becomes `echo ` on the screen.
+    send("ech");
+    send("\t");
+    send("tab-$((6*7))\r");
+    wait_for(&out, "tab-42", 1, "the completed command ran");
+    // History recall: Up arrow brings the last command back.
+    send("\x1b[A");
+    send("\r");
+    wait_for(&out, "tab-42", 2, "the recalled command ran");
+    send("exit\r");
+    let status = child.wait().expect("ssh exits");
+    assert!(status.success(), "{:?}", out.lock().map(|b| text(&b)));
+
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cmds = w.commands(&code);
+    assert_eq!(
+        cmds,
+        ["export PS1='bg-test# '", "echo tab-$((6*7))", "echo tab-$((6*7))", "exit"],
+        "{cmds:?}\n{}",
+        std::fs::read_to_string(&rec).unwrap_or_default()
+    );
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    assert!(cast.events.iter().any(|e| e.code == "i"), "keystrokes are recorded");
+    // The unmodified asciinema player reads it.
+    let played = std::process::Command::new("asciinema")
+        .arg("cat")
+        .arg(&rec)
+        .output()
+        .expect("asciinema (scripts/test installs it)");
+    assert!(played.status.success(), "{}", text(&played.stderr));
+    assert!(text(&played.stdout).contains("tab-42"), "{}", text(&played.stdout));
+    assert!(cast.events.iter().any(|e| e.code == "m" && e.data == "echo tab-$((6*7))"));
+    assert_eq!(cast.header.term.as_deref(), Some("xterm"));
+}
+
+#[test]
+fn refusals_say_why_in_one_line() {
+    let w = World::start();
+    // An unknown key is refused by SSH itself.
+    let code = w.grant("db-1", None);
+    let out = w.ssh_cmd("mallory", &code, &["true"]).stdin(Stdio::null()).output().expect("ssh");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("Permission denied (publickey)"), "{}", text(&out.stderr));
+
+    // No such grant, and a malformed user name.
+    let out = w.ssh("bg-000000", &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        "breakglass: no grant bg-000000 for alice; check the code in the approval message, or request access with /breakglass request HOST"
+    );
+    let out = w.ssh("root", &["true"]);
+    assert!(
+        text(&out.stderr).contains("is not a grant: connect as the code"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A pending grant.
+    let (s, v) = w.api(
+        "alice",
+        "POST",
+        "/api/v1/requests",
+        Some(serde_json::json!({"host": "db-1", "login": w.login, "reason": "x"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let pending = v["code"].as_str().expect("code").to_owned();
+    let out = w.ssh(&pending, &["true"]);
+    assert!(
+        text(&out.stderr).contains(&format!("{pending} is still waiting for approvals")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The login@host form picks alice's approved grant; then the grant is used up.
+    let out = w.ssh(&format!("{}@db-1", w.login), &["echo", "via-host-form"]);
+    assert_eq!(text(&out.stdout).trim(), "via-host-form", "{}", text(&out.stderr));
+    let out = w.ssh(&code, &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{code} was already used")),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = w.ssh(&format!("{}@db-1", w.login), &["true"]);
+    assert!(
+        text(&out.stderr).contains("no approved grant for alice on db-1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Refusals are audited.
+    let export = w.cli(&["audit", "export"]);
+    assert!(export.stdout.matches("\"session_refused\"").count() >= 4, "{}", export.stdout);
+}
+
+#[test]
+fn forged_or_tampered_grants_grant_nothing() {
+    let w = World::start();
+    // A request approved properly, then one field changed in the database.
+    let code = w.grant("db-1", None);
+    assert_eq!(
+        w.sql(&format!("UPDATE requests SET login = 'nobody' WHERE code = '{code}'")),
+        Ok(1)
+    );
+    let out = w.ssh(&code, &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("does not carry enough valid approval signatures (0 of 2)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A row written straight into the database as `approved`, with no signatures at all.
+    let pending = w
+        .api(
+            "alice",
+            "POST",
+            "/api/v1/requests",
+            Some(serde_json::json!({"host": "db-1", "login": w.login, "reason": "x"})),
+        )
+        .1;
+    let forged = pending["code"].as_str().expect("code").to_owned();
+    assert_eq!(
+        w.sql(&format!("UPDATE requests SET status = 'approved' WHERE code = '{forged}'")),
+        Ok(1)
+    );
+    let out = w.ssh(&forged, &["true"]);
+    assert!(text(&out.stderr).contains("(0 of 2)"), "{}", text(&out.stderr));
+    assert!(
+        !w.sshd.log().contains("Accepted certificate"),
+        "the target was never reached:\n{}",
+        w.sshd.log()
+    );
+}
+
+#[test]
+fn an_unreachable_target_or_a_wrong_host_key_does_not_use_the_grant() {
+    let w = World::start();
+    let code = w.grant("dead-1", None);
+    let started = Instant::now();
+    let out = w.ssh(&code, &["true"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "a clear error within 10 s");
+    assert!(
+        text(&out.stderr).contains("cannot connect to dead-1")
+            && text(&out.stderr).contains("was not used"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(w.status(&code)["status"], "approved", "the grant is still usable");
+
+    let w = World::with(WorldOptions { wrong_host_key: true, ..WorldOptions::default() });
+    let code = w.grant("db-1", None);
+    let out = w.ssh(&code, &["true"]);
+    assert!(text(&out.stderr).contains("does not match the key pinned"), "{}", text(&out.stderr));
+    assert_eq!(w.status(&code)["status"], "approved");
+}
+
+#[test]
+fn forwarding_is_refused_and_recorded() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let target = format!("127.0.0.1:{}", w.sshd.port);
+    let out = w.ssh(&code, &["-W", &target]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("administratively prohibited") || err.contains("stdio forwarding failed"),
+        "{err}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.session_events(&code).iter().any(|e| e.kind == "forward_refused") {
+        assert!(Instant::now() < deadline, "the refused forward is a session event");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_window_end_cuts_a_live_session_with_a_message() {
+    let w = World::with(WorldOptions {
+        scope_extra: "max_duration = \"3s\"\ndefault_duration = \"3s\"\n".into(),
+        ..WorldOptions::default()
+    });
+    let code = w.grant("db-1", Some("3s"));
+    let started = Instant::now();
+    let out = w.ssh(&code, &["-tt", "sleep 30"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "cut long before the 30 s sleep: {took:?}");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains("breakglass: break-glass window for db-1 ended at ")
+            && all.contains(" UTC; session closed"),
+        "{all}"
+    );
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    assert!(cast.events.iter().any(|e| e.data == "session ended: expired"), "{:?}", cast.events);
+}
+
+#[test]
+fn a_revoke_cuts_the_live_session() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let child = w
+        .ssh_cmd("alice", &code, &["-tt", "sleep 60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    w.wait_status(&code, "active", 10);
+    let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
+    assert_eq!(s, 200, "{v}");
+    let revoked = Instant::now();
+    let out = child.wait_with_output().expect("ssh exits");
+    let took = revoked.elapsed();
+    eprintln!("revoke to disconnect: {took:?}");
+    assert!(took < Duration::from_secs(3), "cut promptly after the revoke: {took:?}");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains(&format!("the grant {code} for db-1 was revoked by bob; session closed")),
+        "{all}"
+    );
+    let rec = w.recording_of(&code, 10);
+    assert_eq!(w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]).code, 0);
+    let events = w.cli(&["audit", "export"]).stdout;
+    assert!(events.contains("\"session_ended\"") && events.contains("revoked"), "{events}");
+    assert_eq!(w.status(&code)["status"], "revoked");
+}
+
+#[test]
+fn a_recording_cut_by_a_crash_still_parses() {
+    let mut w = World::start();
+    let code = w.grant("db-1", None);
+    let mut child = w
+        .ssh_cmd(
+            "alice",
+            &code,
+            &["-tt", "for i in $(seq 1 200); do echo line-$i; sleep 0.01; done; sleep 30"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    let out = collect(&mut child);
+    wait_for(&out, "line-200", 1, "output streamed");
+    std::thread::sleep(Duration::from_millis(300));
+    w.server.kill9();
+    let _ = child.kill();
+    let rec = w
+        .recordings()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&code))
+        .expect("a recording file");
+    assert!(!recorder_sig(&rec).exists(), "no signature: the gateway died before the end");
+    let bytes = std::fs::read(&rec).expect("recording");
+    let cast = cast::parse_bytes(&bytes).expect("parses up to the last complete line");
+    let shown = cast.output_text();
+    assert!(
+        shown.contains("line-200"),
+        "output written as it happened (flushed within 100 ms): {shown:?}"
+    );
+
+    // The gateway comes back: it closes and signs the cut recording and ends the session.
+    w.restart();
+    w.wait_status(&code, "closed", 15);
+    let v = w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    let played =
+        std::process::Command::new("asciinema").arg("cat").arg(&rec).output().expect("asciinema");
+    assert!(played.status.success(), "the recovered recording plays: {}", text(&played.stderr));
+    assert!(std::fs::read_to_string(&rec).expect("read").contains("gateway_crashed (recovered)"));
+}
+
+#[test]
+fn on_postgres_a_lost_database_refuses_new_sessions() {
+    let w = World::with(WorldOptions { postgres: true, ..WorldOptions::default() });
+    let code = w.grant("db-1", None);
+    let out = w.ssh(&code, &["echo", "on-postgres"]);
+    assert_eq!(text(&out.stdout).trim(), "on-postgres", "{}", text(&out.stderr));
+    w.wait_status(&code, "closed", 10);
+
+    let second = w.grant("db-1", None);
+    w.lose_database();
+    let out = w.ssh(&second, &["echo", "should-not-run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stdout).contains("should-not-run"));
+    assert!(
+        text(&out.stderr).contains(
+            "cannot verify grants right now (database unavailable); no access was granted"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn sha256_file(p: &std::path::Path) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(p).expect("file")))
+}
+
+/// Waits for the transfer events of grant `code` and returns their details.
+fn transfers(w: &World, code: &str, files: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t: Vec<serde_json::Value> = w
+            .session_events(code)
+            .into_iter()
+            .filter(|e| e.kind == "transfer" && e.detail["direction"].is_string())
+            .map(|e| e.detail)
+            .collect();
+        if t.len() >= files {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{files} file transfers expected, got {t:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sftp_and_scp_pass_through_and_are_recorded_as_transfers() {
+    let w = World::start();
+    let d = w.dir.path();
+    let local = d.join("upload.bin");
+    let payload: Vec<u8> =
+        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&local, &payload).expect("payload");
+    let digest = sha256_file(&local);
+    let remote = d.join("remote-copy.bin");
+    let back = d.join("downloaded.bin");
+
+    // sftp: upload then download, in one session.
+    let code = w.grant("db-1", None);
+    let batch = d.join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} {}\nget {} {}\n",
+            local.display(),
+            remote.display(),
+            remote.display(),
+            back.display()
+        ),
+    )
+    .expect("batch");
+    let out = Command::new("sftp")
+        .args(w.ssh_opts("alice"))
+        .args(["-P", &w.gw_port.to_string(), "-b"])
+        .arg(&batch)
+        .arg(format!("{code}@127.0.0.1"))
+        .output()
+        .expect("sftp runs");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&back).expect("downloaded"),
+        payload,
+        "sftp carried the bytes unchanged"
+    );
+    let t = transfers(&w, &code, 2);
+    let up = t.iter().find(|e| e["direction"] == "upload").expect("upload event");
+    let down = t.iter().find(|e| e["direction"] == "download").expect("download event");
+    for e in [up, down] {
+        assert_eq!(e["path"], remote.display().to_string());
+        assert_eq!(e["bytes"], 300_000);
+        assert_eq!(e["sha256"], digest.as_str());
+        assert_eq!(e["complete"], true);
+    }
+
+    // scp (SFTP protocol, the default since OpenSSH 9.0) and legacy scp (-O).
+    for (flag, name) in [("-s", "scp-sftp.bin"), ("-O", "scp-legacy.bin")] {
+        let code = w.grant("db-1", None);
+        let target = d.join(name);
+        let out = Command::new("scp")
+            .args(w.ssh_opts("alice"))
+            .args(["-P", &w.gw_port.to_string(), flag])
+            .arg(&local)
+            .arg(format!("{code}@127.0.0.1:{}", target.display()))
+            .output()
+            .expect("scp runs");
+        assert!(out.status.success(), "scp {flag}: {}", text(&out.stderr));
+        assert_eq!(sha256_file(&target), digest);
+        let t = transfers(&w, &code, 1);
+        assert_eq!(t[0]["direction"], "upload", "{t:?}");
+        assert_eq!(t[0]["sha256"], digest.as_str(), "scp {flag}: {t:?}");
+        assert_eq!(t[0]["bytes"], 300_000);
+    }
+}
