@@ -64,7 +64,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile none\nTrustedUserCAKeys {dir}/ca.pub\nUsePAM no\nStrictModes no\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_*\n",
+                 Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SECRET\n",
                 key = key.display(),
                 dir = dir.display()
             );
@@ -210,6 +210,7 @@ impl World {
             ("alice", "ed25519"),
             ("alice-rsa", "rsa"),
             ("alice-ecdsa", "ecdsa"),
+            ("dave", "ed25519"),
             ("mallory", "ed25519"),
         ] {
             run(Command::new("ssh-keygen")
@@ -250,6 +251,9 @@ connect_timeout = "5s"
 groups = ["oncall"]
 ssh_keys = [{alice_keys}]
 api_token_sha256 = "{ta}"
+[users.dave]
+groups = ["oncall"]
+ssh_keys = ["{dave_key}"]
 [users.bob]
 groups = ["dba"]
 api_token_sha256 = "{tb}"
@@ -267,6 +271,7 @@ quorum = 2
 "#,
             kh = known_hosts.display(),
             alice_keys = alice_keys.join(", "),
+            dave_key = std::fs::read_to_string(d.join("dave.pub")).expect("dave.pub").trim(),
             ta = sha256_hex(&token("alice")),
             tb = sha256_hex(&token("bob")),
             tc = sha256_hex(&token("carol")),

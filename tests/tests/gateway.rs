@@ -59,6 +59,31 @@ fn exec_runs_on_the_target_with_its_exit_status_and_is_recorded() {
 }
 
 #[test]
+fn an_expired_grant_is_refused() {
+    let w = World::with(WorldOptions {
+        scope_extra:
+            "max_duration = \"1s\"\ndefault_duration = \"1s\"\napproval_timeout = \"1s\"\n".into(),
+        ..WorldOptions::default()
+    });
+    let code = w.grant("db-1", Some("1s"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = w.ssh(&code, &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("{code} expired at ")), "{}", text(&out.stderr));
+}
+
+#[test]
+fn only_allowed_environment_variables_reach_the_target() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let out = w.ssh(
+        &code,
+        &["-o", "SetEnv=LANG=C.UTF-8 SECRET=leaked", "echo", "lang=$LANG secret=$SECRET"],
+    );
+    assert_eq!(text(&out.stdout).trim(), "lang=C.UTF-8 secret=", "{}", text(&out.stderr));
+}
+
+#[test]
 fn users_log_in_with_ed25519_rsa_and_ecdsa_keys() {
     let w = World::start();
     for key in ["alice-rsa", "alice-ecdsa"] {
@@ -229,6 +254,26 @@ fn refusals_say_why_in_one_line() {
     let out = w.ssh(&format!("{}@db-1", w.login), &["true"]);
     assert!(
         text(&out.stderr).contains("no approved grant for alice on db-1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Someone else's grant reads exactly like no grant at all.
+    let alices = w.grant("db-1", None);
+    let out = w.ssh_cmd("dave", &alices, &["true"]).stdin(Stdio::null()).output().expect("ssh");
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "breakglass: no grant {alices} for dave; check the code in the approval message, or request access with /breakglass request HOST"
+        )
+    );
+
+    // Revoked before use.
+    let (s, _) = w.api("bob", "POST", &format!("/api/v1/requests/{alices}/revoke"), None);
+    assert_eq!(s, 200);
+    let out = w.ssh(&alices, &["true"]);
+    assert!(
+        text(&out.stderr).contains(&format!("{alices} was revoked by bob")),
         "{}",
         text(&out.stderr)
     );
@@ -530,4 +575,30 @@ fn sftp_and_scp_pass_through_and_are_recorded_as_transfers() {
         assert_eq!(t[0]["sha256"], digest.as_str(), "scp {flag}: {t:?}");
         assert_eq!(t[0]["bytes"], 300_000);
     }
+}
+
+#[test]
+fn the_deadline_holds_and_the_recording_is_signed_with_the_database_gone() {
+    let w = World::with(WorldOptions {
+        postgres: true,
+        scope_extra: "max_duration = \"3s\"\ndefault_duration = \"3s\"\n".into(),
+        ..WorldOptions::default()
+    });
+    let code = w.grant("db-1", Some("3s"));
+    let child = w
+        .ssh_cmd("alice", &code, &["-tt", "sleep 30"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    w.wait_status(&code, "active", 10);
+    w.lose_database();
+    let out = child.wait_with_output().expect("ssh exits");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(all.contains("break-glass window for db-1 ended at"), "{all}");
+    let rec = w.recording_of(&code, 10);
+    let v = w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(std::fs::read_to_string(&rec).expect("read").contains("session ended: expired"));
 }
