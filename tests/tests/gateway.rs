@@ -108,6 +108,23 @@ fn binary_exec_output_arrives_intact_and_is_kept_byte_for_byte() {
         local,
         "the recording keeps every byte"
     );
+    // And the SHA-256 of the raw output is in the audit chain.
+    w.wait_status(&code, "closed", 10);
+    let digest = {
+        use sha2::{Digest as _, Sha256};
+        hex::encode(Sha256::digest(&local))
+    };
+    let ended = w
+        .cli(&["audit", "export"])
+        .stdout
+        .lines()
+        .find(|l| l.contains("\"session_ended\""))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let event: serde_json::Value = serde_json::from_str(&ended).expect("a session_ended event");
+    let data: serde_json::Value =
+        serde_json::from_str(event["data"].as_str().unwrap_or("{}")).expect("data");
+    assert_eq!(data["output_sha256"], digest.as_str(), "{data}");
 }
 
 /// Reads a child's stdout on a thread into a shared buffer.
