@@ -69,6 +69,52 @@ pub fn pins(config: &Config, own: &ApprovalSigner) -> PinnedKeys {
     pins
 }
 
+/// The keys recording signatures are checked against: `keys.pinned_recording_keys`, or the
+/// public half of the data directory's recording key (generated if missing, as the gateway
+/// would).
+///
+/// # Errors
+/// A key file that cannot be read or written.
+pub fn recording_pins(config: &Config) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    if !config.keys.pinned_recording_keys.is_empty() {
+        return Ok(config.keys.pinned_recording_keys.clone());
+    }
+    if let Some(p) = &config.keys.recording_signing_key_file {
+        return Ok(vec![shared::keys::read_signing_key(p)?.verifying_key()]);
+    }
+    let (key, _) =
+        shared::keys::load_or_generate(&config.server.data_dir.join("keys").join("recording"))?;
+    Ok(vec![key.verifying_key()])
+}
+
+/// The chat hub (adapters for the configured platforms) and the Slack endpoints' state.
+///
+/// # Errors
+/// Secret files that cannot be read; a signing secret without a bot token.
+pub fn build_chat(
+    config: &Config,
+) -> anyhow::Result<(crate::chat::sync::ChatHub, Option<Arc<crate::slack::SlackState>>)> {
+    let mut hub = crate::chat::sync::ChatHub::new(
+        recording_pins(config)?,
+        config.gateway.recordings_dir.clone(),
+        config.server.public_url.clone(),
+    );
+    let s = &config.slack;
+    let slack = match (s.signing_secret.load()?, s.bot_token.load()?) {
+        (Some(secret), Some(token)) => {
+            let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
+            hub.add(adapter.clone());
+            tracing::info!(api = %s.api_url, "Slack enabled");
+            Some(Arc::new(crate::slack::SlackState::new(&secret, adapter)))
+        }
+        (Some(_), None) => anyhow::bail!(
+            "config error at `slack.bot_token_file`: a Slack signing secret is set but no bot token; fix: set BREAKGLASS_SLACK_BOT_TOKEN or slack.bot_token_file"
+        ),
+        _ => None,
+    };
+    Ok((hub, slack))
+}
+
 /// Opens the database and builds the service's dependencies.
 ///
 /// # Errors
@@ -86,6 +132,7 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
     let pins = pins(&config, &signer);
+    let (chat, slack) = build_chat(&config)?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
         format!("while opening the database {}", redact_url(&config.server.database_url))
     })?;
@@ -95,6 +142,8 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         clock: Arc::new(SystemClock),
         signer: Arc::new(signer),
         pins: Arc::new(pins),
+        chat: Arc::new(chat),
+        slack,
     };
     Ok((deps, source))
 }
@@ -190,6 +239,13 @@ pub async fn run(
     deps.record_startup("bot").await.context("while writing the startup audit events")?;
     let tracker = TaskTracker::new();
     tracker.spawn(crate::reaper::run(deps.clone(), Duration::from_secs(5), stop.child_token()));
+    if !deps.chat.is_empty() {
+        tracker.spawn(crate::chat::sync::run(
+            deps.clone(),
+            Duration::from_secs(1),
+            stop.child_token(),
+        ));
+    }
     if let Some((ssh, gw, host_key)) = gateway {
         let gw_stop = stop.child_token();
         tracker.spawn(async move {

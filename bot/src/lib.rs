@@ -7,16 +7,21 @@
 //! - [`http`]: axum router (`/api/v1`, `/healthz`, `/readyz`, `/api/openapi.json`), the
 //!   `ApiError` -> JSON mapping, and the JSON views shared with the CLI.
 //! - [`reaper`]: background loop expiring requests whose deadline passed.
+//! - [`chat`]: the platform-neutral card and thread, the `ChatAdapter` port, and the sync loop
+//!   mirroring audit events into chat (summaries through an outbox, exactly once).
 //! - [`app`]: wiring for `breakglass up`: keys, pins, database, tasks, shutdown.
+//! - [`slack`]: the slash command, the buttons, and the Slack `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
 
 pub mod app;
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod http;
 pub mod reaper;
 pub mod service;
+pub mod slack;
 
 pub use app::serve;
 pub use http::router;

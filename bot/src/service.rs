@@ -26,6 +26,10 @@ pub struct Deps {
     pub signer: Arc<ApprovalSigner>,
     /// The keys approvals are verified against (from config, never from the database).
     pub pins: Arc<PinnedKeys>,
+    /// Chat adapters and the sync loop's wake-up (empty when no chat is configured).
+    pub chat: Arc<crate::chat::sync::ChatHub>,
+    /// The Slack endpoints' state, when Slack is configured.
+    pub slack: Option<Arc<crate::slack::SlackState>>,
 }
 
 /// Why an operation did not happen. Nothing was written in any case.

@@ -82,6 +82,7 @@ pub struct RawConfig {
     pub server: RawServer,
     pub gateway: RawGateway,
     pub keys: RawKeys,
+    pub slack: RawSlack,
     pub users: BTreeMap<String, RawUser>,
     pub service_accounts: BTreeMap<String, RawService>,
     pub scopes: BTreeMap<String, RawScope>,
@@ -146,6 +147,28 @@ pub struct RawKeys {
     pub pinned_bot_keys: Vec<String>,
     pub pinned_recording_keys: Vec<String>,
     pub pinned_approver_keys: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSlack {
+    pub api_url: String,
+    pub bot_token_file: Option<PathBuf>,
+    pub signing_secret_file: Option<PathBuf>,
+    pub socket_mode: bool,
+    pub app_token_file: Option<PathBuf>,
+}
+
+impl Default for RawSlack {
+    fn default() -> Self {
+        Self {
+            api_url: "https://slack.com/api".into(),
+            bot_token_file: None,
+            signing_secret_file: None,
+            socket_mode: false,
+            app_token_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -226,6 +249,69 @@ pub struct KeySettings {
     pub pinned_approver_keys: Vec<(PrincipalName, VerifyingKey)>,
 }
 
+/// Slack settings. Secrets are read when the bot starts (see [`SecretSource`]).
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// Web API base (tests and Slack-compatible servers point it elsewhere).
+    pub api_url: String,
+    pub bot_token: SecretSource,
+    pub signing_secret: SecretSource,
+    pub socket_mode: bool,
+    pub app_token: SecretSource,
+}
+
+/// Where a secret comes from: an environment variable, else a file (mode 0600).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSource {
+    pub env: &'static str,
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    /// The secret, if configured.
+    ///
+    /// # Errors
+    /// A configured file that cannot be read or that others can read.
+    pub fn load(&self) -> Result<Option<Secret<String>>, ConfigError> {
+        if let Ok(v) = std::env::var(self.env)
+            && !v.trim().is_empty()
+        {
+            return Ok(Some(Secret::new(v.trim().to_owned())));
+        }
+        let Some(path) = &self.file else { return Ok(None) };
+        let key = path.display().to_string();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| {
+                    err(
+                        &key,
+                        format!("cannot read the secret file: {e}"),
+                        format!("check the path, or set {}", self.env),
+                    )
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(
+                    &key,
+                    format!("the secret file can be read by others (mode {:o})", mode & 0o777),
+                    format!("chmod 600 {key}"),
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(
+                &key,
+                format!("cannot read the secret file: {e}"),
+                format!("check the path, or set {}", self.env),
+            )
+        })?;
+        Ok(Some(Secret::new(text.trim().to_owned())))
+    }
+}
+
 /// A configured person's chat identities and SSH keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -240,6 +326,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub gateway: GatewaySettings,
     pub keys: KeySettings,
+    pub slack: SlackSettings,
     pub policy: Policy,
     pub identities: BTreeMap<PrincipalName, Identity>,
     /// SHA-256 of an API token -> whose token it is.
@@ -546,9 +633,34 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    if !raw.slack.api_url.starts_with("http://") && !raw.slack.api_url.starts_with("https://") {
+        return Err(err(
+            "slack.api_url",
+            format!("`{}` is not an http(s) URL", raw.slack.api_url),
+            "leave it unset for Slack itself",
+        ));
+    }
+    let slack = SlackSettings {
+        api_url: raw.slack.api_url.trim_end_matches('/').to_owned(),
+        bot_token: SecretSource {
+            env: "BREAKGLASS_SLACK_BOT_TOKEN",
+            file: raw.slack.bot_token_file.clone(),
+        },
+        signing_secret: SecretSource {
+            env: "BREAKGLASS_SLACK_SIGNING_SECRET",
+            file: raw.slack.signing_secret_file.clone(),
+        },
+        socket_mode: raw.slack.socket_mode,
+        app_token: SecretSource {
+            env: "BREAKGLASS_SLACK_APP_TOKEN",
+            file: raw.slack.app_token_file.clone(),
+        },
+    };
+
     Ok(Config {
         server,
         gateway,
+        slack,
         keys: KeySettings {
             approval_signing_key_file: raw.keys.approval_signing_key_file.clone(),
             gateway_ca_key_file: raw.keys.gateway_ca_key_file.clone(),
@@ -874,6 +986,7 @@ mod tests {
             ("server", serde_json::to_value(RawServer::default())?),
             ("gateway", serde_json::to_value(RawGateway::default())?),
             ("keys", serde_json::to_value(RawKeys::default())?),
+            ("slack", serde_json::to_value(RawSlack::default())?),
             ("users.*", serde_json::to_value(RawUser::default())?),
             ("service_accounts.*", serde_json::to_value(RawService::default())?),
             ("scopes.*", serde_json::to_value(RawScope::default())?),

@@ -72,6 +72,31 @@ pub struct RecordingRecord {
     pub commands: u64,
 }
 
+/// A chat-made request's card and how far the chat mirrors its audit events. Created with
+/// the request (in the same transaction) when the request comes from a chat channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatThread {
+    pub request_id: RequestId,
+    /// `slack` or `discord`.
+    pub platform: String,
+    pub channel: String,
+    /// The card's message id (Slack `ts`, Discord message id), once posted.
+    pub message_id: Option<String>,
+    /// Discord's thread started from the card, once started.
+    pub thread_id: Option<String>,
+    /// The last audit event (seq) mirrored into the card and thread.
+    pub synced_seq: i64,
+    /// The requester got the connect line.
+    pub connect_sent: bool,
+    /// The session summary was posted (exactly once).
+    pub summary_sent: bool,
+    /// Nothing more will happen to this request.
+    pub done: bool,
+    /// Failed attempts in a row (for backoff).
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+}
+
 /// Requests, approvals, consumed nonces and the audit chain.
 ///
 /// Every write that changes a request appends its audit events in the same database
@@ -130,6 +155,25 @@ pub trait Store: Send + Sync + Debug {
 
     /// A request's recording, if its session ended.
     async fn recording(&self, id: RequestId) -> Result<Option<RecordingRecord>, StoreError>;
+
+    /// Chat threads with work due at `now` and not leased by another replica; each returned
+    /// one is leased to the caller for `lease_secs`.
+    async fn claim_chat_threads(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<ChatThread>, StoreError>;
+
+    /// Saves a thread's progress and releases its lease.
+    async fn save_chat_thread(&self, t: &ChatThread) -> Result<(), StoreError>;
+
+    /// The audit events of one request with `seq > after_seq`, in order.
+    async fn audit_of_request(
+        &self,
+        id: RequestId,
+        after_seq: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

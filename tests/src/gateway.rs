@@ -126,7 +126,14 @@ pub struct WorldOptions {
     pub env: Vec<(String, String)>,
     /// Run on a fresh PostgreSQL database instead of SQLite.
     pub postgres: bool,
+    /// Enable Slack against this Web API URL (a `FakeSlack`), with the test signing secret.
+    pub slack_api: Option<String>,
 }
+
+/// The Slack signing secret of gateway worlds.
+pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
+/// The channel Slack requests come from.
+pub const SLACK_CHANNEL: &str = "C0INCIDENT";
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
@@ -202,6 +209,14 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let data = d.join("data");
+        let slack_section = match &opts.slack_api {
+            Some(url) => {
+                opts.env.push(("BREAKGLASS_SLACK_SIGNING_SECRET".into(), SLACK_SECRET.into()));
+                opts.env.push(("BREAKGLASS_SLACK_BOT_TOKEN".into(), "xoxb-e2e".into()));
+                format!("[slack]\napi_url = \"{url}\"\n")
+            }
+            None => String::new(),
+        };
         // The CA is generated under the data directory by the first command that needs it.
         let ca = cli(&["ca", "public-key", "--data-dir", data.to_str().expect("utf-8")], &[]);
         assert_eq!(ca.code, 0, "{}", ca.all());
@@ -243,11 +258,13 @@ impl World {
         let dead_port = free_port();
         let config = format!(
             r#"
+{slack_section}
 [gateway]
 known_hosts_file = "{kh}"
 connect_timeout = "5s"
 
 [users.alice]
+slack_id = "U0ALICE"
 groups = ["oncall"]
 ssh_keys = [{alice_keys}]
 api_token_sha256 = "{ta}"
@@ -255,9 +272,11 @@ api_token_sha256 = "{ta}"
 groups = ["oncall"]
 ssh_keys = ["{dave_key}"]
 [users.bob]
+slack_id = "U0BOB"
 groups = ["dba"]
 api_token_sha256 = "{tb}"
 [users.carol]
+slack_id = "U0CAROL"
 groups = ["dba"]
 api_token_sha256 = "{tc}"
 
@@ -267,6 +286,7 @@ logins = ["{login}", "nobody"]
 requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
+channels = ["{channel}"]
 {extra}
 "#,
             kh = known_hosts.display(),
@@ -277,6 +297,7 @@ quorum = 2
             tc = sha256_hex(&token("carol")),
             port = sshd.port,
             extra = opts.scope_extra,
+            channel = SLACK_CHANNEL,
         );
         let config_path = d.join("breakglass.toml");
         std::fs::write(&config_path, config).expect("config");
@@ -455,6 +476,25 @@ quorum = 2
 }
 
 impl World {
+    /// Posts a form body to the bot, signed as Slack signs it; returns status and JSON.
+    pub fn slack_post(&self, path: &str, body: &str) -> (u16, Value) {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.server.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", crate::fake_slack::sign(SLACK_SECRET, ts, body))
+            .body(body.to_owned())
+            .send()
+            .expect("bot answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
     /// The session events the gateway stored for grant `code` (read from the database).
     pub fn session_events(&self, code: &str) -> Vec<shared::ports::SessionEvent> {
         let id: shared::core::RequestId =

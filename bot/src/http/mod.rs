@@ -48,6 +48,8 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/v1/requests/{id}/revoke", post(api::revoke))
         .route("/api/v1/whoami", get(api::whoami))
         .route("/api/openapi.json", get(openapi))
+        .route("/slack/commands", post(crate::slack::command))
+        .route("/slack/interactions", post(crate::slack::interaction))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

@@ -48,18 +48,23 @@ carol = ["{carol}"]
 erin = ["{erin}"]
 
 [users.alice]
+slack_id = "U0ALICE"
 groups = ["oncall"]
 api_token_sha256 = "{ta}"
 [users.bob]
+slack_id = "U0BOB"
 groups = ["dba", "oncall"]
 api_token_sha256 = "{tb}"
 [users.carol]
+slack_id = "U0CAROL"
 groups = ["dba", "oncall"]
 api_token_sha256 = "{tc}"
 [users.dave]
+slack_id = "U0DAVE"
 groups = ["web"]
 api_token_sha256 = "{td}"
 [users.erin]
+slack_id = "U0ERIN"
 groups = ["security"]
 api_token_sha256 = "{te}"
 
@@ -130,6 +135,8 @@ impl App {
             clock: clock.clone(),
             signer: Arc::new(signer),
             pins: Arc::new(pins),
+            chat: Arc::new(bot::chat::sync::ChatHub::default()),
+            slack: None,
         };
         Self { deps, clock }
     }

@@ -38,12 +38,13 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Transaction};
 
+use crate::core::Origin;
 use crate::core::RequestId;
 use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
-use crate::ports::{RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
-use rows::{ApprovalRow, AuditRow, RecordingRow, RequestRow, SessionEventRow};
+use crate::ports::{ChatThread, RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
+use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
 /// Most requests one listing returns, whatever the caller asks.
 pub const MAX_LIST: u32 = 1000;
@@ -268,6 +269,22 @@ impl Store for SqlStore {
             for a in &req.approvals {
                 insert_approval!(tx, &id, a, at);
             }
+            // A request made in a chat channel gets its card there: the thread row is created
+            // with the request, so no request can miss its card.
+            let chat = match &req.origin {
+                Origin::Api => None,
+                Origin::Slack { channel } => Some(("slack", channel)),
+                Origin::Discord { channel } => Some(("discord", channel)),
+            };
+            if let Some((platform, channel)) = chat {
+                sqlx::query(sql::INSERT_CHAT_THREAD)
+                    .bind(&id)
+                    .bind(platform)
+                    .bind(channel)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(error::db)?;
+            }
             append_chain!(tx, std::slice::from_ref(audit), at);
             tx.commit().await.map_err(error::db)
         })
@@ -423,6 +440,76 @@ impl Store for SqlStore {
             let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_PAGE)
                 .bind(after_seq)
                 .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(error::db)?;
+            rows.into_iter().map(AuditRow::into_entry).collect()
+        })
+    }
+
+    async fn claim_chat_threads(
+        &self,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<ChatThread>, StoreError> {
+        let limit = i64::from(limit.min(MAX_LIST));
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            let rows: Vec<ChatThreadRow> = sqlx::query_as(sql::DUE_CHAT_THREADS)
+                .bind(now.unix())
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(error::db)?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in rows {
+                let t = row.into_thread()?;
+                let leased = sqlx::query(sql::LEASE_CHAT_THREAD)
+                    .bind(now.unix() + lease_secs)
+                    .bind(t.request_id.to_string())
+                    .bind(now.unix())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(error::db)?;
+                if leased.rows_affected() == 1 {
+                    claimed.push(t);
+                }
+            }
+            tx.commit().await.map_err(error::db)?;
+            Ok(claimed)
+        })
+    }
+
+    async fn save_chat_thread(&self, t: &ChatThread) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::SAVE_CHAT_THREAD)
+                .bind(t.message_id.as_deref())
+                .bind(t.thread_id.as_deref())
+                .bind(t.synced_seq)
+                .bind(t.connect_sent)
+                .bind(t.summary_sent)
+                .bind(t.done)
+                .bind(t.attempts)
+                .bind(t.next_attempt_at.unix())
+                .bind(t.request_id.to_string())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(error::db)
+        })
+    }
+
+    async fn audit_of_request(
+        &self,
+        id: RequestId,
+        after_seq: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let id = id.to_string();
+        on_pool!(&self.db, pool => {
+            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_OF_REQUEST)
+                .bind(&id)
+                .bind(after_seq)
                 .fetch_all(pool)
                 .await
                 .map_err(error::db)?;

@@ -9,7 +9,7 @@ use crate::core::{
     Origin, PrincipalName, Reason, Request, RequestId, ScopeName, Status, Timestamp,
     approval::SignatureBytes,
 };
-use crate::ports::{RecordingRecord, SessionEvent, StoreError};
+use crate::ports::{ChatThread, RecordingRecord, SessionEvent, StoreError};
 
 /// One `requests` row, as selected by [`super::sql`] (`request_cols!`).
 #[derive(Debug, sqlx::FromRow)]
@@ -230,6 +230,41 @@ impl RecordingRow {
             commands: count("commands", self.commands)?,
             file: self.file,
             end_reason: self.end_reason,
+        })
+    }
+}
+
+/// One `chat_threads` row, as selected by `chat_cols!`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ChatThreadRow {
+    request_id: String,
+    platform: String,
+    channel: String,
+    message_id: Option<String>,
+    thread_id: Option<String>,
+    synced_seq: i64,
+    connect_sent: bool,
+    summary_sent: bool,
+    done: bool,
+    attempts: i64,
+    next_attempt_at: i64,
+}
+
+impl ChatThreadRow {
+    pub(super) fn into_thread(self) -> Result<ChatThread, StoreError> {
+        let row = format!("chat thread of {}", self.request_id);
+        Ok(ChatThread {
+            request_id: self.request_id.parse().map_err(|e| corrupt(&row, "request_id", e))?,
+            platform: self.platform,
+            channel: self.channel,
+            message_id: self.message_id,
+            thread_id: self.thread_id,
+            synced_seq: self.synced_seq,
+            connect_sent: self.connect_sent,
+            summary_sent: self.summary_sent,
+            done: self.done,
+            attempts: self.attempts,
+            next_attempt_at: Timestamp::from_unix(self.next_attempt_at),
         })
     }
 }

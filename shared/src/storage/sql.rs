@@ -112,3 +112,36 @@ pub(super) const INSERT_RECORDING: &str = concat!(
 
 pub(super) const RECORDING_OF: &str =
     concat!("SELECT ", recording_cols!(), " FROM recordings WHERE request_id = $1");
+
+pub(super) const INSERT_CHAT_THREAD: &str = "INSERT INTO chat_threads \
+     (request_id, platform, channel, message_id, thread_id, synced_seq, connect_sent, \
+     summary_sent, done, attempts, next_attempt_at, lease_until) \
+     VALUES ($1, $2, $3, NULL, NULL, 0, FALSE, FALSE, FALSE, 0, 0, 0)";
+
+/// The columns of `chat_threads`, in the order of [`super::rows::ChatThreadRow`].
+macro_rules! chat_cols {
+    () => {
+        "request_id, platform, channel, message_id, thread_id, synced_seq, connect_sent, \
+         summary_sent, done, attempts, next_attempt_at"
+    };
+}
+
+pub(super) const DUE_CHAT_THREADS: &str = concat!(
+    "SELECT ",
+    chat_cols!(),
+    " FROM chat_threads WHERE done = FALSE AND next_attempt_at <= $1 AND lease_until <= $1 \
+     ORDER BY next_attempt_at LIMIT $2"
+);
+
+pub(super) const LEASE_CHAT_THREAD: &str =
+    "UPDATE chat_threads SET lease_until = $1 WHERE request_id = $2 AND lease_until <= $3";
+
+pub(super) const SAVE_CHAT_THREAD: &str = "UPDATE chat_threads SET message_id = $1, \
+     thread_id = $2, synced_seq = $3, connect_sent = $4, summary_sent = $5, done = $6, \
+     attempts = $7, next_attempt_at = $8, lease_until = 0 WHERE request_id = $9";
+
+pub(super) const AUDIT_OF_REQUEST: &str = concat!(
+    "SELECT ",
+    audit_cols!(),
+    " FROM audit_events WHERE request_id = $1 AND seq > $2 ORDER BY seq"
+);

@@ -1,0 +1,336 @@
+//! The chat sync loop: a thin shell that claims chat threads with work due, mirrors each
+//! request's new audit events into its card and thread, and saves the progress.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use shared::core::{AuditEntry, AuditKind, KeyId, Request, RequestRef, Status, Timestamp};
+use shared::ports::{ChatThread, RecordingRecord};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    CardView, ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost,
+};
+use crate::service::Deps;
+
+/// How long a replica holds a thread while it works on it.
+const LEASE_SECS: i64 = 60;
+/// Longest backoff between attempts.
+const MAX_BACKOFF_SECS: i64 = 300;
+
+/// The chat side of the bot: its adapters and what the summary needs.
+#[derive(Debug, Default)]
+pub struct ChatHub {
+    adapters: HashMap<Platform, Arc<dyn ChatAdapter>>,
+    /// Wakes the loop early (a click was just handled).
+    pub wake: Notify,
+    /// Keys recording signatures are checked against for the summary.
+    pub recording_pins: Vec<VerifyingKey>,
+    pub recordings_dir: PathBuf,
+    /// Base URL for links (the bot's public URL).
+    pub public_url: String,
+}
+
+impl ChatHub {
+    pub fn new(
+        recording_pins: Vec<VerifyingKey>,
+        recordings_dir: PathBuf,
+        public_url: String,
+    ) -> Self {
+        Self {
+            adapters: HashMap::new(),
+            wake: Notify::new(),
+            recording_pins,
+            recordings_dir,
+            public_url,
+        }
+    }
+    pub fn add(&mut self, adapter: Arc<dyn ChatAdapter>) {
+        self.adapters.insert(adapter.platform(), adapter);
+    }
+    pub fn adapter(&self, p: Platform) -> Option<&Arc<dyn ChatAdapter>> {
+        self.adapters.get(&p)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.adapters.is_empty()
+    }
+}
+
+/// Runs until `stop`: every `every`, or at once when woken, syncs the due threads.
+pub async fn run(deps: Deps, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+            () = deps.chat.wake.notified() => {}
+        }
+        if let Err(e) = sync_due(&deps).await {
+            tracing::warn!(error = %e, "chat sync could not read its work");
+        }
+    }
+}
+
+/// Syncs every thread with work due now; returns how many were handled.
+///
+/// # Errors
+/// Storage errors while claiming (per-thread failures are saved as backoff).
+pub async fn sync_due(deps: &Deps) -> Result<usize, shared::ports::StoreError> {
+    let now = deps.now();
+    let threads = deps.store.claim_chat_threads(now, LEASE_SECS, 50).await?;
+    let n = threads.len();
+    for t in threads {
+        let saved = match Platform::parse(&t.platform).and_then(|p| deps.chat.adapter(p).cloned()) {
+            Some(adapter) => match sync_thread(deps, adapter.as_ref(), t.clone()).await {
+                Ok(done) => done,
+                Err((mut partial, e)) => {
+                    partial.attempts += 1;
+                    let backoff = match &e {
+                        ChatError::RateLimited(Some(d)) => {
+                            i64::try_from(d.as_secs()).unwrap_or(1).max(1)
+                        }
+                        _ => (1_i64 << partial.attempts.clamp(0, 8)).min(MAX_BACKOFF_SECS),
+                    };
+                    partial.next_attempt_at = deps.now().plus_secs(backoff);
+                    tracing::warn!(request = %partial.request_id, error = %e, retry_in_secs = backoff, "chat post failed; will retry");
+                    partial
+                }
+            },
+            // No adapter for this platform in this process: try again later (another replica
+            // or a restart with the platform configured will pick it up).
+            None => ChatThread { next_attempt_at: now.plus_secs(MAX_BACKOFF_SECS), ..t },
+        };
+        if let Err(e) = deps.store.save_chat_thread(&saved).await {
+            tracing::warn!(request = %saved.request_id, error = %e, "cannot save chat progress");
+        }
+    }
+    Ok(n)
+}
+
+/// Brings one thread up to date. On failure, returns the progress made so far (saved, so
+/// nothing is posted twice) with the error.
+async fn sync_thread(
+    deps: &Deps,
+    adapter: &dyn ChatAdapter,
+    mut t: ChatThread,
+) -> Result<ChatThread, (ChatThread, ChatError)> {
+    let req = match deps.store.get_request(&RequestRef::Id(t.request_id)).await {
+        Ok(r) => r,
+        Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
+    };
+    let card = card_of(deps, &req);
+    let posted = match (&t.message_id, &t.thread_id) {
+        (Some(m), th) => Posted { message_id: m.clone(), thread_id: th.clone() },
+        (None, _) => match adapter.post_card(&t.channel, &card).await {
+            Ok(p) => {
+                t.message_id = Some(p.message_id.clone());
+                t.thread_id = p.thread_id.clone();
+                p
+            }
+            Err(e) => return Err((t, e)),
+        },
+    };
+    let events = match deps.store.audit_of_request(t.request_id, t.synced_seq).await {
+        Ok(e) => e,
+        Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
+    };
+    let changed = !events.is_empty();
+    for e in &events {
+        if let Err(err) = mirror(deps, adapter, &req, &mut t, &posted, e).await {
+            return Err((t, err));
+        }
+        t.synced_seq = e.seq;
+    }
+    if changed && let Err(e) = adapter.update_card(&t.channel, &posted, &card).await {
+        return Err((t, e));
+    }
+    t.attempts = 0;
+    t.next_attempt_at = deps.now();
+    t.done = finished(deps, &req, &t).await;
+    Ok(t)
+}
+
+/// One audit event into the thread (and the connect line to the requester on `granted`).
+async fn mirror(
+    deps: &Deps,
+    adapter: &dyn ChatAdapter,
+    req: &Request,
+    t: &mut ChatThread,
+    posted: &Posted,
+    e: &AuditEntry,
+) -> Result<(), ChatError> {
+    let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
+    let text = |k: &str| data[k].as_str().unwrap_or_default().to_owned();
+    let post = match AuditKind::parse(&e.kind) {
+        Ok(AuditKind::Approved) => Some(ThreadPost::Approved {
+            by: e.actor.clone(),
+            have: data["approvals"].as_u64().unwrap_or(0),
+            need: data["quorum"].as_u64().unwrap_or(0),
+            signer: text("signer"),
+        }),
+        Ok(AuditKind::Granted) => Some(ThreadPost::Granted {
+            approvers: data["approvers"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            requester: req.requester.to_string(),
+        }),
+        Ok(AuditKind::Denied) => Some(ThreadPost::Denied { by: e.actor.clone() }),
+        Ok(AuditKind::Revoked) => {
+            Some(ThreadPost::Revoked { by: e.actor.clone(), was: text("was") })
+        }
+        Ok(AuditKind::Expired) => Some(ThreadPost::Expired { was: text("was") }),
+        Ok(AuditKind::SessionStarted) => Some(ThreadPost::SessionStarted {
+            requester: req.requester.to_string(),
+            host: req.host.to_string(),
+            login: req.login.to_string(),
+        }),
+        Ok(AuditKind::SessionEnded) if !t.summary_sent => {
+            Some(ThreadPost::Summary(Box::new(summary(deps, req, &data).await)))
+        }
+        _ => None,
+    };
+    if let Some(p) = &post {
+        adapter.post_in_thread(&t.channel, posted, p).await?;
+    }
+    if matches!(post, Some(ThreadPost::Summary(_))) {
+        t.summary_sent = true;
+    }
+    if matches!(post, Some(ThreadPost::Granted { .. })) && !t.connect_sent {
+        if let Some(user) = chat_id(deps, adapter.platform(), req) {
+            let line = crate::http::api::connect_line(deps, req);
+            let text = format!(
+                "Your break-glass access {} to {} as {} is approved. Connect with:\n{line}",
+                req.code, req.host, req.login
+            );
+            adapter.ephemeral(&t.channel, &user, &text).await?;
+        }
+        t.connect_sent = true;
+    }
+    Ok(())
+}
+
+/// The requester's user id on `platform`, from config.
+fn chat_id(deps: &Deps, platform: Platform, req: &Request) -> Option<String> {
+    let id = deps.config.identities.get(&req.requester)?;
+    match platform {
+        Platform::Slack => id.slack_id.clone(),
+        Platform::Discord => id.discord_id.clone(),
+    }
+}
+
+pub fn card_of(deps: &Deps, req: &Request) -> CardView {
+    let scope = deps.config.policy.scope(&req.scope).ok();
+    CardView::of(
+        req,
+        scope.map_or(0, |s| s.quorum),
+        scope.is_some_and(|s| s.require_offline_signature),
+        deps.now(),
+    )
+}
+
+/// Nothing more will happen: the request is over, and if it had a session, its summary is
+/// out.
+async fn finished(deps: &Deps, req: &Request, t: &ChatThread) -> bool {
+    let status = req.status_at(deps.now());
+    if !status.is_terminal()
+        || !matches!(
+            req.status,
+            Status::Closed | Status::Denied | Status::Expired | Status::Revoked
+        )
+    {
+        return false;
+    }
+    if t.summary_sent {
+        return true;
+    }
+    // Terminal without a summary: done only if no session ever started.
+    match deps.store.audit_of_request(req.id, 0).await {
+        Ok(all) => !all.iter().any(|e| e.kind == AuditKind::SessionStarted.as_str()),
+        Err(_) => false,
+    }
+}
+
+/// The audit summary of a finished session, from the database and the recording.
+async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> SummaryView {
+    let rec = deps.store.recording(req.id).await.ok().flatten();
+    let events = deps.store.session_events(req.id).await.unwrap_or_default();
+    let commands: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "command" || e.kind == "exec")
+        .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
+        .collect();
+    let integrity = match &rec {
+        Some(r) => integrity(deps, r),
+        None => Integrity::Missing,
+    };
+    SummaryView {
+        code: req.code.to_string(),
+        requester: req.requester.to_string(),
+        approvers: req.approvals.iter().map(|a| a.approver.to_string()).collect(),
+        host: req.host.to_string(),
+        login: req.login.to_string(),
+        started_at: rec.as_ref().map(|r| r.started_at),
+        ended_at: rec.as_ref().map(|r| r.ended_at),
+        end_reason: rec
+            .as_ref()
+            .map(|r| r.end_reason.clone())
+            .unwrap_or_else(|| ended["end_reason"].as_str().unwrap_or("closed").to_owned()),
+        revoked_by: req
+            .closed_by
+            .as_ref()
+            .filter(|_| req.status == Status::Revoked)
+            .map(ToString::to_string),
+        commands_total: u64::try_from(commands.len()).unwrap_or(0),
+        commands: commands.into_iter().take(20).collect(),
+        bytes_in: rec.as_ref().map_or(0, |r| r.bytes_in),
+        bytes_out: rec.as_ref().map_or(0, |r| r.bytes_out),
+        exit_status: rec.as_ref().and_then(|r| r.exit_status),
+        recording: rec.as_ref().map(|r| r.file.clone()),
+        recording_link: rec
+            .as_ref()
+            .map(|r| format!("{}/recordings/{}", deps.chat.public_url, r.file)),
+        integrity,
+    }
+}
+
+/// Checks the stored signature over the stored digest with the pinned recording keys, and,
+/// when the file is reachable, that it still hashes to that digest.
+fn integrity(deps: &Deps, r: &RecordingRecord) -> Integrity {
+    let Some(key) = deps.chat.recording_pins.iter().find(|k| KeyId::of(k.as_bytes()) == r.key_id)
+    else {
+        return Integrity::Failed(format!("signed by key {}, which is not pinned", r.key_id));
+    };
+    let side = recorder::integrity::Sidecar {
+        version: 1,
+        file: r.file.clone(),
+        sha256: hex::encode(r.sha256),
+        key_id: r.key_id,
+        signature: r.signature,
+        signed_at: r.ended_at,
+    };
+    let path = deps.chat.recordings_dir.join(&r.file);
+    let result = match std::fs::read(&path) {
+        Ok(bytes) => {
+            recorder::integrity::verify_bytes(&bytes, &side, std::slice::from_ref(key)).map(drop)
+        }
+        // Not on this machine (split deployment): the signature over the stored digest.
+        Err(_) => recorder::integrity::verify_digest(&r.sha256, &side, std::slice::from_ref(key))
+            .map(drop),
+    };
+    match result {
+        Ok(()) => Integrity::Verified { key_id: r.key_id.to_string() },
+        Err(e) => Integrity::Failed(e.to_string()),
+    }
+}
+
+/// Timestamps as `03:44 UTC`, for chat.
+pub fn hhmm(t: Timestamp) -> String {
+    let s = t.rfc3339();
+    s.get(11..16).map_or(s.clone(), |h| format!("{h} UTC"))
+}

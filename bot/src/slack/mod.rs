@@ -1,0 +1,383 @@
+//! Slack: the `/breakglass` slash command, the Approve / Deny / Revoke buttons, and the
+//! [`ChatAdapter`] that posts and updates cards through Slack's Web API (slack-morphism).
+//!
+//! Every request from Slack is verified before anything in it is read: HMAC-SHA256 (`v0`)
+//! over the raw body with the signing secret, a timestamp within 5 minutes, a constant-time
+//! compare; anything else is a 401 and changes nothing. Clicks go through the same service
+//! path as the API, the bot's key signing for the approver whose click was verified.
+
+pub mod parse;
+pub mod render;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shared::config::Secret;
+use shared::core::{NewRequest, Origin, PrincipalName, Request, RequestRef, Status};
+use shared::ports::RequestFilter;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+
+use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
+use crate::service::{Deps, ServiceError};
+use parse::{SlashCommand, USAGE};
+use render::{code, escape};
+
+/// What the Slack endpoints need: the verifier (signing secret) and the adapter.
+#[derive(Clone)]
+pub struct SlackState {
+    verifier: SlackEventSignatureVerifier,
+    pub adapter: Arc<SlackAdapter>,
+}
+
+impl std::fmt::Debug for SlackState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackState").finish_non_exhaustive()
+    }
+}
+
+impl SlackState {
+    pub fn new(signing_secret: &Secret<String>, adapter: Arc<SlackAdapter>) -> Self {
+        let secret = SlackSigningSecret::new(signing_secret.expose().clone());
+        Self { verifier: SlackEventSignatureVerifier::new(&secret), adapter }
+    }
+
+    /// Checks Slack's signature over the raw body. Nothing is parsed before this passes.
+    fn verify(&self, headers: &HeaderMap, body: &Bytes) -> bool {
+        let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(sig), Some(ts)) = (
+            h(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
+            h(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
+        ) else {
+            return false;
+        };
+        let Ok(body) = std::str::from_utf8(body) else { return false };
+        self.verifier.verify(sig, body, ts).is_ok()
+    }
+}
+
+/// The Slack Web API client as a [`ChatAdapter`].
+pub struct SlackAdapter {
+    client: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+}
+
+impl std::fmt::Debug for SlackAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackAdapter").finish_non_exhaustive()
+    }
+}
+
+impl SlackAdapter {
+    /// A client for the Web API at `api_url` (`https://slack.com/api`, or a test server).
+    ///
+    /// # Errors
+    /// TLS setup failures.
+    pub fn new(api_url: &str, bot_token: &Secret<String>) -> anyhow::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector =
+            SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
+        Ok(Self {
+            client: Arc::new(SlackClient::new(connector)),
+            token: SlackApiToken::new(bot_token.expose().clone().into()),
+        })
+    }
+}
+
+fn chat_error(e: SlackClientError) -> ChatError {
+    match e {
+        SlackClientError::RateLimitError(r) => ChatError::RateLimited(r.retry_after),
+        SlackClientError::ApiError(a) => ChatError::Refused(a.code),
+        other => ChatError::Transient(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl ChatAdapter for SlackAdapter {
+    fn platform(&self) -> Platform {
+        Platform::Slack
+    }
+
+    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let r = session
+            .chat_post_message(&SlackApiChatPostMessageRequest::new(
+                channel.into(),
+                render::card(card),
+            ))
+            .await
+            .map_err(chat_error)?;
+        Ok(Posted { message_id: r.ts.0, thread_id: None })
+    }
+
+    async fn update_card(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        card: &CardView,
+    ) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        session
+            .chat_update(&SlackApiChatUpdateRequest::new(
+                channel.into(),
+                render::card(card),
+                posted.message_id.clone().into(),
+            ))
+            .await
+            .map(drop)
+            .map_err(chat_error)
+    }
+
+    async fn post_in_thread(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        post: &ThreadPost,
+    ) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        session
+            .chat_post_message(
+                &SlackApiChatPostMessageRequest::new(channel.into(), render::thread_post(post))
+                    .with_thread_ts(posted.message_id.clone().into()),
+            )
+            .await
+            .map(drop)
+            .map_err(chat_error)
+    }
+
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
+        let session = self.client.open_session(&self.token);
+        let content = SlackMessageContent::new().with_text(text.to_owned());
+        session
+            .chat_post_ephemeral(&SlackApiChatPostEphemeralRequest::new(
+                channel.into(),
+                user.into(),
+                content,
+            ))
+            .await
+            .map(drop)
+            .map_err(chat_error)
+    }
+}
+
+fn slack_state(deps: &Deps) -> Option<Arc<SlackState>> {
+    deps.slack.clone()
+}
+
+/// An ephemeral answer to a slash command.
+fn reply(text: String) -> Response {
+    Json(json!({ "response_type": "ephemeral", "text": text })).into_response()
+}
+
+/// The configured person behind a Slack user id.
+fn principal(deps: &Deps, user: &str) -> Option<PrincipalName> {
+    deps.config.principal_by_chat_id(Some(user), None).cloned()
+}
+
+fn not_configured(user: &str) -> String {
+    format!(
+        "You are not a breakglass user yet: ask an operator to add `slack_id = \"{}\"` to your entry under [users] in the breakglass config.",
+        escape(user, 32)
+    )
+}
+
+/// One line for a refusal, with its stable code.
+fn refusal(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Policy(p) => format!("{} [{}]", escape(&p.to_string(), 500), p.code()),
+        ServiceError::NotFound(r) => format!("No request {} [not_found]", escape(r, 64)),
+        ServiceError::Busy => {
+            "The request changed while this was decided; try again [conflict]".to_owned()
+        }
+        ServiceError::Unavailable(_) => {
+            "breakglass cannot reach its database right now; nothing was changed [unavailable]"
+                .to_owned()
+        }
+        ServiceError::Internal(_) => "Internal error; nothing was changed [internal]".to_owned(),
+    }
+}
+
+fn describe(deps: &Deps, r: &Request) -> String {
+    let v = crate::chat::sync::card_of(deps, r);
+    format!(
+        "{} {} → {} as {} for {}: *{}* ({} of {} approvals)",
+        code(&v.code, 16),
+        escape(&v.requester, 64),
+        code(&v.host, 64),
+        code(&v.login, 32),
+        escape(&v.duration, 16),
+        v.status.as_str(),
+        v.approvers.len(),
+        v.quorum
+    )
+}
+
+/// `POST /slack/commands`: the `/breakglass` slash command.
+pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
+    if !slack.verify(&headers, &body) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(ev) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
+    };
+    reply(run_command(&deps, &ev).await)
+}
+
+/// Runs one slash command (verified, from HTTP or Socket Mode); returns the private answer.
+pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
+    let user = ev.user_id.to_string();
+    let channel = ev.channel_id.to_string();
+    let Some(who) = principal(deps, &user) else { return not_configured(&user) };
+    let cmd = match parse::parse(ev.text.as_deref().unwrap_or_default()) {
+        Ok(c) => c,
+        Err(e) => return format!("{} [{}]", escape(&e.to_string(), 1500), e.code()),
+    };
+    match cmd {
+        SlashCommand::Help => USAGE.to_owned(),
+        SlashCommand::Request { host, login, duration, scope, reason } => {
+            let input = NewRequest {
+                requester: who,
+                host,
+                scope,
+                login,
+                duration,
+                reason,
+                origin: Origin::Slack { channel },
+            };
+            match deps.create_request(input).await {
+                Ok(r) => {
+                    deps.chat.wake.notify_one();
+                    format!(
+                        "Requested {}. The card is posted in this channel for approvers; you will get the connect line here once it is approved.",
+                        describe(deps, &r)
+                    )
+                }
+                Err(e) => refusal(&e),
+            }
+        }
+        SlashCommand::Status(Some(r)) => match deps.get(&r).await {
+            Ok(req) => describe(deps, &req),
+            Err(e) => refusal(&e),
+        },
+        SlashCommand::Status(None) => {
+            let filter = RequestFilter { statuses: vec![], requester: Some(who), limit: 5 };
+            match deps.list(&filter).await {
+                Ok(rs) if rs.is_empty() => "You have no requests.".to_owned(),
+                Ok(rs) => rs.iter().map(|r| describe(deps, r)).collect::<Vec<_>>().join("\n"),
+                Err(e) => refusal(&e),
+            }
+        }
+        SlashCommand::List => {
+            let filter = RequestFilter {
+                statuses: vec![Status::Pending, Status::Approved, Status::Active],
+                requester: None,
+                limit: 1000,
+            };
+            match deps.list(&filter).await {
+                Ok(rs) => {
+                    let here: Vec<String> = rs
+                        .iter()
+                        .filter(
+                            |r| matches!(&r.origin, Origin::Slack { channel: c } if *c == channel),
+                        )
+                        .filter(|r| !r.status_at(deps.now()).is_terminal())
+                        .map(|r| describe(deps, r))
+                        .collect();
+                    if here.is_empty() {
+                        "No open requests or live sessions in this channel.".to_owned()
+                    } else {
+                        here.join("\n")
+                    }
+                }
+                Err(e) => refusal(&e),
+            }
+        }
+        SlashCommand::Revoke(r) => match deps.revoke(&r, &who).await {
+            Ok(req) => {
+                deps.chat.wake.notify_one();
+                format!("Revoked {}.", code(req.code.as_str(), 16))
+            }
+            Err(e) => refusal(&e),
+        },
+    }
+}
+
+/// Handles the clicks of one verified `block_actions` event (HTTP or Socket Mode): each goes
+/// through the service as the clicker; refusals are told to the clicker alone, off the
+/// request path.
+pub async fn run_clicks(deps: &Deps, slack: &SlackState, ev: SlackInteractionBlockActionsEvent) {
+    let user = ev.user.as_ref().map(|u| u.id.to_string()).unwrap_or_default();
+    let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
+    let who = principal(deps, &user);
+    for action in ev.actions.unwrap_or_default() {
+        let Some(button) = Button::from_action_id(action.action_id.as_ref()) else { continue };
+        let Some(r) = action.value.as_deref().and_then(|v| v.parse::<RequestRef>().ok()) else {
+            continue;
+        };
+        let outcome = match &who {
+            None => Err(not_configured(&user)),
+            Some(who) => {
+                let result = match button {
+                    Button::Approve => deps.approve(&r, who, None).await,
+                    Button::Deny => deps.deny(&r, who).await,
+                    Button::Revoke => deps.revoke(&r, who).await,
+                };
+                result.map_err(|e| match &e {
+                    ServiceError::Policy(shared::core::PolicyError::OfflineSignatureRequired { code, .. }) => format!(
+                        "This scope accepts only approvals signed with your own key. Run `breakglass approve --key YOUR_KEY {}` [offline_signature_required]",
+                        escape(code, 16)
+                    ),
+                    _ => refusal(&e),
+                })
+            }
+        };
+        match outcome {
+            Ok(_) => deps.chat.wake.notify_one(),
+            Err(text) => {
+                let adapter = slack.adapter.clone();
+                let (channel, user) = (channel.clone(), user.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = adapter.ephemeral(&channel, &user, &text).await {
+                        tracing::warn!(error = %e, "cannot tell the clicker why");
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// `POST /slack/interactions`: Approve, Deny and Revoke clicks on cards.
+pub async fn interaction(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
+    if !slack.verify(&headers, &body) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
+    };
+    let Ok(SlackInteractionEvent::BlockActions(ev)) =
+        serde_json::from_str::<SlackInteractionEvent>(&form.payload)
+    else {
+        // Other interaction kinds are not ours: acknowledge and ignore.
+        return StatusCode::OK.into_response();
+    };
+    run_clicks(&deps, &slack, ev).await;
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,431 @@
+//! Slack end to end through the bot's real HTTP endpoints: slash commands and clicks signed
+//! exactly as Slack signs them, the Web API answered by a local fake that records every call.
+//! Sessions are simulated on the store here (the gateway's part is covered with a real sshd
+//! in the end-to-end crate's Slack flow).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{App, Backend, TestResult, run};
+use e2e::fake_slack::{FakeSlack, click_body, command_body, sign};
+use serde_json::Value;
+use shared::config::Secret;
+use shared::core::request::{self as core_request};
+use shared::core::{Action, RequestRef};
+use shared::ports::RecordingRecord;
+use shared::testing::db::TestDb;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const CHANNEL: &str = "C0INCIDENT";
+
+/// The bot with Slack enabled, serving on a real socket, and the fake Slack.
+struct Slack {
+    app: App,
+    fake: FakeSlack,
+    url: String,
+    http: reqwest::Client,
+    recording_key: recorder::integrity::RecordingSigner,
+}
+
+impl Slack {
+    async fn start(db: &TestDb) -> Self {
+        let fake = FakeSlack::start().await;
+        let mut app = App::new(db);
+        let adapter = Arc::new(
+            bot::slack::SlackAdapter::new(&fake.api_url, &Secret::new("xoxb-test-token".into()))
+                .expect("client"),
+        );
+        let recording_key = recorder::integrity::RecordingSigner::new(shared::testing::key(7));
+        let mut hub = bot::chat::sync::ChatHub::new(
+            vec![recording_key.verifying_key()],
+            std::env::temp_dir().join("bg-no-recordings"),
+            "https://bg.example".into(),
+        );
+        hub.add(adapter.clone());
+        app.deps.chat = Arc::new(hub);
+        app.deps.slack =
+            Some(Arc::new(bot::slack::SlackState::new(&Secret::new(SECRET.into()), adapter)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = bot::router(app.deps.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { app, fake, url, http: reqwest::Client::new(), recording_key }
+    }
+
+    async fn post(&self, path: &str, body: &str, ts: i64, signature: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", signature)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("bot answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// A slash command as `user`, signed now; returns the ephemeral text.
+    async fn command(&self, user: &str, channel: &str, text: &str) -> String {
+        let body = command_body(user, channel, text);
+        let ts = Self::now();
+        let (status, v) = self.post("/slack/commands", &body, ts, &sign(SECRET, ts, &body)).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["response_type"], "ephemeral", "{v}");
+        v["text"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A click on the card, signed now.
+    async fn click(&self, user: &str, card_ts: &str, action: &str, request_id: &str) -> u16 {
+        let body = click_body(user, CHANNEL, card_ts, action, request_id);
+        let ts = Self::now();
+        self.post("/slack/interactions", &body, ts, &sign(SECRET, ts, &body)).await.0
+    }
+
+    async fn sync(&self) {
+        bot::chat::sync::sync_due(&self.app.deps).await.expect("sync runs");
+    }
+
+    /// Requests db-1 as alice from the incident channel; returns (code, id, card ts).
+    async fn request(&self, reason: &str) -> (String, String, String) {
+        let text = self
+            .command("U0ALICE", CHANNEL, &format!("request db-1 --as postgres --for 30m {reason}"))
+            .await;
+        assert!(text.starts_with("Requested `bg-"), "{text}");
+        let code = text.split('`').nth(1).expect("code").to_owned();
+        let id =
+            self.app.deps.get(&code.parse().expect("code")).await.expect("stored").id.to_string();
+        self.sync().await;
+        let card = self
+            .fake
+            .calls_to("chat.postMessage")
+            .into_iter()
+            .rev()
+            .find(|c| c.text().contains(&code))
+            .expect("a card was posted");
+        (code, id, card.ts.expect("the card was answered"))
+    }
+
+    /// Simulates the gateway: the session starts and ends with a signed recording.
+    async fn session(&self, code: &str, commands: &[&str]) {
+        let d = &self.app.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
+        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
+            .expect("start");
+        d.store.apply(&t, now).await.expect("started");
+        for (i, c) in commands.iter().enumerate() {
+            let e = shared::ports::SessionEvent {
+                request_id: req.id,
+                at: now,
+                offset_ms: i as i64 * 1000,
+                kind: "command".into(),
+                detail: serde_json::json!({"command": c}),
+            };
+            d.store.add_session_event(&e).await.expect("event");
+        }
+        let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
+        let end = core_request::apply(
+            &live,
+            Action::SessionEnded,
+            &d.config.policy,
+            &d.pins,
+            now.plus_secs(60),
+        )
+        .expect("end");
+        let sha = [9u8; 32];
+        let side = self.recording_key.sign("x.cast", &sha, now);
+        let rec = RecordingRecord {
+            request_id: req.id,
+            file: format!("{code}-1.cast"),
+            sha256: sha,
+            signature: side.signature,
+            key_id: side.key_id,
+            started_at: now,
+            ended_at: now.plus_secs(60),
+            end_reason: "closed".into(),
+            exit_status: Some(0),
+            bytes_in: 42,
+            bytes_out: 4242,
+            commands: commands.len() as u64,
+        };
+        d.store.end_session(&rec, Some(&end), &[], now.plus_secs(60)).await.expect("ended");
+    }
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::run(super::Backend::Sqlite, |db| super::$name(db)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::run(super::Backend::Postgres, |db| super::$name(db)).await;
+            }
+        }
+    };
+}
+
+both!(a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line);
+async fn a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line(
+    db: TestDb,
+) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, id, ts) = s.request("replica lag, need to kill a query").await;
+    let card = &s.fake.calls_to("chat.postMessage")[0];
+    assert_eq!(card.token.as_deref(), Some("xoxb-test-token"));
+    assert_eq!(card.body["channel"], CHANNEL);
+    let text = card.text();
+    assert!(
+        text.contains("breakglass_approve")
+            && text.contains("breakglass_deny")
+            && text.contains(&id),
+        "{text}"
+    );
+    assert!(text.contains("replica lag"), "{text}");
+
+    assert_eq!(s.click("U0BOB", &ts, "breakglass_approve", &id).await, 200);
+    s.sync().await;
+    let thread = s.fake.thread(&ts);
+    assert!(
+        thread
+            .last()
+            .is_some_and(|c| c.text().contains("Approved by bob") && c.text().contains("1 of 2")),
+        "{thread:?}"
+    );
+    let update = s.fake.calls_to("chat.update");
+    assert!(
+        update
+            .last()
+            .is_some_and(|c| c.body["ts"] == ts.as_str() && c.text().contains("1 of 2 approvals")),
+        "{update:?}"
+    );
+    assert!(s.fake.calls_to("chat.postEphemeral").is_empty(), "no connect line before the grant");
+
+    assert_eq!(s.click("U0CAROL", &ts, "breakglass_approve", &id).await, 200);
+    s.sync().await;
+    let eph = s.fake.calls_to("chat.postEphemeral");
+    assert_eq!(eph.len(), 1, "{eph:?}");
+    assert_eq!(eph[0].body["user"], "U0ALICE", "the requester alone gets the connect line");
+    assert!(eph[0].text().contains(&format!("ssh -p 2222 {code}@gw.example")), "{:?}", eph[0]);
+    let card = s.fake.calls_to("chat.update").last().map(|c| c.text()).unwrap_or_default();
+    assert!(card.contains("breakglass_revoke") && !card.contains("breakglass_approve"), "{card}");
+    assert!(s.fake.thread(&ts).iter().any(|c| c.text().contains("Granted")));
+
+    // Status and list answer privately.
+    assert!(s.command("U0ALICE", CHANNEL, &format!("status {code}")).await.contains("approved"));
+    assert!(s.command("U0BOB", CHANNEL, "list").await.contains(&code));
+    assert!(s.command("U0BOB", "C0OTHER", "list").await.contains("No open requests"));
+
+    // The session runs and ends: one summary, in the thread, with the commands.
+    s.session(&code, &["uptime", "systemctl restart postgresql"]).await;
+    s.sync().await;
+    s.sync().await;
+    let summaries: Vec<_> =
+        s.fake.thread(&ts).into_iter().filter(|c| c.text().contains("Session summary")).collect();
+    assert_eq!(summaries.len(), 1);
+    let summary = summaries[0].text();
+    for needle in [
+        "alice",
+        "bob",
+        "carol",
+        "db-1",
+        "postgres",
+        "systemctl restart postgresql",
+        "4242 out",
+        "signature verifies",
+    ] {
+        assert!(summary.contains(needle), "summary lacks {needle}: {summary}");
+    }
+    Ok(())
+}
+
+both!(forged_or_stale_requests_are_refused_before_reading);
+async fn forged_or_stale_requests_are_refused_before_reading(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let body = command_body("U0ALICE", CHANNEL, "request db-1 because");
+    let now = Slack::now();
+    assert_eq!(
+        s.post("/slack/commands", &body, now, &sign("wrong-secret", now, &body)).await.0,
+        401
+    );
+    assert_eq!(s.post("/slack/commands", &body, now, "v0=00").await.0, 401);
+    let stale = now - 6 * 60;
+    assert_eq!(s.post("/slack/commands", &body, stale, &sign(SECRET, stale, &body)).await.0, 401);
+    let tampered = body.replace("db-1", "db-2");
+    assert_eq!(s.post("/slack/commands", &tampered, now, &sign(SECRET, now, &body)).await.0, 401);
+    let click = click_body("U0BOB", CHANNEL, "1.1", "breakglass_approve", "x");
+    assert_eq!(
+        s.post("/slack/interactions", &click, now, &sign("wrong-secret", now, &click)).await.0,
+        401
+    );
+    assert_eq!(s.app.request_count().await, 0);
+    assert_eq!(s.app.audit_len().await, 0);
+    assert!(s.fake.calls().is_empty());
+    Ok(())
+}
+
+both!(the_same_click_twice_records_one_approval);
+async fn the_same_click_twice_records_one_approval(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, id, ts) = s.request("disk full").await;
+    let body = click_body("U0BOB", CHANNEL, &ts, "breakglass_approve", &id);
+    let now = Slack::now();
+    let sig = sign(SECRET, now, &body);
+    assert_eq!(s.post("/slack/interactions", &body, now, &sig).await.0, 200);
+    assert_eq!(
+        s.post("/slack/interactions", &body, now, &sig).await.0,
+        200,
+        "a replay is acknowledged"
+    );
+    let req = s.app.deps.get(&code.parse()?).await?;
+    assert_eq!(req.approvals.len(), 1);
+    wait_ephemeral(&s, "already_approved").await;
+    Ok(())
+}
+
+async fn wait_ephemeral(s: &Slack, needle: &str) -> String {
+    for _ in 0..100 {
+        if let Some(c) =
+            s.fake.calls_to("chat.postEphemeral").into_iter().find(|c| c.text().contains(needle))
+        {
+            return c.text();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no ephemeral with {needle}: {:?}", s.fake.calls_to("chat.postEphemeral"));
+}
+
+both!(clicks_and_commands_are_checked_against_policy);
+async fn clicks_and_commands_are_checked_against_policy(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    // Requests outside policy: private errors, nothing created.
+    assert!(s.command("U0ALICE", CHANNEL, "request db-9 because").await.contains("[unknown_host]"));
+    assert!(
+        s.command("U0ALICE", "C0RANDOM", "request db-1 because")
+            .await
+            .contains("[channel_not_allowed]")
+    );
+    assert!(
+        s.command("U0ALICE", CHANNEL, "request db-1 --for 3h because")
+            .await
+            .contains("[duration_too_long]")
+    );
+    assert!(
+        s.command("U0NOBODY", CHANNEL, "request db-1 because")
+            .await
+            .contains("slack_id = \"U0NOBODY\"")
+    );
+    assert!(s.command("U0ALICE", CHANNEL, "request db-1").await.contains("[usage]"));
+    assert_eq!(s.app.request_count().await, 0);
+
+    // bob requests; bob clicks approve on his own request; dave is not an approver.
+    let text = s.command("U0BOB", CHANNEL, "request db-1 cache warmup broke").await;
+    let code = text.split('`').nth(1).expect("code").to_owned();
+    let id = s.app.deps.get(&code.parse()?).await?.id.to_string();
+    s.sync().await;
+    assert_eq!(s.click("U0BOB", "1.1", "breakglass_approve", &id).await, 200);
+    wait_ephemeral(&s, "[self_approval]").await;
+    assert_eq!(s.click("U0DAVE", "1.1", "breakglass_approve", &id).await, 200);
+    wait_ephemeral(&s, "[not_an_approver]").await;
+    assert_eq!(s.app.deps.get(&code.parse()?).await?.approvals.len(), 0);
+
+    // carol denies; the card says so and loses its buttons.
+    assert_eq!(s.click("U0CAROL", "1.1", "breakglass_deny", &id).await, 200);
+    s.sync().await;
+    assert_eq!(s.app.deps.get(&code.parse()?).await?.status, shared::core::Status::Denied);
+    let card = s.fake.calls_to("chat.update").last().map(|c| c.text()).unwrap_or_default();
+    assert!(card.contains("denied") && !card.contains("breakglass_approve"), "{card}");
+    assert!(
+        s.fake.calls_to("chat.postMessage").iter().any(|c| c.text().contains("Denied by carol"))
+    );
+    Ok(())
+}
+
+both!(mrkdwn_in_a_reason_cannot_ping_or_forge_links);
+async fn mrkdwn_in_a_reason_cannot_ping_or_forge_links(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    s.request("<!channel> <@U0BOB> <https://evil.example|the runbook> & more").await;
+    let card = s.fake.calls_to("chat.postMessage")[0].text();
+    assert!(
+        !card.contains("<!channel>")
+            && !card.contains("<@U0BOB>")
+            && !card.contains("<https://evil"),
+        "{card}"
+    );
+    assert!(card.contains("&lt;!channel&gt;") && card.contains("&amp; more"), "{card}");
+    assert!(card.contains("\"verbatim\":true"), "no auto-linking of mentions or URLs: {card}");
+    Ok(())
+}
+
+both!(a_rate_limited_summary_is_retried_and_posted_once);
+async fn a_rate_limited_summary_is_retried_and_posted_once(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, id, ts) = s.request("rate limit drill").await;
+    s.click("U0BOB", &ts, "breakglass_approve", &id).await;
+    s.click("U0CAROL", &ts, "breakglass_approve", &id).await;
+    s.sync().await;
+    s.session(&code, &["ls"]).await;
+    s.fake.fail_next("chat.postMessage", 429, Some(2), 1);
+    s.sync().await;
+    assert_eq!(count_summaries(&s, &ts), 0, "429: nothing posted yet");
+    s.sync().await;
+    assert_eq!(count_summaries(&s, &ts), 0, "not retried before Retry-After");
+    s.app.clock.advance(3);
+    s.sync().await;
+    s.app.clock.advance(3);
+    s.sync().await;
+    assert_eq!(count_summaries(&s, &ts), 1, "posted once after the 429");
+    Ok(())
+}
+
+/// Summaries Slack accepted in the thread (a 429-answered call has no `ts`).
+fn count_summaries(s: &Slack, ts: &str) -> usize {
+    s.fake
+        .thread(ts)
+        .iter()
+        .filter(|c| c.ts.is_some() && c.text().contains("Session summary"))
+        .count()
+}
+
+both!(a_summary_due_while_the_bot_was_down_is_posted_once_after_restart);
+async fn a_summary_due_while_the_bot_was_down_is_posted_once_after_restart(
+    db: TestDb,
+) -> TestResult {
+    let first = Slack::start(&db).await;
+    let (code, id, ts) = first.request("restart drill").await;
+    first.click("U0BOB", &ts, "breakglass_approve", &id).await;
+    first.click("U0CAROL", &ts, "breakglass_approve", &id).await;
+    first.sync().await;
+    // The session ends while the bot is down (no sync runs).
+    first.session(&code, &["reboot"]).await;
+    drop(first);
+
+    let second = Slack::start(&db).await;
+    second.sync().await;
+    second.sync().await;
+    let posted: Vec<_> = second
+        .fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.ts.is_some() && c.text().contains("Session summary"))
+        .collect();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].body["thread_ts"], ts.as_str(), "in the card's thread");
+    assert!(posted[0].text().contains("reboot"));
+    Ok(())
+}

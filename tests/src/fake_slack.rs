@@ -1,0 +1,199 @@
+//! A local stand-in for Slack, the one fake the tests allow (there is no internet here):
+//!
+//! - the Web API (`POST /api/{method}`): answers `chat.postMessage`, `chat.update` and
+//!   `chat.postEphemeral` the way Slack does, records every call (method, bearer token, JSON
+//!   body), and can be told to fail the next calls to a method (e.g. 429 with `Retry-After`);
+//! - [`sign`]: Slack's request signing (`v0` HMAC-SHA256 over `v0:{ts}:{body}`), so tests send
+//!   exactly what Slack sends to the bot's endpoints.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hmac::{KeyInit as _, Mac as _};
+use serde_json::{Value, json};
+
+/// One recorded Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub token: Option<String>,
+    pub body: Value,
+    /// The `ts` the fake answered a successful `chat.postMessage` with.
+    pub ts: Option<String>,
+}
+
+impl Call {
+    /// All the text of the call (top-level text and every block), for assertions.
+    pub fn text(&self) -> String {
+        self.body.to_string()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    calls: Vec<Call>,
+    failures: HashMap<String, VecDeque<(u16, Option<u64>)>>,
+    ts: u64,
+}
+
+/// The running fake.
+#[derive(Debug, Clone)]
+pub struct FakeSlack {
+    /// The Web API base URL to configure (`slack.api_url`).
+    pub api_url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeSlack {
+    /// Starts on 127.0.0.1 at an ephemeral port, on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = axum::Router::new().route("/api/{method}", post(api)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { api_url: format!("http://{addr}/api"), inner }
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().map(|i| i.calls.clone()).unwrap_or_default()
+    }
+
+    /// The calls to `method`.
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.method == method).collect()
+    }
+
+    /// Thread replies posted under the card `ts`.
+    pub fn thread(&self, ts: &str) -> Vec<Call> {
+        self.calls_to("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["thread_ts"] == ts)
+            .collect()
+    }
+
+    /// The next `times` calls to `method` answer HTTP `status` (with `Retry-After` if given).
+    pub fn fail_next(&self, method: &str, status: u16, retry_after: Option<u64>, times: usize) {
+        if let Ok(mut i) = self.inner.lock() {
+            let q = i.failures.entry(method.to_owned()).or_default();
+            for _ in 0..times {
+                q.push_back((status, retry_after));
+            }
+        }
+    }
+}
+
+async fn api(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    i.calls.push(Call { method: method.clone(), token, body: body.clone(), ts: None });
+    if let Some((status, retry)) = i.failures.get_mut(&method).and_then(VecDeque::pop_front) {
+        let mut resp = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response();
+        if let Some(r) = retry
+            && let Ok(v) = r.to_string().parse()
+        {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        return resp;
+    }
+    i.ts += 1;
+    let ts = format!("1795400000.{:06}", i.ts);
+    if method == "chat.postMessage"
+        && let Some(last) = i.calls.last_mut()
+    {
+        last.ts = Some(ts.clone());
+    }
+    let channel = body["channel"].clone();
+    let answer = match method.as_str() {
+        "chat.postMessage" => {
+            json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})
+        }
+        "chat.update" => {
+            json!({"ok": true, "channel": channel, "ts": body["ts"], "text": body["text"], "message": {"text": body["text"]}})
+        }
+        "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}),
+        _ => json!({"ok": false, "error": "unknown_method"}),
+    };
+    Json(answer).into_response()
+}
+
+/// Slack's signature header value for `body` sent at `ts` with `secret`.
+pub fn sign(secret: &str, ts: i64, body: &str) -> String {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The form body of a slash command, exactly as Slack sends it.
+pub fn command_body(user: &str, channel: &str, text: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "deprecated-verification-token"),
+        ("team_id", "T0TEAM"),
+        ("team_domain", "example"),
+        ("channel_id", channel),
+        ("channel_name", "incident"),
+        ("user_id", user),
+        ("user_name", "someone"),
+        ("command", "/breakglass"),
+        ("text", text),
+        ("api_app_id", "A0APP"),
+        ("is_enterprise_install", "false"),
+        ("response_url", "https://hooks.slack.com/commands/T0TEAM/1/abc"),
+        ("trigger_id", "1.2.abc"),
+    ])
+    .expect("form")
+}
+
+/// The form body of a button click (`block_actions`), exactly as Slack sends it.
+pub fn click_body(
+    user: &str,
+    channel: &str,
+    message_ts: &str,
+    action_id: &str,
+    request_id: &str,
+) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "team": {"id": "T0TEAM", "domain": "example"},
+        "user": {"id": user, "username": "someone", "team_id": "T0TEAM"},
+        "api_app_id": "A0APP",
+        "token": "deprecated-verification-token",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": false},
+        "trigger_id": "1.2.abc",
+        "channel": {"id": channel, "name": "incident"},
+        "message": {"ts": message_ts, "type": "message", "text": "card"},
+        "response_url": "https://hooks.slack.com/actions/T0TEAM/1/abc",
+        "actions": [{
+            "type": "button", "action_id": action_id, "block_id": "b1",
+            "text": {"type": "plain_text", "text": "Approve"},
+            "value": request_id, "action_ts": "1795400000.000001"
+        }]
+    });
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}

@@ -1,0 +1,119 @@
+//! The whole Slack flow with the real binary, a real OpenSSH sshd and the real `ssh` client:
+//! `/breakglass request` in the channel, two approvals clicked on the card, the connect line
+//! to the requester alone, a session through the gateway, a revoke clicked while it runs, and
+//! the audit summary in the card's thread with the commands that ran. Slack's Web API is the
+//! local fake; every request to the bot is signed exactly as Slack signs it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e::fake_slack::{Call, FakeSlack, click_body, command_body};
+use e2e::gateway::{SLACK_CHANNEL, World, WorldOptions};
+
+fn wait_for(fake: &FakeSlack, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(c) = fake.calls().into_iter().find(|c| pred(c)) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no Slack call for {what}; calls: {:#?}", fake.calls());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn request_approve_connect_revoke_and_summary_through_slack() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = rt.block_on(FakeSlack::start());
+    let w = World::with(WorldOptions {
+        slack_api: Some(fake.api_url.clone()),
+        ..WorldOptions::default()
+    });
+
+    // The request, from the incident channel.
+    let (s, v) = w.slack_post(
+        "/slack/commands",
+        &command_body(
+            "U0ALICE",
+            SLACK_CHANNEL,
+            &format!("request db-1 --as {} --for 30m payments down, checking the db", w.login),
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    let text = v["text"].as_str().unwrap_or_default().to_owned();
+    let code = text.split('`').nth(1).expect("the code in the answer").to_owned();
+    let card = wait_for(&fake, "the card", |c| {
+        c.method == "chat.postMessage" && c.text().contains(&code) && c.body["thread_ts"].is_null()
+    });
+    let ts = card.ts.clone().expect("card ts");
+    let id = w.status(&code)["id"].as_str().expect("id").to_owned();
+
+    // Two approvals on the card.
+    for who in ["U0BOB", "U0CAROL"] {
+        let (s, _) = w.slack_post(
+            "/slack/interactions",
+            &click_body(who, SLACK_CHANNEL, &ts, "breakglass_approve", &id),
+        );
+        assert_eq!(s, 200);
+    }
+    let connect = wait_for(&fake, "the connect line", |c| c.method == "chat.postEphemeral");
+    assert_eq!(connect.body["user"], "U0ALICE");
+    assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
+
+    // The session through the real gateway.
+    let child = w
+        .ssh_cmd("alice", &code, &["echo session-started; sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    w.wait_status(&code, "active", 10);
+    wait_for(&fake, "the session-live note", |c| {
+        c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
+    });
+    let card_now = fake.calls_to("chat.update").last().map(Call::text).unwrap_or_default();
+    assert!(
+        card_now.contains("breakglass_revoke"),
+        "approvers can revoke a live session: {card_now}"
+    );
+
+    // bob revokes from the card: the session is cut.
+    let (s, _) = w.slack_post(
+        "/slack/interactions",
+        &click_body("U0BOB", SLACK_CHANNEL, &ts, "breakglass_revoke", &id),
+    );
+    assert_eq!(s, 200);
+    let out = child.wait_with_output().expect("ssh ends");
+    let seen =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(seen.contains("session-started") && seen.contains("revoked by bob"), "{seen}");
+
+    // The summary, once, in the thread.
+    let summary = wait_for(&fake, "the summary", |c| {
+        c.body["thread_ts"] == ts.as_str() && c.text().contains("Session summary")
+    });
+    let text = summary.text();
+    for needle in [
+        code.as_str(),
+        "revoked by bob",
+        "echo session-started; sleep 30",
+        "signature verifies",
+        "alice",
+        "bob",
+        "carol",
+    ] {
+        assert!(text.contains(needle), "summary lacks {needle}: {text}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let summaries = fake
+        .calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.text().contains("Session summary"))
+        .count();
+    assert_eq!(summaries, 1, "exactly one summary");
+}
