@@ -136,14 +136,32 @@ pub fn verify_bytes(
             signed: side.sha256.clone(),
         });
     }
+    verify_digest(&actual, side, pins)
+}
+
+/// Checks the signature over a digest without the file (the file lives elsewhere).
+///
+/// # Errors
+/// `DigestMismatch` when `side` names another digest, `UnpinnedKey`, `BadSignature`.
+pub fn verify_digest(
+    sha256: &[u8; 32],
+    side: &Sidecar,
+    pins: &[VerifyingKey],
+) -> Result<Verified, IntegrityError> {
+    if hex::encode(sha256) != side.sha256 {
+        return Err(IntegrityError::DigestMismatch {
+            actual: hex::encode(sha256),
+            signed: side.sha256.clone(),
+        });
+    }
     let key = pins
         .iter()
         .find(|k| KeyId::of(k.as_bytes()) == side.key_id)
         .ok_or(IntegrityError::UnpinnedKey(side.key_id))?;
     let sig = Signature::from_bytes(side.signature.as_bytes());
-    key.verify_strict(&message(&actual), &sig)
+    key.verify_strict(&message(sha256), &sig)
         .map_err(|_| IntegrityError::BadSignature(side.key_id))?;
-    Ok(Verified { sha256: actual, key_id: side.key_id, signed_at: side.signed_at })
+    Ok(Verified { sha256: *sha256, key_id: side.key_id, signed_at: side.signed_at })
 }
 
 #[cfg(test)]
