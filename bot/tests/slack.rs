@@ -429,3 +429,44 @@ async fn a_summary_due_while_the_bot_was_down_is_posted_once_after_restart(
     assert!(posted[0].text().contains("reboot"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_carries_commands_and_clicks_without_inbound_http() {
+    run(Backend::Sqlite, |db| async move {
+        let s = Slack::start(&db).await;
+        let slack = s.app.deps.slack.clone().ok_or("slack state")?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(bot::slack::socket::run(s.app.deps.clone(), slack, Secret::new("xapp-test".into()), stop.clone()));
+        assert!(s.fake.socket_connected().await, "the bot connected over Socket Mode");
+        let open = s.fake.calls_to("apps.connections.open");
+        assert_eq!(open.first().and_then(|c| c.token.clone()).as_deref(), Some("xapp-test"), "with the app-level token");
+
+        let command = serde_json::json!({
+            "team_id": "T0TEAM", "team_domain": "example", "channel_id": CHANNEL, "channel_name": "incident",
+            "user_id": "U0ALICE", "user_name": "alice", "command": "/breakglass",
+            "text": "request db-1 --for 20m socket mode drill", "api_app_id": "A0APP",
+            "response_url": "https://hooks.slack.com/commands/T0TEAM/1/abc", "trigger_id": "1.2.abc"
+        });
+        let ack = s.fake.socket_send("slash_commands", command).await;
+        let text = ack["payload"]["text"].as_str().unwrap_or_default().to_owned();
+        assert!(text.starts_with("Requested `bg-"), "{ack}");
+        assert_eq!(ack["payload"]["response_type"], "ephemeral");
+        let code = text.split('`').nth(1).ok_or("code")?.to_owned();
+        let id = s.app.deps.get(&code.parse()?).await?.id.to_string();
+
+        let click: serde_json::Value = serde_json::from_str(
+            &serde_urlencoded::from_str::<Vec<(String, String)>>(&click_body("U0BOB", CHANNEL, "1.1", "breakglass_approve", &id))?
+                .into_iter()
+                .find(|(k, _)| k == "payload")
+                .map(|(_, v)| v)
+                .ok_or("payload")?,
+        )?;
+        s.fake.socket_send("interactive", click).await;
+        let req = s.app.deps.get(&code.parse()?).await?;
+        assert_eq!(req.approvals.iter().map(|a| a.approver.as_str()).collect::<Vec<_>>(), ["bob"]);
+        stop.cancel();
+        let _ = task.await;
+        Ok(())
+    })
+    .await;
+}

@@ -3,6 +3,8 @@
 //! - the Web API (`POST /api/{method}`): answers `chat.postMessage`, `chat.update` and
 //!   `chat.postEphemeral` the way Slack does, records every call (method, bearer token, JSON
 //!   body), and can be told to fail the next calls to a method (e.g. 429 with `Retry-After`);
+//! - Socket Mode: `apps.connections.open` hands out a `ws://` URL served here; the fake says
+//!   `hello`, then [`FakeSlack::socket_send`] delivers envelopes and returns the app's ack;
 //! - [`sign`]: Slack's request signing (`v0` HMAC-SHA256 over `v0:{ts}:{body}`), so tests send
 //!   exactly what Slack sends to the bot's endpoints.
 
@@ -39,6 +41,11 @@ struct Inner {
     calls: Vec<Call>,
     failures: HashMap<String, VecDeque<(u16, Option<u64>)>>,
     ts: u64,
+    ws_url: String,
+    /// The connected Socket Mode client, if any.
+    socket: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Acks received, by envelope id.
+    acks: HashMap<String, Value>,
 }
 
 /// The running fake.
@@ -56,6 +63,12 @@ impl FakeSlack {
     /// When it cannot bind.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
+        let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind ws");
+        let ws_addr = ws.local_addr().expect("ws addr");
+        if let Ok(mut i) = inner.lock() {
+            i.ws_url = format!("ws://{ws_addr}/link");
+        }
+        tokio::spawn(serve_socket(ws, inner.clone()));
         let app = axum::Router::new().route("/api/{method}", post(api)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -81,6 +94,41 @@ impl FakeSlack {
             .into_iter()
             .filter(|c| c.body["thread_ts"] == ts)
             .collect()
+    }
+
+    /// Waits (up to 10 s) for a Socket Mode client to connect.
+    pub async fn socket_connected(&self) -> bool {
+        for _ in 0..200 {
+            if self.inner.lock().map(|i| i.socket.is_some()).unwrap_or(false) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Delivers a Socket Mode envelope of `kind` (`slash_commands`, `interactive`) and waits
+    /// for the app's acknowledgement, which it returns.
+    ///
+    /// # Panics
+    /// When no client is connected or no ack comes within 10 s.
+    pub async fn socket_send(&self, kind: &str, payload: Value) -> Value {
+        let id = format!("env-{}", uuid_like());
+        let envelope = json!({"envelope_id": id, "type": kind, "payload": payload, "accepts_response_payload": kind == "slash_commands", "retry_attempt": 0, "retry_reason": ""});
+        let tx = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|i| i.socket.clone())
+            .expect("a Socket Mode client is connected");
+        tx.send(envelope.to_string()).expect("socket open");
+        for _ in 0..200 {
+            if let Some(ack) = self.inner.lock().ok().and_then(|mut i| i.acks.remove(&id)) {
+                return ack;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no ack for {id}");
     }
 
     /// The next `times` calls to `method` answer HTTP `status` (with `Retry-After` if given).
@@ -137,6 +185,7 @@ async fn api(
             json!({"ok": true, "channel": channel, "ts": body["ts"], "text": body["text"], "message": {"text": body["text"]}})
         }
         "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}),
+        "apps.connections.open" => json!({"ok": true, "url": i.ws_url}),
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
     Json(answer).into_response()
@@ -196,4 +245,45 @@ pub fn click_body(
         }]
     });
     serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!("{:08x}", N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The Socket Mode side: one client at a time; `hello` on connect, envelopes out, acks in.
+async fn serve_socket(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>>) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    while let Ok((stream, _)) = listener.accept().await {
+        let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { continue };
+        let (mut sink, mut source) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let hello = json!({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600}, "connection_info": {"app_id": "A0APP"}});
+        let _ = tx.send(hello.to_string());
+        if let Ok(mut i) = inner.lock() {
+            i.socket = Some(tx);
+        }
+        tokio::spawn(async move {
+            while let Some(text) = rx.recv().await {
+                if sink.send(Message::text(text)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let acks = inner.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = source.next().await {
+                if let Message::Text(t) = msg
+                    && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                    && let Some(id) = v["envelope_id"].as_str()
+                    && let Ok(mut i) = acks.lock()
+                {
+                    i.acks.insert(id.to_owned(), v.clone());
+                }
+            }
+        });
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod parse;
 pub mod render;
+pub mod socket;
 
 use std::sync::Arc;
 
@@ -67,6 +68,13 @@ impl SlackState {
 pub struct SlackAdapter {
     client: Arc<SlackHyperClient>,
     token: SlackApiToken,
+}
+
+impl SlackAdapter {
+    /// The Web API client (Socket Mode connects through it).
+    pub fn client(&self) -> Arc<SlackHyperClient> {
+        self.client.clone()
+    }
 }
 
 impl std::fmt::Debug for SlackAdapter {
