@@ -91,9 +91,7 @@ pub fn recording_pins(config: &Config) -> anyhow::Result<Vec<ed25519_dalek::Veri
 ///
 /// # Errors
 /// Secret files that cannot be read; a signing secret without a bot token.
-pub fn build_chat(
-    config: &Config,
-) -> anyhow::Result<(crate::chat::sync::ChatHub, Option<Arc<crate::slack::SlackState>>)> {
+pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
     let mut hub = crate::chat::sync::ChatHub::new(
         recording_pins(config)?,
         config.gateway.recordings_dir.clone(),
@@ -112,8 +110,28 @@ pub fn build_chat(
         ),
         _ => None,
     };
-    Ok((hub, slack))
+    let d = &config.discord;
+    let discord = match (&d.public_key, d.application_id) {
+        (Some(key), Some(app)) => {
+            let token = d.bot_token.load()?.ok_or_else(|| {
+                anyhow::anyhow!("config error at `discord.bot_token_file`: discord.public_key is set but no bot token; fix: set BREAKGLASS_DISCORD_BOT_TOKEN or discord.bot_token_file")
+            })?;
+            let adapter = Arc::new(crate::discord::DiscordAdapter::new(&d.api_base, app, &token));
+            hub.add(adapter.clone());
+            tracing::info!(api = %d.api_base, "Discord enabled");
+            Some(Arc::new(crate::discord::DiscordState::new(key, adapter)?))
+        }
+        _ => None,
+    };
+    Ok((hub, slack, discord))
 }
+
+/// The chat hub, and the Slack and Discord endpoints' state (when configured).
+pub type ChatParts = (
+    crate::chat::sync::ChatHub,
+    Option<Arc<crate::slack::SlackState>>,
+    Option<Arc<crate::discord::DiscordState>>,
+);
 
 /// Opens the database and builds the service's dependencies.
 ///
@@ -132,7 +150,7 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
     let pins = pins(&config, &signer);
-    let (chat, slack) = build_chat(&config)?;
+    let (chat, slack, discord) = build_chat(&config)?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
         format!("while opening the database {}", redact_url(&config.server.database_url))
     })?;
@@ -144,6 +162,7 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         pins: Arc::new(pins),
         chat: Arc::new(chat),
         slack,
+        discord,
     };
     Ok((deps, source))
 }

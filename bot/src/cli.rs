@@ -110,6 +110,9 @@ pub enum Command {
     /// Session recordings.
     #[command(subcommand)]
     Recording(RecordingCommand),
+    /// Discord setup.
+    #[command(subcommand)]
+    Discord(DiscordCommand),
     /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
     #[command(
         after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
@@ -249,6 +252,22 @@ pub enum CaCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DiscordCommand {
+    /// Register (or update) the /breakglass slash command in a guild. Safe to re-run: it
+    /// overwrites the guild's commands, so it never duplicates.
+    #[command(
+        after_help = "Example:\n  BREAKGLASS_DISCORD_BOT_TOKEN=… breakglass discord register --guild 1180000000000000000 --config /etc/breakglass/breakglass.toml"
+    )]
+    Register {
+        /// The guild (server) id.
+        #[arg(long)]
+        guild: u64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RecordingCommand {
     /// Check a recording against its signature (FILE.sig) and the pinned recording keys.
     #[command(
@@ -344,6 +363,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
             println!("{}", keys.ca.public_line());
             Ok(())
+        }
+        Command::Discord(DiscordCommand::Register { guild, config }) => {
+            discord_register(guild, config.config).await
         }
         Command::Recording(RecordingCommand::Verify { file, config, data_dir }) => {
             recording_verify(&file, config.config, Overrides { data_dir, ..Overrides::default() })
@@ -730,6 +752,33 @@ async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(
     recorder::serve(ssh, gw, host_key, stop)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+async fn discord_register(guild: u64, config_flag: Option<PathBuf>) -> Result<(), Failure> {
+    let cfg = load_config(config_flag, &Overrides::default())?;
+    let d = &cfg.discord;
+    let app = d.application_id.ok_or_else(|| {
+        Failure::new(
+            EXIT_LOCAL,
+            "config error at `discord.application_id`: not set; fix: paste the application id",
+        )
+    })?;
+    let token = d.bot_token.load()?.ok_or_else(|| {
+        Failure::new(
+            EXIT_LOCAL,
+            "no Discord bot token: set BREAKGLASS_DISCORD_BOT_TOKEN or discord.bot_token_file",
+        )
+    })?;
+    let adapter = crate::discord::DiscordAdapter::new(&d.api_base, app, &token);
+    let mut logins: Vec<String> =
+        cfg.policy.scopes().flat_map(|s| s.logins.iter().map(ToString::to_string)).collect();
+    logins.sort();
+    logins.dedup();
+    let n = crate::discord::register(&adapter, guild, &logins).await.map_err(|e| {
+        Failure::new(EXIT_REFUSED, format!("Discord refused the registration: {e}"))
+    })?;
+    println!("registered /breakglass in guild {guild} ({n} command(s) now in the guild)");
+    Ok(())
 }
 
 /// The keys recordings are verified against: `keys.pinned_recording_keys`, or the public half

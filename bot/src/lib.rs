@@ -11,6 +11,7 @@
 //!   mirroring audit events into chat (summaries through an outbox, exactly once).
 //! - [`app`]: wiring for `breakglass up`: keys, pins, database, tasks, shutdown.
 //! - [`slack`]: the slash command, the buttons, and the Slack `ChatAdapter`.
+//! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
 
@@ -18,6 +19,7 @@ pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod client;
+pub mod discord;
 pub mod http;
 pub mod reaper;
 pub mod service;

@@ -30,6 +30,8 @@ pub struct Deps {
     pub chat: Arc<crate::chat::sync::ChatHub>,
     /// The Slack endpoints' state, when Slack is configured.
     pub slack: Option<Arc<crate::slack::SlackState>>,
+    /// The Discord endpoint's state, when Discord is configured.
+    pub discord: Option<Arc<crate::discord::DiscordState>>,
 }
 
 /// Why an operation did not happen. Nothing was written in any case.

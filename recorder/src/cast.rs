@@ -588,6 +588,16 @@ impl<W: Write> CastWriter<W> {
 /// Splits `data` into a segment to write now and an incomplete UTF-8 tail to hold back.
 /// Returns the end of the segment and, if the segment is valid UTF-8, its text.
 fn split_utf8(data: &[u8]) -> (usize, Option<&str>) {
+    // Fast path (the common case): all valid, or valid but for a cut-off sequence at the end.
+    // `from_utf8` checks a word at a time over ASCII.
+    match std::str::from_utf8(data) {
+        Ok(text) => return (data.len(), Some(text)),
+        Err(e) if e.error_len().is_none() => {
+            let end = e.valid_up_to();
+            return (end, std::str::from_utf8(&data[..end]).ok());
+        }
+        Err(_) => {}
+    }
     let mut chunks = data.utf8_chunks();
     let Some(first) = chunks.next() else {
         return (0, Some(""));
@@ -653,6 +663,15 @@ fn escape_json_into(buf: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Skip eight plain bytes at a time (no control byte, `"`, `\` or 0xE2).
+        if let Some(word) = bytes.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if !needs_escape_swar(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
         let b = bytes[i];
         let (escape, len): (&[u8], usize) = match b {
             b'"' => (b"\\\"", 1),
@@ -688,6 +707,19 @@ fn escape_json_into(buf: &mut Vec<u8>, s: &str) {
         start = i;
     }
     buf.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether any of the eight bytes in `x` may need escaping: below 0x20, `"`, `\`, or 0xE2
+/// (the lead byte of U+2028/U+2029). SWAR: each test sets the high bit of matching bytes.
+fn needs_escape_swar(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |y: u64| y.wrapping_sub(ONES) & !y & HIGH;
+    let below_0x20 = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    let quote = has_zero(x ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(x ^ (ONES * u64::from(b'\\')));
+    let e2 = has_zero(x ^ (ONES * 0xE2));
+    (below_0x20 | quote | backslash | e2) != 0
 }
 
 #[derive(Serialize)]
@@ -1016,6 +1048,25 @@ impl fmt::Display for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_at_a_time_scan_never_misses_a_byte_to_escape() {
+        let naive =
+            |w: [u8; 8]| w.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0xE2);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut w = x.to_le_bytes();
+            // Bias towards the interesting bytes.
+            let k = (x >> 59) as usize & 7;
+            w[k] = [b'"', b'\\', 0xE2, 0x1F, 0x20, b'!', 0x7F, 0x80][(x >> 56) as usize & 7];
+            if naive(w) {
+                assert!(needs_escape_swar(u64::from_le_bytes(w)), "missed {w:?}");
+            }
+        }
+    }
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -83,6 +83,7 @@ pub struct RawConfig {
     pub gateway: RawGateway,
     pub keys: RawKeys,
     pub slack: RawSlack,
+    pub discord: RawDiscord,
     pub users: BTreeMap<String, RawUser>,
     pub service_accounts: BTreeMap<String, RawService>,
     pub scopes: BTreeMap<String, RawScope>,
@@ -167,6 +168,26 @@ impl Default for RawSlack {
             signing_secret_file: None,
             socket_mode: false,
             app_token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDiscord {
+    pub api_base: String,
+    pub application_id: Option<u64>,
+    pub public_key: Option<String>,
+    pub bot_token_file: Option<PathBuf>,
+}
+
+impl Default for RawDiscord {
+    fn default() -> Self {
+        Self {
+            api_base: "https://discord.com".into(),
+            application_id: None,
+            public_key: None,
+            bot_token_file: None,
         }
     }
 }
@@ -260,6 +281,17 @@ pub struct SlackSettings {
     pub app_token: SecretSource,
 }
 
+/// Discord settings (HTTP interactions mode).
+#[derive(Debug, Clone)]
+pub struct DiscordSettings {
+    /// REST base (tests point it elsewhere).
+    pub api_base: String,
+    pub application_id: Option<u64>,
+    /// The application's public key (hex): interactions are verified with it.
+    pub public_key: Option<String>,
+    pub bot_token: SecretSource,
+}
+
 /// Where a secret comes from: an environment variable, else a file (mode 0600).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSource {
@@ -327,6 +359,7 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub keys: KeySettings,
     pub slack: SlackSettings,
+    pub discord: DiscordSettings,
     pub policy: Policy,
     pub identities: BTreeMap<PrincipalName, Identity>,
     /// SHA-256 of an API token -> whose token it is.
@@ -657,10 +690,38 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         },
     };
 
+    let d = &raw.discord;
+    if let Some(k) = &d.public_key
+        && (k.len() != 64 || !k.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(err(
+            "discord.public_key",
+            "not 64 hex digits",
+            "paste the application's public key from the Discord developer portal",
+        ));
+    }
+    if d.public_key.is_some() && d.application_id.is_none() {
+        return Err(err(
+            "discord.application_id",
+            "missing while discord.public_key is set",
+            "paste the application id from the Discord developer portal",
+        ));
+    }
+    let discord = DiscordSettings {
+        api_base: d.api_base.trim_end_matches('/').to_owned(),
+        application_id: d.application_id,
+        public_key: d.public_key.clone(),
+        bot_token: SecretSource {
+            env: "BREAKGLASS_DISCORD_BOT_TOKEN",
+            file: d.bot_token_file.clone(),
+        },
+    };
+
     Ok(Config {
         server,
         gateway,
         slack,
+        discord,
         keys: KeySettings {
             approval_signing_key_file: raw.keys.approval_signing_key_file.clone(),
             gateway_ca_key_file: raw.keys.gateway_ca_key_file.clone(),
@@ -987,6 +1048,7 @@ mod tests {
             ("gateway", serde_json::to_value(RawGateway::default())?),
             ("keys", serde_json::to_value(RawKeys::default())?),
             ("slack", serde_json::to_value(RawSlack::default())?),
+            ("discord", serde_json::to_value(RawDiscord::default())?),
             ("users.*", serde_json::to_value(RawUser::default())?),
             ("service_accounts.*", serde_json::to_value(RawService::default())?),
             ("scopes.*", serde_json::to_value(RawScope::default())?),

@@ -128,7 +128,12 @@ pub struct WorldOptions {
     pub postgres: bool,
     /// Enable Slack against this Web API URL (a `FakeSlack`), with the test signing secret.
     pub slack_api: Option<String>,
+    /// Enable Discord against this REST base (a `FakeDiscord`), with the test application key.
+    pub discord_api: Option<String>,
 }
+
+/// The Discord channel requests come from.
+pub const DISCORD_CHANNEL: &str = "1150000000000000001";
 
 /// The Slack signing secret of gateway worlds.
 pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
@@ -217,6 +222,17 @@ impl World {
             }
             None => String::new(),
         };
+        let discord_section = match &opts.discord_api {
+            Some(url) => {
+                opts.env.push(("BREAKGLASS_DISCORD_BOT_TOKEN".into(), "discord-e2e-token".into()));
+                format!(
+                    "[discord]\napi_base = \"{url}\"\napplication_id = {}\npublic_key = \"{}\"\n",
+                    crate::fake_discord::APP_ID,
+                    crate::fake_discord::Signer::default().public_key_hex()
+                )
+            }
+            None => String::new(),
+        };
         // The CA is generated under the data directory by the first command that needs it.
         let ca = cli(&["ca", "public-key", "--data-dir", data.to_str().expect("utf-8")], &[]);
         assert_eq!(ca.code, 0, "{}", ca.all());
@@ -259,12 +275,14 @@ impl World {
         let config = format!(
             r#"
 {slack_section}
+{discord_section}
 [gateway]
 known_hosts_file = "{kh}"
 connect_timeout = "5s"
 
 [users.alice]
 slack_id = "U0ALICE"
+discord_id = "1010000000000000001"
 groups = ["oncall"]
 ssh_keys = [{alice_keys}]
 api_token_sha256 = "{ta}"
@@ -273,10 +291,12 @@ groups = ["oncall"]
 ssh_keys = ["{dave_key}"]
 [users.bob]
 slack_id = "U0BOB"
+discord_id = "1010000000000000002"
 groups = ["dba"]
 api_token_sha256 = "{tb}"
 [users.carol]
 slack_id = "U0CAROL"
+discord_id = "1010000000000000003"
 groups = ["dba"]
 api_token_sha256 = "{tc}"
 
@@ -286,7 +306,7 @@ logins = ["{login}", "nobody"]
 requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
-channels = ["{channel}"]
+channels = ["{channel}", "{discord_channel}"]
 {extra}
 "#,
             kh = known_hosts.display(),
@@ -298,6 +318,7 @@ channels = ["{channel}"]
             port = sshd.port,
             extra = opts.scope_extra,
             channel = SLACK_CHANNEL,
+            discord_channel = DISCORD_CHANNEL,
         );
         let config_path = d.join("breakglass.toml");
         std::fs::write(&config_path, config).expect("config");
@@ -489,6 +510,27 @@ impl World {
             .header("x-slack-request-timestamp", ts.to_string())
             .header("x-slack-signature", crate::fake_slack::sign(SLACK_SECRET, ts, body))
             .body(body.to_owned())
+            .send()
+            .expect("bot answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    /// Posts an interaction to the bot, signed as Discord signs it; returns status and JSON.
+    pub fn discord_post(&self, body: &Value) -> (u16, Value) {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let body = body.to_string();
+        let (sig, ts) = crate::fake_discord::Signer::default().sign(ts, &body);
+        let resp = self
+            .http
+            .post(format!("{}/discord/interactions", self.server.url))
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", sig)
+            .header("x-signature-timestamp", ts)
+            .body(body)
             .send()
             .expect("bot answers");
         let status = resp.status().as_u16();

@@ -6,6 +6,7 @@
 //!   its first lines; dropping it kills the process.
 //! - [`cli`] runs one CLI command and captures its exit code and output.
 
+pub mod fake_discord;
 pub mod fake_slack;
 pub mod gateway;
 

@@ -50,6 +50,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/slack/commands", post(crate::slack::command))
         .route("/slack/interactions", post(crate::slack::interaction))
+        .route("/discord/interactions", post(crate::discord::interactions))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

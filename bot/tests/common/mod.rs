@@ -48,22 +48,27 @@ carol = ["{carol}"]
 erin = ["{erin}"]
 
 [users.alice]
+discord_id = "1010000000000000001"
 slack_id = "U0ALICE"
 groups = ["oncall"]
 api_token_sha256 = "{ta}"
 [users.bob]
+discord_id = "1010000000000000002"
 slack_id = "U0BOB"
 groups = ["dba", "oncall"]
 api_token_sha256 = "{tb}"
 [users.carol]
+discord_id = "1010000000000000003"
 slack_id = "U0CAROL"
 groups = ["dba", "oncall"]
 api_token_sha256 = "{tc}"
 [users.dave]
+discord_id = "1010000000000000004"
 slack_id = "U0DAVE"
 groups = ["web"]
 api_token_sha256 = "{td}"
 [users.erin]
+discord_id = "1010000000000000005"
 slack_id = "U0ERIN"
 groups = ["security"]
 api_token_sha256 = "{te}"
@@ -81,7 +86,7 @@ approval_timeout = "15m"
 requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
-channels = ["C0INCIDENT"]
+channels = ["C0INCIDENT", "1150000000000000001"]
 
 [scopes.vault]
 hosts = {{ vault-1 = "127.0.0.1:10024" }}
@@ -137,6 +142,7 @@ impl App {
             pins: Arc::new(pins),
             chat: Arc::new(bot::chat::sync::ChatHub::default()),
             slack: None,
+            discord: None,
         };
         Self { deps, clock }
     }

@@ -1,0 +1,592 @@
+//! Discord: the `/breakglass` slash command (HTTP interactions mode, no gateway connection),
+//! Approve / Deny / Revoke buttons, autocomplete of hosts, and the [`ChatAdapter`] posting
+//! cards as embeds with a thread each (serenity's model and HTTP client).
+//!
+//! Every interaction is verified before anything in it is read: Ed25519 over timestamp ‖ body
+//! with the application's public key, a timestamp within 5 minutes, and an interaction id never
+//! seen before; anything else is a 401 (Discord probes endpoints with bad signatures).
+//! Clicks go through the same service path as the API and Slack.
+
+pub mod render;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serenity::all::{
+    ApplicationId, AutocompleteChoice, ChannelId, CommandInteraction, CommandOptionType,
+    ComponentInteraction, CreateAutocompleteResponse, CreateCommand, CreateCommandOption,
+    CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
+    CreateMessage, CreateThread, EditMessage, GuildId, Http, HttpBuilder, Interaction, MessageId,
+    ResolvedOption, ResolvedValue, UserId,
+};
+use shared::config::Secret;
+use shared::core::{
+    GrantDuration, HostName, Login, NewRequest, Origin, PolicyError, PrincipalName, Reason,
+    Request, RequestRef, ScopeName, Status,
+};
+use shared::ports::RequestFilter;
+
+use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
+use crate::service::{Deps, ServiceError};
+use render::{escape, no_mentions};
+
+/// How old an interaction's timestamp may be.
+const MAX_AGE_SECS: i64 = 300;
+/// How long an interaction token can send follow-ups (Discord: 15 minutes; keep a margin).
+const TOKEN_LIFE: Duration = Duration::from_secs(14 * 60);
+
+/// What the Discord endpoint needs.
+pub struct DiscordState {
+    verifier: serenity::interactions_endpoint::Verifier,
+    pub adapter: Arc<DiscordAdapter>,
+    /// Interaction ids already handled (replays are refused), with when they were seen.
+    seen: Mutex<HashMap<u64, Instant>>,
+}
+
+impl std::fmt::Debug for DiscordState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordState").finish_non_exhaustive()
+    }
+}
+
+impl DiscordState {
+    /// # Errors
+    /// A public key that is not 64 hex digits.
+    pub fn new(public_key_hex: &str, adapter: Arc<DiscordAdapter>) -> anyhow::Result<Self> {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(public_key_hex.trim(), &mut key)
+            .map_err(|_| anyhow::anyhow!("config error at `discord.public_key`: not 64 hex digits; fix: paste the application's public key"))?;
+        let verifier = serenity::interactions_endpoint::Verifier::try_new(key).map_err(|_| {
+            anyhow::anyhow!("config error at `discord.public_key`: not a valid Ed25519 key")
+        })?;
+        Ok(Self { verifier, adapter, seen: Mutex::new(HashMap::new()) })
+    }
+
+    /// Signature, freshness (within 5 minutes of now). Nothing is parsed before this passes.
+    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> bool {
+        let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(sig), Some(ts)) = (h("x-signature-ed25519"), h("x-signature-timestamp")) else {
+            return false;
+        };
+        let Ok(t) = ts.parse::<i64>() else { return false };
+        if (now - t).abs() > MAX_AGE_SECS {
+            return false;
+        }
+        self.verifier.verify(sig, ts, body).is_ok()
+    }
+
+    /// True the first time an interaction id is seen (within the freshness window).
+    fn first_time(&self, id: u64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else { return false };
+        let window = Duration::from_secs(u64::try_from(MAX_AGE_SECS * 2).unwrap_or(600));
+        seen.retain(|_, at| at.elapsed() < window);
+        seen.insert(id, Instant::now()).is_none()
+    }
+}
+
+/// Discord's REST API through serenity, as a [`ChatAdapter`].
+pub struct DiscordAdapter {
+    http: Arc<Http>,
+    /// The latest interaction token of each user (in memory only), so the connect line can be
+    /// an ephemeral follow-up visible to them alone; after 14 minutes a DM is used instead.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl std::fmt::Debug for DiscordAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordAdapter").finish_non_exhaustive()
+    }
+}
+
+impl DiscordAdapter {
+    /// A client for `api_base` (`https://discord.com`, or a test server) with the bot token.
+    pub fn new(api_base: &str, application_id: u64, bot_token: &Secret<String>) -> Self {
+        let mut b = HttpBuilder::new(bot_token.expose())
+            .ratelimiter_disabled(true)
+            .application_id(ApplicationId::new(application_id.max(1)));
+        if api_base.trim_end_matches('/') != "https://discord.com" {
+            b = b.proxy(api_base.trim_end_matches('/'));
+        }
+        Self { http: Arc::new(b.build()), tokens: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    fn remember(&self, user: &str, token: &str) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.retain(|_, (_, at)| at.elapsed() < TOKEN_LIFE);
+            t.insert(user.to_owned(), (token.to_owned(), Instant::now()));
+        }
+    }
+
+    fn token_of(&self, user: &str) -> Option<String> {
+        let t = self.tokens.lock().ok()?;
+        t.get(user).filter(|(_, at)| at.elapsed() < TOKEN_LIFE).map(|(tok, _)| tok.clone())
+    }
+}
+
+fn chat_error(e: serenity::Error) -> ChatError {
+    if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) = &e {
+        let code = r.status_code.as_u16();
+        if code == 429 {
+            return ChatError::RateLimited(None);
+        }
+        if code < 500 {
+            return ChatError::Refused(format!("{code} {}", r.error.message));
+        }
+    }
+    ChatError::Transient(e.to_string())
+}
+
+fn snowflake(s: &str) -> Result<u64, ChatError> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ChatError::Refused(format!("`{}` is not a Discord id", s.escape_debug())))
+}
+
+#[async_trait]
+impl ChatAdapter for DiscordAdapter {
+    fn platform(&self) -> Platform {
+        Platform::Discord
+    }
+
+    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+        let ch = ChannelId::new(snowflake(channel)?);
+        let (embed, rows) = render::card(card);
+        let msg = ch
+            .send_message(
+                &self.http,
+                CreateMessage::new().embed(embed).components(rows).allowed_mentions(no_mentions()),
+            )
+            .await
+            .map_err(chat_error)?;
+        let thread = ch
+            .create_thread_from_message(
+                &self.http,
+                msg.id,
+                CreateThread::new(format!("{} {} on {}", card.code, card.requester, card.host)),
+            )
+            .await
+            .map_err(chat_error)?;
+        Ok(Posted { message_id: msg.id.to_string(), thread_id: Some(thread.id.to_string()) })
+    }
+
+    async fn update_card(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        card: &CardView,
+    ) -> Result<(), ChatError> {
+        let ch = ChannelId::new(snowflake(channel)?);
+        let (embed, rows) = render::card(card);
+        ch.edit_message(
+            &self.http,
+            MessageId::new(snowflake(&posted.message_id)?),
+            EditMessage::new().embed(embed).components(rows).allowed_mentions(no_mentions()),
+        )
+        .await
+        .map(drop)
+        .map_err(chat_error)
+    }
+
+    async fn post_in_thread(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        post: &ThreadPost,
+    ) -> Result<(), ChatError> {
+        let target = posted.thread_id.as_deref().unwrap_or(channel);
+        ChannelId::new(snowflake(target)?)
+            .send_message(
+                &self.http,
+                CreateMessage::new()
+                    .content(render::thread_post(post))
+                    .allowed_mentions(no_mentions()),
+            )
+            .await
+            .map(drop)
+            .map_err(chat_error)
+    }
+
+    async fn ephemeral(&self, _channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
+        if let Some(token) = self.token_of(user) {
+            let f = CreateInteractionResponseFollowup::new()
+                .content(text)
+                .ephemeral(true)
+                .allowed_mentions(no_mentions());
+            return self
+                .http
+                .create_followup_message(&token, &f, Vec::new())
+                .await
+                .map(drop)
+                .map_err(chat_error);
+        }
+        // Past the interaction's life: a direct message, still for them alone.
+        let dm = UserId::new(snowflake(user)?)
+            .create_dm_channel(&self.http)
+            .await
+            .map_err(chat_error)?;
+        dm.id
+            .send_message(
+                &self.http,
+                CreateMessage::new().content(text).allowed_mentions(no_mentions()),
+            )
+            .await
+            .map(drop)
+            .map_err(chat_error)
+    }
+}
+
+/// The `/breakglass` command as registered with Discord. `logins` are the choices offered
+/// for `login` (every login of every scope).
+pub fn command_definition(logins: &[String]) -> CreateCommand {
+    let mut login = CreateCommandOption::new(
+        CommandOptionType::String,
+        "login",
+        "Unix login on the host (default: the scope's first)",
+    );
+    for l in logins.iter().take(25) {
+        login = login.add_string_choice(l, l);
+    }
+    CreateCommand::new("breakglass")
+        .description("Request, check or revoke break-glass access")
+        .add_option(
+            CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "request",
+                "Ask for minutes of access to one host",
+            )
+            .add_sub_option(
+                CreateCommandOption::new(CommandOptionType::String, "host", "Host")
+                    .required(true)
+                    .set_autocomplete(true),
+            )
+            .add_sub_option(
+                CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "reason",
+                    "Why you need access",
+                )
+                .required(true)
+                .max_length(1000),
+            )
+            .add_sub_option(login)
+            .add_sub_option(CreateCommandOption::new(
+                CommandOptionType::String,
+                "duration",
+                "How long, e.g. 30m (default: the scope's)",
+            )),
+        )
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::SubCommand, "status", "Show a request")
+                .add_sub_option(CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "id",
+                    "Request code (bg-…)",
+                )),
+        )
+        .add_option(CreateCommandOption::new(
+            CommandOptionType::SubCommand,
+            "list",
+            "Open requests and live sessions in this channel",
+        ))
+        .add_option(
+            CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "revoke",
+                "Withdraw a request or end a grant",
+            )
+            .add_sub_option(
+                CreateCommandOption::new(CommandOptionType::String, "id", "Request code (bg-…)")
+                    .required(true),
+            ),
+        )
+        .add_option(CreateCommandOption::new(
+            CommandOptionType::SubCommand,
+            "help",
+            "How to use breakglass",
+        ))
+}
+
+/// Registers (or updates) the command in one guild: a bulk overwrite, so re-running it
+/// updates and never duplicates.
+///
+/// # Errors
+/// Discord refusing the call.
+pub async fn register(
+    adapter: &DiscordAdapter,
+    guild: u64,
+    logins: &[String],
+) -> Result<usize, ChatError> {
+    let cmds = GuildId::new(guild.max(1))
+        .set_commands(adapter.http(), vec![command_definition(logins)])
+        .await
+        .map_err(chat_error)?;
+    Ok(cmds.len())
+}
+
+/// An answer only the user sees.
+fn private(text: String) -> Response {
+    Json(CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .content(text)
+            .ephemeral(true)
+            .allowed_mentions(no_mentions()),
+    ))
+    .into_response()
+}
+
+fn refusal(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Policy(PolicyError::OfflineSignatureRequired { code, .. }) => format!(
+            "This scope accepts only approvals signed with your own key: run breakglass approve \\-\\-key YOUR_KEY {code} [offline_signature_required]"
+        ),
+        ServiceError::Policy(p) => format!("{} [{}]", escape(&p.to_string(), 500), p.code()),
+        ServiceError::NotFound(r) => format!("No request {} [not_found]", escape(r, 64)),
+        ServiceError::Busy => {
+            "The request changed while this was decided; try again [conflict]".to_owned()
+        }
+        ServiceError::Unavailable(_) => {
+            "breakglass cannot reach its database right now; nothing was changed [unavailable]"
+                .to_owned()
+        }
+        ServiceError::Internal(_) => "Internal error; nothing was changed [internal]".to_owned(),
+    }
+}
+
+fn not_configured(user: &str) -> String {
+    format!(
+        "You are not a breakglass user yet: ask an operator to add discord\\_id = \"{user}\" to your entry under \\[users\\] in the breakglass config."
+    )
+}
+
+fn describe(deps: &Deps, r: &Request) -> String {
+    let v = crate::chat::sync::card_of(deps, r);
+    format!(
+        "{} {} → {} as {} for {}: **{}** ({} of {} approvals)",
+        v.code,
+        escape(&v.requester, 64),
+        escape(&v.host, 64),
+        escape(&v.login, 32),
+        escape(&v.duration, 16),
+        v.status.as_str(),
+        v.approvers.len(),
+        v.quorum
+    )
+}
+
+const HELP: &str = "**/breakglass request** host reason \\[login\\] \\[duration\\]: ask for access; the card is posted here for approvers.\n\
+**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass help**";
+
+/// `POST /discord/interactions`.
+pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(discord) = deps.discord.clone() else { return StatusCode::NOT_FOUND.into_response() };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0);
+    if !discord.verify(&headers, &body, now) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let interaction: Interaction = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("malformed interaction: {e}"))
+                .into_response();
+        }
+    };
+    if !discord.first_time(interaction.id().get()) {
+        return (StatusCode::UNAUTHORIZED, "interaction already handled").into_response();
+    }
+    match interaction {
+        Interaction::Ping(_) => Json(CreateInteractionResponse::Pong).into_response(),
+        Interaction::Autocomplete(cmd) => autocomplete(&deps, &cmd),
+        Interaction::Command(cmd) => {
+            discord.adapter.remember(&cmd.user.id.to_string(), &cmd.token);
+            command(&deps, &cmd).await
+        }
+        Interaction::Component(click) => {
+            discord.adapter.remember(&click.user.id.to_string(), &click.token);
+            component(&deps, &click).await
+        }
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+fn principal(deps: &Deps, user: &UserId) -> Option<PrincipalName> {
+    deps.config.principal_by_chat_id(None, Some(&user.to_string())).cloned()
+}
+
+/// Hosts the user may request from this channel, matching what they typed so far.
+fn autocomplete(deps: &Deps, cmd: &CommandInteraction) -> Response {
+    let typed = cmd.data.autocomplete().map(|a| a.value.to_lowercase()).unwrap_or_default();
+    let channel = cmd.channel_id.to_string();
+    let mut choices = Vec::new();
+    if let Some(who) = principal(deps, &cmd.user.id)
+        && let Ok(p) = deps.config.policy.principal(&who)
+    {
+        for scope in deps.config.policy.scopes() {
+            if !deps.config.policy.may_request(p, scope) || !scope.channels.contains(&channel) {
+                continue;
+            }
+            for host in scope.hosts.keys() {
+                if host.as_str().contains(&typed)
+                    && !choices.iter().any(|c: &String| c == host.as_str())
+                {
+                    choices.push(host.to_string());
+                }
+            }
+        }
+    }
+    choices.sort();
+    let resp = CreateAutocompleteResponse::new().set_choices(
+        choices.into_iter().take(25).map(|h| AutocompleteChoice::new(h.clone(), h)).collect(),
+    );
+    Json(CreateInteractionResponse::Autocomplete(resp)).into_response()
+}
+
+fn string_opt<'a>(opts: &'a [ResolvedOption<'a>], name: &str) -> Option<&'a str> {
+    opts.iter().find(|o| o.name == name).and_then(|o| match &o.value {
+        ResolvedValue::String(s) => Some(*s),
+        ResolvedValue::Autocomplete { value, .. } => Some(*value),
+        _ => None,
+    })
+}
+
+async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
+    let user = cmd.user.id;
+    let Some(who) = principal(deps, &user) else {
+        return private(not_configured(&user.to_string()));
+    };
+    let options = cmd.data.options();
+    let Some(ResolvedOption { name: sub, value: ResolvedValue::SubCommand(args), .. }) =
+        options.first()
+    else {
+        return private(HELP.to_owned());
+    };
+    let channel = cmd.channel_id.to_string();
+    let bad = |e: shared::core::InvalidValue| {
+        private(format!(
+            "{} [{}]",
+            escape(&e.to_string(), 300),
+            PolicyError::Invalid(e.clone()).code()
+        ))
+    };
+    match *sub {
+        "request" => {
+            let parsed = (|| {
+                Ok::<_, shared::core::InvalidValue>(NewRequest {
+                    requester: who.clone(),
+                    host: HostName::parse(string_opt(args, "host").unwrap_or_default())?,
+                    scope: None::<ScopeName>,
+                    login: string_opt(args, "login").map(Login::parse).transpose()?,
+                    duration: string_opt(args, "duration").map(GrantDuration::parse).transpose()?,
+                    reason: Reason::parse(string_opt(args, "reason").unwrap_or_default())?,
+                    origin: Origin::Discord { channel: channel.clone() },
+                })
+            })();
+            let input = match parsed {
+                Ok(i) => i,
+                Err(e) => return bad(e),
+            };
+            match deps.create_request(input).await {
+                Ok(r) => {
+                    deps.chat.wake.notify_one();
+                    private(format!(
+                        "Requested {}. The card is posted in this channel for approvers; you will get the connect line privately once it is approved.",
+                        describe(deps, &r)
+                    ))
+                }
+                Err(e) => private(refusal(&e)),
+            }
+        }
+        "status" => match string_opt(args, "id") {
+            Some(id) => match id.parse::<RequestRef>() {
+                Ok(r) => match deps.get(&r).await {
+                    Ok(req) => private(describe(deps, &req)),
+                    Err(e) => private(refusal(&e)),
+                },
+                Err(e) => bad(e),
+            },
+            None => match deps
+                .list(&RequestFilter { statuses: vec![], requester: Some(who), limit: 5 })
+                .await
+            {
+                Ok(rs) if rs.is_empty() => private("You have no requests.".to_owned()),
+                Ok(rs) => {
+                    private(rs.iter().map(|r| describe(deps, r)).collect::<Vec<_>>().join("\n"))
+                }
+                Err(e) => private(refusal(&e)),
+            },
+        },
+        "list" => {
+            let filter = RequestFilter {
+                statuses: vec![Status::Pending, Status::Approved, Status::Active],
+                requester: None,
+                limit: 1000,
+            };
+            match deps.list(&filter).await {
+                Ok(rs) => {
+                    let here: Vec<String> = rs
+                        .iter()
+                        .filter(|r| matches!(&r.origin, Origin::Discord { channel: c } if *c == channel))
+                        .filter(|r| !r.status_at(deps.now()).is_terminal())
+                        .map(|r| describe(deps, r))
+                        .collect();
+                    private(if here.is_empty() {
+                        "No open requests or live sessions in this channel.".to_owned()
+                    } else {
+                        here.join("\n")
+                    })
+                }
+                Err(e) => private(refusal(&e)),
+            }
+        }
+        "revoke" => match string_opt(args, "id").unwrap_or_default().parse::<RequestRef>() {
+            Ok(r) => match deps.revoke(&r, &who).await {
+                Ok(req) => {
+                    deps.chat.wake.notify_one();
+                    private(format!("Revoked {}.", req.code))
+                }
+                Err(e) => private(refusal(&e)),
+            },
+            Err(e) => bad(e),
+        },
+        _ => private(HELP.to_owned()),
+    }
+}
+
+async fn component(deps: &Deps, click: &ComponentInteraction) -> Response {
+    let Some((action, id)) = click.data.custom_id.split_once(':') else {
+        return StatusCode::OK.into_response();
+    };
+    let (Some(button), Ok(r)) = (Button::from_action_id(action), id.parse::<RequestRef>()) else {
+        return StatusCode::OK.into_response();
+    };
+    let Some(who) = principal(deps, &click.user.id) else {
+        return private(not_configured(&click.user.id.to_string()));
+    };
+    let result = match button {
+        Button::Approve => deps.approve(&r, &who, None).await,
+        Button::Deny => deps.deny(&r, &who).await,
+        Button::Revoke => deps.revoke(&r, &who).await,
+    };
+    match result {
+        Ok(_) => {
+            deps.chat.wake.notify_one();
+            // Acknowledge; the sync loop edits the card for everyone.
+            Json(CreateInteractionResponse::Acknowledge).into_response()
+        }
+        Err(e) => private(refusal(&e)),
+    }
+}

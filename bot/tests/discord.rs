@@ -1,0 +1,448 @@
+//! Discord end to end through the bot's real HTTP endpoint: interactions signed with a test
+//! application key exactly as Discord signs them, the REST API answered by a local fake that
+//! records every call. Sessions are simulated on the store (the gateway part is covered with a
+//! real sshd in the end-to-end crate).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{App, Backend, TestResult, run};
+use e2e::fake_discord::{
+    APP_ID, FakeDiscord, GUILD, Signer, autocomplete, command, component, ping,
+};
+use serde_json::{Value, json};
+use shared::config::Secret;
+use shared::core::request::{self as core_request};
+use shared::core::{Action, RequestRef};
+use shared::ports::RecordingRecord;
+use shared::testing::db::TestDb;
+
+const CH: &str = "1150000000000000001";
+const ALICE: &str = "1010000000000000001";
+const BOB: &str = "1010000000000000002";
+const CAROL: &str = "1010000000000000003";
+
+struct Discord {
+    app: App,
+    fake: FakeDiscord,
+    signer: Signer,
+    url: String,
+    http: reqwest::Client,
+    next: std::sync::atomic::AtomicU64,
+    recording_key: recorder::integrity::RecordingSigner,
+}
+
+impl Discord {
+    async fn start(db: &TestDb) -> Self {
+        let fake = FakeDiscord::start().await;
+        let signer = Signer::default();
+        let mut app = App::new(db);
+        let adapter = Arc::new(bot::discord::DiscordAdapter::new(
+            &fake.base,
+            APP_ID.parse().expect("id"),
+            &Secret::new("bot-token".into()),
+        ));
+        let recording_key = recorder::integrity::RecordingSigner::new(shared::testing::key(7));
+        let mut hub = bot::chat::sync::ChatHub::new(
+            vec![recording_key.verifying_key()],
+            std::env::temp_dir().join("bg-none"),
+            "https://bg.example".into(),
+        );
+        hub.add(adapter.clone());
+        app.deps.chat = Arc::new(hub);
+        app.deps.discord = Some(Arc::new(
+            bot::discord::DiscordState::new(&signer.public_key_hex(), adapter).expect("key"),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = bot::router(app.deps.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            app,
+            fake,
+            signer,
+            url,
+            http: reqwest::Client::new(),
+            next: std::sync::atomic::AtomicU64::new(1_500_000_000_000_000_000),
+            recording_key,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    async fn send_raw(&self, body: &str, sig: &str, ts: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/discord/interactions", self.url))
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", sig)
+            .header("x-signature-timestamp", ts)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("bot answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(&self, v: &Value) -> (u16, Value) {
+        let body = v.to_string();
+        let (sig, ts) = self.signer.sign(Self::now(), &body);
+        self.send_raw(&body, &sig, &ts).await
+    }
+
+    /// `/breakglass SUB` as `user`; returns the private answer's text.
+    async fn command(&self, user: &str, sub: &str, opts: &[(&str, &str)]) -> String {
+        let (s, v) = self.send(&command(self.id(), user, CH, sub, opts)).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["type"], 4, "{v}");
+        assert_eq!(v["data"]["flags"], 64, "ephemeral: {v}");
+        v["data"]["content"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn click(&self, user: &str, message: &str, action: &str, id: &str) -> (u16, Value) {
+        self.send(&component(self.id(), user, CH, message, &format!("{action}:{id}"))).await
+    }
+
+    async fn sync(&self) {
+        bot::chat::sync::sync_due(&self.app.deps).await.expect("sync");
+    }
+
+    /// Requests db-1 as alice; returns (code, id, card message id, thread id).
+    async fn request(&self, reason: &str) -> (String, String, String, String) {
+        let text = self
+            .command(ALICE, "request", &[("host", "db-1"), ("reason", reason), ("duration", "30m")])
+            .await;
+        assert!(text.starts_with("Requested bg-"), "{text}");
+        let code = text.split_whitespace().nth(1).expect("code").to_owned();
+        let id =
+            self.app.deps.get(&code.parse().expect("code")).await.expect("stored").id.to_string();
+        self.sync().await;
+        let card = self
+            .fake
+            .calls()
+            .into_iter()
+            .find(|c| {
+                c.method == "POST"
+                    && c.path == format!("channels/{CH}/messages")
+                    && c.body.to_string().contains(&code)
+            })
+            .expect("card");
+        let message_id = card.answer_id.clone().expect("card id");
+        let thread = self
+            .fake
+            .calls()
+            .into_iter()
+            .find(|c| c.path == format!("channels/{CH}/messages/{message_id}/threads"))
+            .expect("a thread from the card");
+        let thread_id = thread.answer_id.expect("thread id");
+        (code, id, message_id, thread_id)
+    }
+
+    fn thread_posts(&self, thread: &str) -> Vec<String> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "POST" && c.path == format!("channels/{thread}/messages"))
+            .map(|c| c.body["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    async fn session(&self, code: &str, commands: &[&str]) {
+        let d = &self.app.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
+        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
+            .expect("start");
+        d.store.apply(&t, now).await.expect("started");
+        for c in commands {
+            let e = shared::ports::SessionEvent {
+                request_id: req.id,
+                at: now,
+                offset_ms: 0,
+                kind: "command".into(),
+                detail: json!({"command": c}),
+            };
+            d.store.add_session_event(&e).await.expect("event");
+        }
+        let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
+        let end = core_request::apply(
+            &live,
+            Action::SessionEnded,
+            &d.config.policy,
+            &d.pins,
+            now.plus_secs(30),
+        )
+        .expect("end");
+        let side = self.recording_key.sign("x.cast", &[5; 32], now);
+        let rec = RecordingRecord {
+            request_id: req.id,
+            file: format!("{code}-1.cast"),
+            sha256: [5; 32],
+            signature: side.signature,
+            key_id: side.key_id,
+            started_at: now,
+            ended_at: now.plus_secs(30),
+            end_reason: "closed".into(),
+            exit_status: Some(0),
+            bytes_in: 1,
+            bytes_out: 2,
+            commands: commands.len() as u64,
+        };
+        d.store.end_session(&rec, Some(&end), &[], now.plus_secs(30)).await.expect("ended");
+    }
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::run(super::Backend::Sqlite, |db| super::$name(db)).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::run(super::Backend::Postgres, |db| super::$name(db)).await;
+            }
+        }
+    };
+}
+
+both!(ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused);
+async fn ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused(
+    db: TestDb,
+) -> TestResult {
+    let d = Discord::start(&db).await;
+    let p = ping(d.id());
+    let (s, v) = d.send(&p).await;
+    assert_eq!((s, v["type"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!(d.send(&p).await.0, 401, "the same interaction twice is a replay");
+
+    let body =
+        command(d.id(), ALICE, CH, "request", &[("host", "db-1"), ("reason", "x")]).to_string();
+    let (sig, ts) = d.signer.sign(Discord::now(), &body);
+    let forged = format!("{}{}", &sig[..126], if sig.ends_with('0') { "11" } else { "00" });
+    assert_eq!(d.send_raw(&body, &forged, &ts).await.0, 401);
+    assert_eq!(d.send_raw(&body, "", &ts).await.0, 401);
+    let old = Discord::now() - 6 * 60;
+    let (sig, ts) = d.signer.sign(old, &body);
+    assert_eq!(d.send_raw(&body, &sig, &ts).await.0, 401, "stale timestamp");
+    let (sig, ts) = d.signer.sign(Discord::now(), &body);
+    assert_eq!(
+        d.send_raw(&body.replace("db-1", "db-2"), &sig, &ts).await.0,
+        401,
+        "body changed after signing"
+    );
+    assert_eq!(d.app.request_count().await, 0);
+    Ok(())
+}
+
+both!(a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line);
+async fn a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line(
+    db: TestDb,
+) -> TestResult {
+    let d = Discord::start(&db).await;
+    let (code, id, message, thread) = d.request("replica lag").await;
+    assert!(!thread.is_empty(), "a thread was started from the card");
+    let card = d
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == format!("channels/{CH}/messages"))
+        .ok_or("card")?;
+    assert!(
+        card.body["embeds"][0]["title"].as_str().unwrap_or_default().contains(&code),
+        "{}",
+        card.body
+    );
+    let buttons = card.body["components"][0]["components"].to_string();
+    assert!(
+        buttons.contains(&format!("breakglass_approve:{id}"))
+            && buttons.contains(&format!("breakglass_deny:{id}")),
+        "{buttons}"
+    );
+
+    let (s, v) = d.click(BOB, &message, "breakglass_approve", &id).await;
+    assert_eq!((s, v["type"].as_u64()), (200, Some(6)), "acknowledged: {v}");
+    d.sync().await;
+    assert!(
+        d.thread_posts(&thread)
+            .iter()
+            .any(|p| p.contains("Approved by bob") && p.contains("1 of 2")),
+        "{:?}",
+        d.thread_posts(&thread)
+    );
+    let edit = d.fake.calls().into_iter().rfind(|c| c.method == "PATCH").ok_or("card edited")?;
+    assert_eq!(edit.path, format!("channels/{CH}/messages/{message}"));
+
+    let (s, v) = d.click(CAROL, &message, "breakglass_approve", &id).await;
+    assert_eq!((s, v["type"].as_u64()), (200, Some(6)), "acknowledged: {v}");
+    d.sync().await;
+    let followup = d
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path.starts_with(&format!("webhooks/{APP_ID}/")))
+        .ok_or_else(|| {
+            format!(
+                "connect line follow-up: {:#?}",
+                d.fake
+                    .calls()
+                    .iter()
+                    .map(|c| (c.method.clone(), c.path.clone()))
+                    .collect::<Vec<_>>()
+            )
+        })?;
+    assert!(
+        followup.path.ends_with(&format!("interaction-token-{}", 1_500_000_000_000_000_000u64)),
+        "to alice's own interaction: {}",
+        followup.path
+    );
+    assert_eq!(followup.body["flags"], 64, "ephemeral: {}", followup.body);
+    assert!(
+        followup.body["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("{code}@gw.example")),
+        "{}",
+        followup.body
+    );
+    let card = d.fake.calls().into_iter().rfind(|c| c.method == "PATCH").ok_or("edit")?;
+    assert!(card.body["components"].to_string().contains("breakglass_revoke"), "{}", card.body);
+
+    d.session(&code, &["uptime", "journalctl -u postgresql"]).await;
+    d.sync().await;
+    d.sync().await;
+    let summaries: Vec<String> =
+        d.thread_posts(&thread).into_iter().filter(|p| p.contains("Session summary")).collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert!(
+        summaries[0].contains("journalctl \\-u postgresql")
+            && summaries[0].contains("signature verifies"),
+        "{}",
+        summaries[0]
+    );
+
+    // Every message the bot sent mentions nobody.
+    for c in d.fake.calls().into_iter().filter(|c| {
+        (c.path.contains("messages") || c.path.starts_with("webhooks"))
+            && !c.path.ends_with("/threads")
+    }) {
+        let am = &c.body["allowed_mentions"];
+        assert_eq!(am["parse"], json!([]), "{} {}: {}", c.method, c.path, c.body);
+    }
+    Ok(())
+}
+
+both!(autocomplete_offers_only_hosts_the_user_may_request_here);
+async fn autocomplete_offers_only_hosts_the_user_may_request_here(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    let (s, v) = d.send(&autocomplete(d.id(), ALICE, CH, "")).await;
+    assert_eq!((s, v["type"].as_u64()), (200, Some(8)), "{v}");
+    let hosts: Vec<&str> = v["data"]["choices"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["value"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(hosts, ["db-1", "db-2"], "vault-1's scope allows no chat channel");
+    let (_, v) = d.send(&autocomplete(d.id(), ALICE, CH, "2")).await;
+    assert_eq!(v["data"]["choices"][0]["value"], "db-2");
+    let (_, v) = d.send(&autocomplete(d.id(), ALICE, "1159999999999999999", "")).await;
+    assert_eq!(v["data"]["choices"], json!([]), "nothing in a channel no scope allows");
+    Ok(())
+}
+
+both!(policy_refusals_are_private_and_change_nothing);
+async fn policy_refusals_are_private_and_change_nothing(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    assert!(
+        d.command(ALICE, "request", &[("host", "db-9"), ("reason", "x")])
+            .await
+            .contains("[unknown_host]")
+    );
+    assert!(
+        d.command(ALICE, "request", &[("host", "db-1"), ("reason", "x"), ("duration", "soon")])
+            .await
+            .contains("[invalid_duration]")
+    );
+    assert!(
+        d.command("1019999999999999999", "request", &[("host", "db-1"), ("reason", "x")])
+            .await
+            .contains("discord\\_id")
+    );
+    assert_eq!(d.app.request_count().await, 0);
+
+    let text = d.command(BOB, "request", &[("host", "db-1"), ("reason", "bob's own")]).await;
+    let code = text.split_whitespace().nth(1).ok_or("code")?.to_owned();
+    let id = d.app.deps.get(&code.parse()?).await?.id.to_string();
+    let (s, v) = d.click(BOB, "1", "breakglass_approve", &id).await;
+    assert_eq!(s, 200);
+    assert!(
+        v["data"]["content"].as_str().unwrap_or_default().contains("[self_approval]")
+            && v["data"]["flags"] == 64,
+        "{v}"
+    );
+    let (_, v) = d.click(CAROL, "1", "breakglass_deny", &id).await;
+    assert_eq!(v["type"], 6);
+    assert_eq!(d.app.deps.get(&code.parse()?).await?.status, shared::core::Status::Denied);
+    Ok(())
+}
+
+both!(mentions_in_a_reason_cannot_ping);
+async fn mentions_in_a_reason_cannot_ping(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    d.request("@everyone <@1010000000000000002> [runbook](https://evil.example) ```rm```").await;
+    let card = d
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.path == format!("channels/{CH}/messages"))
+        .ok_or("card")?;
+    let reason = card.body["embeds"][0]["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "Reason"))
+        .map(|f| f["value"].to_string())
+        .unwrap_or_default();
+    assert!(!reason.contains("@everyone") && !reason.contains("<@1010"), "{reason}");
+    assert!(reason.contains("\\\\[runbook\\\\]"), "{reason}");
+    assert_eq!(card.body["allowed_mentions"]["parse"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn command_registration_is_idempotent() -> TestResult {
+    let fake = FakeDiscord::start().await;
+    let adapter = bot::discord::DiscordAdapter::new(
+        &fake.base,
+        APP_ID.parse()?,
+        &Secret::new("bot-token".into()),
+    );
+    let logins = vec!["postgres".to_owned(), "root".to_owned()];
+    let guild: u64 = GUILD.parse()?;
+    assert_eq!(bot::discord::register(&adapter, guild, &logins).await?, 1);
+    assert_eq!(bot::discord::register(&adapter, guild, &logins).await?, 1);
+    let puts: Vec<_> = fake.calls().into_iter().filter(|c| c.method == "PUT").collect();
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0].body, puts[1].body, "the same definition both times");
+    let cmds = fake.commands(GUILD);
+    assert_eq!(cmds.len(), 1, "one command, not two");
+    let subs: Vec<&str> = cmds[0]["options"]
+        .as_array()
+        .map(|o| o.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(subs, ["request", "status", "list", "revoke", "help"]);
+    let host = &cmds[0]["options"][0]["options"][0];
+    assert_eq!((host["name"].as_str(), host["autocomplete"].as_bool()), (Some("host"), Some(true)));
+    Ok(())
+}

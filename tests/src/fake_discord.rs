@@ -1,0 +1,235 @@
+//! A local stand-in for Discord's REST API (there is no internet here), and interaction
+//! payloads signed exactly as Discord signs them.
+//!
+//! - The REST fake answers what breakglass calls (messages, message edits, threads from a
+//!   message, interaction follow-ups, DM channels, guild command bulk overwrite) with objects
+//!   shaped like Discord's, and records every call (method, path, JSON body).
+//! - [`Signer`] signs `timestamp ‖ body` with a test application key (Ed25519), as Discord does
+//!   in `X-Signature-Ed25519` / `X-Signature-Timestamp`.
+//! - [`command`], [`component`], [`autocomplete`] build interaction payloads with the fields a
+//!   current Discord sends (serenity 0.12 refuses payloads without `attachment_size_limit`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ed25519_dalek::{Signer as _, SigningKey};
+use serde_json::{Value, json};
+
+/// One recorded REST call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+    /// The id of the object the fake created for this call (message, thread, DM channel).
+    pub answer_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    calls: Vec<Call>,
+    next_id: u64,
+    /// Registered commands per guild (bulk overwrite replaces them).
+    commands: HashMap<String, Vec<Value>>,
+}
+
+/// The running REST fake.
+#[derive(Debug, Clone)]
+pub struct FakeDiscord {
+    /// The base to configure (`discord.api_base`); serenity adds `/api/v10/…`.
+    pub base: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeDiscord {
+    /// # Panics
+    /// When it cannot bind.
+    pub async fn start() -> Self {
+        let inner =
+            Arc::new(Mutex::new(Inner { next_id: 1_300_000_000_000_000_000, ..Inner::default() }));
+        let app = axum::Router::new()
+            .route("/api/v10/{*path}", axum::routing::any(rest))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { base: format!("http://{addr}"), inner }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().map(|i| i.calls.clone()).unwrap_or_default()
+    }
+
+    /// The commands registered in `guild` now.
+    pub fn commands(&self, guild: &str) -> Vec<Value> {
+        self.inner
+            .lock()
+            .map(|i| i.commands.get(guild).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+fn user(id: &str, name: &str) -> Value {
+    json!({"id": id, "username": name, "discriminator": "0", "global_name": name, "avatar": null, "bot": name == "breakglass"})
+}
+
+fn message(id: &str, channel: &str, body: &Value) -> Value {
+    json!({
+        "id": id, "channel_id": channel, "author": user("1200000000000000001", "breakglass"),
+        "content": body["content"].as_str().unwrap_or_default(), "timestamp": "2026-11-23T03:14:00.000000+00:00",
+        "edited_timestamp": null, "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": [],
+        "embeds": if body["embeds"].is_array() { body["embeds"].clone() } else { json!([]) },
+        "components": if body["components"].is_array() { body["components"].clone() } else { json!([]) },
+        "pinned": false, "type": 0, "flags": body["flags"].as_u64().unwrap_or(0)
+    })
+}
+
+async fn rest(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    Path(path): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    i.next_id += 1;
+    let id = i.next_id.to_string();
+    i.calls.push(Call {
+        method: method.to_string(),
+        path: path.clone(),
+        body: body.clone(),
+        answer_id: Some(id.clone()),
+    });
+    let parts: Vec<&str> = path.split('/').collect();
+    let answer = match (method.as_str(), parts.as_slice()) {
+        ("POST", ["channels", ch, "messages"]) => message(&id, ch, &body),
+        ("PATCH", ["channels", ch, "messages", msg]) => message(msg, ch, &body),
+        ("POST", ["channels", ch, "messages", _msg, "threads"]) => json!({
+            "id": id, "type": 11, "guild_id": "1100000000000000001", "parent_id": ch,
+            "name": body["name"], "owner_id": "1200000000000000001", "flags": 0
+        }),
+        ("POST", ["webhooks", _app, _token]) => message(&id, "1150000000000000001", &body),
+        ("POST", ["users", "@me", "channels"]) => json!({
+            "id": id, "type": 1, "recipients": [user(body["recipient_id"].as_str().unwrap_or("0"), "someone")]
+        }),
+        ("PUT", ["applications", app, "guilds", guild, "commands"]) => {
+            let cmds: Vec<Value> = body
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(n, mut c)| {
+                    c["id"] = json!(format!("14000000000000000{n:02}"));
+                    c["application_id"] = json!(app);
+                    c["guild_id"] = json!(guild);
+                    c["version"] = json!("1");
+                    c["type"] = c.get("type").cloned().unwrap_or(json!(1));
+                    c["default_member_permissions"] = Value::Null;
+                    c
+                })
+                .collect();
+            i.commands.insert((*guild).to_owned(), cmds.clone());
+            Value::Array(cmds)
+        }
+        _ => {
+            return (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown route", "code": 0})))
+                .into_response();
+        }
+    };
+    Json(answer).into_response()
+}
+
+/// Signs interactions as Discord does, with a test application key.
+#[derive(Debug)]
+pub struct Signer {
+    key: SigningKey,
+}
+
+impl Default for Signer {
+    fn default() -> Self {
+        Self { key: SigningKey::from_bytes(&[42; 32]) }
+    }
+}
+
+impl Signer {
+    /// The application public key to configure (`discord.public_key`).
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+    /// `(X-Signature-Ed25519, X-Signature-Timestamp)` for `body` at `ts`.
+    pub fn sign(&self, ts: i64, body: &str) -> (String, String) {
+        let sig = self.key.sign(format!("{ts}{body}").as_bytes());
+        (hex::encode(sig.to_bytes()), ts.to_string())
+    }
+}
+
+/// The application id of the test application.
+pub const APP_ID: &str = "1180000000000000001";
+/// The guild of the tests.
+pub const GUILD: &str = "1100000000000000001";
+
+fn base(kind: u8, id: u64, user_id: &str, channel: &str) -> Value {
+    json!({
+        "id": id.to_string(), "application_id": APP_ID, "type": kind, "token": format!("interaction-token-{id}"),
+        "version": 1, "guild_id": GUILD, "channel_id": channel,
+        "channel": {"id": channel, "type": 0, "name": "incident", "guild_id": GUILD, "permissions": "0"},
+        "member": {
+            "user": user(user_id, "someone"), "roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00",
+            "deaf": false, "mute": false, "flags": 0, "permissions": "0", "pending": false
+        },
+        "app_permissions": "0", "locale": "en-US", "guild_locale": "en-US", "entitlements": [],
+        "authorizing_integration_owners": {"0": GUILD}, "context": 0, "attachment_size_limit": 26214400
+    })
+}
+
+/// A PING.
+pub fn ping(id: u64) -> Value {
+    json!({"id": id.to_string(), "application_id": APP_ID, "type": 1, "token": "ping-token", "version": 1})
+}
+
+/// `/breakglass SUB` with string options.
+pub fn command(
+    id: u64,
+    user_id: &str,
+    channel: &str,
+    sub: &str,
+    options: &[(&str, &str)],
+) -> Value {
+    let mut v = base(2, id, user_id, channel);
+    let opts: Vec<Value> =
+        options.iter().map(|(n, val)| json!({"name": n, "type": 3, "value": val})).collect();
+    v["data"] = json!({"id": "1400000000000000000", "name": "breakglass", "type": 1, "guild_id": GUILD,
+        "options": [{"name": sub, "type": 1, "options": opts}]});
+    v
+}
+
+/// Autocomplete of `host` in `/breakglass request` with `typed` so far.
+pub fn autocomplete(id: u64, user_id: &str, channel: &str, typed: &str) -> Value {
+    let mut v = base(4, id, user_id, channel);
+    v["data"] = json!({"id": "1400000000000000000", "name": "breakglass", "type": 1, "guild_id": GUILD,
+        "options": [{"name": "request", "type": 1, "options": [{"name": "host", "type": 3, "value": typed, "focused": true}]}]});
+    v
+}
+
+/// A click on a card button with `custom_id`, on message `message_id`.
+pub fn component(
+    id: u64,
+    user_id: &str,
+    channel: &str,
+    message_id: &str,
+    custom_id: &str,
+) -> Value {
+    let mut v = base(3, id, user_id, channel);
+    v["data"] = json!({"custom_id": custom_id, "component_type": 2});
+    v["message"] =
+        message(message_id, channel, &json!({"content": "", "embeds": [], "components": []}));
+    v
+}
