@@ -91,6 +91,20 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         ssh_listen: Option<String>,
     },
+    /// Run the bot alone: HTTP API, Slack and Discord endpoints, the reaper and the chat sync
+    /// (no SSH gateway; run `breakglass gateway` where the hosts are).
+    #[command(
+        after_help = "Examples:\n  breakglass bot --config /etc/breakglass/breakglass.toml\n  breakglass bot --listen 0.0.0.0:8080"
+    )]
+    Bot {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// HTTP listen address (overrides server.listen).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Run the SSH gateway alone (in the network zone of the hosts, apart from the bot).
     #[command(
         after_help = "Examples:\n  breakglass gateway --config /etc/breakglass/gateway.toml\n  breakglass gateway --listen 0.0.0.0:2222\n\nThe gateway trusts only the approval keys pinned in its own config (keys.pinned_bot_keys)."
@@ -349,6 +363,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 Overrides { listen, data_dir, gateway_listen: ssh_listen, ..Overrides::default() },
             )
             .await
+        }
+        Command::Bot { config, data_dir, listen } => {
+            bot_only(config.config, Overrides { listen, data_dir, ..Overrides::default() }).await
         }
         Command::Gateway { config, data_dir, listen } => {
             gateway(
@@ -724,6 +741,22 @@ fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &tokio::net::TcpListener) {
             "breakglass: no SSH keys configured for any user: nobody can log in to the gateway"
         );
     }
+}
+
+async fn bot_only(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
+    let cfg = load_config(config_flag, &overrides)?;
+    let listen_addr = cfg.server.listen;
+    let (deps, _) = crate::app::build_deps(cfg)
+        .await
+        .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
+    let http = bind(listen_addr, "HTTP").await?;
+    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    eprintln!(
+        "breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
+    );
+    crate::app::run(deps, http, None, stop_on_signal(), Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
 }
 
 async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {

@@ -124,6 +124,9 @@ pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
         auth_rejection_time_initial: Some(Duration::ZERO),
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 32 * 1024,
+        // Room for the relay to run ahead of the session loop without a hand-off per chunk.
+        event_buffer_size: 256,
+        channel_buffer_size: 256,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
         inactivity_timeout: None,

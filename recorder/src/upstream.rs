@@ -115,6 +115,7 @@ pub fn client_config() -> Arc<client::Config> {
         },
         window_size: 8 * 1024 * 1024,
         maximum_packet_size: 32 * 1024,
+        channel_buffer_size: 256,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
         inactivity_timeout: None,

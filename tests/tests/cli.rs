@@ -10,6 +10,11 @@ use serde_json::Value;
 fn every_subcommand_has_help_with_examples() {
     for sub in [
         "up",
+        "bot",
+        "gateway",
+        "ca public-key",
+        "recording verify",
+        "discord register",
         "keygen",
         "token",
         "request",

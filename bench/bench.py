@@ -1,0 +1,1271 @@
+#!/usr/bin/env python3
+"""The breakglass gateway benchmark (started by bench/run.sh; Python 3 standard library only).
+
+It builds a throwaway world in a temporary directory: a target OpenSSH sshd (trusting the
+gateway's CA for certificates and the bench key through AuthorizedKeysFile), a jump sshd for
+the ProxyJump baseline, a probe sshd (LogLevel DEBUG1, only to see which cipher the gateway's
+upstream leg negotiates), and `breakglass up` with its HTTP API and SSH gateway. Then it
+measures, side by side:
+
+1. bulk output throughput: `cat` of a printable file through the gateway (recording on),
+   direct to the target, and through a ProxyJump hop;
+2. keystroke echo latency: single-byte round trips in a PTY (`stty raw -echo; cat`);
+3. connect time: `ssh ... true`;
+4. gateway RSS per idle session;
+5. recording size relative to the output.
+
+Every process it starts is killed on exit (normal end, error, SIGINT, SIGTERM, SIGHUP), and
+the temporary directory is removed unless --keep-tmp is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+F_SETPIPE_SZ = 1031
+RESULTS_START = "<!-- bench:results:start -->"
+RESULTS_END = "<!-- bench:results:end -->"
+TOKENS = {who: f"bgt_bench_{who}_not_secret" for who in ("alice", "bob", "carol")}
+
+
+class BenchError(Exception):
+    """A failure with a message meant for the person running the bench."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# /proc helpers
+
+
+def proc_stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (index 0 = state)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of PID (plus its reaped children's when `children`), in seconds."""
+    f = proc_stat_fields(pid)
+    if f is None:
+        return 0.0
+    ticks = int(f[11]) + int(f[12])
+    if children:
+        ticks += int(f[13]) + int(f[14])
+    return ticks / CLK_TCK
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of PID (children first discovered, breadth first)."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        f = proc_stat_fields(int(d))
+        if f is None:
+            continue
+        kids.setdefault(int(f[1]), []).append(int(d))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def status_kib(pid: int, key: str) -> int:
+    """A `kB` line of /proc/PID/status (VmRSS, VmHWM, RssAnon, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {key} in /proc/{pid}/status")
+
+
+def fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def system_busy_seconds() -> float:
+    """Busy CPU time of the whole machine (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    v = [int(x) for x in parts]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    # guest time is already included in user/nice
+    total = sum(v[:8])
+    return (total - idle) / CLK_TCK
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            f = proc_stat_fields(int(d))
+            if f is not None and int(f[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants (ProxyJump's inner ssh, a session whose sshd died) are reparented to
+    us rather than to init: we can reap them (their CPU time is then counted) and kill them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
+    return sorted_values[k]
+
+
+# --------------------------------------------------------------------------------------------
+# The bench
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.a = args
+        self.bin = Path(args.bin)
+        self.login = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        base = args.tmpdir or None
+        self.tmp = Path(tempfile.mkdtemp(prefix="bg-bench-", dir=base))
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir()
+        self.procs: list[subprocess.Popen] = []  # everything we started, in start order
+        self.listeners: list[subprocess.Popen] = []  # sshd listeners (their trees are killed)
+        self.remote_pids: set[int] = set()  # `sleep 600` processes of idle sessions
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.gw: subprocess.Popen | None = None
+        self.api_url = ""
+        self.gw_port = 0
+        self.cleaned = False
+        self.quiet: list[dict] = []
+
+    # ---- process bookkeeping ---------------------------------------------------------------
+
+    def errlog(self, name: str) -> Path:
+        with self.lock:
+            self.seq += 1
+            return self.logs / f"{self.seq:04d}-{name}.err"
+
+    def spawn(self, argv: list[str], name: str, **kw) -> subprocess.Popen:
+        """Starts a child in its own session (so a terminal ^C reaches only us), stderr to a log."""
+        if self.cleaned:
+            raise BenchError("shutting down")
+        err = self.errlog(name)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        with open(err, "wb") as ef:
+            p = subprocess.Popen(argv, stderr=ef, start_new_session=True, **kw)
+        p.errpath = err  # type: ignore[attr-defined]
+        with self.lock:
+            self.procs.append(p)
+        return p
+
+    def forget(self, p: subprocess.Popen) -> None:
+        with self.lock:
+            if p in self.procs:
+                self.procs.remove(p)
+
+    @staticmethod
+    def err_text(p: subprocess.Popen) -> str:
+        try:
+            return Path(p.errpath).read_text(errors="replace").strip()  # type: ignore[attr-defined]
+        except OSError:
+            return ""
+
+    def cleanup(self) -> None:
+        if self.cleaned:
+            return
+        self.cleaned = True
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        # 1. idle sessions' remote sleeps (checked by name: the pid may have been reused)
+        for pid in list(self.remote_pids):
+            try:
+                if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        # 2. clients (everything that is not a listener or the gateway)
+        special = set(map(id, self.listeners)) | ({id(self.gw)} if self.gw else set())
+        for p in list(self.procs):
+            if id(p) not in special and p.poll() is None:
+                p.kill()
+        # 3. every process under each sshd listener (sessions run in their own sessions, so
+        #    killing the listener alone would orphan them), then the listener
+        for l in self.listeners:
+            if l.poll() is None:
+                for pid in descendants(l.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                l.kill()
+        # 4. the gateway: SIGTERM (it closes its recordings), then SIGKILL
+        if self.gw and self.gw.poll() is None:
+            self.gw.terminate()
+            try:
+                self.gw.wait(15)
+            except subprocess.TimeoutExpired:
+                self.gw.kill()
+        for p in list(self.procs):
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        # 5. orphans reparented to us (we are a child subreaper), e.g. ProxyJump's inner ssh
+        tracked = {p.pid for p in self.procs}
+        for pid in children_of(os.getpid()):
+            if pid not in tracked:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (OSError, ChildProcessError):
+                    pass
+        if self.a.keep_tmp:
+            log(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def reap_orphans(self, timeout: float = 5.0) -> None:
+        """Waits for (and reaps) children we did not start ourselves: orphans reparented to us."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                mine = {p.pid for p in self.procs}
+            orphans = [pid for pid in children_of(os.getpid()) if pid not in mine]
+            if not orphans or time.monotonic() > deadline:
+                return
+            for pid in orphans:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            time.sleep(0.02)
+
+    def busy_over(self, seconds: float) -> float:
+        """Cores the whole machine kept busy over the next `seconds`."""
+        b0, t0 = system_busy_seconds(), time.monotonic()
+        time.sleep(seconds)
+        return (system_busy_seconds() - b0) / (time.monotonic() - t0)
+
+    def wait_quiet(self, what: str) -> float:
+        """Waits up to --quiet-wait seconds until the machine is nearly idle (others' builds and
+        tests share it); returns the busy cores last seen, and keeps it for the report."""
+        t0 = time.monotonic()
+        deadline = t0 + self.a.quiet_wait
+        while True:
+            busy = self.busy_over(0.5)
+            if busy < self.a.quiet_busy or time.monotonic() >= deadline:
+                break
+        waited = time.monotonic() - t0
+        if busy >= self.a.quiet_busy:
+            log(f"{what}: the machine is still busy ({busy:.2f} cores) after {waited:.0f} s; measuring anyway")
+        self.quiet.append({"what": what, "busy": busy, "waited_s": waited})
+        return busy
+
+    # ---- setup -----------------------------------------------------------------------------
+
+    def run_ok(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        r = subprocess.run(argv, capture_output=True, text=True, **kw)
+        if r.returncode != 0:
+            raise BenchError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r
+
+    def keygen(self, path: Path, comment: str = "bench") -> str:
+        self.run_ok(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+        return Path(str(path) + ".pub").read_text().strip()
+
+    def openssh_version(self) -> tuple[int, int]:
+        out = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr
+        m = re.search(r"OpenSSH_(\d+)\.(\d+)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    def start_sshd(self, name: str, ca_line: str | None, loglevel: str = "VERBOSE") -> dict:
+        d = self.tmp / name
+        d.mkdir()
+        os.makedirs("/run/sshd", exist_ok=True)
+        key = d / "ssh_host_ed25519_key"
+        self.keygen(key, f"{name}-host")
+        host_pub = Path(str(key) + ".pub").read_text().split()
+        (d / "authorized_keys").write_text(self.client_pub + "\n")
+        lines = [
+            "ListenAddress 127.0.0.1",
+            f"HostKey {key}",
+            f"PidFile {d}/sshd.pid",
+            f"AuthorizedKeysFile {d}/authorized_keys",
+            "UsePAM no",
+            "StrictModes no",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "AllowTcpForwarding yes",
+            f"LogLevel {loglevel}",
+            "UseDNS no",
+            # many concurrent connections from one address
+            "MaxStartups 2000",
+            "MaxSessions 2000",
+            "ClientAliveInterval 0",
+        ]
+        if ca_line:
+            (d / "ca.pub").write_text(ca_line + "\n")
+            lines.append(f"TrustedUserCAKeys {d}/ca.pub")
+        if self.openssh_version() >= (9, 8):
+            lines.append("PerSourcePenalties no")
+        if self.a.cipher:
+            lines.append(f"Ciphers {self.a.cipher}")
+        if self.a.kex:
+            lines.append(f"KexAlgorithms {self.a.kex}")
+        for attempt in range(5):
+            port = free_port()
+            cfg = d / "sshd_config"
+            cfg.write_text("\n".join([f"Port {port}"] + lines) + "\n")
+            errf = d / "sshd.log"
+            with open(errf, "wb") as ef:
+                p = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=ef, start_new_session=True)
+            p.errpath = errf  # type: ignore[attr-defined]
+            self.procs.append(p)
+            self.listeners.append(p)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and p.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return {"name": name, "port": port, "proc": p, "dir": d, "log": errf,
+                            "known_hosts": f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}"}
+                except OSError:
+                    time.sleep(0.02)
+            p.kill()
+            p.wait()
+        raise BenchError(f"sshd ({name}) did not start: {(d / 'sshd.log').read_text(errors='replace')}")
+
+    def write_client_config(self) -> None:
+        """One ssh_config for every client, so that ProxyJump's inner ssh (which gets -F but not
+        -o options) uses the same options."""
+        lines = [
+            "Host *",
+            f"  IdentityFile {self.client_key}",
+            "  IdentitiesOnly yes",
+            "  StrictHostKeyChecking no",
+            "  UserKnownHostsFile /dev/null",
+            "  BatchMode yes",
+            "  LogLevel ERROR",
+            "  EscapeChar none",
+            "  ControlMaster no",
+            "  ForwardAgent no",
+            "  ForwardX11 no",
+            "  Compression no",
+        ]
+        if self.a.cipher:
+            lines.append(f"  Ciphers {self.a.cipher}")
+        if self.a.kex:
+            lines.append(f"  KexAlgorithms {self.a.kex}")
+        self.client_cfg = self.tmp / "ssh_config"
+        self.client_cfg.write_text("\n".join(lines) + "\n")
+
+    def ssh_argv(self, path: str, code: str | None = None, extra: list[str] | None = None) -> list[str]:
+        """`ssh` to the target by `path`: gateway (user = grant code), direct, or jump."""
+        base = ["ssh", "-F", str(self.client_cfg)] + (extra or [])
+        if path == "gateway":
+            assert code
+            return base + ["-p", str(self.gw_port), f"{code}@127.0.0.1"]
+        if path == "direct":
+            return base + ["-p", str(self.target["port"]), f"{self.login}@127.0.0.1"]
+        if path == "jump":
+            return base + ["-J", f"{self.login}@127.0.0.1:{self.jump['port']}",
+                           "-p", str(self.target["port"]), f"{self.login}@127.0.0.1"]
+        raise ValueError(path)
+
+    def start_gateway(self) -> None:
+        data = self.tmp / "data"
+        ca = self.run_ok([str(self.bin), "ca", "public-key", "--data-dir", str(data)], cwd=self.tmp,
+                         env=self.clean_env()).stdout.strip()
+        self.ca_line = ca
+        self.target = self.start_sshd("target", ca)
+        self.jump = self.start_sshd("jump", None)
+        self.probe = self.start_sshd("probe", ca, loglevel="DEBUG1")
+        kh = self.tmp / "known_hosts"
+        kh.write_text(self.target["known_hosts"] + "\n" + self.probe["known_hosts"] + "\n")
+        sha = {w: hashlib.sha256(t.encode()).hexdigest() for w, t in TOKENS.items()}
+        cfg = f"""# written by bench/bench.py
+[gateway]
+known_hosts_file = "{kh}"
+connect_timeout = "15s"
+
+[users.alice]
+groups = ["oncall"]
+ssh_keys = ["{self.client_pub}"]
+api_token_sha256 = "{sha['alice']}"
+[users.bob]
+groups = ["dba"]
+api_token_sha256 = "{sha['bob']}"
+[users.carol]
+groups = ["dba"]
+api_token_sha256 = "{sha['carol']}"
+
+[scopes.bench]
+hosts = {{ target = "127.0.0.1:{self.target['port']}", probe = "127.0.0.1:{self.probe['port']}" }}
+logins = ["{self.login}"]
+max_duration = "1h"
+default_duration = "1h"
+requester_groups = ["oncall"]
+approver_groups = ["dba"]
+quorum = 2
+"""
+        self.gw_config = self.tmp / "gateway.toml"
+        self.gw_config.write_text(cfg)
+        self.gw_port = free_port()
+        http_port = free_port()
+        env = self.clean_env()
+        env["BREAKGLASS_LOG"] = "info,sqlx=warn"
+        self.gw_log = self.tmp / "gateway.log"
+        with open(self.gw_log, "wb") as ef:
+            self.gw = subprocess.Popen(
+                [str(self.bin), "up", "--config", str(self.gw_config), "--data-dir", str(data),
+                 "--listen", f"127.0.0.1:{http_port}", "--ssh-listen", f"127.0.0.1:{self.gw_port}"],
+                cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=ef,
+                start_new_session=True)
+        self.gw.errpath = self.gw_log  # type: ignore[attr-defined]
+        self.procs.append(self.gw)
+        self.recordings = data / "recordings"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.gw.poll() is not None:
+                raise BenchError(f"breakglass up exited ({self.gw.returncode}):\n{self.gw_log.read_text(errors='replace')}")
+            m = re.search(r"HTTP API on (\S+)", self.gw_log.read_text(errors="replace"))
+            if m:
+                try:
+                    socket.create_connection(("127.0.0.1", self.gw_port), timeout=1).close()
+                    self.api_url = m.group(1).rstrip("/")
+                    if not self.api_url.startswith("http"):
+                        self.api_url = "http://" + self.api_url
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise BenchError(f"breakglass up did not listen within 60 s:\n{self.gw_log.read_text(errors='replace')}")
+
+    @staticmethod
+    def clean_env() -> dict:
+        return {k: v for k, v in os.environ.items() if not k.startswith("BREAKGLASS")}
+
+    def setup(self) -> None:
+        self.client_key = self.tmp / "bench_key"
+        self.keygen(self.client_key, "bench")
+        self.client_pub = Path(str(self.client_key) + ".pub").read_text().strip()
+        self.write_client_config()
+        self.start_gateway()
+        log(f"target sshd :{self.target['port']}, jump sshd :{self.jump['port']}, probe sshd "
+            f":{self.probe['port']}, gateway ssh :{self.gw_port}, API {self.api_url}, tmp {self.tmp}")
+
+    # ---- API -------------------------------------------------------------------------------
+
+    def api(self, who: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {TOKENS[who]}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def grant(self, host: str = "target") -> str:
+        """Requests `host` as alice, approves as bob and carol; returns the grant code."""
+        s, v = self.api("alice", "POST", "/api/v1/requests",
+                        {"host": host, "login": self.login, "reason": "benchmark run", "duration": "1h"})
+        if s != 201:
+            raise BenchError(f"request refused ({s}): {v}")
+        code = v["code"]
+        for who in ("bob", "carol"):
+            s, v = self.api(who, "POST", f"/api/v1/requests/{code}/approve")
+            if s != 200:
+                raise BenchError(f"approval by {who} refused ({s}): {v}")
+        return code
+
+    def sealed_recording(self, code: str, timeout: float = 120) -> Path:
+        """The .cast of grant `code` once its .sig is written (the recording is closed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for p in self.recordings.glob(f"{code}*.cast"):
+                if Path(str(p) + ".sig").exists():
+                    return p
+            time.sleep(0.05)
+        raise BenchError(f"no sealed recording for {code} after {timeout:.0f} s")
+
+    # ---- 0. ciphers ------------------------------------------------------------------------
+
+    def probe_algorithms(self) -> dict:
+        """Which key exchange and cipher each leg negotiated, from `ssh -v` (client legs) and
+        the probe sshd's DEBUG1 log (the gateway's upstream leg)."""
+        out: dict = {"cipher": {}, "kex": {}}
+        pat = re.compile(r"kex: server->client cipher: (\S+)")
+        kex = re.compile(r"kex: algorithm: (\S+)")
+        for path in ("direct", "jump", "gateway"):
+            # the gateway's probe session goes to the probe sshd, whose DEBUG1 log names the cipher
+            code = self.grant("probe") if path == "gateway" else None
+            before = self.probe["log"].stat().st_size
+            argv = self.ssh_argv(path, code, ["-v"]) + ["true"]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            if r.returncode != 0:
+                raise BenchError(f"{path} probe failed ({r.returncode}): {r.stderr[-2000:]}")
+            out["cipher"][path] = sorted(set(pat.findall(r.stderr)))
+            out["kex"][path] = sorted(set(kex.findall(r.stderr)))
+            if path == "gateway":
+                time.sleep(0.3)
+                with open(self.probe["log"], "rb") as f:
+                    f.seek(before)
+                    new = f.read().decode(errors="replace")
+                out["cipher"]["gateway_upstream"] = sorted(set(re.findall(r"kex: client->server cipher: (\S+)", new)))
+                out["kex"]["gateway_upstream"] = sorted(set(kex.findall(new)))
+        log(f"negotiated: {out}")
+        return out
+
+    # ---- 1. bulk output --------------------------------------------------------------------
+
+    def make_file(self) -> Path:
+        f = self.tmp / "bulk.txt"
+        size = self.a.size_mib * MIB
+        log(f"generating {self.a.size_mib} MiB of base64 text (76-char lines)")
+        with open(f, "wb") as out:
+            b64 = subprocess.Popen(["base64", "-w", "76", "/dev/urandom"], stdout=subprocess.PIPE)
+            head = subprocess.Popen(["head", "-c", str(size)], stdin=b64.stdout, stdout=out)
+            b64.stdout.close()  # type: ignore[union-attr]
+            head.wait()
+            b64.wait()
+        if f.stat().st_size != size:
+            raise BenchError(f"{f} has {f.stat().st_size} bytes, expected {size}")
+        # read once so every run reads it from the page cache
+        with open(f, "rb") as r:
+            while r.read(8 * MIB):
+                pass
+        return f
+
+    def stream_once(self, path: str, file: Path) -> dict:
+        code = self.grant() if path == "gateway" else None
+        argv = self.ssh_argv(path, code) + ["cat", str(file)]
+        quiet = self.wait_quiet(f"bulk {path}")
+        listener = self.target["proc"]
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
+        sys0 = system_busy_seconds()
+        gw0 = cpu_seconds(self.gw.pid)
+        tgt0 = cpu_seconds(listener.pid, children=True)
+        jmp0 = cpu_seconds(self.jump["proc"].pid, children=True)
+        t0 = time.perf_counter()
+        p = self.spawn(argv, f"bulk-{path}", stdout=subprocess.PIPE)
+        fd = p.stdout.fileno()  # type: ignore[union-attr]
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, MIB)
+        except OSError:
+            pass
+        buf = bytearray(MIB)
+        total = 0
+        t_first = None
+        while True:
+            r, _, _ = select.select([fd], [], [], 300)
+            if not r:
+                p.kill()
+                raise BenchError(f"bulk {path}: no output for 300 s after {total} bytes")
+            n = os.readv(fd, [buf])
+            if n == 0:
+                break
+            if t_first is None:
+                t_first = time.perf_counter()
+            total += n
+        t_last = time.perf_counter()
+        rc = p.wait(120)
+        t_exit = time.perf_counter()
+        p.stdout.close()  # type: ignore[union-attr]
+        self.forget(p)
+        self.reap_orphans()  # ProxyJump's inner `ssh -W`, so that its CPU time is counted
+        gw1 = cpu_seconds(self.gw.pid)
+        sys1 = system_busy_seconds()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        if rc != 0 or total != file.stat().st_size:
+            raise BenchError(f"bulk {path}: exit {rc}, got {total} of {file.stat().st_size} bytes: {self.err_text(p)}")
+        # wait until the sshd session processes are reaped, so the listener's cumulative
+        # children times include them
+        for l in (self.target["proc"], self.jump["proc"]):
+            deadline = time.monotonic() + 10
+            while descendants(l.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        tgt1 = cpu_seconds(listener.pid, children=True)
+        jmp1 = cpu_seconds(self.jump["proc"].pid, children=True)
+        stream_s = t_last - (t_first or t_last)
+        wall = t_exit - t0
+        res = {
+            "path": path, "code": code, "bytes": total, "wall_s": wall, "stream_s": stream_s,
+            "mibps": total / MIB / stream_s if stream_s > 0 else float("nan"),
+            "mibps_wall": total / MIB / wall,
+            "cpu": {
+                "client ssh": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+                "gateway": gw1 - gw0,
+                "jump sshd": jmp1 - jmp0,
+                "target sshd + cat": tgt1 - tgt0,
+                "bench reader": (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime),
+            },
+            "system_busy_s": sys1 - sys0,
+            "busy_before": quiet,
+        }
+        if path == "gateway":
+            t_seal0 = time.perf_counter()
+            cast = self.sealed_recording(code)
+            res["seal_s"] = time.perf_counter() - t_seal0
+            res["cast_bytes"] = cast.stat().st_size
+            res["gw_cpu_incl_seal"] = cpu_seconds(self.gw.pid) - gw0
+            if not self.a.keep_tmp:
+                cast.unlink()  # hundreds of MiB each; the size is all we need
+        accounted = sum(res["cpu"].values())
+        res["cpu"]["other processes"] = max(0.0, res["system_busy_s"] - accounted)
+        log(f"bulk {path:8s} {res['mibps']:8.1f} MiB/s (first byte to EOF), {res['mibps_wall']:8.1f} MiB/s wall, "
+            + ", ".join(f"{k} {v / wall * 100:.0f}%" for k, v in res["cpu"].items() if v > 0.005))
+        return res
+
+    def profile_gateway(self, file: Path) -> list[dict] | None:
+        """One extra, unmeasured gateway bulk run under `perf record`: where the gateway's CPU
+        time goes (top symbols)."""
+        perf = shutil.which("perf")
+        if self.a.no_perf or not perf:
+            if not self.a.no_perf:
+                log("perf is not installed: no gateway profile (apt-get install linux-perf)")
+            return None
+        code = self.grant()
+        data = self.tmp / "perf.data"
+        pr = self.spawn([perf, "record", "-F", "499", "-p", str(self.gw.pid), "-o", str(data)], "perf")  # type: ignore[union-attr]
+        time.sleep(1)
+        if pr.poll() is not None:
+            log(f"perf record failed, no gateway profile: {self.err_text(pr)[-300:]}")
+            self.forget(pr)
+            return None
+        p = self.spawn(self.ssh_argv("gateway", code) + ["cat", str(file)], "perf-bulk")
+        rc = p.wait(900)
+        self.forget(p)
+        pr.send_signal(signal.SIGINT)
+        try:
+            pr.wait(60)
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            pr.wait()
+        self.forget(pr)
+        if rc != 0:
+            raise BenchError(f"profiled gateway run: exit {rc}: {self.err_text(p)}")
+        cast = self.sealed_recording(code)
+        if not self.a.keep_tmp:
+            cast.unlink()
+        r = subprocess.run([perf, "report", "-i", str(data), "--no-children", "--sort", "dso,symbol",
+                            "--stdio", "-q", "--percent-limit", "1"], capture_output=True, text=True, timeout=300)
+        top = []
+        for line in r.stdout.splitlines():
+            m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*?)\s*$", line)
+            if m:
+                top.append({"pct": float(m.group(1)), "dso": m.group(2),
+                            "kernel": m.group(3) == "k",
+                            "symbol": re.sub(r"(\s+-)+$", "", m.group(4))})
+        if not top:
+            log(f"perf report gave nothing usable: {r.stderr.strip()[-300:]}")
+            return None
+        log("gateway profile: " + ", ".join(f"{t['symbol'][:40]} {t['pct']:.0f}%" for t in top[:6]))
+        return top[:15]
+
+    def bulk(self) -> dict:
+        f = self.make_file()
+        runs: dict[str, list[dict]] = {"gateway": [], "direct": [], "jump": []}
+        for i in range(self.a.runs):
+            for path in ("gateway", "direct", "jump"):  # interleaved: drift hits all three
+                runs[path].append(self.stream_once(path, f))
+        profile = self.profile_gateway(f)
+        size = f.stat().st_size
+        f.unlink()
+        return {"size": size, "runs": runs, "profile": profile}
+
+    # ---- 2. keystrokes ---------------------------------------------------------------------
+
+    def open_echo(self, path: str) -> subprocess.Popen:
+        """A PTY session running `cat` in raw mode, ready to echo."""
+        code = self.grant() if path == "gateway" else None
+        argv = self.ssh_argv(path, code, ["-tt"]) + ["stty raw -echo; printf READY; exec cat"]
+        env = dict(os.environ, TERM="xterm")
+        p = self.spawn(argv, f"keys-{path}", stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        rfd = p.stdout.fileno()  # type: ignore[union-attr]
+        got = b""
+        deadline = time.monotonic() + 30
+        while b"READY" not in got:
+            r, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(rfd, 4096) if r else b""
+            if not chunk:
+                p.kill()
+                raise BenchError(f"keystrokes {path}: no READY (got {got!r}): {self.err_text(p)}")
+            got += chunk
+        tail = got.split(b"READY", 1)[1]
+        if tail:
+            raise BenchError(f"keystrokes {path}: unexpected output after READY: {tail!r}")
+        return p
+
+    def keystrokes(self, n: int, warmup: int = 50) -> dict:
+        """Both sessions open at once and the round trips alternate between them (the order
+        flipping every time), so that both see the same machine: on this VM, the latency of a
+        short round trip drifts by more than the difference being measured."""
+        paths = ("gateway", "direct")
+        procs = {p: self.open_echo(p) for p in paths}
+        samples: dict[str, list[float]] = {p: [] for p in paths}
+        self.wait_quiet("keystrokes")
+        try:
+            for i in range(warmup + n):
+                b = bytes([97 + i % 26])
+                for path in (paths if i % 2 == 0 else paths[::-1]):
+                    p = procs[path]
+                    wfd = p.stdin.fileno()  # type: ignore[union-attr]
+                    rfd = p.stdout.fileno()  # type: ignore[union-attr]
+                    t0 = time.perf_counter_ns()
+                    os.write(wfd, b)
+                    r, _, _ = select.select([rfd], [], [], 10)
+                    back = os.read(rfd, 64) if r else b""
+                    t1 = time.perf_counter_ns()
+                    if back != b:
+                        raise BenchError(f"keystrokes {path}: sent {b!r}, got {back!r}: {self.err_text(p)}")
+                    if i >= warmup:
+                        samples[path].append((t1 - t0) / 1e6)
+        finally:
+            for p in procs.values():
+                p.terminate()  # raw mode: no EOF or ^C reaches cat; closing the connection ends it
+            for p in procs.values():
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                for f in (p.stdin, p.stdout):
+                    f.close()  # type: ignore[union-attr]
+                self.forget(p)
+        out = {}
+        for path in paths:
+            s = sorted(samples[path])
+            out[path] = {"path": path, "n": n, "p50": percentile(s, 50), "p90": percentile(s, 90),
+                         "p99": percentile(s, 99), "max": s[-1], "min": s[0], "mean": statistics.fmean(s)}
+            r = out[path]
+            log(f"keystrokes {path:8s} p50 {r['p50']:.3f} ms  p99 {r['p99']:.3f} ms  max {r['max']:.3f} ms")
+        return out
+
+    # ---- 3. connect ------------------------------------------------------------------------
+
+    def connect_times(self, n: int) -> dict:
+        out: dict = {"gateway": [], "direct": []}
+        self.wait_quiet("connect")
+        b0, t0w = system_busy_seconds(), time.monotonic()
+        for i in range(n):
+            for path in ("gateway", "direct"):
+                code = self.grant() if path == "gateway" else None
+                argv = self.ssh_argv(path, code) + ["true"]
+                t0 = time.perf_counter()
+                p = self.spawn(argv, f"connect-{path}")
+                rc = p.wait(60)
+                dt_s = time.perf_counter() - t0
+                self.forget(p)
+                if rc != 0:
+                    raise BenchError(f"connect {path}: exit {rc}: {self.err_text(p)}")
+                out[path].append(dt_s * 1000)
+        out["busy"] = (system_busy_seconds() - b0) / (time.monotonic() - t0w)
+        for path in ("gateway", "direct"):
+            v = out[path]
+            log(f"connect {path:8s} median {statistics.median(v):.1f} ms (min {min(v):.1f}, max {max(v):.1f})")
+        return out
+
+    # ---- 4. RSS per idle session -----------------------------------------------------------
+
+    def open_idle(self, i: int, code: str) -> tuple[subprocess.Popen, int]:
+        argv = self.ssh_argv("gateway", code) + ["echo $$; exec sleep 600"]
+        p = self.spawn(argv, f"idle-{i}", stdout=subprocess.PIPE)
+        fd = p.stdout.fileno()  # type: ignore[union-attr]
+        got = b""
+        deadline = time.monotonic() + 60
+        while b"\n" not in got:
+            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 64) if r else b""
+            if not chunk:
+                p.kill()
+                raise BenchError(f"idle session {i} ({code}) did not start (got {got!r}): {self.err_text(p)}")
+            got += chunk
+        pid = int(got.split(b"\n", 1)[0])
+        with self.lock:
+            self.remote_pids.add(pid)
+        return p, pid
+
+    def rss(self, n: int) -> dict:
+        gw = self.gw.pid  # type: ignore[union-attr]
+        # grants first, so that the memory the API and the database pool take for 3n calls is
+        # in `before`, not counted against the sessions
+        log(f"requesting and approving {n} grants")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
+            codes = list(ex.map(lambda _: self.grant(), range(n)))
+        self.wait_quiet("idle sessions")
+        time.sleep(1)
+        before = status_kib(gw, "VmRSS")
+        fds_before = fd_count(gw)
+        threads_before = int(proc_stat_fields(gw)[17])  # type: ignore[index]
+        log(f"opening {n} idle sessions through the gateway (gateway VmRSS {before} KiB)")
+        t0 = time.monotonic()
+        sessions: list[tuple[subprocess.Popen, int]] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
+            futs = [ex.submit(self.open_idle, i, code) for i, code in enumerate(codes)]
+            for f in futs:
+                sessions.append(f.result())
+        open_s = time.monotonic() - t0
+        time.sleep(3)  # let buffers and tasks settle
+        alive = sum(1 for p, _ in sessions if p.poll() is None)
+        if alive != n:
+            raise BenchError(f"only {alive} of {n} idle sessions are still open")
+        after = status_kib(gw, "VmRSS")
+        after_anon = status_kib(gw, "RssAnon")
+        fds_after = fd_count(gw)
+        threads_after = int(proc_stat_fields(gw)[17])  # type: ignore[index]
+        log(f"{n} idle sessions open after {open_s:.1f} s: gateway VmRSS {after} KiB, "
+            f"{(after - before) / n:.1f} KiB per session, fds {fds_before} -> {fds_after}")
+        # close: end the remote sleeps, so each session ends the ordinary way
+        for _, pid in sessions:
+            try:
+                if b"sleep" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for p, pid in sessions:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.stdout.close()  # type: ignore[union-attr]
+            self.forget(p)
+            self.remote_pids.discard(pid)
+        for code in codes:  # each session is over once its recording is sealed
+            self.sealed_recording(code, 60)
+        self.reap_orphans(1)
+        time.sleep(1)
+        closed = status_kib(gw, "VmRSS")
+        log(f"sessions closed: gateway VmRSS {closed} KiB, fds {fd_count(gw)}")
+        return {"n": n, "before_kib": before, "after_kib": after, "after_anon_kib": after_anon,
+                "closed_kib": closed, "per_session_kib": (after - before) / n, "open_s": open_s,
+                "fds_before": fds_before, "fds_after": fds_after,
+                "threads_before": threads_before, "threads_after": threads_after}
+
+    # ---- driver ----------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        started = time.time()
+        load0 = os.getloadavg()
+        self.setup()
+        res: dict = {"started": started, "load_start": load0}
+        res["algorithms"] = self.probe_algorithms()
+        # RSS first, on a gateway that has served only the probes: the bulk runs would leave
+        # freed memory in the allocator that new sessions could reuse unseen.
+        res["rss"] = self.rss(self.a.sessions)
+        res["connect"] = self.connect_times(self.a.connects)
+        res["keys"] = self.keystrokes(self.a.keystrokes)
+        res["bulk"] = self.bulk()
+        res["gw_rss_end_kib"] = status_kib(self.gw.pid, "VmRSS")  # type: ignore[union-attr]
+        res["gw_hwm_kib"] = status_kib(self.gw.pid, "VmHWM")  # type: ignore[union-attr]
+        res["load_end"] = os.getloadavg()
+        res["elapsed_s"] = time.time() - started
+        res["quiet"] = self.quiet
+        return res
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def machine_facts(repo: Path, binary: Path) -> dict:
+    def sh(argv: list[str], err: bool = False) -> str:
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=repo)
+            return (r.stderr if err else r.stdout).strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return "?"
+
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    rev = sh(["git", "rev-parse", "--short", "HEAD"])
+    dirty = sh(["git", "status", "--porcelain", "--untracked-files=no"])
+    untracked = sh(["git", "status", "--porcelain"])
+    state = " + uncommitted changes" if dirty or untracked else ""
+    return {
+        "nproc": sh(["nproc"]),
+        "cpu": model,
+        "kernel": platform.release(),
+        "mem_gib": mem_kib / 1024 / 1024,
+        "openssh": sh(["ssh", "-V"], err=True),
+        "sshd_pkg": sh(["dpkg-query", "-W", "-f", "${Version}", "openssh-server"]),
+        "breakglass": sh([str(binary), "--version"]) or "?",
+        "git": f"{rev}{state}",
+        "python": platform.python_version(),
+    }
+
+
+def fmt_cpu_table(runs: dict[str, list[dict]]) -> list[str]:
+    keys = ["client ssh", "gateway", "jump sshd", "target sshd + cat", "bench reader", "other processes"]
+    out = ["| path | " + " | ".join(keys) + " | machine busy |", "|---" * (len(keys) + 2) + "|"]
+    for path, rs in runs.items():
+        # the median run by throughput
+        r = sorted(rs, key=lambda x: x["mibps"])[len(rs) // 2]
+        w = r["wall_s"]
+        cells = [f"{r['cpu'][k] / w * 100:.0f}%" if r["cpu"][k] > 0.005 else "–" for k in keys]
+        out.append(f"| {path} | " + " | ".join(cells) + f" | {r['system_busy_s'] / w * 100:.0f}% |")
+    return out
+
+
+def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
+    b = res["bulk"]
+    med = {p: statistics.median(r["mibps"] for r in rs) for p, rs in b["runs"].items()}
+    medw = {p: statistics.median(r["mibps_wall"] for r in rs) for p, rs in b["runs"].items()}
+    ratio = med["gateway"] / med["direct"]
+    ratio_jump = med["jump"] / med["direct"]
+    k = res["keys"]
+    d50 = k["gateway"]["p50"] - k["direct"]["p50"]
+    d99 = k["gateway"]["p99"] - k["direct"]["p99"]
+    cast_ratios = [r["cast_bytes"] / r["bytes"] for r in b["runs"]["gateway"]]
+    cast_ratio = statistics.median(cast_ratios)
+    c = res["connect"]
+    rss = res["rss"]
+    alg = res["algorithms"]
+
+    def verdict(ok: bool) -> str:
+        return "**pass**" if ok else "**FAIL**"
+
+    def runs_list(vals) -> str:
+        return ", ".join(f"{v:.0f}" for v in vals)
+
+    mode = "quick" if args.quick else "full"
+    when = dt.datetime.fromtimestamp(res["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    pinned = [f"`{x}`" for x in (args.cipher, args.kex) if x]
+    alg_note = (f"pinned on every client and sshd: {', '.join(pinned)}" if pinned
+                else "defaults, negotiated (nothing pinned)")
+    L: list[str] = []
+    L.append(RESULTS_START)
+    L.append("")
+    L.append(f"## Results ({mode} run, {when})")
+    L.append("")
+    L.append("Written by `bench/run.sh`; rerunning it replaces this section.")
+    L.append("")
+    L.append("| | |")
+    L.append("|---|---|")
+    L.append(f"| date | {when} |")
+    L.append(f"| command | `{args.command}` |")
+    L.append(f"| parameters | {args.size_mib} MiB bulk file, N = {args.runs} bulk runs per path, "
+             f"{args.keystrokes} keystrokes, {args.connects} connects per path, {args.sessions} idle sessions |")
+    L.append(f"| machine | `nproc` = {facts['nproc']}, {facts['cpu']}, {facts['mem_gib']:.1f} GiB RAM, "
+             f"kernel {facts['kernel']} |")
+    L.append(f"| load average (1 min) at start / end | {res['load_start'][0]:.2f} / {res['load_end'][0]:.2f} |")
+    L.append(f"| OpenSSH | {facts['openssh']} (openssh-server {facts['sshd_pkg']}) |")
+    L.append(f"| breakglass | {facts['breakglass']}, release build, git {facts['git']} |")
+    L.append(f"| algorithms | {alg_note}; see the table below |")
+    L.append(f"| run time | {res['elapsed_s'] / 60:.1f} min (without the build) |")
+    L.append("")
+    L.append("| SSH leg | key exchange | cipher |")
+    L.append("|---|---|---|")
+    legs = [("client → gateway (russh server)", "gateway"), ("gateway (russh client) → target sshd", "gateway_upstream"),
+            ("client → target sshd (direct)", "direct"), ("ProxyJump: client → jump sshd, and client → target through it", "jump")]
+    for label, key in legs:
+        L.append(f"| {label} | {', '.join(f'`{x}`' for x in alg['kex'].get(key, [])) or '?'} | "
+                 f"{', '.join(f'`{x}`' for x in alg['cipher'].get(key, [])) or '?'} |")
+    L.append("")
+    q = res["quiet"]
+    noisy = [x for x in q if x["busy"] >= args.quiet_busy]
+    L.append(f"Background load: before each measurement the bench waited up to {args.quiet_wait:.0f} s for the "
+             f"machine to be quiet (under {args.quiet_busy} busy cores); {len(q) - len(noisy)} of {len(q)} waits "
+             "got there" + (", the others measured anyway with "
+                            + ", ".join(f"{x['what']} {x['busy']:.2f}" for x in noisy) + " cores busy" if noisy else "")
+             + ". Other processes' CPU during each bulk run is in the CPU table below.")
+    L.append("")
+    L.append("### Goals")
+    L.append("")
+    L.append("| goal | measured | |")
+    L.append("|---|---|---|")
+    L.append(f"| bulk throughput through the gateway ≥ 0.85× direct | {ratio:.2f}× | {verdict(ratio >= 0.85)} |")
+    L.append(f"| keystroke echo p99 < 0.5 ms over direct | {d99:+.3f} ms | {verdict(d99 < 0.5)} |")
+    L.append(f"| recording ≤ 1.3× the output | {cast_ratio:.3f}× | {verdict(cast_ratio <= 1.3)} |")
+    L.append("")
+    L.append("### 1. Bulk output throughput")
+    L.append("")
+    L.append(f"`cat` of a {b['size'] // MIB} MiB base64 text file (76-character lines) to the client, "
+             "which discards it. MiB/s from the first byte to EOF (connection setup excluded; it is "
+             "measured in 3.); the wall column includes setup. Median of the runs.")
+    L.append("")
+    L.append("| path | MiB/s | ratio to direct | MiB/s incl. setup | runs (MiB/s) |")
+    L.append("|---|---|---|---|---|")
+    names = {"gateway": "gateway (recording on)", "direct": "direct to the target sshd",
+             "jump": "ProxyJump (`ssh -J`) via a second sshd"}
+    for p in ("gateway", "direct", "jump"):
+        rs = b["runs"][p]
+        rr = f"{med[p] / med['direct']:.2f}×"
+        L.append(f"| {names[p]} | {med[p]:.1f} | {rr} | {medw[p]:.1f} | {runs_list(r['mibps'] for r in rs)} |")
+    L.append("")
+    L.append("CPU use during the median run of each path, in % of one core over the run's wall time "
+             f"(the machine has {facts['nproc']} cores, so 100% = one core busy). \"other processes\" is "
+             "whatever else the machine ran meanwhile (machine busy time minus the processes above).")
+    L.append("")
+    L.extend(fmt_cpu_table(b["runs"]))
+    gws = b["runs"]["gateway"]
+    L.append("")
+    L.append(f"Each recording was sealed (hashed and signed) {statistics.median(r['seal_s'] for r in gws):.2f} s "
+             "(median) after the client exited; counting that, the gateway used "
+             f"{statistics.median(r['gw_cpu_incl_seal'] for r in gws):.2f} CPU-seconds per run "
+             f"({statistics.median(r['gw_cpu_incl_seal'] / (r['bytes'] / MIB) for r in gws) * 1000:.1f} ms per MiB).")
+    prof = b.get("profile")
+    if prof:
+        L.append("")
+        L.append("Where the gateway's CPU time goes: `perf record -F 499 -p GATEWAY` during one extra gateway bulk "
+                 "run (not counted above), symbols over 1% of the samples (`[k]` = kernel):")
+        L.append("")
+        L.append("| share | symbol |")
+        L.append("|---|---|")
+        for t in prof:
+            sym = t["symbol"].replace("|", "\\|")
+            L.append(f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{sym}` |")
+    L.append("")
+    L.append("### 2. Keystroke echo latency")
+    L.append("")
+    L.append(f"`ssh -tt … 'stty raw -echo; cat'`: write one byte, wait for the echo; {k['gateway']['n']} round "
+             "trips per path after 50 warm-up ones, in ms. Both sessions are open at once and the round trips "
+             "alternate between them.")
+    L.append("")
+    L.append("| path | p50 | p90 | p99 | max | mean |")
+    L.append("|---|---|---|---|---|---|")
+    for p in ("gateway", "direct"):
+        r = k[p]
+        L.append(f"| {p} | {r['p50']:.3f} | {r['p90']:.3f} | {r['p99']:.3f} | {r['max']:.3f} | {r['mean']:.3f} |")
+    L.append(f"| **gateway − direct** | {d50:+.3f} | {k['gateway']['p90'] - k['direct']['p90']:+.3f} | "
+             f"{d99:+.3f} | | {k['gateway']['mean'] - k['direct']['mean']:+.3f} |")
+    L.append("")
+    L.append("### 3. Connect time")
+    L.append("")
+    L.append(f"Wall time of `ssh … true` (process start to exit), {len(c['direct'])} runs each, "
+             "interleaved; through the gateway the grant is requested and approved beforehand (not timed).")
+    L.append("")
+    L.append("| path | median ms | min | max |")
+    L.append("|---|---|---|---|")
+    for p in ("gateway", "direct"):
+        v = c[p]
+        L.append(f"| {p} | {statistics.median(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
+    L.append(f"| **gateway − direct** | {statistics.median(c['gateway']) - statistics.median(c['direct']):+.1f} | | |")
+    note = ""
+    if alg["kex"].get("direct") != alg["kex"].get("gateway"):
+        gw = sorted(set(alg["kex"].get("gateway", []) + alg["kex"].get("gateway_upstream", [])))
+        note += (f"The key exchange differs: direct uses {', '.join(alg['kex']['direct'])}, the gateway's two legs "
+                 f"{' and '.join(gw)} (see the algorithms table; `--kex` pins one everywhere).")
+    if note:
+        L.append("")
+        L.append(note)
+    L.append("")
+    L.append("### 4. Gateway memory per idle session")
+    L.append("")
+    L.append(f"{rss['n']} concurrent `ssh … 'sleep 600'` sessions through the gateway, each with its own grant, "
+             f"opened {args.open_concurrency} at a time (in {rss['open_s']:.1f} s). VmRSS of the `breakglass up` "
+             "process (it also serves the HTTP API) from /proc/PID/status.")
+    L.append("")
+    L.append("| before | with all sessions open | per session | after they closed | fds before → open | threads |")
+    L.append("|---|---|---|---|---|---|")
+    L.append(f"| {rss['before_kib']} KiB | {rss['after_kib']} KiB | **{rss['per_session_kib']:.1f} KiB** | "
+             f"{rss['closed_kib']} KiB | {rss['fds_before']} → {rss['fds_after']} | "
+             f"{rss['threads_before']} → {rss['threads_after']} |")
+    L.append("")
+    L.append(f"At the end of the whole run the gateway's VmRSS was {res['gw_rss_end_kib']} KiB, "
+             f"its peak (VmHWM) {res['gw_hwm_kib']} KiB.")
+    L.append("")
+    L.append("### 5. Recording size")
+    L.append("")
+    L.append("| output bytes | .cast bytes (median run) | ratio | runs |")
+    L.append("|---|---|---|---|")
+    mid = sorted(gws, key=lambda r: r["cast_bytes"])[len(gws) // 2]
+    L.append(f"| {mid['bytes']} | {mid['cast_bytes']} | {cast_ratio:.3f}× | "
+             + ", ".join(f"{x:.3f}×" for x in cast_ratios) + " |")
+    L.append("")
+    L.append(RESULTS_END)
+    return "\n".join(L) + "\n"
+
+
+DEFAULT_HEAD = """# Benchmarks
+
+What `bench/run.sh` measures is described in bench/bench.py; the results follow.
+
+"""
+
+
+def write_results(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else DEFAULT_HEAD
+    if RESULTS_START in text and RESULTS_END in text:
+        head, rest = text.split(RESULTS_START, 1)
+        tail = rest.split(RESULTS_END, 1)[1]
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="the breakglass binary")
+    ap.add_argument("--repo", default=str(Path(__file__).resolve().parent.parent))
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 64 MiB, N=1, 200 keystrokes, 5 connects, 20 sessions")
+    ap.add_argument("--size-mib", type=int)
+    ap.add_argument("--runs", type=int, help="bulk runs per path (median reported)")
+    ap.add_argument("--keystrokes", type=int)
+    ap.add_argument("--connects", type=int)
+    ap.add_argument("--sessions", type=int)
+    ap.add_argument("--open-concurrency", type=int, default=8, help="idle sessions opened at once")
+    ap.add_argument("--cipher", help="pin this cipher on every client and sshd (default: negotiate)")
+    ap.add_argument("--kex", help="pin this key exchange on every client and sshd (default: negotiate)")
+    ap.add_argument("--quiet-wait", type=float,
+                    help="before each measurement, wait up to this many seconds for the machine to be "
+                    "quiet (other processes under --quiet-busy); default 30, 5 with --quick")
+    ap.add_argument("--quiet-busy", type=float, default=0.25,
+                    help="'quiet' = the whole machine busy under this many cores (default 0.25)")
+    ap.add_argument("--output", help="Markdown file whose results section is rewritten "
+                    "(default: BENCHMARKS.md for a full run, none for --quick)")
+    ap.add_argument("--no-perf", action="store_true",
+                    help="skip the extra gateway bulk run under `perf record` (done when perf is installed)")
+    ap.add_argument("--json", help="also write the raw results as JSON here")
+    ap.add_argument("--tmpdir", help="where to make the temporary directory")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory and recordings")
+    ap.add_argument("--command", default="bench/bench.py " + " ".join(sys.argv[1:]))
+    ap.add_argument("--git", help="what was built, for the report (default: the repository's HEAD and state)")
+    a = ap.parse_args()
+    full = {"size_mib": 512, "runs": 3, "keystrokes": 1000, "connects": 10, "sessions": 200, "quiet_wait": 30.0}
+    quick = {"size_mib": 64, "runs": 1, "keystrokes": 200, "connects": 5, "sessions": 20, "quiet_wait": 5.0}
+    for key, v in (quick if a.quick else full).items():
+        if getattr(a, key) is None:
+            setattr(a, key, v)
+    if a.output is None and not a.quick:
+        a.output = str(Path(a.repo) / "BENCHMARKS.md")
+    for key in ("size_mib", "runs", "keystrokes", "connects", "sessions"):
+        if getattr(a, key) < 1:
+            ap.error(f"--{key.replace('_', '-')} must be at least 1")
+
+    # children inherit the limit: the gateway holds two sockets per session
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, min(hard, 65536)) if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):
+        pass
+    need = 4 * a.sessions + 200
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < need:
+        log(f"warning: the open-file limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} is below {need}; "
+            "raise it (ulimit -n) for this many sessions")
+
+    if not become_subreaper():
+        log("warning: cannot become a child subreaper; ProxyJump's inner ssh CPU time goes uncounted")
+    bench = Bench(a)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    try:
+        res = bench.run()
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}); cleaning up")
+        bench.cleanup()
+        return 130
+    except (BenchError, subprocess.TimeoutExpired, OSError) as e:
+        log(f"FAILED: {e}")
+        gl = getattr(bench, "gw_log", None)
+        if gl and gl.exists():
+            tail = gl.read_text(errors="replace").splitlines()[-30:]
+            log("last gateway log lines:\n" + "\n".join(tail))
+        bench.cleanup()
+        return 1
+    except BaseException:
+        bench.cleanup()
+        raise
+    bench.cleanup()
+
+    facts = machine_facts(Path(a.repo), Path(a.bin))
+    if a.git:
+        facts["git"] = a.git
+    if a.json:
+        Path(a.json).write_text(json.dumps({"args": vars(a), "facts": facts, "results": res}, indent=1, default=str))
+    try:
+        section = render(res, facts, a)
+    except Exception:
+        dump = Path(tempfile.gettempdir()) / f"bg-bench-results-{os.getpid()}.json"
+        dump.write_text(json.dumps({"args": vars(a), "facts": facts, "results": res}, indent=1, default=str))
+        log(f"could not render the report; the raw results are in {dump}")
+        raise
+    print(section)
+    if a.output:
+        write_results(Path(a.output), section)
+        log(f"results written to {a.output}")
+    log(f"done in {res['elapsed_s'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
