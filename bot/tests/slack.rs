@@ -356,6 +356,19 @@ async fn clicks_and_commands_are_checked_against_policy(db: TestDb) -> TestResul
     Ok(())
 }
 
+both!(offline_signature_scopes_point_the_approver_to_their_key);
+async fn offline_signature_scopes_point_the_approver_to_their_key(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let text = s.command("U0ALICE", "C0VAULT", "request vault-1 unseal after the restart").await;
+    let code = text.split('`').nth(1).ok_or("code")?.to_owned();
+    let id = s.app.deps.get(&code.parse()?).await?.id.to_string();
+    assert_eq!(s.click("U0ERIN", "1.1", "breakglass_approve", &id).await, 200);
+    let told = wait_ephemeral(&s, "[offline_signature_required]").await;
+    assert!(told.contains(&format!("breakglass approve --key YOUR_KEY {code}")), "{told}");
+    assert_eq!(s.app.deps.get(&code.parse()?).await?.approvals.len(), 0);
+    Ok(())
+}
+
 both!(mrkdwn_in_a_reason_cannot_ping_or_forge_links);
 async fn mrkdwn_in_a_reason_cannot_ping_or_forge_links(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;

@@ -96,6 +96,7 @@ default_duration = "15m"
 requester_groups = ["oncall"]
 approver_groups = ["security"]
 quorum = 1
+channels = ["C0VAULT"]
 require_offline_signature = true
 "#,
         bot = pin(1),
