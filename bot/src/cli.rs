@@ -202,6 +202,65 @@ pub enum Command {
     Status { id: String },
     /// Show who your token belongs to.
     Whoami,
+    /// A single-use sign-in link to the reviewer page (reviewers only).
+    #[command(
+        after_help = "Examples:\n  breakglass review bg-7f3a2c\n  breakglass review            # the session list\n\nOpen the printed link in your browser within review.link_ttl (10 minutes by default); it\nworks once and signs you in for review.session_ttl."
+    )]
+    Review {
+        /// Request code or id whose session to open (default: the session list).
+        id: Option<String>,
+    },
+    /// Search the commands of every recorded session (reviewers only).
+    #[command(
+        after_help = "Examples:\n  breakglass search 'kubectl delete'\n  breakglass search rm -rf --host db-1 --from 2026-11-01\n\nEach hit links to that moment of the recording on the reviewer page."
+    )]
+    Search {
+        /// Text the command contains (case-insensitive; the words are joined with spaces).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        query: Vec<String>,
+        /// Only sessions of this requester.
+        #[arg(long)]
+        who: Option<String>,
+        /// Only sessions on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only sessions on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DAY")]
+        from: Option<String>,
+        /// Only sessions on or before this day (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DAY")]
+        to: Option<String>,
+    },
+    /// Replay a session in this terminal, after checking its signature.
+    #[command(
+        after_help = "Examples:\n  breakglass replay bg-7f3a2c                 # from the server (reviewers only)\n  breakglass replay bg-7f3a2c --commands      # list the commands with their times\n  breakglass replay bg-7f3a2c --at 3          # jump to the 3rd command\n  breakglass replay data/recordings/bg-7f3a2c-1795403640.cast --from 1:30 --speed 2\n  breakglass replay bundle/bg-7f3a2c-1795403640.cast --key bundle/recording-key.pub\n\nKeys: space pause/resume, . step while paused, + faster, - slower, q quit.\nThe first line says whether the recording verifies. Escape sequences that could act on\nyour terminal (clipboard, links, title reports, queries, C1 controls) are removed."
+    )]
+    Replay {
+        /// A request code or id (fetched from the server), or a .cast file (checked against
+        /// FILE.sig).
+        target: String,
+        /// Recording public key to verify with (a .pub from `breakglass keygen` or a bundle's
+        /// recording-key.pub); default: the config's pinned keys.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Playback speed, 1/64 to 1024.
+        #[arg(long, default_value = "1", value_parser = crate::review_cli::parse_speed)]
+        speed: f64,
+        /// Longest pause kept, e.g. 2s; `off` keeps every pause.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::review_cli::parse_idle)]
+        idle_max: Option<Duration>,
+        /// Start at this command (1 = the first; see --commands).
+        #[arg(long, value_name = "N", conflicts_with = "from")]
+        at: Option<usize>,
+        /// Start at this time into the session: 90, 1:30 or 1:02:03.
+        #[arg(long, value_name = "TIME", value_parser = crate::review_cli::parse_time)]
+        from: Option<Duration>,
+        /// List the commands with their times instead of playing.
+        #[arg(long)]
+        commands: bool,
+    },
     /// Verify or export the audit log (reads the database named in the config directly).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -227,9 +286,10 @@ pub enum AuditCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Write every audit event, one JSON object per line.
+    /// Write every audit event, then every session and its commands, one JSON object per
+    /// line (`"record"` says which: `audit`, `session` or `command`).
     #[command(
-        after_help = "Example:\n  breakglass audit export --format jsonl --output audit.jsonl"
+        after_help = "Example:\n  breakglass audit export --format jsonl --output audit.jsonl\n  breakglass audit export | jq 'select(.record == \"command\") | .command'"
     )]
     Export {
         #[command(flatten)]
@@ -294,6 +354,22 @@ pub enum RecordingCommand {
         config: ConfigArg,
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Verify with this public key (e.g. a bundle's recording-key.pub) instead of the
+        /// config's pinned keys.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
+    /// Download a finished session's audit bundle: the recording, its signature, the
+    /// approvals, the audit events and a README on verifying it offline (reviewers only).
+    #[command(
+        after_help = "Example:\n  breakglass recording bundle bg-7f3a2c -o bg-7f3a2c.tar.gz\n  tar xzf bg-7f3a2c.tar.gz && cat bg-7f3a2c/README.md"
+    )]
+    Bundle {
+        /// Request code or id.
+        id: String,
+        /// Where to write it (default: ID-bundle.tar.gz).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -317,7 +393,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 }
@@ -384,8 +460,35 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Discord(DiscordCommand::Register { guild, config }) => {
             discord_register(guild, config.config).await
         }
-        Command::Recording(RecordingCommand::Verify { file, config, data_dir }) => {
-            recording_verify(&file, config.config, Overrides { data_dir, ..Overrides::default() })
+        Command::Recording(RecordingCommand::Verify { file, config, data_dir, key }) => {
+            let pins = match key {
+                Some(k) => vec![read_public_key(&k)?],
+                None => {
+                    let o = Overrides { data_dir, ..Overrides::default() };
+                    recording_pins(&load_config(config.config, &o)?)?
+                }
+            };
+            recording_verify(&file, &pins)
+        }
+        Command::Recording(RecordingCommand::Bundle { id, output }) => {
+            crate::review_cli::bundle(&client(g)?, &id, output.as_deref()).await
+        }
+        Command::Review { id } => {
+            crate::review_cli::review(&client(g)?, id.as_deref(), g.json).await
+        }
+        Command::Search { query, who, host, from, to } => {
+            let q = crate::http::views::SearchQuery { q: query.join(" "), who, host, from, to };
+            crate::review_cli::search(&client(g)?, &q, g.json).await
+        }
+        Command::Replay { target, key, config, speed, idle_max, at, from, commands } => {
+            let args = crate::review_cli::ReplayArgs {
+                speed,
+                idle_max,
+                at,
+                from,
+                list_commands: commands,
+            };
+            replay(g, &target, key.as_deref(), config.config, &args).await
         }
         Command::Keygen { out } => keygen(&out),
         Command::Token { for_ } => {
@@ -829,14 +932,62 @@ fn recording_pins(cfg: &config::Config) -> Result<Vec<ed25519_dalek::VerifyingKe
     Ok(vec![k])
 }
 
+fn read_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot read {}: {e}", path.display())))?;
+    shared::core::approval::parse_public_key(text.trim())
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", path.display())))
+}
+
+/// `breakglass replay`: a local file, or a session fetched from the server.
+async fn replay(
+    g: &Global,
+    target: &str,
+    key: Option<&std::path::Path>,
+    config_flag: Option<PathBuf>,
+    args: &crate::review_cli::ReplayArgs,
+) -> Result<(), Failure> {
+    let path = std::path::Path::new(target);
+    let is_file = path.is_file();
+    // Pins: --key, else the config's (when there is one), else none.
+    let (pins, source) = match key {
+        Some(k) => (vec![read_public_key(k)?], format!("the key in {}", k.display())),
+        None => {
+            let has_config = crate::app::config_path(config_flag.as_deref()).is_some();
+            if has_config || is_file {
+                let cfg = load_config(config_flag, &Overrides::default())?;
+                match recording_pins(&cfg) {
+                    Ok(p) => (p, "the config's pinned recording key".to_owned()),
+                    Err(_) => (Vec::new(), String::new()),
+                }
+            } else {
+                (Vec::new(), String::new())
+            }
+        }
+    };
+    let loaded = if is_file {
+        crate::review_cli::load_file(path, &pins, &source)?
+    } else if target.ends_with(".cast") {
+        return Err(Failure::new(EXIT_LOCAL, format!("no such file: {target}")));
+    } else {
+        let mut l = crate::review_cli::load_remote(&client(g)?, target, &pins).await?;
+        if !pins.is_empty() {
+            l.key_source = source;
+        }
+        l
+    };
+    // The terminal work blocks; keep it off the async workers.
+    let args = *args;
+    tokio::task::spawn_blocking(move || crate::review_cli::play(&loaded, &args))
+        .await
+        .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?
+}
+
 fn recording_verify(
     file: &std::path::Path,
-    config_flag: Option<PathBuf>,
-    overrides: Overrides,
+    pins: &[ed25519_dalek::VerifyingKey],
 ) -> Result<(), Failure> {
-    let cfg = load_config(config_flag, &overrides)?;
-    let pins = recording_pins(&cfg)?;
-    match recorder::integrity::verify_file(file, &pins) {
+    match recorder::integrity::verify_file(file, pins) {
         Ok(v) => {
             println!(
                 "recording OK: {} is exactly what the gateway signed (sha256 {}, key {}, signed {})",
@@ -967,25 +1118,79 @@ async fn audit_export(
         })?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let fail = |e: shared::ports::StoreError| {
+        Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
+    };
+    let mut write = |v: &serde_json::Value| -> Result<(), Failure> {
+        writeln!(out, "{v}").map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))
+    };
     let mut after = 0;
-    let mut n = 0u64;
+    let (mut n, mut sessions, mut commands) = (0u64, 0u64, 0u64);
+    // Requests whose session started, in log order: their records follow the chain.
+    let mut started = Vec::new();
     loop {
-        let page = store.audit_page(after, 1000).await.map_err(|e| {
-            Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
-        })?;
+        let page = store.audit_page(after, 1000).await.map_err(fail)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for e in &page {
-            let line = serde_json::to_string(e)
+            let mut line = serde_json::to_value(e)
                 .context("while encoding an event")
                 .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))?;
-            writeln!(out, "{line}").map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+            if let Some(o) = line.as_object_mut() {
+                o.insert("record".into(), "audit".into());
+            }
+            write(&line)?;
             n += 1;
+            if e.kind == shared::core::AuditKind::SessionStarted.as_str()
+                && let Some(Ok(RequestRef::Id(id))) =
+                    e.request_id.as_deref().map(str::parse::<RequestRef>)
+            {
+                started.push(id);
+            }
+        }
+    }
+    started.dedup();
+    for id in started {
+        if let Some(r) = store.recording(id).await.map_err(fail)? {
+            write(&serde_json::json!({
+                "record": "session",
+                "request_id": id.to_string(),
+                "file": r.file,
+                "sha256": hex::encode(r.sha256),
+                "signature": r.signature.to_hex(),
+                "key_id": r.key_id.to_hex(),
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "end_reason": r.end_reason,
+                "exit_status": r.exit_status,
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.bytes_out,
+                "commands": r.commands,
+            }))?;
+            sessions += 1;
+        }
+        for ev in store.session_events(id).await.map_err(fail)? {
+            let mut line = serde_json::json!({
+                "record": ev.kind,
+                "request_id": id.to_string(),
+                "at": ev.at,
+                "offset_ms": ev.offset_ms,
+            });
+            if let (Some(o), serde_json::Value::Object(d)) = (line.as_object_mut(), &ev.detail) {
+                for (k, v) in d {
+                    o.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            write(&line)?;
+            commands += 1;
         }
     }
     out.flush().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     if let Some(p) = output {
-        eprintln!("wrote {n} events to {}", p.display());
+        eprintln!(
+            "wrote {n} audit events, {sessions} session(s) and {commands} session event(s) to {}",
+            p.display()
+        );
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use shared::config::Secret;
 
 use crate::http::error::ErrorBody;
 use crate::http::views::{
-    ListQuery, NewRequestBody, OfflineApprovalBody, RequestList, RequestView, WhoAmI,
+    ListQuery, NewRequestBody, OfflineApprovalBody, RecordingDownload, RequestList, RequestView,
+    ReviewLinkBody, ReviewLinkView, SearchHits, SearchQuery, WhoAmI,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +153,55 @@ impl Client {
     /// Any [`ClientError`].
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
         self.send(self.http.get(self.url("/api/v1/whoami"))).await
+    }
+
+    /// # Errors
+    /// Any [`ClientError`].
+    pub async fn review_link(&self, request: Option<&str>) -> Result<ReviewLinkView, ClientError> {
+        let body = ReviewLinkBody { request: request.map(str::to_owned) };
+        self.send(self.http.post(self.url("/api/v1/review-links")).json(&body)).await
+    }
+
+    /// # Errors
+    /// Any [`ClientError`].
+    pub async fn search(&self, q: &SearchQuery) -> Result<SearchHits, ClientError> {
+        self.send(self.http.get(self.url("/api/v1/search")).query(q)).await
+    }
+
+    /// # Errors
+    /// Any [`ClientError`].
+    pub async fn recording(&self, id: &str) -> Result<RecordingDownload, ClientError> {
+        self.send(self.http.get(self.url(&format!("{}/recording", Self::path_for(id))))).await
+    }
+
+    /// The audit bundle's bytes (`.tar.gz`).
+    ///
+    /// # Errors
+    /// Any [`ClientError`].
+    pub async fn bundle(&self, id: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&format!("{}/bundle", Self::path_for(id)));
+        let req = match &self.token {
+            Some(t) => self.http.get(url).bearer_auth(t.expose()),
+            None => self.http.get(url),
+        };
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            cause: e.without_url().to_string(),
+        })?;
+        if resp.status().is_success() {
+            let b = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            return Ok(b.to_vec());
+        }
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => Err(ClientError::Api { status, code: b.error.code, message: b.error.message }),
+            Err(_) => Err(ClientError::Api {
+                status,
+                code: "http_error".into(),
+                message: format!("HTTP {status}"),
+            }),
+        }
     }
 
     async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

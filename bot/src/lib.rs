@@ -22,6 +22,8 @@ pub mod client;
 pub mod discord;
 pub mod http;
 pub mod reaper;
+pub mod review;
+pub mod review_cli;
 pub mod service;
 pub mod slack;
 

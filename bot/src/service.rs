@@ -239,6 +239,66 @@ impl Deps {
     }
 }
 
+/// A sign-in link to the reviewer page, as issued.
+#[derive(Debug, Clone)]
+pub struct IssuedLink {
+    pub url: String,
+    pub expires_at: Timestamp,
+}
+
+impl Deps {
+    /// Issues a single-use sign-in link to the reviewer page for `who` (a reviewer), opening
+    /// `request` when given. Only the SHA-256 of the token is stored.
+    ///
+    /// # Errors
+    /// `NotAReviewer`, `NotFound` for an unknown request, storage errors.
+    pub async fn issue_review_link(
+        &self,
+        who: &PrincipalName,
+        request: Option<&RequestRef>,
+    ) -> Result<IssuedLink, ServiceError> {
+        if !self.config.is_reviewer(who) {
+            return Err(PolicyError::NotAReviewer(who.to_string()).into());
+        }
+        let code = match request {
+            Some(r) => Some(self.get(r).await?.code.to_string()),
+            None => None,
+        };
+        let token: [u8; 32] = {
+            use rand::RngExt as _;
+            rand::rng().random()
+        };
+        let token = format!("bgr_{}", hex::encode(token));
+        let now = self.now();
+        let ttl = i64::try_from(self.config.review.link_ttl.as_secs()).unwrap_or(600);
+        let link = shared::ports::ReviewLink {
+            token_sha256: sha256(&token),
+            principal: who.clone(),
+            request_code: code.clone(),
+            created_at: now,
+            expires_at: now.plus_secs(ttl),
+        };
+        self.store.create_review_link(&link).await?;
+        let audit = AuditDraft::new(
+            AuditKind::ReviewLinkIssued,
+            None,
+            who.as_str(),
+            serde_json::json!({ "request": code, "expires_at": link.expires_at }),
+        );
+        self.store.append_audit(&[audit], now).await?;
+        Ok(IssuedLink {
+            url: format!("{}/review/login?t={token}", self.config.server.public_url),
+            expires_at: link.expires_at,
+        })
+    }
+}
+
+/// SHA-256 of a token or session id: what is stored instead of the value.
+pub fn sha256(text: &str) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(text.as_bytes()).into()
+}
+
 /// Draws a request's random parts from the OS RNG.
 fn fresh() -> Fresh {
     use rand::RngExt as _;

@@ -25,6 +25,7 @@ pub mod integrity;
 pub mod keys;
 pub mod live;
 pub mod recording;
+pub mod replay;
 pub mod session;
 pub mod transfer;
 pub mod upstream;

@@ -84,6 +84,7 @@ pub struct RawConfig {
     pub keys: RawKeys,
     pub slack: RawSlack,
     pub discord: RawDiscord,
+    pub review: RawReview,
     pub users: BTreeMap<String, RawUser>,
     pub service_accounts: BTreeMap<String, RawService>,
     pub scopes: BTreeMap<String, RawScope>,
@@ -169,6 +170,20 @@ impl Default for RawSlack {
             socket_mode: false,
             app_token_file: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReview {
+    pub reviewer_groups: Vec<String>,
+    pub link_ttl: String,
+    pub session_ttl: String,
+}
+
+impl Default for RawReview {
+    fn default() -> Self {
+        Self { reviewer_groups: Vec::new(), link_ttl: "10m".into(), session_ttl: "8h".into() }
     }
 }
 
@@ -281,6 +296,17 @@ pub struct SlackSettings {
     pub app_token: SecretSource,
 }
 
+/// The web reviewer page.
+#[derive(Debug, Clone)]
+pub struct ReviewSettings {
+    /// Members of these groups may see recordings (nobody when empty).
+    pub reviewer_groups: BTreeSet<GroupName>,
+    /// How long a sign-in link stays valid (it is single-use anyway).
+    pub link_ttl: std::time::Duration,
+    /// How long a signed-in browser session lasts.
+    pub session_ttl: std::time::Duration,
+}
+
 /// Discord settings (HTTP interactions mode).
 #[derive(Debug, Clone)]
 pub struct DiscordSettings {
@@ -360,6 +386,7 @@ pub struct Config {
     pub keys: KeySettings,
     pub slack: SlackSettings,
     pub discord: DiscordSettings,
+    pub review: ReviewSettings,
     pub policy: Policy,
     pub identities: BTreeMap<PrincipalName, Identity>,
     /// SHA-256 of an API token -> whose token it is.
@@ -717,11 +744,41 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         },
     };
 
+    let r = &raw.review;
+    let ttl = |key: &str, v: &str| {
+        humantime::parse_duration(v).map_err(|_| {
+            err(
+                format!("review.{key}"),
+                format!("`{v}` is not a duration"),
+                "write it like \"10m\" or \"8h\"",
+            )
+        })
+    };
+    let mut reviewer_groups = BTreeSet::new();
+    for g in &r.reviewer_groups {
+        let g = GroupName::parse(g)
+            .map_err(|e| err("review.reviewer_groups", e.to_string(), "fix the group name"))?;
+        if !all_groups.contains_key(&g) {
+            return Err(err(
+                "review.reviewer_groups",
+                format!("group `{g}` has no members"),
+                "add the group to some user's groups, or fix its spelling",
+            ));
+        }
+        reviewer_groups.insert(g);
+    }
+    let review = ReviewSettings {
+        reviewer_groups,
+        link_ttl: ttl("link_ttl", &r.link_ttl)?,
+        session_ttl: ttl("session_ttl", &r.session_ttl)?,
+    };
+
     Ok(Config {
         server,
         gateway,
         slack,
         discord,
+        review,
         keys: KeySettings {
             approval_signing_key_file: raw.keys.approval_signing_key_file.clone(),
             gateway_ca_key_file: raw.keys.gateway_ca_key_file.clone(),
@@ -913,6 +970,12 @@ impl Config {
         })
     }
 
+    /// True when `who` is a person in one of the reviewer groups.
+    pub fn is_reviewer(&self, who: &PrincipalName) -> bool {
+        matches!(self.policy.principal(who), Ok(Principal { kind: PrincipalKind::Human { groups }, .. })
+            if !groups.is_disjoint(&self.review.reviewer_groups))
+    }
+
     /// True when the config has nothing to grant (no scopes or no users): `breakglass up`
     /// says so loudly at start.
     pub fn is_empty(&self) -> bool {
@@ -1049,6 +1112,7 @@ mod tests {
             ("keys", serde_json::to_value(RawKeys::default())?),
             ("slack", serde_json::to_value(RawSlack::default())?),
             ("discord", serde_json::to_value(RawDiscord::default())?),
+            ("review", serde_json::to_value(RawReview::default())?),
             ("users.*", serde_json::to_value(RawUser::default())?),
             ("service_accounts.*", serde_json::to_value(RawService::default())?),
             ("scopes.*", serde_json::to_value(RawScope::default())?),

@@ -97,6 +97,25 @@ pub struct ChatThread {
     pub next_attempt_at: Timestamp,
 }
 
+/// A single-use sign-in link to the reviewer page (stored by the SHA-256 of its token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewLink {
+    pub token_sha256: [u8; 32],
+    pub principal: PrincipalName,
+    /// The request the link opens, or none for the list.
+    pub request_code: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Why a sign-in link does not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    Unknown,
+    Used,
+    Expired,
+}
+
 /// Requests, approvals, consumed nonces and the audit chain.
 ///
 /// Every write that changes a request appends its audit events in the same database
@@ -174,6 +193,41 @@ pub trait Store: Send + Sync + Debug {
         id: RequestId,
         after_seq: i64,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn create_review_link(&self, link: &ReviewLink) -> Result<(), StoreError>;
+
+    /// Uses a sign-in link once: marks it used if it is unused and not expired at `now`.
+    ///
+    /// # Errors
+    /// `Ok(Err(refusal))` when it is unknown, used or expired; storage errors.
+    async fn use_review_link(
+        &self,
+        token_sha256: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Result<ReviewLink, LinkRefusal>, StoreError>;
+
+    async fn create_review_session(
+        &self,
+        id_sha256: &[u8; 32],
+        principal: &PrincipalName,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Whose browser session this is, if it exists and has not expired at `now`.
+    async fn review_session(
+        &self,
+        id_sha256: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<PrincipalName>, StoreError>;
+
+    /// Commands and exec requests whose text contains `needle` (case-insensitive), newest
+    /// first.
+    async fn search_commands(
+        &self,
+        needle: &str,
+        limit: u32,
+    ) -> Result<Vec<SessionEvent>, StoreError>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,7 +17,9 @@ use shared::core::{
     Action, AuditDraft, AuditEntry, AuditKind, GrantCode, Login, Origin, Request, RequestId,
     RequestRef, Status, Timestamp, Transition,
 };
-use shared::ports::{RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
+use shared::ports::{
+    LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store, StoreError,
+};
 use shared::testing::db::{Backend, TestDb, TestResult, run};
 use shared::testing::{T0, World, dur, name};
 
@@ -59,6 +61,8 @@ on_both_backends!(
     invalid_stored_login_reads_back_as_corrupt,
     session_events_and_the_recording_are_stored_with_the_end,
     a_session_ending_after_a_revoke_keeps_the_revoke,
+    review_links_open_once_and_expire,
+    commands_are_searchable,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -684,5 +688,79 @@ async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestRes
     assert_eq!(get(store, &live).await?, revoked);
     assert_eq!(store.recording(live.id).await?.map(|r| r.end_reason), Some("revoked".to_owned()));
     assert_eq!(kinds(&audit_log(store).await?).last(), Some(&"session_ended"));
+    Ok(())
+}
+
+/// A sign-in link works once, before it expires; browser sessions expire too.
+async fn review_links_open_once_and_expire(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    let link = |n: u8, ttl: i64| ReviewLink {
+        token_sha256: [n; 32],
+        principal: name("erin"),
+        request_code: Some("bg-000001".into()),
+        created_at: ts(T0),
+        expires_at: ts(T0 + ttl),
+    };
+    store.create_review_link(&link(1, 600)).await?;
+    store.create_review_link(&link(2, 60)).await?;
+    let opened = store.use_review_link(&[1; 32], ts(T0 + 10)).await?;
+    assert_eq!(opened, Ok(link(1, 600)));
+    assert_eq!(store.use_review_link(&[1; 32], ts(T0 + 11)).await?, Err(LinkRefusal::Used));
+    assert_eq!(store.use_review_link(&[2; 32], ts(T0 + 61)).await?, Err(LinkRefusal::Expired));
+    assert_eq!(store.use_review_link(&[3; 32], ts(T0)).await?, Err(LinkRefusal::Unknown));
+
+    store.create_review_session(&[9; 32], &name("erin"), ts(T0), ts(T0 + 3600)).await?;
+    assert_eq!(store.review_session(&[9; 32], ts(T0 + 10)).await?, Some(name("erin")));
+    assert_eq!(store.review_session(&[9; 32], ts(T0 + 3600)).await?, None, "expired");
+    assert_eq!(store.review_session(&[8; 32], ts(T0)).await?, None);
+    Ok(())
+}
+
+/// Commands and exec requests are found by any part of their text, case-insensitively, and
+/// LIKE's wildcards in the needle are taken literally.
+async fn commands_are_searchable(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    let w = World::new();
+    let (req, draft) = open(&w, "alice", "db-1");
+    store.create_request(&req, &draft, ts(T0)).await?;
+    for (i, (kind, cmd)) in [
+        ("command", "kubectl delete pod web-1"),
+        ("exec", "rm -rf /tmp/x_1"),
+        ("command", "ls"),
+        ("transfer", "kubectl"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let e = SessionEvent {
+            request_id: req.id,
+            at: ts(T0 + i as i64),
+            offset_ms: i as i64 * 1000,
+            kind: (*kind).into(),
+            detail: json!({ "command": cmd }),
+        };
+        store.add_session_event(&e).await?;
+    }
+    let found = |v: Vec<SessionEvent>| {
+        v.into_iter()
+            .map(|e| e.detail["command"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        found(store.search_commands("KUBECTL DELETE", 10).await?),
+        ["kubectl delete pod web-1"]
+    );
+    assert_eq!(found(store.search_commands("x_1", 10).await?), ["rm -rf /tmp/x_1"]);
+    assert_eq!(found(store.search_commands("x%", 10).await?), Vec::<String>::new(), "% is literal");
+    assert_eq!(
+        found(store.search_commands("l", 10).await?),
+        ["ls", "kubectl delete pod web-1"],
+        "newest first, not the transfer"
+    );
+    assert_eq!(
+        found(store.search_commands("command", 10).await?),
+        Vec::<String>::new(),
+        "the JSON key is not text"
+    );
     Ok(())
 }

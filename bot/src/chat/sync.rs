@@ -266,7 +266,7 @@ async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> Summa
         .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
         .collect();
     let integrity = match &rec {
-        Some(r) => integrity(deps, r),
+        Some(r) => integrity(deps, r, true),
         None => Integrity::Missing,
     };
     SummaryView {
@@ -294,14 +294,14 @@ async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> Summa
         recording: rec.as_ref().map(|r| r.file.clone()),
         recording_link: rec
             .as_ref()
-            .map(|r| format!("{}/recordings/{}", deps.chat.public_url, r.file)),
+            .map(|_| format!("{}/review/s/{}", deps.chat.public_url, req.code)),
         integrity,
     }
 }
 
 /// Checks the stored signature over the stored digest with the pinned recording keys, and,
-/// when the file is reachable, that it still hashes to that digest.
-fn integrity(deps: &Deps, r: &RecordingRecord) -> Integrity {
+/// with `rehash` and the file reachable, that it still hashes to that digest.
+pub fn integrity(deps: &Deps, r: &RecordingRecord, rehash: bool) -> Integrity {
     let Some(key) = deps.chat.recording_pins.iter().find(|k| KeyId::of(k.as_bytes()) == r.key_id)
     else {
         return Integrity::Failed(format!("signed by key {}, which is not pinned", r.key_id));
@@ -315,11 +315,14 @@ fn integrity(deps: &Deps, r: &RecordingRecord) -> Integrity {
         signed_at: r.ended_at,
     };
     let path = deps.chat.recordings_dir.join(&r.file);
-    let result = match std::fs::read(&path) {
+    let file =
+        if rehash { std::fs::read(&path) } else { Err(std::io::ErrorKind::Unsupported.into()) };
+    let result = match file {
         Ok(bytes) => {
             recorder::integrity::verify_bytes(&bytes, &side, std::slice::from_ref(key)).map(drop)
         }
-        // Not on this machine (split deployment): the signature over the stored digest.
+        // Not asked to, or not on this machine (split deployment): the signature over the
+        // stored digest.
         Err(_) => recorder::integrity::verify_digest(&r.sha256, &side, std::slice::from_ref(key))
             .map(drop),
     };

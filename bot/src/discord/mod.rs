@@ -311,6 +311,18 @@ pub fn command_definition(logins: &[String]) -> CreateCommand {
                     .required(true),
             ),
         )
+        .add_option(
+            CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "review",
+                "A private sign-in link to the reviewer page (reviewers only)",
+            )
+            .add_sub_option(CreateCommandOption::new(
+                CommandOptionType::String,
+                "id",
+                "Request code (bg-…); the session list when empty",
+            )),
+        )
         .add_option(CreateCommandOption::new(
             CommandOptionType::SubCommand,
             "help",
@@ -386,7 +398,7 @@ fn describe(deps: &Deps, r: &Request) -> String {
 }
 
 const HELP: &str = "**/breakglass request** host reason \\[login\\] \\[duration\\]: ask for access; the card is posted here for approvers.\n\
-**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass help**";
+**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass review** \\[id\\] · **/breakglass help**";
 
 /// `POST /discord/interactions`.
 pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
@@ -562,6 +574,20 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
             },
             Err(e) => bad(e),
         },
+        "review" => {
+            let r = match string_opt(args, "id").map(|id| id.parse::<RequestRef>()).transpose() {
+                Ok(r) => r,
+                Err(e) => return bad(e),
+            };
+            match deps.issue_review_link(&who, r.as_ref()).await {
+                Ok(link) => private(format!(
+                    "Your sign-in link to the reviewer page (opens once, until {}; do not share it): {}",
+                    crate::chat::sync::hhmm(link.expires_at),
+                    link.url
+                )),
+                Err(e) => private(refusal(&e)),
+            }
+        }
         _ => private(HELP.to_owned()),
     }
 }

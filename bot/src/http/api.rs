@@ -20,7 +20,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::error::ApiError;
 use super::views::{
-    ListQuery, NewRequestBody, OfflineApprovalBody, RequestList, RequestView, WhoAmI,
+    ListQuery, NewRequestBody, OfflineApprovalBody, RecordingDownload, RequestList, RequestView,
+    ReviewLinkBody, ReviewLinkView, SearchHit, SearchHits, SearchQuery, WhoAmI,
 };
 use crate::service::{Deps, OfflineApproval};
 
@@ -241,4 +242,207 @@ pub async fn whoami(
         PrincipalKind::Service { .. } => "service",
     };
     Ok(Json(WhoAmI { name: who.to_string(), kind: kind.to_owned() }))
+}
+
+/// A single-use sign-in link to the reviewer page (reviewers only).
+#[utoipa::path(post, path = "/api/v1/review-links", tag = "review",
+    request_body = ReviewLinkBody,
+    responses(
+        (status = 201, body = ReviewLinkView),
+        (status = 403, description = "not_a_reviewer", body = super::error::ErrorBody),
+        (status = 404, description = "not_found", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn review_link(
+    State(deps): State<Deps>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<ReviewLinkBody>,
+) -> Result<(StatusCode, Json<ReviewLinkView>), ApiError> {
+    let r = body.request.as_deref().map(request_ref).transpose()?;
+    let link = deps.issue_review_link(&who, r.as_ref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ReviewLinkView { url: link.url, expires_at: link.expires_at.unix() }),
+    ))
+}
+
+/// Commands across recordings that contain `q` (reviewers only), newest first; each hit links
+/// to that moment of the recording. Every search is an audit event.
+#[utoipa::path(get, path = "/api/v1/search", tag = "review",
+    params(SearchQuery),
+    responses(
+        (status = 200, body = SearchHits),
+        (status = 400, description = "invalid_value", body = super::error::ErrorBody),
+        (status = 403, description = "not_a_reviewer", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(deps): State<Deps>,
+    Caller(who): Caller,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<SearchHits>, ApiError> {
+    if !deps.config.is_reviewer(&who) {
+        return Err(ApiError::Policy(shared::core::PolicyError::NotAReviewer(who.to_string())));
+    }
+    let text = q.q.trim();
+    if text.is_empty() || text.len() > 200 {
+        return Err(ApiError::BadInput(shared::core::InvalidValue {
+            what: "q",
+            why: "the search text must be 1 to 200 characters".into(),
+        }));
+    }
+    let f = crate::review::ListFilters {
+        who: q.who,
+        host: q.host,
+        q: Some(text.to_owned()),
+        from: q.from,
+        to: q.to,
+    };
+    let hits = crate::review::search(&deps, &f, text).await.map_err(|e| match e {
+        crate::review::ReviewError::BadInput(m) => {
+            ApiError::BadInput(shared::core::InvalidValue { what: "from/to", why: m })
+        }
+        crate::review::ReviewError::Unavailable => ApiError::Unavailable,
+        e => ApiError::Internal(e.to_string()),
+    })?;
+    let draft = shared::core::AuditDraft::new(
+        shared::core::AuditKind::RecordingViewed,
+        None,
+        who.as_str(),
+        serde_json::json!({ "view": "search", "q": text, "hits": hits.len() }),
+    );
+    deps.store
+        .append_audit(&[draft], deps.now())
+        .await
+        .map_err(crate::service::ServiceError::from)?;
+    let base = &deps.config.server.public_url;
+    Ok(Json(SearchHits {
+        hits: hits
+            .into_iter()
+            .map(|h| SearchHit {
+                url: format!("{base}{}", h.path),
+                code: h.code,
+                requester: h.requester,
+                host: h.host,
+                at: h.at,
+                t: h.t,
+                kind: h.kind,
+                command: h.command,
+            })
+            .collect(),
+    }))
+}
+
+fn reviewer(deps: &Deps, who: &PrincipalName) -> Result<(), ApiError> {
+    if deps.config.is_reviewer(who) {
+        Ok(())
+    } else {
+        Err(ApiError::Policy(shared::core::PolicyError::NotAReviewer(who.to_string())))
+    }
+}
+
+fn review_error(e: crate::review::ReviewError) -> ApiError {
+    use crate::review::ReviewError as R;
+    match e {
+        R::NotFound(what) => ApiError::NotFound(what),
+        R::Unavailable => ApiError::Unavailable,
+        R::NotAReviewer(w) => ApiError::Policy(shared::core::PolicyError::NotAReviewer(w)),
+        e => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// A finished session's recording with its signature (reviewers only; audited).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/recording", tag = "review",
+    params(("id" = String, Path, description = "Request id or code")),
+    responses(
+        (status = 200, body = RecordingDownload),
+        (status = 403, description = "not_a_reviewer", body = super::error::ErrorBody),
+        (status = 404, description = "not_found: no such request, or no finished recording", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn recording(
+    State(deps): State<Deps>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingDownload>, ApiError> {
+    reviewer(&deps, &who)?;
+    let req = deps.get(&request_ref(&id)?).await?;
+    let (req, rec) =
+        crate::review::finished(&deps, &req.code.to_string()).await.map_err(review_error)?;
+    let path = crate::review::recording_path(&deps, &rec).map_err(review_error)?;
+    let bytes = tokio::fs::read(&path).await.map_err(|_| {
+        ApiError::NotFound(format!("{} (the recording file is not on this server)", req.code))
+    })?;
+    let cast = String::from_utf8(bytes)
+        .map_err(|_| ApiError::Internal(format!("{} is not UTF-8", rec.file)))?;
+    crate::review::audit_view(
+        &deps,
+        &who,
+        Some(req.id),
+        "api_cast",
+        serde_json::json!({ "file": rec.file }),
+    )
+    .await
+    .map_err(review_error)?;
+    let sidecar = recorder::integrity::Sidecar {
+        version: 1,
+        file: rec.file.clone(),
+        sha256: hex::encode(rec.sha256),
+        key_id: rec.key_id,
+        signature: rec.signature,
+        signed_at: rec.ended_at,
+    };
+    Ok(Json(RecordingDownload {
+        code: req.code.to_string(),
+        file: rec.file.clone(),
+        cast,
+        sidecar: serde_json::to_value(&sidecar).map_err(|e| ApiError::Internal(e.to_string()))?,
+        recording_keys: deps
+            .chat
+            .recording_pins
+            .iter()
+            .map(shared::core::approval::public_key_text)
+            .collect(),
+    }))
+}
+
+/// A finished session's audit bundle, `.tar.gz` (reviewers only; audited).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/bundle", tag = "review",
+    params(("id" = String, Path, description = "Request id or code")),
+    responses(
+        (status = 200, description = "the bundle", content_type = "application/gzip"),
+        (status = 403, description = "not_a_reviewer", body = super::error::ErrorBody),
+        (status = 404, description = "not_found", body = super::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn bundle(
+    State(deps): State<Deps>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    reviewer(&deps, &who)?;
+    let req = deps.get(&request_ref(&id)?).await?;
+    let (req, rec) =
+        crate::review::finished(&deps, &req.code.to_string()).await.map_err(review_error)?;
+    let path = crate::review::recording_path(&deps, &rec).map_err(review_error)?;
+    let cast = tokio::fs::read(&path).await.map_err(|_| {
+        ApiError::NotFound(format!("{} (the recording file is not on this server)", req.code))
+    })?;
+    let audit =
+        deps.store.audit_of_request(req.id, 0).await.map_err(crate::service::ServiceError::from)?;
+    let events =
+        deps.store.session_events(req.id).await.map_err(crate::service::ServiceError::from)?;
+    let bytes = crate::review::bundle::build(&deps, &req, &rec, &cast, &audit, &events)
+        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    crate::review::audit_view(
+        &deps,
+        &who,
+        Some(req.id),
+        "api_bundle",
+        serde_json::json!({ "file": rec.file }),
+    )
+    .await
+    .map_err(review_error)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }

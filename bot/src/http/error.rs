@@ -100,7 +100,8 @@ fn policy_status(p: &PolicyError) -> StatusCode {
         | P::OfflineSignatureRequired { .. }
         | P::UnpinnedKey(_)
         | P::ApproverMismatch { .. }
-        | P::NotAllowedToRevoke { .. } => StatusCode::FORBIDDEN,
+        | P::NotAllowedToRevoke { .. }
+        | P::NotAReviewer(_) => StatusCode::FORBIDDEN,
         P::AlreadyApproved { .. } | P::WrongState { .. } | P::Expired { .. } => {
             StatusCode::CONFLICT
         }

@@ -19,9 +19,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "breakglass API", description = "Request, approve, deny and revoke break-glass access. Errors are `{\"error\":{\"code\",\"message\"}}` with a stable code."),
-    paths(api::create, api::get_one, api::list, api::approve, api::deny, api::revoke, api::whoami, healthz, readyz),
+    paths(api::create, api::get_one, api::list, api::approve, api::deny, api::revoke, api::whoami, api::review_link, api::search, api::recording, api::bundle, healthz, readyz),
     components(schemas(views::RequestView, views::ApprovalView, views::NewRequestBody,
-        views::OfflineApprovalBody, views::RequestList, views::WhoAmI, error::ErrorBody, error::ErrorDetail)),
+        views::OfflineApprovalBody, views::RequestList, views::WhoAmI, views::ReviewLinkBody, views::ReviewLinkView, views::SearchHits, views::SearchHit, views::RecordingDownload, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
@@ -51,6 +51,11 @@ pub fn router(deps: Deps) -> Router {
         .route("/slack/commands", post(crate::slack::command))
         .route("/slack/interactions", post(crate::slack::interaction))
         .route("/discord/interactions", post(crate::discord::interactions))
+        .route("/api/v1/requests/{id}/recording", get(api::recording))
+        .route("/api/v1/requests/{id}/bundle", get(api::bundle))
+        .route("/api/v1/review-links", post(api::review_link))
+        .route("/api/v1/search", get(api::search))
+        .merge(crate::review::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)

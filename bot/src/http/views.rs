@@ -217,3 +217,75 @@ pub struct WhoAmI {
     /// `human` or `service`.
     pub kind: String,
 }
+
+/// `POST /api/v1/review-links`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewLinkBody {
+    /// Request id or code whose session the link opens; the session list when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+}
+
+/// A single-use sign-in link to the reviewer page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReviewLinkView {
+    /// Open it once in a browser; it signs you in and is then spent.
+    pub url: String,
+    /// Unix seconds: the link does not open after this.
+    pub expires_at: i64,
+}
+
+/// `GET /api/v1/search` filters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Text the command contains (case-insensitive).
+    pub q: String,
+    /// Only this requester.
+    pub who: Option<String>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Only sessions on or after this day (YYYY-MM-DD, UTC).
+    pub from: Option<String>,
+    /// Only sessions on or before this day (YYYY-MM-DD, UTC).
+    pub to: Option<String>,
+}
+
+/// One command that matched, at its moment in a recording.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub code: String,
+    pub requester: String,
+    pub host: String,
+    /// Unix seconds when it ran.
+    pub at: i64,
+    /// Seconds into the recording.
+    pub t: f64,
+    /// `command` (typed in a shell) or `exec` (an `ssh host CMD` request).
+    pub kind: String,
+    pub command: String,
+    /// The reviewer page at that moment.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHits {
+    pub hits: Vec<SearchHit>,
+}
+
+/// `GET /api/v1/requests/{id}/recording`: a finished session's recording and what verifies it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordingDownload {
+    pub code: String,
+    /// The file name the gateway gave it.
+    pub file: String,
+    /// The asciicast v2 file, byte for byte (it is UTF-8 text).
+    pub cast: String,
+    /// The gateway's signature sidecar (the `FILE.sig` JSON).
+    #[schema(value_type = Object)]
+    pub sidecar: serde_json::Value,
+    /// The recording keys this server trusts (`ed25519:<base64>`); pin your own with `--key`
+    /// for a check that does not trust the server.
+    pub recording_keys: Vec<String>,
+}

@@ -312,6 +312,14 @@ pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
                 Err(e) => refusal(&e),
             }
         }
+        SlashCommand::Review(r) => match deps.issue_review_link(&who, r.as_ref()).await {
+            Ok(link) => format!(
+                "Your sign-in link to the reviewer page (opens once, until {}; do not share it): {}",
+                crate::chat::sync::hhmm(link.expires_at),
+                link.url
+            ),
+            Err(e) => refusal(&e),
+        },
         SlashCommand::Revoke(r) => match deps.revoke(&r, &who).await {
             Ok(req) => {
                 deps.chat.wake.notify_one();

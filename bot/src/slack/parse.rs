@@ -28,13 +28,15 @@ pub enum SlashCommand {
     Status(Option<RequestRef>),
     List,
     Revoke(RequestRef),
+    /// A single-use sign-in link to the reviewer page (for one request, or the list).
+    Review(Option<RequestRef>),
     Help,
 }
 
 /// The usage text, shown for `help` and after a usage error.
 pub const USAGE: &str = "Usage:\n\
 `/breakglass request HOST [--as LOGIN] [--for DURATION] [--scope SCOPE] REASON…`\n\
-`/breakglass status [ID]` · `/breakglass list` · `/breakglass revoke ID` · `/breakglass help`\n\
+`/breakglass status [ID]` · `/breakglass list` · `/breakglass revoke ID` · `/breakglass review [ID]` · `/breakglass help`\n\
 Example: `/breakglass request db-1 --as postgres --for 30m replica lag, need to kill a query`";
 
 /// Why a command line does not parse.
@@ -72,6 +74,10 @@ pub fn parse(text: &str) -> Result<SlashCommand, ParseError> {
         Some("status") => match words.next() {
             None => Ok(SlashCommand::Status(None)),
             Some(id) => Ok(SlashCommand::Status(Some(id.parse().map_err(invalid)?))),
+        },
+        Some("review") => match words.next() {
+            None => Ok(SlashCommand::Review(None)),
+            Some(id) => Ok(SlashCommand::Review(Some(id.parse().map_err(invalid)?))),
         },
         Some("revoke") => {
             let id = words.next().ok_or_else(|| {

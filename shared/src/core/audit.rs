@@ -38,10 +38,14 @@ pub enum AuditKind {
     SessionRefused,
     KeyLoaded,
     ConfigLoaded,
+    /// A reviewer was given a sign-in link to the reviewer page.
+    ReviewLinkIssued,
+    /// A reviewer viewed or downloaded a recording.
+    RecordingViewed,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 11] = [
+    pub const ALL: [AuditKind; 13] = [
         Self::Requested,
         Self::Approved,
         Self::Denied,
@@ -53,6 +57,8 @@ impl AuditKind {
         Self::SessionRefused,
         Self::KeyLoaded,
         Self::ConfigLoaded,
+        Self::ReviewLinkIssued,
+        Self::RecordingViewed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +74,8 @@ impl AuditKind {
             Self::SessionRefused => "session_refused",
             Self::KeyLoaded => "key_loaded",
             Self::ConfigLoaded => "config_loaded",
+            Self::ReviewLinkIssued => "review_link_issued",
+            Self::RecordingViewed => "recording_viewed",
         }
     }
 

@@ -133,6 +133,8 @@ pub enum PolicyError {
     SignatureOutOfWindow { at: String },
     #[error("only the requester or an approver of scope `{scope}` may revoke this request")]
     NotAllowedToRevoke { scope: String },
+    #[error("{0} is not a reviewer: only members of review.reviewer_groups may see recordings")]
+    NotAReviewer(String),
 }
 
 impl PolicyError {
@@ -167,6 +169,7 @@ impl PolicyError {
             Self::ApproverMismatch { .. } => "approver_mismatch",
             Self::SignatureOutOfWindow { .. } => "signature_out_of_window",
             Self::NotAllowedToRevoke { .. } => "not_allowed_to_revoke",
+            Self::NotAReviewer(_) => "not_a_reviewer",
         }
     }
 }

@@ -43,7 +43,10 @@ use crate::core::RequestId;
 use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
-use crate::ports::{ChatThread, RecordingRecord, RequestFilter, SessionEvent, Store, StoreError};
+use crate::ports::{
+    ChatThread, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store,
+    StoreError,
+};
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
 /// Most requests one listing returns, whatever the caller asks.
@@ -514,6 +517,130 @@ impl Store for SqlStore {
                 .await
                 .map_err(error::db)?;
             rows.into_iter().map(AuditRow::into_entry).collect()
+        })
+    }
+
+    async fn create_review_link(&self, link: &ReviewLink) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::INSERT_REVIEW_LINK)
+                .bind(hex::encode(link.token_sha256))
+                .bind(link.principal.as_str())
+                .bind(link.request_code.as_deref())
+                .bind(link.created_at.unix())
+                .bind(link.expires_at.unix())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(error::db)
+        })
+    }
+
+    async fn use_review_link(
+        &self,
+        token_sha256: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Result<ReviewLink, LinkRefusal>, StoreError> {
+        let key = hex::encode(token_sha256);
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            let used: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(sql::USE_REVIEW_LINK)
+                .bind(&key)
+                .bind(now.unix())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(error::db)?;
+            let outcome = match used {
+                Some((principal, request_code, created_at, expires_at)) => Ok(ReviewLink {
+                    token_sha256: *token_sha256,
+                    principal: PrincipalName::parse(&principal)
+                        .map_err(|e| StoreError::Corrupt(format!("review link principal: {e}")))?,
+                    request_code,
+                    created_at: Timestamp::from_unix(created_at),
+                    expires_at: Timestamp::from_unix(expires_at),
+                }),
+                None => {
+                    let state: Option<(Option<i64>, i64)> = sqlx::query_as(sql::REVIEW_LINK_STATE)
+                        .bind(&key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(error::db)?;
+                    Err(match state {
+                        None => LinkRefusal::Unknown,
+                        Some((Some(_), _)) => LinkRefusal::Used,
+                        Some((None, _)) => LinkRefusal::Expired,
+                    })
+                }
+            };
+            tx.commit().await.map_err(error::db)?;
+            Ok(outcome)
+        })
+    }
+
+    async fn create_review_session(
+        &self,
+        id_sha256: &[u8; 32],
+        principal: &PrincipalName,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::INSERT_REVIEW_SESSION)
+                .bind(hex::encode(id_sha256))
+                .bind(principal.as_str())
+                .bind(created_at.unix())
+                .bind(expires_at.unix())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(error::db)
+        })
+    }
+
+    async fn review_session(
+        &self,
+        id_sha256: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Option<PrincipalName>, StoreError> {
+        on_pool!(&self.db, pool => {
+            let who: Option<String> = sqlx::query_scalar(sql::REVIEW_SESSION)
+                .bind(hex::encode(id_sha256))
+                .bind(now.unix())
+                .fetch_optional(pool)
+                .await
+                .map_err(error::db)?;
+            who.map(|w| PrincipalName::parse(&w).map_err(|e| StoreError::Corrupt(format!("review session principal: {e}"))))
+                .transpose()
+        })
+    }
+
+    async fn search_commands(
+        &self,
+        needle: &str,
+        limit: u32,
+    ) -> Result<Vec<SessionEvent>, StoreError> {
+        let mut pattern = String::from("%");
+        for c in needle.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let limit = i64::from(limit.clamp(1, MAX_LIST));
+        on_pool!(&self.db, pool => {
+            let rows: Vec<SessionEventRow> = sqlx::query_as(sql::SEARCH_COMMANDS)
+                .bind(&pattern)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(error::db)?;
+            let needle = needle.to_lowercase();
+            let events: Vec<SessionEvent> = rows.into_iter().map(SessionEventRow::into_event).collect::<Result<_, _>>()?;
+            // LIKE ran over the JSON text; keep the events whose command itself matches.
+            Ok(events
+                .into_iter()
+                .filter(|e| e.detail["command"].as_str().is_some_and(|c| c.to_lowercase().contains(&needle)))
+                .collect())
         })
     }
 

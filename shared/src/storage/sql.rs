@@ -145,3 +145,26 @@ pub(super) const AUDIT_OF_REQUEST: &str = concat!(
     audit_cols!(),
     " FROM audit_events WHERE request_id = $1 AND seq > $2 ORDER BY seq"
 );
+
+pub(super) const INSERT_REVIEW_LINK: &str = "INSERT INTO review_links \
+     (token_sha256, principal, request_code, created_at, expires_at, used_at) \
+     VALUES ($1, $2, $3, $4, $5, NULL)";
+
+/// Marks a link used, once, while it is valid.
+pub(super) const USE_REVIEW_LINK: &str = "UPDATE review_links SET used_at = $2 \
+     WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2 \
+     RETURNING principal, request_code, created_at, expires_at";
+
+pub(super) const REVIEW_LINK_STATE: &str =
+    "SELECT used_at, expires_at FROM review_links WHERE token_sha256 = $1";
+
+pub(super) const INSERT_REVIEW_SESSION: &str = "INSERT INTO review_sessions \
+     (id_sha256, principal, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+
+pub(super) const REVIEW_SESSION: &str =
+    "SELECT principal FROM review_sessions WHERE id_sha256 = $1 AND expires_at > $2";
+
+/// `$1` is a lower-case LIKE pattern with `\` as the escape character.
+pub(super) const SEARCH_COMMANDS: &str = "SELECT request_id, at, offset_ms, kind, detail \
+     FROM session_events WHERE kind IN ('command', 'exec') AND LOWER(detail) LIKE $1 ESCAPE '\\' \
+     ORDER BY at DESC, seq DESC LIMIT $2";

@@ -1,0 +1,156 @@
+//! Watching a live session: `GET /review/s/{code}/live` is a Server-Sent Events stream in
+//! the protocol of asciinema-player's `eventsource` driver, fed by following the gateway's
+//! in-progress `.cast` file (the gateway flushes it every 100 ms).
+//!
+//! 1. one reset message `{"cols", "rows", "time", "init"}`: the terminal size, the recording's
+//!    clock now, and the output so far (its last [`INIT_MAX`] bytes), so the viewer starts on
+//!    the current screen;
+//! 2. then every new output event as written in the file (`[t, "o", "data"]`), passed through
+//!    unchanged (each line of the file is already one JSON array);
+//! 3. `event: done` when the session ends (the request leaves `active`) or the viewer's
+//!    browser session expires.
+//!
+//! This works when the bot can read the gateway's recordings directory (`breakglass up`, or a
+//! shared volume); otherwise the page says the session cannot be watched here.
+
+use std::convert::Infallible;
+use std::path::{Path as FsPath, PathBuf};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use shared::core::{RequestRef, Status};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{ReviewError, Reviewer, audit_view, load_request};
+use crate::service::Deps;
+
+/// Most output replayed into the viewer's screen at the start.
+pub const INIT_MAX: usize = 512 * 1024;
+/// How often the file is read for new events.
+const POLL: Duration = Duration::from_millis(150);
+/// How often the request's status is checked.
+const STATUS_EVERY: u32 = 7;
+
+pub(super) async fn stream(
+    State(deps): State<Deps>,
+    Reviewer(who): Reviewer,
+    Path(code): Path<String>,
+) -> Result<Response, ReviewError> {
+    let req = load_request(&deps, &code).await?;
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    if req.status != Status::Active {
+        // Over already: the page should load the recording instead.
+        let _ = tx.send(Ok(Event::default().event("done").data("ended"))).await;
+        drop(tx);
+        return Ok(Sse::new(ReceiverStream::new(rx)).into_response());
+    }
+    let file = live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(|| {
+        ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
+    })?;
+    audit_view(&deps, &who, Some(req.id), "live", serde_json::json!({})).await?;
+    let id = req.id;
+    tokio::spawn(async move {
+        if let Err(e) = follow(&deps, id, &file, &tx).await {
+            tracing::warn!(error = %e, file = %file.display(), "live view stopped");
+            let _ = tx.send(Ok(Event::default().data(r#"{"state":"offline"}"#))).await;
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The newest `{code}-*.cast` in `dir`: the session being recorded.
+pub fn live_file(dir: &FsPath, code: &str) -> Option<PathBuf> {
+    let prefix = format!("{code}-");
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".cast")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// Sends the reset message, then new events until the session ends or the viewer leaves.
+async fn follow(
+    deps: &Deps,
+    id: shared::core::RequestId,
+    path: &FsPath,
+    tx: &mpsc::Sender<Result<Event, Infallible>>,
+) -> anyhow::Result<()> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).await?;
+    // Only whole lines; keep the rest for the next read.
+    let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut pos = whole as u64;
+    let text = String::from_utf8_lossy(&buf[..whole]);
+    let mut lines = text.lines();
+    let header: serde_json::Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_default();
+    let cols = header["width"].as_u64().unwrap_or(80);
+    let rows = header["height"].as_u64().unwrap_or(24);
+    let mut init = String::new();
+    let mut time = 0.0;
+    for line in lines {
+        if let Ok(serde_json::Value::Array(ev)) = serde_json::from_str(line) {
+            time = ev.first().and_then(serde_json::Value::as_f64).unwrap_or(time);
+            if ev.get(1).and_then(|c| c.as_str()) == Some("o") {
+                init.push_str(ev.get(2).and_then(|d| d.as_str()).unwrap_or_default());
+            }
+        }
+    }
+    if init.len() > INIT_MAX {
+        let mut cut = init.len() - INIT_MAX;
+        while !init.is_char_boundary(cut) {
+            cut += 1;
+        }
+        init.drain(..cut);
+    }
+    let reset = serde_json::json!({ "cols": cols, "rows": rows, "time": time, "init": init });
+    if tx.send(Ok(Event::default().data(reset.to_string()))).await.is_err() {
+        return Ok(());
+    }
+    let mut carry: Vec<u8> = Vec::new();
+    let mut ticks = 0u32;
+    loop {
+        tokio::time::sleep(POLL).await;
+        if tx.is_closed() {
+            return Ok(()); // the viewer left
+        }
+        f.seek(std::io::SeekFrom::Start(pos)).await?;
+        let mut more = Vec::new();
+        f.read_to_end(&mut more).await?;
+        pos += more.len() as u64;
+        carry.extend_from_slice(&more);
+        if let Some(end) = carry.iter().rposition(|b| *b == b'\n') {
+            let ready: Vec<u8> = carry.drain(..=end).collect();
+            for line in String::from_utf8_lossy(&ready).lines() {
+                // Output and resizes only; markers and input stay out of the viewer's screen.
+                let code = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get(1).and_then(|c| c.as_str()).map(str::to_owned));
+                if matches!(code.as_deref(), Some("o" | "r"))
+                    && tx.send(Ok(Event::default().data(line))).await.is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        ticks += 1;
+        if ticks.is_multiple_of(STATUS_EVERY) {
+            let req = deps.store.get_request(&RequestRef::Id(id)).await?;
+            if req.status != Status::Active {
+                let _ = tx.send(Ok(Event::default().event("done").data("ended"))).await;
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! The reviewer pages (`/review`): sign in with a single-use link, list sessions, watch a
+//! recording with its command index, search commands, download the `.cast` and an offline
+//! bundle, and watch live sessions.
+//!
+//! Access: only members of `review.reviewer_groups` see anything. A link from
+//! `/breakglass review` (chat) or `breakglass review` (CLI) opens once and sets an HttpOnly,
+//! SameSite=Strict cookie (Secure when the public URL is https); only SHA-256 hashes of links
+//! and cookies are stored. Membership is checked again on every page, so removing someone from
+//! the group closes their session at once. Every view and download is an audit event.
+//!
+//! Every page is rendered by `maud` (which escapes all interpolated text) and sent with a
+//! strict Content-Security-Policy: no inline script or style, nothing from other origins.
+
+pub mod bundle;
+mod live;
+mod pages;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use shared::core::{
+    AuditDraft, AuditKind, GrantCode, PrincipalName, Request, RequestId, RequestRef, Status,
+    Timestamp,
+};
+use shared::ports::{LinkRefusal, RecordingRecord, RequestFilter, SessionEvent};
+
+use crate::chat::Integrity;
+use crate::service::{Deps, sha256};
+
+/// The cookie holding a reviewer's browser session.
+pub const COOKIE: &str = "bg_review";
+
+/// The Content-Security-Policy of every reviewer page.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; font-src 'self' data:; connect-src 'self'; media-src 'self'; \
+frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Most sessions the list shows.
+const LIST_LIMIT: u32 = 500;
+/// Most search hits shown.
+const HIT_LIMIT: u32 = 200;
+
+/// The reviewer routes (merged into the bot's router).
+pub fn routes() -> Router<Deps> {
+    Router::new()
+        .route("/review", get(list))
+        .route("/review/login", get(login))
+        .route("/review/s/{code}", get(session))
+        .route("/review/s/{code}/cast", get(download_cast))
+        .route("/review/s/{code}/bundle", get(download_bundle))
+        .route("/review/s/{code}/live", get(live::stream))
+        .route("/review/assets/{name}", get(asset))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+async fn secure_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Why a reviewer page was not shown; rendered as an HTML page with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(
+        "sign in first: ask for a link with `/breakglass review` in chat or `breakglass review`"
+    )]
+    NotSignedIn,
+    #[error("this sign-in link is not valid; ask for a new one")]
+    LinkUnknown,
+    #[error("this sign-in link was already used; links open once, ask for a new one")]
+    LinkUsed,
+    #[error("this sign-in link expired; ask for a new one")]
+    LinkExpired,
+    #[error(
+        "{0} is not a reviewer: recordings are shown only to members of review.reviewer_groups"
+    )]
+    NotAReviewer(String),
+    #[error("no session {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("the database is unavailable; try again")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ReviewError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotSignedIn => "not_signed_in",
+            Self::LinkUnknown => "link_unknown",
+            Self::LinkUsed => "link_used",
+            Self::LinkExpired => "link_expired",
+            Self::NotAReviewer(_) => "not_a_reviewer",
+            Self::NotFound(_) => "not_found",
+            Self::BadInput(_) => "bad_input",
+            Self::Unavailable => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotSignedIn => StatusCode::UNAUTHORIZED,
+            Self::LinkUnknown | Self::LinkUsed | Self::LinkExpired | Self::NotAReviewer(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadInput(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<shared::ports::StoreError> for ReviewError {
+    fn from(e: shared::ports::StoreError) -> Self {
+        match e {
+            shared::ports::StoreError::NotFound => Self::NotFound("(unknown)".into()),
+            e => {
+                tracing::error!(cause = %e, "reviewer page: storage failed");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl IntoResponse for ReviewError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "reviewer page: internal error");
+        }
+        let page = pages::error(self.code(), &self.to_string());
+        (self.status(), html(page)).into_response()
+    }
+}
+
+fn html(markup: maud::Markup) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// A signed-in reviewer (a valid cookie whose owner is still a reviewer).
+#[derive(Debug, Clone)]
+pub struct Reviewer(pub PrincipalName);
+
+impl FromRequestParts<Deps> for Reviewer {
+    type Rejection = ReviewError;
+
+    async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, ReviewError> {
+        let id = cookie(&parts.headers, COOKIE).ok_or(ReviewError::NotSignedIn)?;
+        let who = deps
+            .store
+            .review_session(&sha256(&id), deps.now())
+            .await?
+            .ok_or(ReviewError::NotSignedIn)?;
+        if !deps.config.is_reviewer(&who) {
+            return Err(ReviewError::NotAReviewer(who.to_string()));
+        }
+        Ok(Self(who))
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    t: Option<String>,
+}
+
+/// Opens a sign-in link once and starts a browser session.
+async fn login(
+    State(deps): State<Deps>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, ReviewError> {
+    let token = q.t.filter(|t| !t.is_empty()).ok_or(ReviewError::LinkUnknown)?;
+    let now = deps.now();
+    let link = match deps.store.use_review_link(&sha256(&token), now).await? {
+        Ok(link) => link,
+        Err(LinkRefusal::Unknown) => return Err(ReviewError::LinkUnknown),
+        Err(LinkRefusal::Used) => return Err(ReviewError::LinkUsed),
+        Err(LinkRefusal::Expired) => return Err(ReviewError::LinkExpired),
+    };
+    if !deps.config.is_reviewer(&link.principal) {
+        return Err(ReviewError::NotAReviewer(link.principal.to_string()));
+    }
+    let raw: [u8; 32] = {
+        use rand::RngExt as _;
+        rand::rng().random()
+    };
+    let id = format!("bgs_{}", hex::encode(raw));
+    let ttl = deps.config.review.session_ttl.as_secs();
+    let expires = now.plus_secs(i64::try_from(ttl).unwrap_or(8 * 3600));
+    deps.store.create_review_session(&sha256(&id), &link.principal, now, expires).await?;
+    let secure =
+        if deps.config.server.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let set_cookie =
+        format!("{COOKIE}={id}; Path=/review; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}");
+    let to = match &link.request_code {
+        Some(code) => format!("/review/s/{code}"),
+        None => "/review".to_owned(),
+    };
+    tracing::info!(reviewer = %link.principal, "reviewer signed in");
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::LOCATION,
+                HeaderValue::from_str(&to).map_err(|e| ReviewError::Internal(e.to_string()))?,
+            ),
+            (
+                header::SET_COOKIE,
+                HeaderValue::from_str(&set_cookie)
+                    .map_err(|e| ReviewError::Internal(e.to_string()))?,
+            ),
+        ],
+    )
+        .into_response())
+}
+
+/// The list's filters (all optional).
+#[derive(Debug, Default, Deserialize)]
+pub struct ListFilters {
+    /// Requester name, exact.
+    pub who: Option<String>,
+    /// Host name, exact.
+    pub host: Option<String>,
+    /// Commands containing this text (case-insensitive).
+    pub q: Option<String>,
+    /// Sessions on or after this day (YYYY-MM-DD, UTC).
+    pub from: Option<String>,
+    /// Sessions on or before this day (YYYY-MM-DD, UTC).
+    pub to: Option<String>,
+}
+
+impl ListFilters {
+    fn text(v: Option<&String>) -> Option<&str> {
+        v.map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    /// The time window `[from, to]` in unix seconds.
+    fn window(&self) -> Result<(i64, i64), ReviewError> {
+        let day = |s: &str, end: bool| -> Result<i64, ReviewError> {
+            let t = humantime::parse_rfc3339(&format!("{s}T00:00:00Z")).map_err(|_| {
+                ReviewError::BadInput(format!("`{s}` is not a day; use YYYY-MM-DD"))
+            })?;
+            let secs = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| ReviewError::BadInput(format!("`{s}` is before 1970")))?
+                .as_secs();
+            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+            Ok(if end { secs + 86_399 } else { secs })
+        };
+        let from = Self::text(self.from.as_ref()).map(|s| day(s, false)).transpose()?;
+        let to = Self::text(self.to.as_ref()).map(|s| day(s, true)).transpose()?;
+        Ok((from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)))
+    }
+
+    fn keeps(&self, req: &Request, at: Timestamp, window: (i64, i64)) -> bool {
+        Self::text(self.who.as_ref()).is_none_or(|w| req.requester.as_str() == w)
+            && Self::text(self.host.as_ref()).is_none_or(|h| req.host.as_str() == h)
+            && (window.0..=window.1).contains(&at.unix())
+    }
+}
+
+/// One row of the list.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub req: Request,
+    pub rec: Option<RecordingRecord>,
+    pub integrity: Integrity,
+}
+
+impl SessionRow {
+    fn started(&self) -> Timestamp {
+        self.rec.as_ref().map_or(self.req.updated_at, |r| r.started_at)
+    }
+
+    fn live(&self) -> bool {
+        self.rec.is_none() && self.req.status == Status::Active
+    }
+}
+
+/// One search hit: a command at a moment of a session.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub code: String,
+    pub requester: String,
+    pub host: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Seconds into the recording.
+    pub t: f64,
+    pub kind: String,
+    pub command: String,
+    /// The page at that moment (relative to the public URL).
+    pub path: String,
+}
+
+/// Sessions: requests that had a recording, or have a live one.
+async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, ReviewError> {
+    let window = f.window()?;
+    let filter = RequestFilter {
+        statuses: vec![Status::Active, Status::Closed, Status::Revoked, Status::Expired],
+        requester: None,
+        limit: LIST_LIMIT,
+    };
+    let mut rows = Vec::new();
+    for req in deps.store.list_requests(&filter).await? {
+        let rec = deps.store.recording(req.id).await?;
+        if rec.is_none() && req.status != Status::Active {
+            continue; // never connected
+        }
+        let integrity = match &rec {
+            // The list checks the signature over the stored digest; the session page also
+            // re-hashes the file.
+            Some(r) => crate::chat::sync::integrity(deps, r, false),
+            None => Integrity::Missing,
+        };
+        let row = SessionRow { req, rec, integrity };
+        if f.keeps(&row.req, row.started(), window) {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// Commands matching `q` in sessions the filters keep, newest first.
+pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<Hit>, ReviewError> {
+    let window = f.window()?;
+    let events = deps.store.search_commands(q, HIT_LIMIT).await?;
+    let mut reqs: HashMap<RequestId, Request> = HashMap::new();
+    let mut hits = Vec::new();
+    for e in events {
+        if let std::collections::hash_map::Entry::Vacant(slot) = reqs.entry(e.request_id) {
+            slot.insert(deps.store.get_request(&RequestRef::Id(e.request_id)).await?);
+        }
+        let Some(req) = reqs.get(&e.request_id) else { continue };
+        if !f.keeps(req, e.at, window) {
+            continue;
+        }
+        hits.push(hit(req, &e));
+    }
+    Ok(hits)
+}
+
+fn hit(req: &Request, e: &SessionEvent) -> Hit {
+    #[allow(clippy::cast_precision_loss)] // offsets are far below 2^52 ms
+    let t = e.offset_ms as f64 / 1000.0;
+    let command = e.detail["command"].as_str().unwrap_or_default().to_owned();
+    Hit {
+        code: req.code.to_string(),
+        requester: req.requester.to_string(),
+        host: req.host.to_string(),
+        at: e.at.unix(),
+        t,
+        kind: e.kind.clone(),
+        path: format!("/review/s/{}#t={t:.3}", req.code),
+        command,
+    }
+}
+
+async fn list(
+    State(deps): State<Deps>,
+    Reviewer(who): Reviewer,
+    Query(f): Query<ListFilters>,
+) -> Result<Response, ReviewError> {
+    let rows = sessions(&deps, &f).await?;
+    let hits = match ListFilters::text(f.q.as_ref()) {
+        Some(q) => Some(search(&deps, &f, q).await?),
+        None => None,
+    };
+    audit_view(&deps, &who, None, "list", serde_json::json!({ "q": f.q })).await?;
+    Ok(html(pages::list(&who, &f, &rows, hits.as_deref(), deps.now())))
+}
+
+/// What the session page shows.
+#[derive(Debug)]
+pub struct SessionPage {
+    pub row: SessionRow,
+    /// Commands, exec requests and transfers, in order.
+    pub events: Vec<SessionEvent>,
+    /// Each approval and whether its signature verifies against the pinned keys.
+    pub approvals: Vec<(shared::core::Approval, Result<String, String>)>,
+    pub quorum: u32,
+}
+
+async fn load_request(deps: &Deps, code: &str) -> Result<Request, ReviewError> {
+    let parsed = GrantCode::parse(code).map_err(|_| ReviewError::NotFound(code.to_owned()))?;
+    match deps.store.get_request(&RequestRef::Code(parsed)).await {
+        Ok(r) => Ok(r),
+        Err(shared::ports::StoreError::NotFound) => Err(ReviewError::NotFound(code.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn session(
+    State(deps): State<Deps>,
+    Reviewer(who): Reviewer,
+    Path(code): Path<String>,
+) -> Result<Response, ReviewError> {
+    let req = load_request(&deps, &code).await?;
+    let rec = deps.store.recording(req.id).await?;
+    let integrity = match &rec {
+        Some(r) => crate::chat::sync::integrity(&deps, r, true),
+        None => Integrity::Missing,
+    };
+    let events = deps.store.session_events(req.id).await?;
+    let approvals = req
+        .approvals
+        .iter()
+        .map(|a| {
+            let ok = deps
+                .pins
+                .verify_signature(&req, a)
+                .map(|kind| kind.as_str().to_owned())
+                .map_err(|e| e.to_string());
+            (a.clone(), ok)
+        })
+        .collect();
+    let quorum = deps.config.policy.scope(&req.scope).map(|s| s.quorum).unwrap_or(0);
+    let page = SessionPage { row: SessionRow { req, rec, integrity }, events, approvals, quorum };
+    if page.row.rec.is_none() && !page.row.live() {
+        return Err(ReviewError::NotFound(format!("{code} (it has no recording)")));
+    }
+    audit_view(&deps, &who, Some(page.row.req.id), "page", serde_json::json!({})).await?;
+    Ok(html(pages::session(&who, &page)))
+}
+
+/// Records that `who` saw `what` (an audit event per view or download).
+pub(crate) async fn audit_view(
+    deps: &Deps,
+    who: &PrincipalName,
+    request: Option<RequestId>,
+    what: &str,
+    extra: serde_json::Value,
+) -> Result<(), ReviewError> {
+    let mut data = serde_json::json!({ "view": what });
+    if let (Some(d), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
+        d.extend(extra);
+    }
+    let draft = AuditDraft::new(AuditKind::RecordingViewed, request, who.as_str(), data);
+    deps.store.append_audit(&[draft], deps.now()).await?;
+    Ok(())
+}
+
+/// The finished recording's path, refusing names that could leave the directory.
+pub(crate) fn recording_path(deps: &Deps, rec: &RecordingRecord) -> Result<PathBuf, ReviewError> {
+    let name = &rec.file;
+    if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+        return Err(ReviewError::Internal(format!("recording file name {name:?} is not plain")));
+    }
+    Ok(deps.chat.recordings_dir.join(name))
+}
+
+pub(crate) async fn finished(
+    deps: &Deps,
+    code: &str,
+) -> Result<(Request, RecordingRecord), ReviewError> {
+    let req = load_request(deps, code).await?;
+    let rec = deps
+        .store
+        .recording(req.id)
+        .await?
+        .ok_or_else(|| ReviewError::NotFound(format!("{code} (no finished recording yet)")))?;
+    Ok((req, rec))
+}
+
+async fn download_cast(
+    State(deps): State<Deps>,
+    Reviewer(who): Reviewer,
+    Path(code): Path<String>,
+) -> Result<Response, ReviewError> {
+    let req = load_request(&deps, &code).await?;
+    let (path, name, what) = match deps.store.recording(req.id).await? {
+        Some(rec) => (recording_path(&deps, &rec)?, rec.file, "cast"),
+        // A live session: the recording so far (the player's "watch from the start").
+        None if req.status == Status::Active => {
+            let p = live::live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(
+                || {
+                    ReviewError::NotFound(format!(
+                        "{code} (its live recording is not on this server)"
+                    ))
+                },
+            )?;
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (p, name, "cast_live")
+        }
+        None => return Err(ReviewError::NotFound(format!("{code} (it has no recording)"))),
+    };
+    let mut bytes = tokio::fs::read(&path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
+        ReviewError::NotFound(format!("{code} (the recording file is not on this server)"))
+    })?;
+    if what == "cast_live" {
+        // Whole lines only: the gateway may be midway through writing one.
+        bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
+    }
+    audit_view(&deps, &who, Some(req.id), what, serde_json::json!({ "file": name })).await?;
+    Ok(attachment(bytes, "application/x-asciicast", &name))
+}
+
+async fn download_bundle(
+    State(deps): State<Deps>,
+    Reviewer(who): Reviewer,
+    Path(code): Path<String>,
+) -> Result<Response, ReviewError> {
+    let (req, rec) = finished(&deps, &code).await?;
+    let path = recording_path(&deps, &rec)?;
+    let cast = tokio::fs::read(&path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
+        ReviewError::NotFound(format!("{code} (the recording file is not on this server)"))
+    })?;
+    let audit = deps.store.audit_of_request(req.id, 0).await?;
+    let events = deps.store.session_events(req.id).await?;
+    let name = format!("{}-bundle.tar.gz", req.code);
+    let bytes = bundle::build(&deps, &req, &rec, &cast, &audit, &events)
+        .map_err(|e| ReviewError::Internal(format!("{e:#}")))?;
+    audit_view(&deps, &who, Some(req.id), "bundle", serde_json::json!({ "file": rec.file }))
+        .await?;
+    Ok(attachment(bytes, "application/gzip", &name))
+}
+
+fn attachment(bytes: Vec<u8>, mime: &'static str, name: &str) -> Response {
+    // File names are ours (`bg-xxxxxx-<unix>.cast`); keep only safe characters anyway.
+    let safe: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from(bytes),
+    )
+        .into_response()
+}
+
+/// The vendored player and the page's own script and style.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "asciinema-player.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/review/asciinema-player.min.js"),
+    ),
+    (
+        "asciinema-player.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/review/asciinema-player.css"),
+    ),
+    (
+        "review.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/review/review.js"),
+    ),
+    ("review.css", "text/css; charset=utf-8", include_bytes!("../../assets/review/review.css")),
+];
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, mime, bytes)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => ReviewError::NotFound(format!("asset {name}")).into_response(),
+    }
+}
