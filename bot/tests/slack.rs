@@ -251,6 +251,24 @@ async fn a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line(
     ] {
         assert!(summary.contains(needle), "summary lacks {needle}: {summary}");
     }
+    let review = format!("https://bg.example/review/s/{code}");
+    assert!(summary.contains(&review), "the summary links to the reviewer page: {summary}");
+    Ok(())
+}
+
+both!(review_links_are_private_and_for_reviewers_only);
+async fn review_links_are_private_and_for_reviewers_only(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, _, _) = s.request("disk full").await;
+    let text = s.command("U0ERIN", CHANNEL, &format!("review {code}")).await;
+    assert!(text.contains("/review/login?t=bgr_"), "{text}");
+    assert!(text.contains("opens once"), "{text}");
+    let refused = s.command("U0ALICE", CHANNEL, &format!("review {code}")).await;
+    assert!(refused.contains("not_a_reviewer") && !refused.contains("/review/login"), "{refused}");
+    let unknown = s.command("U0ERIN", CHANNEL, "review bg-000000").await;
+    assert!(!unknown.contains("/review/login"), "{unknown}");
+    // Nothing about a link is ever posted in the channel.
+    assert!(s.fake.calls().iter().all(|c| !c.text().contains("/review/login")));
     Ok(())
 }
 

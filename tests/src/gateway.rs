@@ -144,7 +144,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
 
-/// sshd + `breakglass up` + keys and tokens for alice (requester), bob and carol (approvers).
+/// sshd + `breakglass up` + keys and tokens for alice (requester), bob and carol (approvers)
+/// and erin (reviewer).
 #[derive(Debug)]
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -190,7 +191,8 @@ impl Drop for World {
     }
 }
 
-fn token(who: &str) -> String {
+/// The API token of `who` in gateway worlds.
+pub fn token(who: &str) -> String {
     format!("bgt_gateway_test_{who}")
 }
 
@@ -299,6 +301,14 @@ slack_id = "U0CAROL"
 discord_id = "1010000000000000003"
 groups = ["dba"]
 api_token_sha256 = "{tc}"
+[users.erin]
+slack_id = "U0ERIN"
+discord_id = "1010000000000000005"
+groups = ["audit"]
+api_token_sha256 = "{te}"
+
+[review]
+reviewer_groups = ["audit"]
 
 [scopes.prod]
 hosts = {{ db-1 = "127.0.0.1:{port}", dead-1 = "127.0.0.1:{dead_port}" }}
@@ -315,6 +325,7 @@ channels = ["{channel}", "{discord_channel}"]
             ta = sha256_hex(&token("alice")),
             tb = sha256_hex(&token("bob")),
             tc = sha256_hex(&token("carol")),
+            te = sha256_hex(&token("erin")),
             port = sshd.port,
             extra = opts.scope_extra,
             channel = SLACK_CHANNEL,

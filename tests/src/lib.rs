@@ -161,3 +161,45 @@ impl Drop for Server {
         }
     }
 }
+
+/// Reads a child's stdout on a thread into a shared buffer.
+///
+/// # Panics
+/// When stdout was not piped.
+pub fn collect(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
+    use std::io::Read as _;
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = sink.lock() {
+                b.extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+    buf
+}
+
+/// Waits up to 15 s until `needle` appeared `times` times in `buf`.
+///
+/// # Panics
+/// When it does not, with what was seen.
+pub fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = buf.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        if seen.matches(needle).count() >= times {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: `{needle}` x{times} never appeared in:\n{seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::gateway::{World, WorldOptions, recorder_sig};
+use e2e::{collect, wait_for};
 use recorder::cast;
 
 fn text(b: &[u8]) -> String {
@@ -125,40 +126,6 @@ fn binary_exec_output_arrives_intact_and_is_kept_byte_for_byte() {
     let data: serde_json::Value =
         serde_json::from_str(event["data"].as_str().unwrap_or("{}")).expect("data");
     assert_eq!(data["output_sha256"], digest.as_str(), "{data}");
-}
-
-/// Reads a child's stdout on a thread into a shared buffer.
-fn collect(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
-    let buf = Arc::new(Mutex::new(Vec::new()));
-    let mut out = child.stdout.take().expect("piped stdout");
-    let sink = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = out.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut b) = sink.lock() {
-                b.extend_from_slice(&chunk[..n]);
-            }
-        }
-    });
-    buf
-}
-
-fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let seen = buf.lock().map(|b| text(&b)).unwrap_or_default();
-        if seen.matches(needle).count() >= times {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: `{needle}` x{times} never appeared in:\n{seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
 }
 
 #[test]

@@ -73,6 +73,9 @@ slack_id = "U0ERIN"
 groups = ["security"]
 api_token_sha256 = "{te}"
 
+[review]
+reviewer_groups = ["security"]
+
 [service_accounts.ci-deploy]
 token_sha256 = "{tci}"
 scopes = ["prod-db"]
