@@ -250,7 +250,7 @@ pub enum Command {
         speed: f64,
         /// Longest pause kept, e.g. 2s; `off` keeps every pause.
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::review_cli::parse_idle)]
-        idle_max: Option<Duration>,
+        idle_max: crate::review_cli::IdleMax,
         /// Start at this command (1 = the first; see --commands).
         #[arg(long, value_name = "N", conflicts_with = "from")]
         at: Option<usize>,
@@ -483,7 +483,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Replay { target, key, config, speed, idle_max, at, from, commands } => {
             let args = crate::review_cli::ReplayArgs {
                 speed,
-                idle_max,
+                idle_max: idle_max.0,
                 at,
                 from,
                 list_commands: commands,

@@ -286,12 +286,16 @@ pub fn parse_time(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }
 
+/// The longest pause a replay keeps (`None`: every pause as recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleMax(pub Option<Duration>);
+
 /// `--idle-max 2s`, or `off` for no cap.
-pub fn parse_idle(s: &str) -> Result<Option<Duration>, String> {
+pub fn parse_idle(s: &str) -> Result<IdleMax, String> {
     if matches!(s, "off" | "none") {
-        return Ok(None);
+        return Ok(IdleMax(None));
     }
-    parse_time(s).map(Some)
+    parse_time(s).map(|d| IdleMax(Some(d)))
 }
 
 /// `--speed 2`, `--speed 0.5`.
@@ -316,8 +320,8 @@ mod tests {
         assert_eq!(parse_time("90s"), Ok(Duration::from_secs(90)));
         assert!(parse_time("soon").is_err());
         assert!(parse_time("-3").is_err());
-        assert_eq!(parse_idle("off"), Ok(None));
-        assert_eq!(parse_idle("2s"), Ok(Some(Duration::from_secs(2))));
+        assert_eq!(parse_idle("off"), Ok(IdleMax(None)));
+        assert_eq!(parse_idle("2s"), Ok(IdleMax(Some(Duration::from_secs(2)))));
         assert!(parse_speed("0").is_err());
         assert!(parse_speed("2000").is_err());
         assert_eq!(parse_speed("2"), Ok(2.0));

@@ -441,7 +441,7 @@ async fn command_registration_is_idempotent() -> TestResult {
         .as_array()
         .map(|o| o.iter().filter_map(|s| s["name"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(subs, ["request", "status", "list", "revoke", "help"]);
+    assert_eq!(subs, ["request", "status", "list", "revoke", "review", "help"]);
     let host = &cmds[0]["options"][0]["options"][0];
     assert_eq!((host["name"].as_str(), host["autocomplete"].as_bool()), (Some("host"), Some(true)));
     Ok(())

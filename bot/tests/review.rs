@@ -220,7 +220,8 @@ async fn a_link_opens_once_and_starts_a_strict_session(db: TestDb) -> TestResult
     for page in [&p, &again] {
         let csp = page.header(header::CONTENT_SECURITY_POLICY);
         assert_eq!(csp, bot::review::CSP);
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"), "{csp}");
         assert_eq!(page.header(header::X_FRAME_OPTIONS), "DENY");
         assert_eq!(page.header(header::CACHE_CONTROL), "no-store");
     }

@@ -5,8 +5,10 @@
 //! 1. one reset message `{"cols", "rows", "time", "init"}`: the terminal size, the recording's
 //!    clock now, and the output so far (its last [`INIT_MAX`] bytes), so the viewer starts on
 //!    the current screen;
-//! 2. then every new output event as written in the file (`[t, "o", "data"]`), passed through
-//!    unchanged (each line of the file is already one JSON array);
+//! 2. then every new output event as written in the file (`[t, "o", "data"]`, passed through
+//!    unchanged: each line of the file is already one JSON array), and resizes rewritten as
+//!    `[t, "r", {"cols", "rows"}]` (the driver hands them to the terminal as they are, and the
+//!    file's `"100x30"` form crashes it); input, markers and annotations stay out;
 //! 3. `event: done` when the session ends (the request leaves `active`) or the viewer's
 //!    browser session expires.
 //!
@@ -95,15 +97,22 @@ async fn follow(
     let mut lines = text.lines();
     let header: serde_json::Value =
         serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_default();
-    let cols = header["width"].as_u64().unwrap_or(80);
-    let rows = header["height"].as_u64().unwrap_or(24);
+    let mut cols = header["width"].as_u64().unwrap_or(80);
+    let mut rows = header["height"].as_u64().unwrap_or(24);
     let mut init = String::new();
     let mut time = 0.0;
     for line in lines {
         if let Ok(serde_json::Value::Array(ev)) = serde_json::from_str(line) {
             time = ev.first().and_then(serde_json::Value::as_f64).unwrap_or(time);
-            if ev.get(1).and_then(|c| c.as_str()) == Some("o") {
-                init.push_str(ev.get(2).and_then(|d| d.as_str()).unwrap_or_default());
+            let data = ev.get(2).and_then(|d| d.as_str()).unwrap_or_default();
+            match ev.get(1).and_then(|c| c.as_str()) {
+                Some("o") => init.push_str(data),
+                Some("r") => {
+                    if let Some((c, r)) = size(data) {
+                        (cols, rows) = (c, r);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -134,12 +143,8 @@ async fn follow(
             let ready: Vec<u8> = carry.drain(..=end).collect();
             for line in String::from_utf8_lossy(&ready).lines() {
                 // Output and resizes only; markers and input stay out of the viewer's screen.
-                let code = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get(1).and_then(|c| c.as_str()).map(str::to_owned));
-                if matches!(code.as_deref(), Some("o" | "r"))
-                    && tx.send(Ok(Event::default().data(line))).await.is_err()
-                {
+                let Some(message) = for_viewer(line) else { continue };
+                if tx.send(Ok(Event::default().data(message))).await.is_err() {
                     return Ok(());
                 }
             }
@@ -152,5 +157,43 @@ async fn follow(
                 return Ok(());
             }
         }
+    }
+}
+
+/// `"100x30"` as (cols, rows).
+fn size(data: &str) -> Option<(u64, u64)> {
+    let (c, r) = data.split_once('x')?;
+    Some((c.trim().parse().ok()?, r.trim().parse().ok()?))
+}
+
+/// What the viewer gets for one line of the file: output as is, resizes in the driver's
+/// form, nothing else.
+fn for_viewer(line: &str) -> Option<String> {
+    let ev: serde_json::Value = serde_json::from_str(line).ok()?;
+    match ev.get(1)?.as_str()? {
+        "o" => Some(line.to_owned()),
+        "r" => {
+            let (cols, rows) = size(ev.get(2)?.as_str()?)?;
+            Some(serde_json::json!([ev.get(0)?, "r", { "cols": cols, "rows": rows }]).to_string())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_viewer;
+
+    #[test]
+    fn viewers_get_output_and_resizes_in_the_drivers_form_only() {
+        assert_eq!(for_viewer(r#"[1.5,"o","hi\r\n"]"#).as_deref(), Some(r#"[1.5,"o","hi\r\n"]"#));
+        assert_eq!(
+            for_viewer(r#"[2.0,"r","100x30"]"#).as_deref(),
+            Some(r#"[2.0,"r",{"cols":100,"rows":30}]"#)
+        );
+        assert_eq!(for_viewer(r#"[2.5,"i","secret\r"]"#), None, "keystrokes never go out");
+        assert_eq!(for_viewer(r#"[3.0,"m","ls"]"#), None);
+        assert_eq!(for_viewer(r#"[3.0,"r","garbage"]"#), None);
+        assert_eq!(for_viewer("not json"), None);
     }
 }

@@ -38,8 +38,9 @@ use crate::service::{Deps, sha256};
 /// The cookie holding a reviewer's browser session.
 pub const COOKIE: &str = "bg_review";
 
-/// The Content-Security-Policy of every reviewer page.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+/// The Content-Security-Policy of every reviewer page. `'wasm-unsafe-eval'` lets the player
+/// compile its WebAssembly terminal; it does not allow `eval` or inline script.
+pub const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
 img-src 'self' data:; font-src 'self' data:; connect-src 'self'; media-src 'self'; \
 frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 

@@ -15,6 +15,7 @@ fn layout(title: &str, who: Option<&PrincipalName>, body: &Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
+                link rel="icon" href="data:,";
                 title { (title) " · breakglass review" }
                 link rel="stylesheet" href="/review/assets/asciinema-player.css";
                 link rel="stylesheet" href="/review/assets/review.css";
