@@ -212,11 +212,11 @@ pub enum Command {
     },
     /// Search the commands of every recorded session (reviewers only).
     #[command(
-        after_help = "Examples:\n  breakglass search 'kubectl delete'\n  breakglass search rm -rf --host db-1 --from 2026-11-01\n\nEach hit links to that moment of the recording on the reviewer page."
+        after_help = "Examples:\n  breakglass search 'kubectl delete'\n  breakglass search 'rm -rf' --host db-1 --from 2026-11-01\n\nEach hit links to that moment of the recording on the reviewer page."
     )]
     Search {
         /// Text the command contains (case-insensitive; the words are joined with spaces).
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
         /// Only sessions of this requester.
         #[arg(long)]
@@ -781,6 +781,9 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
         cfg.gateway.public_port = ssh.local_addr().map(|a| a.port()).unwrap_or(0);
     }
     let listen_addr = cfg.server.listen;
+    let http = bind(listen_addr, "HTTP").await?;
+    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    bound_public_url(&mut cfg, bound);
     let data = cfg.server.data_dir.clone();
     let db = crate::app::redact_url(&cfg.server.database_url);
     let (deps, source) = crate::app::build_deps(cfg)
@@ -793,10 +796,6 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
             deps.signer.key_id()
         );
     }
-    let http = tokio::net::TcpListener::bind(listen_addr)
-        .await
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {listen_addr}: {e}")))?;
-    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     let (gw, host_key) =
         crate::app::build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
             .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
@@ -846,14 +845,24 @@ fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &tokio::net::TcpListener) {
     }
 }
 
+/// With `--listen HOST:0` and no `server.public_url`, links (reviewer sign-in, chat summaries)
+/// use the port actually bound.
+fn bound_public_url(cfg: &mut config::Config, bound: std::net::SocketAddr) {
+    let listen = cfg.server.listen;
+    if listen.port() == 0 && cfg.server.public_url == format!("http://{listen}") {
+        cfg.server.public_url = format!("http://{bound}");
+    }
+}
+
 async fn bot_only(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    let cfg = load_config(config_flag, &overrides)?;
+    let mut cfg = load_config(config_flag, &overrides)?;
     let listen_addr = cfg.server.listen;
+    let http = bind(listen_addr, "HTTP").await?;
+    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    bound_public_url(&mut cfg, bound);
     let (deps, _) = crate::app::build_deps(cfg)
         .await
         .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
-    let http = bind(listen_addr, "HTTP").await?;
-    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     eprintln!(
         "breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
     );

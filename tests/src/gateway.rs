@@ -508,6 +508,24 @@ channels = ["{channel}", "{discord_channel}"]
 }
 
 impl World {
+    /// `breakglass ARGS` as a client of this world's server, with `who`'s API token.
+    pub fn cli_as(&self, who: &str, args: &[&str]) -> crate::Output {
+        let out = Command::new(bin())
+            .args(["--server", &self.server.url])
+            .args(args)
+            .env("BREAKGLASS_TOKEN", token(who))
+            .env_remove("BREAKGLASS_CONFIG")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("breakglass runs");
+        crate::Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Posts a form body to the bot, signed as Slack signs it; returns status and JSON.
     pub fn slack_post(&self, path: &str, body: &str) -> (u16, Value) {
         let ts = std::time::SystemTime::now()
