@@ -1,9 +1,8 @@
 //! The SSH gateway end to end: a real OpenSSH sshd as the target, the real `ssh`, `scp` and
 //! `sftp` clients, and a running `breakglass up`. Each test builds its own world.
 
-use std::io::{Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::gateway::{World, WorldOptions, recorder_sig};
