@@ -399,6 +399,23 @@ async fn policy_refusals_are_private_and_change_nothing(db: TestDb) -> TestResul
     Ok(())
 }
 
+both!(review_links_come_privately_to_reviewers_only);
+async fn review_links_come_privately_to_reviewers_only(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    let (code, _, _, _) = d.request("disk full").await;
+    // command() asserts the answer is ephemeral (flags 64).
+    let text = d.command("1010000000000000005", "review", &[("id", &code)]).await;
+    assert!(text.contains("/review/login?t=bgr_") && text.contains("opens once"), "{text}");
+    let list = d.command("1010000000000000005", "review", &[]).await;
+    assert!(list.contains("/review/login?t=bgr_"), "{list}");
+    let refused = d.command(ALICE, "review", &[("id", &code)]).await;
+    assert!(
+        refused.contains("[not_a_reviewer]") && !refused.contains("/review/login"),
+        "{refused}"
+    );
+    Ok(())
+}
+
 both!(mentions_in_a_reason_cannot_ping);
 async fn mentions_in_a_reason_cannot_ping(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
