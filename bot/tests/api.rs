@@ -435,6 +435,10 @@ async fn service_endpoints(db: shared::testing::db::TestDb) -> TestResult {
         "/api/v1/requests/{id}/deny",
         "/api/v1/requests/{id}/revoke",
         "/api/v1/whoami",
+        "/api/v1/review-links",
+        "/api/v1/search",
+        "/api/v1/requests/{id}/recording",
+        "/api/v1/requests/{id}/bundle",
         "/healthz",
         "/readyz",
     ] {
