@@ -76,15 +76,38 @@ pub fn pins(config: &Config, own: &ApprovalSigner) -> PinnedKeys {
 /// # Errors
 /// A key file that cannot be read or written.
 pub fn recording_pins(config: &Config) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
+    recording_pins_from(config, true)
+}
+
+/// [`recording_pins`] without creating anything: with no key pinned or configured, the public
+/// half of the data directory's recording key must exist (what verifying commands use).
+///
+/// # Errors
+/// No key to verify with; unreadable key files.
+pub fn recording_pins_from(
+    config: &Config,
+    generate: bool,
+) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
     if !config.keys.pinned_recording_keys.is_empty() {
         return Ok(config.keys.pinned_recording_keys.clone());
     }
     if let Some(p) = &config.keys.recording_signing_key_file {
         return Ok(vec![shared::keys::read_signing_key(p)?.verifying_key()]);
     }
-    let (key, _) =
-        shared::keys::load_or_generate(&config.server.data_dir.join("keys").join("recording"))?;
-    Ok(vec![key.verifying_key()])
+    let base = config.server.data_dir.join("keys").join("recording");
+    if generate {
+        return Ok(vec![shared::keys::load_or_generate(&base)?.0.verifying_key()]);
+    }
+    let p = base.with_extension("pub");
+    let text = std::fs::read_to_string(&p).map_err(|_| {
+        anyhow::anyhow!(
+            "no recording key to verify with: pin keys.pinned_recording_keys, pass --key, or run this where {} exists",
+            p.display()
+        )
+    })?;
+    Ok(vec![
+        shared::core::approval::parse_public_key(&text).with_context(|| p.display().to_string())?,
+    ])
 }
 
 /// The chat hub (adapters for the configured platforms) and the Slack endpoints' state.
@@ -198,16 +221,35 @@ pub fn build_gateway(
 /// # Errors
 /// Nothing pinned and no approval key on this machine.
 pub fn gateway_pins(config: &Config) -> anyhow::Result<PinnedKeys> {
+    pins_from(config, true)
+}
+
+/// The approval keys from config; with none pinned, the public half of the data directory's
+/// approval key, which must exist when `require_bot_key` (the gateway) and may be missing
+/// otherwise (an auditor on a database with no approvals yet).
+///
+/// # Errors
+/// A missing required key, an unparsable key file.
+pub fn pins_from(config: &Config, require_bot_key: bool) -> anyhow::Result<PinnedKeys> {
     let mut pins = PinnedKeys::new();
     for k in &config.keys.pinned_bot_keys {
         pins.pin_bot(*k);
     }
     if config.keys.pinned_bot_keys.is_empty() {
         let p = config.server.data_dir.join("keys").join("approval.pub");
-        let text = std::fs::read_to_string(&p).map_err(|_| {
-            anyhow::anyhow!("config error at `keys.pinned_bot_keys`: empty, and there is no {} to trust; fix: pin the bot's approval public key (breakglass keygen prints it)", p.display())
-        })?;
-        pins.pin_bot(shared::core::approval::parse_public_key(&text)?);
+        match std::fs::read_to_string(&p) {
+            Ok(text) => {
+                pins.pin_bot(
+                    shared::core::approval::parse_public_key(&text)
+                        .with_context(|| p.display().to_string())?,
+                );
+            }
+            Err(_) if !require_bot_key => {}
+            Err(_) => anyhow::bail!(
+                "config error at `keys.pinned_bot_keys`: empty, and there is no {} to trust; fix: pin the bot's approval public key (breakglass keygen prints it)",
+                p.display()
+            ),
+        }
     }
     for (who, k) in &config.keys.pinned_approver_keys {
         pins.pin_personal(who.clone(), *k);

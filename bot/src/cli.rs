@@ -657,11 +657,8 @@ fn keygen(out: &std::path::Path) -> Result<(), Failure> {
 }
 
 fn token(who: &str) {
-    use rand::RngExt as _;
-    use sha2::{Digest as _, Sha256};
-    let raw: [u8; 32] = rand::rng().random();
-    let token = format!("bgt_{}", hex::encode(raw));
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let token = crate::service::random_token("bgt_");
+    let hash = hex::encode(crate::service::sha256(&token));
     println!("token (shown once; give it to {who} and keep it secret):\n  {token}");
     println!(
         "config line (users.{who}.api_token_sha256 or service_accounts.{who}.token_sha256):\n  \"{hash}\""
@@ -926,19 +923,10 @@ async fn discord_register(guild: u64, config_flag: Option<PathBuf>) -> Result<()
     Ok(())
 }
 
-/// The keys recordings are verified against: `keys.pinned_recording_keys`, or the public half
-/// of the data directory's recording key.
+/// The keys recordings are verified against (never creates one).
 fn recording_pins(cfg: &config::Config) -> Result<Vec<ed25519_dalek::VerifyingKey>, Failure> {
-    if !cfg.keys.pinned_recording_keys.is_empty() {
-        return Ok(cfg.keys.pinned_recording_keys.clone());
-    }
-    let p = cfg.server.data_dir.join("keys").join("recording.pub");
-    let text = std::fs::read_to_string(&p).map_err(|_| {
-        Failure::new(EXIT_LOCAL, format!("no recording key to verify with: pin keys.pinned_recording_keys, or run this where {} exists", p.display()))
-    })?;
-    let k = shared::core::approval::parse_public_key(&text)
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", p.display())))?;
-    Ok(vec![k])
+    crate::app::recording_pins_from(cfg, false)
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))
 }
 
 fn read_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey, Failure> {
@@ -1032,24 +1020,9 @@ async fn open_store_for_audit(
 }
 
 /// The keys an auditor verifies against: the config's pins, or with none pinned (embedded
-/// defaults) the public half of the data directory's approval key.
+/// defaults) the public half of the data directory's approval key, if there is one.
 fn audit_pins(cfg: &config::Config) -> Result<shared::core::PinnedKeys, Failure> {
-    let mut pins = shared::core::PinnedKeys::new();
-    for k in &cfg.keys.pinned_bot_keys {
-        pins.pin_bot(*k);
-    }
-    if cfg.keys.pinned_bot_keys.is_empty() {
-        let p = cfg.server.data_dir.join("keys").join("approval.pub");
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            let k = shared::core::approval::parse_public_key(&text)
-                .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", p.display())))?;
-            pins.pin_bot(k);
-        }
-    }
-    for (who, k) in &cfg.keys.pinned_approver_keys {
-        pins.pin_personal(who.clone(), *k);
-    }
-    Ok(pins)
+    crate::app::pins_from(cfg, false).map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))
 }
 
 async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {

@@ -62,6 +62,12 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
+        let bytes = self.send_bytes(req).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sends with the token; a success's body, or the error body as a [`ClientError`].
+    async fn send_bytes(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t.expose()),
             None => req,
@@ -73,8 +79,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ClientError::Protocol(e.to_string()));
+            return Ok(bytes.to_vec());
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => Err(ClientError::Api {
@@ -180,28 +185,7 @@ impl Client {
     /// Any [`ClientError`].
     pub async fn bundle(&self, id: &str) -> Result<Vec<u8>, ClientError> {
         let url = self.url(&format!("{}/bundle", Self::path_for(id)));
-        let req = match &self.token {
-            Some(t) => self.http.get(url).bearer_auth(t.expose()),
-            None => self.http.get(url),
-        };
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            cause: e.without_url().to_string(),
-        })?;
-        if resp.status().is_success() {
-            let b = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
-            return Ok(b.to_vec());
-        }
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => Err(ClientError::Api { status, code: b.error.code, message: b.error.message }),
-            Err(_) => Err(ClientError::Api {
-                status,
-                code: "http_error".into(),
-                message: format!("HTTP {status}"),
-            }),
-        }
+        self.send_bytes(self.http.get(url)).await
     }
 
     async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

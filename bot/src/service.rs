@@ -264,11 +264,7 @@ impl Deps {
             Some(r) => Some(self.get(r).await?.code.to_string()),
             None => None,
         };
-        let token: [u8; 32] = {
-            use rand::RngExt as _;
-            rand::rng().random()
-        };
-        let token = format!("bgr_{}", hex::encode(token));
+        let token = random_token("bgr_");
         let now = self.now();
         let ttl = i64::try_from(self.config.review.link_ttl.as_secs()).unwrap_or(600);
         let link = shared::ports::ReviewLink {
@@ -291,6 +287,13 @@ impl Deps {
             expires_at: link.expires_at,
         })
     }
+}
+
+/// A fresh secret: `prefix` and 32 random bytes from the OS RNG, hex.
+pub fn random_token(prefix: &str) -> String {
+    use rand::RngExt as _;
+    let raw: [u8; 32] = rand::rng().random();
+    format!("{prefix}{}", hex::encode(raw))
 }
 
 /// SHA-256 of a token or session id: what is stored instead of the value.

@@ -101,19 +101,10 @@ impl Review {
     /// A request by alice with `reason`, approved by bob and carol, whose session ran
     /// `HOSTILE_COMMAND` and ended with a recording signed by the pinned key.
     async fn session(&self, reason: &str) -> (String, Vec<u8>) {
-        let code = self
-            .app
-            .open("alice", json!({ "host": "db-1", "login": "postgres", "reason": reason }))
-            .await;
-        for who in ["bob", "carol"] {
-            assert_eq!(self.app.act(&code, "approve", who).await.0, StatusCode::OK);
-        }
+        let code = self.started(reason).await;
         let d = &self.app.deps;
         let req = d.get(&code.parse().expect("code")).await.expect("request");
         let now = d.now();
-        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
-            .expect("start");
-        d.store.apply(&t, now).await.expect("started");
         let e = SessionEvent {
             request_id: req.id,
             at: now.plus_secs(1),
@@ -158,6 +149,24 @@ impl Review {
         };
         d.store.end_session(&rec, Some(&end), &[], now.plus_secs(2)).await.expect("ended");
         (code, cast.into_bytes())
+    }
+
+    /// A request by alice, approved, whose session has started (the request is `active`).
+    async fn started(&self, reason: &str) -> String {
+        let code = self
+            .app
+            .open("alice", json!({ "host": "db-1", "login": "postgres", "reason": reason }))
+            .await;
+        for who in ["bob", "carol"] {
+            assert_eq!(self.app.act(&code, "approve", who).await.0, StatusCode::OK);
+        }
+        let d = &self.app.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
+        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
+            .expect("start");
+        d.store.apply(&t, now).await.expect("started");
+        code
     }
 
     async fn audit_views(&self, who: &str) -> Vec<Value> {
@@ -225,9 +234,29 @@ async fn a_link_opens_once_and_starts_a_strict_session(db: TestDb) -> TestResult
         assert_eq!(page.header(header::X_FRAME_OPTIONS), "DENY");
         assert_eq!(page.header(header::CACHE_CONTROL), "no-store");
     }
-    // Only the hash of the link and of the cookie are stored.
+    // Only the hash of the link and of the cookie are stored, nowhere the values.
     let token = link.trim_start_matches("/review/login?t=");
     let id = cookie.trim_start_matches("bg_review=");
+    let hex = |s: &str| hex::encode(bot::service::sha256(s));
+    let count = |sql: String| {
+        let admin = db.admin.clone();
+        async move { admin.exec(&sql).await }
+    };
+    let touch_link = |w: &str| format!("UPDATE review_links SET principal = principal WHERE {w}");
+    let touch_session =
+        |w: &str| format!("UPDATE review_sessions SET principal = principal WHERE {w}");
+    assert_eq!(count(touch_link(&format!("token_sha256 = '{}'", hex(token)))).await?, 1);
+    assert_eq!(count(touch_session(&format!("id_sha256 = '{}'", hex(id)))).await?, 1);
+    for (table, cols) in [
+        ("review_links", ["token_sha256", "principal", "request_code"]),
+        ("review_sessions", ["id_sha256", "principal", "principal"]),
+    ] {
+        for secret in [token, id] {
+            let w = cols.map(|c| format!("{c} LIKE '%{secret}%'")).join(" OR ");
+            let sql = format!("UPDATE {table} SET principal = principal WHERE {w}");
+            assert_eq!(count(sql).await?, 0, "{table} holds a secret in clear");
+        }
+    }
     let dump = format!("{:?}", r.app.deps.store.audit_page(0, 1000).await?);
     assert!(!dump.contains(token) && !dump.contains(id));
     Ok(())
@@ -473,5 +502,50 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
             .contains(&format!("breakglass recording verify {cast_name} --key recording-key.pub"))
     );
     assert!(r.audit_views("erin").await.iter().any(|v| v["view"] == "bundle"));
+    Ok(())
+}
+
+both!(a_live_view_ends_when_the_viewers_browser_session_does);
+async fn a_live_view_ends_when_the_viewers_browser_session_does(db: TestDb) -> TestResult {
+    let r = Review::new(&db);
+    let code = r.started("watch").await;
+    std::fs::write(
+        r.dir.path().join(format!("{code}-1.cast")),
+        "{\"version\":2,\"width\":80,\"height\":24}\n[0.5,\"o\",\"hello-live\"]\n",
+    )?;
+    let cookie = r.sign_in(&r.link("erin", None).await).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/review/s/{code}/live", listener.local_addr()?);
+    let router = bot::router(r.app.deps.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let mut resp = reqwest::Client::new().get(&url).header("cookie", &cookie).send().await?;
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("hello-live") {
+        let chunk =
+            tokio::time::timeout_at(deadline, resp.chunk()).await??.ok_or("stream ended")?;
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("\"cols\":80"), "{seen}");
+    // Still live and still allowed: no end for a while.
+    if let Ok(Ok(Some(chunk))) =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), resp.chunk()).await
+    {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!seen.contains("event: done"), "{seen}");
+    // The reviewer's browser session expires: the stream ends within about a second.
+    r.app.clock.advance(8 * 3600 + 1);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("event: done") {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await?? {
+            Some(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    assert!(seen.contains("event: done"), "{seen}");
     Ok(())
 }

@@ -37,6 +37,25 @@ pub struct Sidecar {
     pub signed_at: Timestamp,
 }
 
+impl Sidecar {
+    /// The sidecar of a stored recording (the gateway signs at the session's end).
+    pub fn of(r: &shared::ports::RecordingRecord) -> Self {
+        Self {
+            version: 1,
+            file: r.file.clone(),
+            sha256: hex::encode(r.sha256),
+            key_id: r.key_id,
+            signature: r.signature,
+            signed_at: r.ended_at,
+        }
+    }
+}
+
+/// The pinned key with this id, if any.
+pub fn pinned<'a>(pins: &'a [VerifyingKey], id: &KeyId) -> Option<&'a VerifyingKey> {
+    pins.iter().find(|k| KeyId::of(k.as_bytes()) == *id)
+}
+
 /// The sidecar path of a recording: `<file>.sig`.
 pub fn sidecar_path(file: &Path) -> PathBuf {
     let mut s = file.as_os_str().to_owned();
@@ -154,10 +173,7 @@ pub fn verify_digest(
             signed: side.sha256.clone(),
         });
     }
-    let key = pins
-        .iter()
-        .find(|k| KeyId::of(k.as_bytes()) == side.key_id)
-        .ok_or(IntegrityError::UnpinnedKey(side.key_id))?;
+    let key = pinned(pins, &side.key_id).ok_or(IntegrityError::UnpinnedKey(side.key_id))?;
     let sig = Signature::from_bytes(side.signature.as_bytes());
     key.verify_strict(&message(sha256), &sig)
         .map_err(|_| IntegrityError::BadSignature(side.key_id))?;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::gateway::World;
+use e2e::gateway::{World, WorldOptions};
 use e2e::{collect, root, wait_for};
 use serde_json::{Value, json};
 
@@ -270,7 +270,11 @@ fn sse(url: &str, cookie: &str) -> Arc<Mutex<Vec<u8>>> {
 
 #[test]
 fn a_live_session_is_watched_while_it_runs() {
-    let w = World::start();
+    // Request logging on: sign-in tokens must still never reach the log.
+    let w = World::with(WorldOptions {
+        env: vec![("BREAKGLASS_LOG".into(), "info,tower_http=debug".into())],
+        ..WorldOptions::default()
+    });
     let code = granted(&w, "watch me");
     let (mut child, out, mut send) = shell(&w, &code);
     send("export PS1='live# '\r");
@@ -280,6 +284,10 @@ fn a_live_session_is_watched_while_it_runs() {
     let link = w.cli_as("erin", &["review", &code]).stdout.trim().to_owned();
     let (status, cookie) = open_link(&link);
     assert_eq!(status, 303);
+    let token = link.split("t=").nth(1).expect("a token");
+    let log = w.server.log();
+    assert!(log.contains("/review/login"), "requests are logged: {log}");
+    assert!(!log.contains(token), "the sign-in token reached the log: {log}");
     let page = reqwest::blocking::Client::new()
         .get(format!("{}/review/s/{code}", w.server.url))
         .header("cookie", &cookie)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use shared::core::{AuditEntry, AuditKind, KeyId, Request, RequestRef, Status, Timestamp};
+use shared::core::{AuditEntry, AuditKind, Request, RequestRef, Status, Timestamp};
 use shared::ports::{ChatThread, RecordingRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -302,18 +302,10 @@ async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> Summa
 /// Checks the stored signature over the stored digest with the pinned recording keys, and,
 /// with `rehash` and the file reachable, that it still hashes to that digest.
 pub fn integrity(deps: &Deps, r: &RecordingRecord, rehash: bool) -> Integrity {
-    let Some(key) = deps.chat.recording_pins.iter().find(|k| KeyId::of(k.as_bytes()) == r.key_id)
-    else {
+    let Some(key) = recorder::integrity::pinned(&deps.chat.recording_pins, &r.key_id) else {
         return Integrity::Failed(format!("signed by key {}, which is not pinned", r.key_id));
     };
-    let side = recorder::integrity::Sidecar {
-        version: 1,
-        file: r.file.clone(),
-        sha256: hex::encode(r.sha256),
-        key_id: r.key_id,
-        signature: r.signature,
-        signed_at: r.ended_at,
-    };
+    let side = recorder::integrity::Sidecar::of(r);
     let path = deps.chat.recordings_dir.join(&r.file);
     let file =
         if rehash { std::fs::read(&path) } else { Err(std::io::ErrorKind::Unsupported.into()) };

@@ -9,7 +9,6 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use sha2::{Digest as _, Sha256};
 use shared::core::approval::SignatureBytes;
 use shared::core::{
     Approval, GrantDuration, HostName, KeyId, Login, NewRequest, Origin, PrincipalKind,
@@ -40,7 +39,7 @@ impl FromRequestParts<Deps> for Caller {
             .to_str()
             .map_err(|_| ApiError::InvalidToken)?;
         let token = header.strip_prefix("Bearer ").ok_or(ApiError::MissingToken)?.trim();
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let digest = crate::service::sha256(token);
         // Compare against every configured hash, without stopping early.
         let mut found: Option<&PrincipalName> = None;
         for (hash, who) in &deps.config.tokens {
@@ -281,9 +280,7 @@ pub async fn search(
     Caller(who): Caller,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<SearchHits>, ApiError> {
-    if !deps.config.is_reviewer(&who) {
-        return Err(ApiError::Policy(shared::core::PolicyError::NotAReviewer(who.to_string())));
-    }
+    reviewer(&deps, &who)?;
     let text = q.q.trim();
     if text.is_empty() || text.len() > 200 {
         return Err(ApiError::BadInput(shared::core::InvalidValue {
@@ -298,23 +295,9 @@ pub async fn search(
         from: q.from,
         to: q.to,
     };
-    let hits = crate::review::search(&deps, &f, text).await.map_err(|e| match e {
-        crate::review::ReviewError::BadInput(m) => {
-            ApiError::BadInput(shared::core::InvalidValue { what: "from/to", why: m })
-        }
-        crate::review::ReviewError::Unavailable => ApiError::Unavailable,
-        e => ApiError::Internal(e.to_string()),
-    })?;
-    let draft = shared::core::AuditDraft::new(
-        shared::core::AuditKind::RecordingViewed,
-        None,
-        who.as_str(),
-        serde_json::json!({ "view": "search", "q": text, "hits": hits.len() }),
-    );
-    deps.store
-        .append_audit(&[draft], deps.now())
-        .await
-        .map_err(crate::service::ServiceError::from)?;
+    let hits = crate::review::search(&deps, &f, text).await?;
+    let audit = serde_json::json!({ "q": text, "hits": hits.len() });
+    crate::review::audit_view(&deps, &who, None, "search", audit).await?;
     let base = &deps.config.server.public_url;
     Ok(Json(SearchHits {
         hits: hits
@@ -341,16 +324,6 @@ fn reviewer(deps: &Deps, who: &PrincipalName) -> Result<(), ApiError> {
     }
 }
 
-fn review_error(e: crate::review::ReviewError) -> ApiError {
-    use crate::review::ReviewError as R;
-    match e {
-        R::NotFound(what) => ApiError::NotFound(what),
-        R::Unavailable => ApiError::Unavailable,
-        R::NotAReviewer(w) => ApiError::Policy(shared::core::PolicyError::NotAReviewer(w)),
-        e => ApiError::Internal(e.to_string()),
-    }
-}
-
 /// A finished session's recording with its signature (reviewers only; audited).
 #[utoipa::path(get, path = "/api/v1/requests/{id}/recording", tag = "review",
     params(("id" = String, Path, description = "Request id or code")),
@@ -366,13 +339,7 @@ pub async fn recording(
     Path(id): Path<String>,
 ) -> Result<Json<RecordingDownload>, ApiError> {
     reviewer(&deps, &who)?;
-    let req = deps.get(&request_ref(&id)?).await?;
-    let (req, rec) =
-        crate::review::finished(&deps, &req.code.to_string()).await.map_err(review_error)?;
-    let path = crate::review::recording_path(&deps, &rec).map_err(review_error)?;
-    let bytes = tokio::fs::read(&path).await.map_err(|_| {
-        ApiError::NotFound(format!("{} (the recording file is not on this server)", req.code))
-    })?;
+    let (req, rec, bytes) = crate::review::finished(&deps, &request_ref(&id)?).await?;
     let cast = String::from_utf8(bytes)
         .map_err(|_| ApiError::Internal(format!("{} is not UTF-8", rec.file)))?;
     crate::review::audit_view(
@@ -382,16 +349,8 @@ pub async fn recording(
         "api_cast",
         serde_json::json!({ "file": rec.file }),
     )
-    .await
-    .map_err(review_error)?;
-    let sidecar = recorder::integrity::Sidecar {
-        version: 1,
-        file: rec.file.clone(),
-        sha256: hex::encode(rec.sha256),
-        key_id: rec.key_id,
-        signature: rec.signature,
-        signed_at: rec.ended_at,
-    };
+    .await?;
+    let sidecar = recorder::integrity::Sidecar::of(&rec);
     Ok(Json(RecordingDownload {
         code: req.code.to_string(),
         file: rec.file.clone(),
@@ -422,19 +381,8 @@ pub async fn bundle(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     reviewer(&deps, &who)?;
-    let req = deps.get(&request_ref(&id)?).await?;
-    let (req, rec) =
-        crate::review::finished(&deps, &req.code.to_string()).await.map_err(review_error)?;
-    let path = crate::review::recording_path(&deps, &rec).map_err(review_error)?;
-    let cast = tokio::fs::read(&path).await.map_err(|_| {
-        ApiError::NotFound(format!("{} (the recording file is not on this server)", req.code))
-    })?;
-    let audit =
-        deps.store.audit_of_request(req.id, 0).await.map_err(crate::service::ServiceError::from)?;
-    let events =
-        deps.store.session_events(req.id).await.map_err(crate::service::ServiceError::from)?;
-    let bytes = crate::review::bundle::build(&deps, &req, &rec, &cast, &audit, &events)
-        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    let (req, rec, cast) = crate::review::finished(&deps, &request_ref(&id)?).await?;
+    let bytes = crate::review::bundle_of(&deps, &req, &rec, &cast).await?;
     crate::review::audit_view(
         &deps,
         &who,
@@ -442,7 +390,6 @@ pub async fn bundle(
         "api_bundle",
         serde_json::json!({ "file": rec.file }),
     )
-    .await
-    .map_err(review_error)?;
+    .await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }

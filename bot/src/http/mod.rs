@@ -60,7 +60,13 @@ pub fn router(deps: Deps) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Spans name the path only: a query can hold a sign-in token (`/review/login?t=`).
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(target: "tower_http::trace::make_span", "request",
+                    method = %req.method(), path = %req.uri().path())
+            },
+        ))
         .with_state(deps)
 }
 

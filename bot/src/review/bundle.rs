@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result};
 use ed25519_dalek::pkcs8::EncodePublicKey as _;
 use sha2::{Digest as _, Sha256};
 use shared::core::approval::public_key_text;
-use shared::core::{AuditEntry, KeyId, Request};
+use shared::core::{AuditEntry, Request};
 use shared::ports::{RecordingRecord, SessionEvent};
 
 use crate::service::Deps;
@@ -35,22 +35,11 @@ pub fn build(
     audit: &[AuditEntry],
     events: &[SessionEvent],
 ) -> Result<Vec<u8>> {
-    let key = deps
-        .chat
-        .recording_pins
-        .iter()
-        .find(|k| KeyId::of(k.as_bytes()) == rec.key_id)
-        .with_context(|| {
+    let key =
+        recorder::integrity::pinned(&deps.chat.recording_pins, &rec.key_id).with_context(|| {
             format!("the recording was signed by key {}, which is not pinned", rec.key_id)
         })?;
-    let sidecar = recorder::integrity::Sidecar {
-        version: 1,
-        file: rec.file.clone(),
-        sha256: hex::encode(rec.sha256),
-        key_id: rec.key_id,
-        signature: rec.signature,
-        signed_at: rec.ended_at,
-    };
+    let sidecar = recorder::integrity::Sidecar::of(rec);
     let pem = key
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .context("encoding the recording key as PEM")?;

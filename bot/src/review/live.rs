@@ -10,7 +10,8 @@
 //!    `[t, "r", {"cols", "rows"}]` (the driver hands them to the terminal as they are, and the
 //!    file's `"100x30"` form crashes it); input, markers and annotations stay out;
 //! 3. `event: done` when the session ends (the request leaves `active`) or the viewer's
-//!    browser session expires.
+//!    browser session stops being valid (expired, or no longer a reviewer), checked with the
+//!    request's status about once a second.
 //!
 //! This works when the bot can read the gateway's recordings directory (`breakglass up`, or a
 //! shared volume); otherwise the page says the session cannot be watched here.
@@ -27,7 +28,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ReviewError, Reviewer, audit_view, load_request};
+use super::{ReviewError, Reviewer, audit_view, load_request, reviewer_of};
 use crate::service::Deps;
 
 /// Most output replayed into the viewer's screen at the start.
@@ -39,7 +40,7 @@ const STATUS_EVERY: u32 = 7;
 
 pub(super) async fn stream(
     State(deps): State<Deps>,
-    Reviewer(who): Reviewer,
+    Reviewer(who, session): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let req = load_request(&deps, &code).await?;
@@ -56,7 +57,7 @@ pub(super) async fn stream(
     audit_view(&deps, &who, Some(req.id), "live", serde_json::json!({})).await?;
     let id = req.id;
     tokio::spawn(async move {
-        if let Err(e) = follow(&deps, id, &file, &tx).await {
+        if let Err(e) = follow(&deps, id, &session, &file, &tx).await {
             tracing::warn!(error = %e, file = %file.display(), "live view stopped");
             let _ = tx.send(Ok(Event::default().data(r#"{"state":"offline"}"#))).await;
         }
@@ -80,10 +81,12 @@ pub fn live_file(dir: &FsPath, code: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-/// Sends the reset message, then new events until the session ends or the viewer leaves.
+/// Sends the reset message, then new events until the session ends, the viewer leaves, or the
+/// viewer's browser session stops being valid (expired, or no longer a reviewer).
 async fn follow(
     deps: &Deps,
     id: shared::core::RequestId,
+    viewer: &[u8; 32],
     path: &FsPath,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
 ) -> anyhow::Result<()> {
@@ -152,7 +155,7 @@ async fn follow(
         ticks += 1;
         if ticks.is_multiple_of(STATUS_EVERY) {
             let req = deps.store.get_request(&RequestRef::Id(id)).await?;
-            if req.status != Status::Active {
+            if req.status != Status::Active || reviewer_of(deps, viewer).await.is_err() {
                 let _ = tx.send(Ok(Event::default().event("done").data("ended"))).await;
                 return Ok(());
             }

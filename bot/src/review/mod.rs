@@ -142,6 +142,21 @@ impl From<shared::ports::StoreError> for ReviewError {
     }
 }
 
+impl From<ReviewError> for crate::http::error::ApiError {
+    fn from(e: ReviewError) -> Self {
+        use shared::core::PolicyError;
+        match e {
+            ReviewError::NotFound(what) => Self::NotFound(what),
+            ReviewError::Unavailable => Self::Unavailable,
+            ReviewError::NotAReviewer(w) => Self::Policy(PolicyError::NotAReviewer(w)),
+            ReviewError::BadInput(why) => {
+                Self::BadInput(shared::core::InvalidValue { what: "filter", why })
+            }
+            e => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ReviewError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {
@@ -160,25 +175,32 @@ fn html(markup: maud::Markup) -> Response {
         .into_response()
 }
 
-/// A signed-in reviewer (a valid cookie whose owner is still a reviewer).
+/// A signed-in reviewer (a valid cookie whose owner is still a reviewer), and the SHA-256 of
+/// the cookie (long-lived responses check it again).
 #[derive(Debug, Clone)]
-pub struct Reviewer(pub PrincipalName);
+pub struct Reviewer(pub PrincipalName, pub [u8; 32]);
 
 impl FromRequestParts<Deps> for Reviewer {
     type Rejection = ReviewError;
 
     async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, ReviewError> {
         let id = cookie(&parts.headers, COOKIE).ok_or(ReviewError::NotSignedIn)?;
-        let who = deps
-            .store
-            .review_session(&sha256(&id), deps.now())
-            .await?
-            .ok_or(ReviewError::NotSignedIn)?;
-        if !deps.config.is_reviewer(&who) {
-            return Err(ReviewError::NotAReviewer(who.to_string()));
-        }
-        Ok(Self(who))
+        let session = sha256(&id);
+        Ok(Self(reviewer_of(deps, &session).await?, session))
     }
+}
+
+/// Whose browser session this is, if it is still valid and they are still a reviewer.
+pub(crate) async fn reviewer_of(
+    deps: &Deps,
+    session: &[u8; 32],
+) -> Result<PrincipalName, ReviewError> {
+    let who =
+        deps.store.review_session(session, deps.now()).await?.ok_or(ReviewError::NotSignedIn)?;
+    if !deps.config.is_reviewer(&who) {
+        return Err(ReviewError::NotAReviewer(who.to_string()));
+    }
+    Ok(who)
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -213,11 +235,7 @@ async fn login(
     if !deps.config.is_reviewer(&link.principal) {
         return Err(ReviewError::NotAReviewer(link.principal.to_string()));
     }
-    let raw: [u8; 32] = {
-        use rand::RngExt as _;
-        rand::rng().random()
-    };
-    let id = format!("bgs_{}", hex::encode(raw));
+    let id = crate::service::random_token("bgs_");
     let ttl = deps.config.review.session_ttl.as_secs();
     let expires = now.plus_secs(i64::try_from(ttl).unwrap_or(8 * 3600));
     deps.store.create_review_session(&sha256(&id), &link.principal, now, expires).await?;
@@ -391,7 +409,7 @@ fn hit(req: &Request, e: &SessionEvent) -> Hit {
 
 async fn list(
     State(deps): State<Deps>,
-    Reviewer(who): Reviewer,
+    Reviewer(who, _): Reviewer,
     Query(f): Query<ListFilters>,
 ) -> Result<Response, ReviewError> {
     let rows = sessions(&deps, &f).await?;
@@ -416,16 +434,20 @@ pub struct SessionPage {
 
 async fn load_request(deps: &Deps, code: &str) -> Result<Request, ReviewError> {
     let parsed = GrantCode::parse(code).map_err(|_| ReviewError::NotFound(code.to_owned()))?;
-    match deps.store.get_request(&RequestRef::Code(parsed)).await {
-        Ok(r) => Ok(r),
-        Err(shared::ports::StoreError::NotFound) => Err(ReviewError::NotFound(code.to_owned())),
+    load(deps, &RequestRef::Code(parsed)).await
+}
+
+async fn load(deps: &Deps, r: &RequestRef) -> Result<Request, ReviewError> {
+    match deps.store.get_request(r).await {
+        Ok(req) => Ok(req),
+        Err(shared::ports::StoreError::NotFound) => Err(ReviewError::NotFound(r.to_string())),
         Err(e) => Err(e.into()),
     }
 }
 
 async fn session(
     State(deps): State<Deps>,
-    Reviewer(who): Reviewer,
+    Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let req = load_request(&deps, &code).await?;
@@ -482,22 +504,42 @@ pub(crate) fn recording_path(deps: &Deps, rec: &RecordingRecord) -> Result<PathB
     Ok(deps.chat.recordings_dir.join(name))
 }
 
+/// A finished session: its request, its recording row and the recording file's bytes.
 pub(crate) async fn finished(
     deps: &Deps,
-    code: &str,
-) -> Result<(Request, RecordingRecord), ReviewError> {
-    let req = load_request(deps, code).await?;
-    let rec = deps
-        .store
-        .recording(req.id)
-        .await?
-        .ok_or_else(|| ReviewError::NotFound(format!("{code} (no finished recording yet)")))?;
-    Ok((req, rec))
+    r: &RequestRef,
+) -> Result<(Request, RecordingRecord, Vec<u8>), ReviewError> {
+    let req = load(deps, r).await?;
+    let rec = deps.store.recording(req.id).await?.ok_or_else(|| {
+        ReviewError::NotFound(format!("{} (no finished recording yet)", req.code))
+    })?;
+    let bytes = read_recording(&recording_path(deps, &rec)?, &req).await?;
+    Ok((req, rec, bytes))
+}
+
+async fn read_recording(path: &std::path::Path, req: &Request) -> Result<Vec<u8>, ReviewError> {
+    tokio::fs::read(path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
+        ReviewError::NotFound(format!("{} (the recording file is not on this server)", req.code))
+    })
+}
+
+/// The audit bundle of a finished session (see [`bundle`]).
+pub(crate) async fn bundle_of(
+    deps: &Deps,
+    req: &Request,
+    rec: &RecordingRecord,
+    cast: &[u8],
+) -> Result<Vec<u8>, ReviewError> {
+    let audit = deps.store.audit_of_request(req.id, 0).await?;
+    let events = deps.store.session_events(req.id).await?;
+    bundle::build(deps, req, rec, cast, &audit, &events)
+        .map_err(|e| ReviewError::Internal(format!("{e:#}")))
 }
 
 async fn download_cast(
     State(deps): State<Deps>,
-    Reviewer(who): Reviewer,
+    Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let req = load_request(&deps, &code).await?;
@@ -517,10 +559,7 @@ async fn download_cast(
         }
         None => return Err(ReviewError::NotFound(format!("{code} (it has no recording)"))),
     };
-    let mut bytes = tokio::fs::read(&path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
-        ReviewError::NotFound(format!("{code} (the recording file is not on this server)"))
-    })?;
+    let mut bytes = read_recording(&path, &req).await?;
     if what == "cast_live" {
         // Whole lines only: the gateway may be midway through writing one.
         bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
@@ -531,20 +570,13 @@ async fn download_cast(
 
 async fn download_bundle(
     State(deps): State<Deps>,
-    Reviewer(who): Reviewer,
+    Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
-    let (req, rec) = finished(&deps, &code).await?;
-    let path = recording_path(&deps, &rec)?;
-    let cast = tokio::fs::read(&path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
-        ReviewError::NotFound(format!("{code} (the recording file is not on this server)"))
-    })?;
-    let audit = deps.store.audit_of_request(req.id, 0).await?;
-    let events = deps.store.session_events(req.id).await?;
+    let code = GrantCode::parse(&code).map_err(|_| ReviewError::NotFound(code.clone()))?;
+    let (req, rec, cast) = finished(&deps, &RequestRef::Code(code)).await?;
     let name = format!("{}-bundle.tar.gz", req.code);
-    let bytes = bundle::build(&deps, &req, &rec, &cast, &audit, &events)
-        .map_err(|e| ReviewError::Internal(format!("{e:#}")))?;
+    let bytes = bundle_of(&deps, &req, &rec, &cast).await?;
     audit_view(&deps, &who, Some(req.id), "bundle", serde_json::json!({ "file": rec.file }))
         .await?;
     Ok(attachment(bytes, "application/gzip", &name))
