@@ -175,7 +175,10 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
     let pins = pins(&config, &signer);
     let (chat, slack, discord) = build_chat(&config)?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
-        format!("while opening the database {}", redact_url(&config.server.database_url))
+        format!(
+            "while opening the database {}",
+            shared::config::redact_url(&config.server.database_url)
+        )
     })?;
     let deps = Deps {
         config: Arc::new(config),
@@ -255,20 +258,6 @@ pub fn pins_from(config: &Config, require_bot_key: bool) -> anyhow::Result<Pinne
         pins.pin_personal(who.clone(), *k);
     }
     Ok(pins)
-}
-
-/// Hides a password in a database URL for messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Serves the HTTP API on `listener` until `stop` is cancelled, then drains in-flight requests.

@@ -782,7 +782,7 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
     let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     bound_public_url(&mut cfg, bound);
     let data = cfg.server.data_dir.clone();
-    let db = crate::app::redact_url(&cfg.server.database_url);
+    let db = config::redact_url(&cfg.server.database_url);
     let (deps, source) = crate::app::build_deps(cfg)
         .await
         .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
@@ -881,7 +881,7 @@ async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(
             EXIT_UNREACHABLE,
             format!(
                 "cannot open the database {}: {e}",
-                crate::app::redact_url(&cfg.server.database_url)
+                config::redact_url(&cfg.server.database_url)
             ),
         )
     })?;
@@ -1012,7 +1012,7 @@ async fn open_store_for_audit(
             EXIT_UNREACHABLE,
             format!(
                 "cannot open the database {}: {e}",
-                crate::app::redact_url(&cfg.server.database_url)
+                config::redact_url(&cfg.server.database_url)
             ),
         )
     })?;

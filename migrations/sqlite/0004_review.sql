@@ -17,4 +17,7 @@ CREATE TABLE review_sessions (
     expires_at BIGINT NOT NULL
 );
 
+-- What command search looks in: the command or exec text, lower-cased by the application (the
+-- same folding on both backends); NULL for other events.
+ALTER TABLE session_events ADD COLUMN command_folded TEXT NULL;
 CREATE INDEX session_events_kind ON session_events (kind, at);

@@ -90,7 +90,7 @@ pub struct RawConfig {
     pub scopes: BTreeMap<String, RawScope>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub listen: String,
@@ -120,6 +120,7 @@ pub struct RawGateway {
     pub known_hosts_file: Option<PathBuf>,
     pub recordings_dir: Option<PathBuf>,
     pub connect_timeout: String,
+    pub login_grace_time: String,
     pub env_allowlist: Vec<String>,
     pub record_input: bool,
 }
@@ -134,6 +135,7 @@ impl Default for RawGateway {
             known_hosts_file: None,
             recordings_dir: None,
             connect_timeout: "10s".into(),
+            login_grace_time: "30s".into(),
             env_allowlist: vec!["LANG".into(), "LC_*".into(), "TZ".into()],
             record_input: true,
         }
@@ -246,13 +248,50 @@ pub struct RawScope {
 // ---------------------------------------------------------------------------------------------
 // The validated config.
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Base URL users reach the HTTP API and pages at (links in chat).
     pub public_url: String,
     pub data_dir: PathBuf,
+    /// May hold a password: `Debug` shows it as `***` (see [`redact_url`]).
     pub database_url: String,
+}
+
+impl fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .finish()
+    }
+}
+
+impl fmt::Debug for RawServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawServer")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// A database URL with its password (if any) shown as `***`, for messages and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +308,9 @@ pub struct GatewaySettings {
     pub recordings_dir: PathBuf,
     /// How long connecting and authenticating to a target may take.
     pub connect_timeout: std::time::Duration,
+    /// How long a client may take from connecting to being logged in before it is
+    /// disconnected (like sshd's `LoginGraceTime`).
+    pub login_grace_time: std::time::Duration,
     /// Environment variables passed to the target (`*` at the end matches a prefix).
     pub env_allowlist: Vec<String>,
     /// Record the user's keystrokes (`i` events) as well as the output.
@@ -503,6 +545,16 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             "write it like \"10s\"",
         )
     })?;
+    let login_grace_time = humantime::parse_duration(&g.login_grace_time)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            err(
+                "gateway.login_grace_time",
+                format!("`{}` is not a positive duration", g.login_grace_time),
+                "write it like \"30s\"",
+            )
+        })?;
     for (i, v) in g.env_allowlist.iter().enumerate() {
         let name = v.strip_suffix('*').unwrap_or(v);
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -524,6 +576,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         known_hosts_file: g.known_hosts_file.clone().unwrap_or_else(|| data.join("known_hosts")),
         recordings_dir: g.recordings_dir.clone().unwrap_or_else(|| data.join("recordings")),
         connect_timeout,
+        login_grace_time,
         env_allowlist: g.env_allowlist.clone(),
         record_input: g.record_input,
     };
@@ -999,6 +1052,24 @@ mod tests {
         requester_groups = ["oncall"]
         approver_groups = ["dba"]
     "#;
+
+    #[test]
+    fn the_database_password_never_prints() -> Result<(), ConfigError> {
+        let text = format!(
+            "[server]\ndatabase_url = \"postgres://bg:s3cret-pw@db.internal/bg\"\n{MINIMAL}"
+        );
+        let c = from_toml_str(&text)?;
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(shown.contains("postgres://bg:***@db.internal/bg"), "{shown}");
+        let raw = RawServer {
+            database_url: Some("postgres://bg:s3cret-pw@db.internal/bg".into()),
+            ..RawServer::default()
+        };
+        assert!(!format!("{raw:?}").contains("s3cret-pw"));
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        Ok(())
+    }
 
     #[track_caller]
     fn refused(text: &str, key: &str, problem: &str) {

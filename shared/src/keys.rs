@@ -41,10 +41,19 @@ pub enum KeyError {
 /// The error never includes the file's content.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let read = |source| KeyError::Read { path: path.to_owned(), source };
-    let meta = fs::metadata(path).map_err(read)?;
-    check_mode(path, &meta)?;
+    check_private(path)?;
     let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(read)?);
     SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format { path: path.to_owned() })
+}
+
+/// Refuses a private key file that group or others can read (or that cannot be read).
+///
+/// # Errors
+/// [`KeyError::Read`], [`KeyError::TooOpen`].
+pub fn check_private(path: &Path) -> Result<(), KeyError> {
+    let meta =
+        fs::metadata(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+    check_mode(path, &meta)
 }
 
 /// Parses a PEM private key held in an environment variable named `var`.

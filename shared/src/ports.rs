@@ -88,7 +88,7 @@ pub struct ChatThread {
     pub synced_seq: i64,
     /// The requester got the connect line.
     pub connect_sent: bool,
-    /// The session summary was posted (exactly once).
+    /// The session summary was posted (exactly once), or refused for good by the platform.
     pub summary_sent: bool,
     /// Nothing more will happen to this request.
     pub done: bool,
@@ -106,6 +106,19 @@ pub struct ReviewLink {
     pub request_code: Option<String>,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+/// Which commands to find: the text contains `needle` (case-insensitive), in sessions of
+/// `requester` on `host` (when given), at a time within `from..=to`.
+#[derive(Debug, Clone)]
+pub struct CommandSearch {
+    pub needle: String,
+    pub requester: Option<PrincipalName>,
+    pub host: Option<String>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// At most this many (the adapter caps it at 1000).
+    pub limit: u32,
 }
 
 /// Why a sign-in link does not open.
@@ -221,13 +234,8 @@ pub trait Store: Send + Sync + Debug {
         now: Timestamp,
     ) -> Result<Option<PrincipalName>, StoreError>;
 
-    /// Commands and exec requests whose text contains `needle` (case-insensitive), newest
-    /// first.
-    async fn search_commands(
-        &self,
-        needle: &str,
-        limit: u32,
-    ) -> Result<Vec<SessionEvent>, StoreError>;
+    /// Commands and exec requests matching `q`, newest first.
+    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

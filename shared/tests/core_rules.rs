@@ -271,6 +271,28 @@ fn revoke_rules() {
     );
     refused(&w, &withdrawn, Action::Revoke { by: name("bob") }, T0 + 6, "wrong_state");
 
+    // Revoking an approved grant uses up its nonce: its valid signatures can never open a
+    // session, even if the row is edited back to `approved`.
+    let approved = w.approved();
+    let t = request::apply(
+        &approved,
+        Action::Revoke { by: name("bob") },
+        &w.policy,
+        &w.pins,
+        Timestamp::from_unix(T0 + 100),
+    )
+    .expect("revoke");
+    assert_eq!(t.consumes_nonce, Some(approved.nonce));
+    let t = request::apply(
+        &r,
+        Action::Revoke { by: name("alice") },
+        &w.policy,
+        &w.pins,
+        Timestamp::from_unix(T0 + 5),
+    )
+    .expect("withdraw");
+    assert_eq!(t.consumes_nonce, None, "a pending request has no grant to use up");
+
     let live = w.must(&w.approved(), Action::SessionStarted, T0 + 120);
     assert_eq!(live.status, Status::Active);
     assert_eq!(w.must(&live, Action::Revoke { by: name("bob") }, T0 + 130).status, Status::Revoked);

@@ -18,7 +18,8 @@ use shared::core::{
     RequestRef, Status, Timestamp, Transition,
 };
 use shared::ports::{
-    LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store, StoreError,
+    CommandSearch, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store,
+    StoreError,
 };
 use shared::testing::db::{Backend, TestDb, TestResult, run};
 use shared::testing::{T0, World, dur, name};
@@ -646,8 +647,10 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
     let before = audit_log(store).await?;
     assert_conflict(store.end_session(&rec, None, &[], ts(T0 + 301)).await, "recording");
     assert_eq!(audit_log(store).await?, before);
-    assert!(db.admin.exec("DELETE FROM session_events").await.is_err(), "append-only");
-    assert!(db.admin.exec("UPDATE recordings SET sha256 = 'x'").await.is_err(), "append-only");
+    for sql in ["DELETE FROM session_events", "UPDATE recordings SET sha256 = 'x'"] {
+        let refused = db.admin.exec(sql).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
     Ok(())
 }
 
@@ -708,6 +711,23 @@ async fn review_links_open_once_and_expire(db: TestDb) -> TestResult {
     assert_eq!(store.use_review_link(&[1; 32], ts(T0 + 11)).await?, Err(LinkRefusal::Used));
     assert_eq!(store.use_review_link(&[2; 32], ts(T0 + 61)).await?, Err(LinkRefusal::Expired));
     assert_eq!(store.use_review_link(&[3; 32], ts(T0)).await?, Err(LinkRefusal::Unknown));
+    // The last second counts as expired.
+    store.create_review_link(&link(4, 60)).await?;
+    assert_eq!(store.use_review_link(&[4; 32], ts(T0 + 60)).await?, Err(LinkRefusal::Expired));
+    // Sixteen browsers opening the same link at once: exactly one gets in.
+    store.create_review_link(&link(5, 600)).await?;
+    let tries = (0..16).map(|_| {
+        let store = db.store.clone();
+        tokio::spawn(async move { store.use_review_link(&[5; 32], ts(T0 + 1)).await })
+    });
+    let mut opened = 0;
+    for t in tries {
+        match t.await?? {
+            Ok(_) => opened += 1,
+            Err(refusal) => assert_eq!(refusal, LinkRefusal::Used),
+        }
+    }
+    assert_eq!(opened, 1);
 
     store.create_review_session(&[9; 32], &name("erin"), ts(T0), ts(T0 + 3600)).await?;
     assert_eq!(store.review_session(&[9; 32], ts(T0 + 10)).await?, Some(name("erin")));
@@ -716,24 +736,31 @@ async fn review_links_open_once_and_expire(db: TestDb) -> TestResult {
     Ok(())
 }
 
-/// Commands and exec requests are found by any part of their text, case-insensitively, and
-/// LIKE's wildcards in the needle are taken literally.
+/// Commands and exec requests are found by any part of their text, case-insensitively (the
+/// same on both backends, beyond ASCII too), with LIKE's wildcards taken literally, quotes and
+/// backslashes as typed, and the filters applied before the limit.
 async fn commands_are_searchable(db: TestDb) -> TestResult {
     let store = db.store.as_ref();
     let w = World::new();
     let (req, draft) = open(&w, "alice", "db-1");
     store.create_request(&req, &draft, ts(T0)).await?;
-    for (i, (kind, cmd)) in [
-        ("command", "kubectl delete pod web-1"),
-        ("exec", "rm -rf /tmp/x_1"),
-        ("command", "ls"),
-        ("transfer", "kubectl"),
-    ]
-    .iter()
-    .enumerate()
-    {
+    let (other, draft) = open(&w, "bob", "db-2");
+    store.create_request(&other, &draft, ts(T0)).await?;
+    let events = [
+        (req.id, "command", "kubectl delete pod web-1"),
+        (req.id, "exec", "rm -rf /tmp/x_1"),
+        (req.id, "command", "rm -rf /tmp/xa1"),
+        (req.id, "command", "echo x%y"),
+        (req.id, "command", "echo xzy"),
+        (req.id, "command", r#"echo "hi" > C:\dir"#),
+        (req.id, "command", "grep ÉTÉ notes"),
+        (req.id, "command", "ls"),
+        (req.id, "transfer", "kubectl"),
+        (other.id, "command", "ls -la"),
+    ];
+    for (i, (id, kind, cmd)) in events.iter().enumerate() {
         let e = SessionEvent {
-            request_id: req.id,
+            request_id: *id,
             at: ts(T0 + i as i64),
             offset_ms: i as i64 * 1000,
             kind: (*kind).into(),
@@ -741,26 +768,51 @@ async fn commands_are_searchable(db: TestDb) -> TestResult {
         };
         store.add_session_event(&e).await?;
     }
+    let q = |needle: &str| CommandSearch {
+        needle: needle.into(),
+        requester: None,
+        host: None,
+        from: ts(i64::MIN),
+        to: ts(i64::MAX),
+        limit: 10,
+    };
     let found = |v: Vec<SessionEvent>| {
         v.into_iter()
             .map(|e| e.detail["command"].as_str().unwrap_or_default().to_owned())
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        found(store.search_commands("KUBECTL DELETE", 10).await?),
+        found(store.search_commands(&q("KUBECTL DELETE")).await?),
         ["kubectl delete pod web-1"]
     );
-    assert_eq!(found(store.search_commands("x_1", 10).await?), ["rm -rf /tmp/x_1"]);
-    assert_eq!(found(store.search_commands("x%", 10).await?), Vec::<String>::new(), "% is literal");
+    assert_eq!(found(store.search_commands(&q("x_1")).await?), ["rm -rf /tmp/x_1"], "_ is literal");
+    assert_eq!(found(store.search_commands(&q("x%y")).await?), ["echo x%y"], "% is literal");
+    assert_eq!(found(store.search_commands(&q("\"hi\"")).await?), [r#"echo "hi" > C:\dir"#]);
+    assert_eq!(found(store.search_commands(&q(r"C:\dir")).await?), [r#"echo "hi" > C:\dir"#]);
+    assert_eq!(found(store.search_commands(&q("été")).await?), ["grep ÉTÉ notes"]);
     assert_eq!(
-        found(store.search_commands("l", 10).await?),
-        ["ls", "kubectl delete pod web-1"],
-        "newest first, not the transfer"
-    );
-    assert_eq!(
-        found(store.search_commands("command", 10).await?),
+        found(store.search_commands(&q("command")).await?),
         Vec::<String>::new(),
         "the JSON key is not text"
     );
+    assert_eq!(
+        found(store.search_commands(&q("ls")).await?),
+        ["ls -la", "ls"],
+        "newest first, not the transfer"
+    );
+    // Filters narrow before the limit: the one match of alice's is found with a limit of 1.
+    let mut mine = q("ls");
+    mine.requester = Some(name("alice"));
+    mine.limit = 1;
+    assert_eq!(found(store.search_commands(&mine).await?), ["ls"]);
+    let mut on = q("ls");
+    on.host = Some("db-2".into());
+    assert_eq!(found(store.search_commands(&on).await?), ["ls -la"]);
+    let mut early = q("rm");
+    early.to = ts(T0 + 1);
+    assert_eq!(found(store.search_commands(&early).await?), ["rm -rf /tmp/x_1"]);
+    let mut late = q("rm");
+    late.from = ts(T0 + 2);
+    assert_eq!(found(store.search_commands(&late).await?), ["rm -rf /tmp/xa1"]);
     Ok(())
 }

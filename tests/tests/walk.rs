@@ -60,6 +60,17 @@ async fn walk_and_tamper(data: &Path, env: &[(&str, &str)], admin: &Admin) -> Te
     admin.exec("UPDATE requests SET host = 'db-1' WHERE duration_secs = 1800").await?;
     assert_eq!(verify().code, 0);
 
+    // A revoked grant edited back to `approved`: the log says otherwise.
+    let changed = admin
+        .exec("UPDATE requests SET status = 'approved' WHERE status = 'revoked' AND duration_secs = 1800")
+        .await?;
+    assert_eq!(changed, 1);
+    let v = verify();
+    assert_eq!(v.code, 1, "{}", v.all());
+    assert!(v.stdout.contains("field `status`"), "{}", v.all());
+    admin.exec("UPDATE requests SET status = 'revoked' WHERE duration_secs = 1800").await?;
+    assert_eq!(verify().code, 0);
+
     // One field of one audit row edited by hand (the append-only trigger dropped first, as a
     // database administrator could): verification names that row.
     let refused = admin.exec("UPDATE audit_events SET actor = 'mallory' WHERE seq = 5").await;

@@ -374,19 +374,30 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
 
 /// Commands matching `q` in sessions the filters keep, newest first.
 pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<Hit>, ReviewError> {
-    let window = f.window()?;
-    let events = deps.store.search_commands(q, HIT_LIMIT).await?;
+    let (from, to) = f.window()?;
+    let requester = match ListFilters::text(f.who.as_ref()).map(PrincipalName::parse) {
+        Some(Ok(who)) => Some(who),
+        Some(Err(_)) => return Ok(Vec::new()), // not a name: nobody's sessions
+        None => None,
+    };
+    let search = shared::ports::CommandSearch {
+        needle: q.to_owned(),
+        requester,
+        host: ListFilters::text(f.host.as_ref()).map(str::to_owned),
+        from: Timestamp::from_unix(from),
+        to: Timestamp::from_unix(to),
+        limit: HIT_LIMIT,
+    };
+    let events = deps.store.search_commands(&search).await?;
     let mut reqs: HashMap<RequestId, Request> = HashMap::new();
     let mut hits = Vec::new();
     for e in events {
         if let std::collections::hash_map::Entry::Vacant(slot) = reqs.entry(e.request_id) {
             slot.insert(deps.store.get_request(&RequestRef::Id(e.request_id)).await?);
         }
-        let Some(req) = reqs.get(&e.request_id) else { continue };
-        if !f.keeps(req, e.at, window) {
-            continue;
+        if let Some(req) = reqs.get(&e.request_id) {
+            hits.push(hit(req, &e));
         }
-        hits.push(hit(req, &e));
     }
     Ok(hits)
 }

@@ -137,6 +137,28 @@ impl<'a> AuditChecker<'a> {
                 req.approvals.push(a);
                 self.approvals_checked += 1;
             }
+            // The status each event leaves the request in (a session ending after a revoke
+            // or an expiry leaves it as it was).
+            AuditKind::Granted
+            | AuditKind::SessionStarted
+            | AuditKind::SessionEnded
+            | AuditKind::Denied
+            | AuditKind::Revoked
+            | AuditKind::Expired => {
+                let id = request_id()?;
+                let req = self.requests.get_mut(&id).ok_or_else(|| {
+                    malformed(format!("`{kind}` of request {id}, which was never requested"))
+                })?;
+                req.status = match kind {
+                    AuditKind::Granted => Status::Approved,
+                    AuditKind::SessionStarted => Status::Active,
+                    AuditKind::SessionEnded if req.status == Status::Active => Status::Closed,
+                    AuditKind::SessionEnded => req.status,
+                    AuditKind::Denied => Status::Denied,
+                    AuditKind::Revoked => Status::Revoked,
+                    _ => Status::Expired,
+                };
+            }
             _ => {}
         }
         Ok(())
@@ -160,7 +182,7 @@ impl<'a> AuditChecker<'a> {
 /// Compares a request from the live tables with the log's record of it; returns the first
 /// field that differs.
 pub fn first_difference(table: &Request, log: &Request) -> Option<&'static str> {
-    let checks: [(&'static str, bool); 12] = [
+    let checks: [(&'static str, bool); 13] = [
         ("code", table.code == log.code),
         ("requester", table.requester == log.requester),
         ("scope", table.scope == log.scope),
@@ -173,6 +195,7 @@ pub fn first_difference(table: &Request, log: &Request) -> Option<&'static str> 
         ("not_after", table.not_after == log.not_after),
         ("pending_until", table.pending_until == log.pending_until),
         ("approvals", table.approvals == log.approvals),
+        ("status", table.status == log.status),
     ];
     checks.into_iter().find(|(_, same)| !same).map(|(name, _)| name)
 }

@@ -357,6 +357,11 @@ pub fn apply(
             }
             next.status = Status::Revoked;
             next.closed_by = Some(by.clone());
+            // An approved grant keeps valid signatures: consuming its nonce now means no edit of
+            // the row back to `approved` can ever open a session with them.
+            if status == Status::Approved {
+                consumes_nonce = Some(req.nonce);
+            }
             audit.push(AuditDraft::new(
                 AuditKind::Revoked,
                 Some(req.id),

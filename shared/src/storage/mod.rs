@@ -44,8 +44,8 @@ use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
 use crate::ports::{
-    ChatThread, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store,
-    StoreError,
+    ChatThread, CommandSearch, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink,
+    SessionEvent, Store, StoreError,
 };
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
@@ -352,6 +352,9 @@ impl Store for SqlStore {
     async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError> {
         let id = e.request_id.to_string();
         let detail = e.detail.to_string();
+        let folded = matches!(e.kind.as_str(), "command" | "exec")
+            .then(|| e.detail["command"].as_str().map(str::to_lowercase))
+            .flatten();
         on_pool!(&self.db, pool => {
             sqlx::query(sql::INSERT_SESSION_EVENT)
                 .bind(&id)
@@ -359,6 +362,7 @@ impl Store for SqlStore {
                 .bind(e.offset_ms)
                 .bind(&e.kind)
                 .bind(&detail)
+                .bind(&folded)
                 .execute(pool)
                 .await
                 .map(drop)
@@ -613,34 +617,30 @@ impl Store for SqlStore {
         })
     }
 
-    async fn search_commands(
-        &self,
-        needle: &str,
-        limit: u32,
-    ) -> Result<Vec<SessionEvent>, StoreError> {
+    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError> {
+        // Folded the same way as `command_folded`; LIKE's wildcards are literal.
         let mut pattern = String::from("%");
-        for c in needle.to_lowercase().chars() {
+        for c in q.needle.to_lowercase().chars() {
             if matches!(c, '%' | '_' | '\\') {
                 pattern.push('\\');
             }
             pattern.push(c);
         }
         pattern.push('%');
-        let limit = i64::from(limit.clamp(1, MAX_LIST));
+        let limit = i64::from(q.limit.clamp(1, MAX_LIST));
+        let requester = q.requester.as_ref().map(ToString::to_string);
         on_pool!(&self.db, pool => {
             let rows: Vec<SessionEventRow> = sqlx::query_as(sql::SEARCH_COMMANDS)
                 .bind(&pattern)
+                .bind(&requester)
+                .bind(&q.host)
+                .bind(q.from.unix())
+                .bind(q.to.unix())
                 .bind(limit)
                 .fetch_all(pool)
                 .await
                 .map_err(error::db)?;
-            let needle = needle.to_lowercase();
-            let events: Vec<SessionEvent> = rows.into_iter().map(SessionEventRow::into_event).collect::<Result<_, _>>()?;
-            // LIKE ran over the JSON text; keep the events whose command itself matches.
-            Ok(events
-                .into_iter()
-                .filter(|e| e.detail["command"].as_str().is_some_and(|c| c.to_lowercase().contains(&needle)))
-                .collect())
+            rows.into_iter().map(SessionEventRow::into_event).collect()
         })
     }
 

@@ -89,9 +89,9 @@ pub(super) const AUDIT_PAGE: &str =
 pub(super) const PING: &str = "SELECT 1";
 
 pub(super) const INSERT_SESSION_EVENT: &str = "INSERT INTO session_events \
-     (request_id, seq, at, offset_ms, kind, detail) \
+     (request_id, seq, at, offset_ms, kind, detail, command_folded) \
      VALUES ($1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM session_events WHERE request_id = $1), \
-     $2, $3, $4, $5)";
+     $2, $3, $4, $5, $6)";
 
 pub(super) const SESSION_EVENTS_OF: &str = "SELECT request_id, at, offset_ms, kind, detail \
      FROM session_events WHERE request_id = $1 ORDER BY seq";
@@ -165,6 +165,9 @@ pub(super) const REVIEW_SESSION: &str =
     "SELECT principal FROM review_sessions WHERE id_sha256 = $1 AND expires_at > $2";
 
 /// `$1` is a lower-case LIKE pattern with `\` as the escape character.
-pub(super) const SEARCH_COMMANDS: &str = "SELECT request_id, at, offset_ms, kind, detail \
-     FROM session_events WHERE kind IN ('command', 'exec') AND LOWER(detail) LIKE $1 ESCAPE '\\' \
-     ORDER BY at DESC, seq DESC LIMIT $2";
+pub(super) const SEARCH_COMMANDS: &str = "SELECT e.request_id, e.at, e.offset_ms, e.kind, e.detail \
+     FROM session_events e JOIN requests r ON r.id = e.request_id \
+     WHERE e.command_folded LIKE $1 ESCAPE '\\' \
+     AND ($2 IS NULL OR r.requester = $2) AND ($3 IS NULL OR r.host = $3) \
+     AND e.at >= $4 AND e.at <= $5 \
+     ORDER BY e.at DESC, e.seq DESC LIMIT $6";
