@@ -98,6 +98,9 @@ use std::num::NonZeroU16;
 /// How many submitted lines may wait for their echo; beyond this the oldest is dropped.
 const MAX_PENDING: usize = 256;
 
+/// Longest UTF-8 encoding of one character: bounds the typed bytes one screen cell shows.
+const MAX_CHAR_BYTES: usize = 4;
+
 /// Prompts shorter than this (trimmed, in characters) are matched only at the start of a line:
 /// `$`, `#` or `>` occur in commands and output too often to be searched for.
 const SHORT_PROMPT: usize = 3;
@@ -465,8 +468,15 @@ impl CommandTracker {
                 }
             }
             Key::Text(byte) => {
-                if let Some(typed) = &mut self.line(commands).typed {
-                    typed.push(byte);
+                let cap = self.max_typed();
+                let line = self.line(commands);
+                if let Some(typed) = &mut line.typed {
+                    if typed.len() < cap {
+                        typed.push(byte);
+                    } else {
+                        // More than the screen can show: it can never match an ended line.
+                        line.typed = None;
+                    }
                 }
             }
             Key::Edit => self.line(commands).typed = None,
@@ -479,6 +489,14 @@ impl CommandTracker {
                 line.typed = None;
             }
         }
+    }
+
+    /// The most bytes of a typed line worth keeping: the screen shows at most `rows × cols`
+    /// characters of at most [`MAX_CHAR_BYTES`] bytes each, so longer typed text can never be
+    /// the end of an ended line.
+    fn max_typed(&self) -> usize {
+        let (rows, cols) = self.screen().size();
+        usize::from(rows.get()) * usize::from(cols.get()) * MAX_CHAR_BYTES
     }
 
     /// The line being typed, started by this keystroke if there is none.
@@ -605,8 +623,8 @@ struct Line {
     /// Whether no earlier line was waiting for its echo then, so that the screen showed where
     /// this line starts. Otherwise the anchor is only a guess, used once the screen proves it.
     settled: bool,
-    /// The bytes typed, while they were all plain characters: only ever compared with the
-    /// screen, never reported.
+    /// The bytes typed, while they were all plain characters and no more than the screen can
+    /// show ([`CommandTracker::max_typed`]): only ever compared with the screen, never reported.
     typed: Option<Vec<u8>>,
     /// Line breaks inserted by a bracketed paste.
     extra_lines: usize,
@@ -1487,6 +1505,22 @@ mod tests {
             ],
             &["echo three\necho four", "echo a\necho b"],
         );
+    }
+
+    /// A paste with no line break keeps at most a screenful of keystrokes: longer text could
+    /// never be matched with the screen, so the line is then placed by its prompt alone.
+    #[test]
+    fn typed_keys_are_capped_at_a_screenful() {
+        let mut tracker = CommandTracker::new(2, 10);
+        let mut commands = tracker.output(PROMPT.as_bytes());
+        let typed =
+            |t: &CommandTracker| t.current.as_ref().map(|line| line.typed.as_ref().map(Vec::len));
+        let cap = 2 * 10 * MAX_CHAR_BYTES;
+        commands.extend(tracker.input(&vec![b'a'; cap]));
+        assert_eq!(typed(&tracker), Some(Some(cap)), "up to the cap, the keys are kept");
+        commands.extend(tracker.input(&vec![b'a'; 1 << 20]));
+        assert_eq!(typed(&tracker), Some(None), "past it, they are given up, not grown");
+        assert!(commands.is_empty());
     }
 
     #[test]

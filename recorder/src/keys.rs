@@ -24,9 +24,11 @@ pub const CERT_SKEW: Duration = Duration::from_secs(30);
 /// Loads the gateway's host key, generating and saving it (mode 0600) on first start.
 ///
 /// # Errors
-/// An unreadable or malformed key file, or a directory that cannot be written.
+/// An unreadable or malformed key file, one that group or others can read, or a directory
+/// that cannot be written.
 pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
     if path.exists() {
+        shared::keys::check_private(path)?;
         return PrivateKey::read_openssh_file(path)
             .with_context(|| format!("while reading the gateway host key {}", path.display()));
     }
@@ -123,5 +125,23 @@ pub struct SessionCredential {
 impl std::fmt::Debug for SessionCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionCredential").field("serial", &self.serial).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_key_others_can_read_is_refused() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("host_key");
+        let made = load_or_create_host_key(&path)?;
+        assert_eq!(load_or_create_host_key(&path)?.public_key(), made.public_key(), "kept");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let err = load_or_create_host_key(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("mode 644") && err.contains("chmod 600"), "refused: {err}");
+        Ok(())
     }
 }

@@ -153,9 +153,20 @@ pub async fn serve(
             deps.config.gateway.recordings_dir.display()
         )
     })?;
-    session::recover_crashed(&deps).await;
     let config = server_config(host_key);
     let tracker = TaskTracker::new();
+    // Listed before the first connection is accepted; finished in the background, given up
+    // at shutdown (what is left is tried again at the next start).
+    let crashed = session::unfinished(&deps.config.gateway.recordings_dir);
+    if !crashed.is_empty() {
+        let (deps, stop) = (deps.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = session::recover_crashed(deps, crashed) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
@@ -175,20 +186,41 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+        // At the limit, new connections are closed at once rather than queued.
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many connections; closed");
+            drop(stream);
+            continue;
+        };
         let (deps, config) = (deps.clone(), config.clone());
+        let grace = deps.config.gateway.login_grace_time;
         tracker.spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
             let slot = LiveSlot::default();
             let handler = GatewaySession::new(deps.clone(), Some(peer), slot.clone());
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(running) => {
-                    if let Err(e) = running.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let session = async {
+                match russh::server::run_stream(config, stream, handler).await {
+                    Ok(running) => {
+                        if let Err(e) = running.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
+                }
+            };
+            tokio::pin!(session);
+            // A client that is not logged in (a live session) within the grace time is
+            // dropped, whatever stage it stalls at.
+            tokio::select! {
+                () = &mut session => {}
+                () = tokio::time::sleep(grace) => {
+                    if slot.lock().is_ok_and(|s| s.is_some()) {
+                        session.await;
+                    } else {
+                        tracing::info!(%peer, "not logged in within the grace time; disconnected");
                     }
                 }
-                Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
             }
             let live = slot.lock().ok().and_then(|mut s| s.take());
             if let Some(live) = live {

@@ -27,6 +27,8 @@ pub enum EndReason {
     Revoked { by: Option<String> },
     /// The gateway is stopping.
     Shutdown,
+    /// The recording could not be written: nothing may be relayed unrecorded.
+    RecordingFailed,
 }
 
 impl EndReason {
@@ -36,6 +38,7 @@ impl EndReason {
             Self::Expired => "expired",
             Self::Revoked { .. } => "revoked",
             Self::Shutdown => "gateway_shutdown",
+            Self::RecordingFailed => "recording_failed",
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct Recording {
     header_meta: Value,
     started: Instant,
     started_at: Timestamp,
+    /// The file, created with the recording; the header goes in when the first channel starts.
+    file: Option<File>,
     writer: Option<CastWriter<BufWriter<File>>>,
     channels: HashMap<ChannelId, ChannelState>,
     events: mpsc::UnboundedSender<SessionEvent>,
@@ -63,7 +65,11 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// A recording that will be written to `path` once the first channel starts.
+    /// Creates the recording's file at `path` (which must not exist); its header is written
+    /// once the first channel starts.
+    ///
+    /// # Errors
+    /// The file cannot be created: the session must not start.
     pub fn new(
         request_id: RequestId,
         path: PathBuf,
@@ -71,13 +77,15 @@ impl Recording {
         started_at: Timestamp,
         events: mpsc::UnboundedSender<SessionEvent>,
         record_input: bool,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(Self {
             request_id,
             path,
             header_meta,
             started: Instant::now(),
             started_at,
+            file: Some(file),
             writer: None,
             channels: HashMap::new(),
             events,
@@ -85,7 +93,7 @@ impl Recording {
             commands: 0,
             exit_status: None,
             failed: None,
-        }
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -192,10 +200,10 @@ impl Recording {
             title: self.header_meta["code"].as_str().map(|c| format!("breakglass {c}")),
             breakglass: Some(self.header_meta.clone()),
         };
-        let opened = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&self.path)
+        let opened = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("the recording file was already used"))
             .and_then(|f| CastWriter::new(BufWriter::with_capacity(64 * 1024, f), &header));
         match opened {
             Ok(w) => self.writer = Some(w),

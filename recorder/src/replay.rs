@@ -69,6 +69,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::cast::Cast;
+use crate::transfer::is_invisible;
 
 /// Longest escape or CSI sequence that is buffered, in bytes. A longer one is dropped, and the
 /// rest of it is discarded as it arrives.
@@ -437,11 +438,13 @@ impl Sanitizer {
     }
 }
 
-/// `s` with control characters (C0, DEL, C1) and bidirectional overrides shown as `\u{…}`
-/// escapes, so untrusted text such as a command label can be printed to a terminal.
+/// `s` with control characters (C0, DEL, C1) and invisible or reordering format characters
+/// (bidirectional marks and overrides, zero-width characters, as in [`escape_bytes`]) shown as
+/// `\u{…}` escapes, so untrusted text such as a command label can be printed to a terminal.
+///
+/// [`escape_bytes`]: crate::transfer::escape_bytes
 pub fn printable(s: &str) -> Cow<'_, str> {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let unsafe_char = |c: char| c.is_control() || is_invisible(c);
     if !s.contains(unsafe_char) {
         return Cow::Borrowed(s);
     }
@@ -1166,6 +1169,25 @@ mod tests {
             printable("a\x1b]52;c;x\x07\u{9b}\u{202e}b"),
             "a\\u{1b}]52;c;x\\u{7}\\u{9b}\\u{202e}b"
         );
+    }
+
+    #[test]
+    fn printable_escapes_what_transfer_paths_escape() {
+        // Bidi marks, the Arabic letter mark, zero-width characters, the soft hyphen, line
+        // separators, the BOM: each can hide or reorder what a reviewer reads.
+        for c in ['\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{200d}', '\u{00ad}']
+            .into_iter()
+            .chain(['\u{2028}', '\u{2066}', '\u{2069}', '\u{feff}', '\u{fff9}'])
+        {
+            assert_eq!(printable(&format!("rm{c}x")), format!("rm\\u{{{:x}}}x", u32::from(c)));
+        }
+        // The same set as transfer paths, over all of Unicode's format-character blocks.
+        for c in ('\u{80}'..='\u{2fff}').chain('\u{fe00}'..='\u{ffff}') {
+            let escaped = printable(&c.to_string()) != c.to_string();
+            let by_transfer =
+                crate::transfer::escape_bytes(c.to_string().as_bytes()) != c.to_string();
+            assert_eq!(escaped, by_transfer, "U+{:04X}", u32::from(c));
+        }
     }
 
     // ---- player ----------------------------------------------------------------------------

@@ -57,9 +57,35 @@ pub struct Live {
     pub cutter: Arc<Cutter>,
     pub channels: Arc<OpenChannels>,
     pub started_at: Timestamp,
-    pub cert_serial: u64,
     /// Cancelled once the connection ended and the recording is being closed.
     pub finished: tokio_util::sync::CancellationToken,
+}
+
+impl Live {
+    /// Runs `f` on the recording. When the recording cannot be written (a write failed, or
+    /// its lock was poisoned by a panic) the session is cut and `None` comes back: callers
+    /// relay nothing that was not recorded.
+    pub fn record<R>(&self, f: impl FnOnce(&mut Recording) -> R) -> Option<R> {
+        let done = match self.recording.lock() {
+            Ok(mut r) => {
+                let out = f(&mut r);
+                r.failure().is_none().then_some(out)
+            }
+            Err(_) => None,
+        };
+        if done.is_none() && self.cutter.reason().is_none() {
+            let cutter = self.cutter.clone();
+            tokio::spawn(async move {
+                cutter
+                    .cut(
+                        EndReason::RecordingFailed,
+                        "breakglass: the session recording failed; session closed",
+                    )
+                    .await;
+            });
+        }
+        done
+    }
 }
 
 impl std::fmt::Debug for Live {
@@ -163,58 +189,87 @@ impl GatewaySession {
         })?;
         let upstream = Arc::new(upstream);
 
-        // The one session of this approval set: consume the nonce.
+        // The recording file exists before the grant is used: a gateway that cannot record
+        // opens nothing.
         let started_at = d.clock.now();
-        let mut t = core_request::apply(
-            &req,
-            Action::SessionStarted,
-            &d.config.policy,
-            &d.pins,
-            started_at,
-        )
-        .map_err(|e| Refusal { code: e.code(), message: format!("{}: {e}", req.code) })?;
-        t.annotate(
-            AuditKind::SessionStarted,
-            &json!({
-                "peer": self.peer.map(|p| p.to_string()),
-                "cert_serial": cred.serial.to_string(),
-                "cert_valid_before": grant.session_deadline(),
-                "approvers": grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect::<Vec<_>>(),
-            }),
-        );
-        if let Err(e) = d.store.apply(&t, started_at).await {
-            let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
-            return Err(match e {
-                shared::ports::StoreError::Conflict(_) => Refusal {
-                    code: "already_used",
-                    message: format!(
-                        "{} was already used: one approval opens one session; request again with /breakglass request {}",
-                        req.code, req.host
-                    ),
-                },
-                _ => Refusal::unavailable(),
-            });
-        }
-
+        let approvers: Vec<serde_json::Value> =
+            grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_events(self.deps.store.clone(), events_rx));
         let file = format!("{}-{}.cast", req.code, started_at.unix());
+        let path = d.config.gateway.recordings_dir.join(&file);
         let meta = json!({
             "grant_id": req.id, "code": req.code, "requester": req.requester, "scope": req.scope,
             "host": req.host, "login": req.login, "reason": req.reason,
-            "approvers": grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect::<Vec<_>>(),
+            "approvers": approvers,
             "approval_signature_sha256": req.approvals.iter().map(|a| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(a.signature.as_bytes()))).collect::<Vec<_>>(),
             "not_after": req.not_after, "session_deadline": grant.session_deadline(),
             "cert_serial": cred.serial.to_string(), "gateway_recording_key": d.recording_signer.key_id(),
         });
         let recording = Recording::new(
             req.id,
-            d.config.gateway.recordings_dir.join(&file),
+            path.clone(),
             meta,
             started_at,
             events_tx,
             d.config.gateway.record_input,
-        );
+        )
+        .map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "cannot create the recording");
+            Refusal {
+                code: "recording_unavailable",
+                message: format!(
+                    "the gateway cannot write the session recording; the grant {} was not used",
+                    req.code
+                ),
+            }
+        });
+        let recording = match recording {
+            Ok(r) => r,
+            Err(refusal) => {
+                let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+                return Err(refusal);
+            }
+        };
+
+        // The one session of this approval set: consume the nonce.
+        let consumed = match core_request::apply(
+            &req,
+            Action::SessionStarted,
+            &d.config.policy,
+            &d.pins,
+            started_at,
+        ) {
+            Err(e) => Err(Refusal { code: e.code(), message: format!("{}: {e}", req.code) }),
+            Ok(mut t) => {
+                t.annotate(
+                    AuditKind::SessionStarted,
+                    &json!({
+                        "peer": self.peer.map(|p| p.to_string()),
+                        "cert_serial": cred.serial.to_string(),
+                        "cert_valid_before": grant.session_deadline(),
+                        "approvers": approvers,
+                    }),
+                );
+                d.store.apply(&t, started_at).await.map_err(|e| match e {
+                    shared::ports::StoreError::Conflict(_) => Refusal {
+                        code: "already_used",
+                        message: format!(
+                            "{} was already used: one approval opens one session; request again with /breakglass request {}",
+                            req.code, req.host
+                        ),
+                    },
+                    _ => Refusal::unavailable(),
+                })
+            }
+        };
+        if let Err(refusal) = consumed {
+            let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            drop(recording);
+            let _ = std::fs::remove_file(&path);
+            return Err(refusal);
+        }
+        tokio::spawn(write_events(self.deps.store.clone(), events_rx));
+
         let channels = Arc::new(OpenChannels::default());
         let cutter = Arc::new(Cutter::new(handle, channels.clone()));
         let live = Arc::new(Live {
@@ -225,7 +280,6 @@ impl GatewaySession {
             cutter: cutter.clone(),
             channels,
             started_at,
-            cert_serial: cred.serial,
             finished: tokio_util::sync::CancellationToken::new(),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
@@ -270,16 +324,9 @@ impl GatewaySession {
         Ok(())
     }
 
-    /// The recording, when live.
-    fn rec(&self) -> Option<Arc<Mutex<Recording>>> {
-        self.live().map(|l| l.recording.clone())
-    }
-
     fn note(&self, kind: &str, label: &str, detail: serde_json::Value) {
-        if let Some(r) = self.rec()
-            && let Ok(mut r) = r.lock()
-        {
-            r.note(kind, label, detail);
+        if let Some(live) = self.live() {
+            live.record(|r| r.note(kind, label, detail));
         }
     }
 }
@@ -364,9 +411,7 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         let Some(live) = self.live() else { return session.channel_success(ch) };
         live.channels.set_pty(ch);
-        if let Ok(mut r) = live.recording.lock() {
-            r.pty(ch, term, cols, rows);
-        }
+        live.record(|r| r.pty(ch, term, cols, rows));
         let sent = match self.chans.get(&ch) {
             Some(c) => c.up.request_pty(true, term, cols, rows, pw, ph, modes).await,
             None => Err(russh::Error::WrongChannel),
@@ -395,8 +440,8 @@ impl Handler for GatewaySession {
 
     async fn shell_request(&mut self, ch: ChannelId, session: &mut Session) -> Result<(), Error> {
         let Some(live) = self.live() else { return self.refuse_on(ch, session) };
-        if let Ok(mut r) = live.recording.lock() {
-            r.start(ch, ChannelKind::Shell);
+        if live.record(|r| r.start(ch, ChannelKind::Shell)).is_none() {
+            return session.channel_failure(ch);
         }
         let sent = match self.chans.get(&ch) {
             Some(c) => c.up.request_shell(true).await,
@@ -413,8 +458,8 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         let Some(live) = self.live() else { return self.refuse_on(ch, session) };
         let command = String::from_utf8_lossy(data).into_owned();
-        if let Ok(mut r) = live.recording.lock() {
-            r.start(ch, ChannelKind::Exec(command));
+        if live.record(|r| r.start(ch, ChannelKind::Exec(command))).is_none() {
+            return session.channel_failure(ch);
         }
         let sent = match self.chans.get(&ch) {
             Some(c) => c.up.exec(true, data.to_vec()).await,
@@ -430,8 +475,8 @@ impl Handler for GatewaySession {
         session: &mut Session,
     ) -> Result<(), Error> {
         let Some(live) = self.live() else { return self.refuse_on(ch, session) };
-        if let Ok(mut r) = live.recording.lock() {
-            r.start(ch, ChannelKind::Subsystem(name.to_owned()));
+        if live.record(|r| r.start(ch, ChannelKind::Subsystem(name.to_owned()))).is_none() {
+            return session.channel_failure(ch);
         }
         let sent = match self.chans.get(&ch) {
             Some(c) => c.up.request_subsystem(true, name).await,
@@ -449,10 +494,8 @@ impl Handler for GatewaySession {
         ph: u32,
         _session: &mut Session,
     ) -> Result<(), Error> {
-        if let Some(r) = self.rec()
-            && let Ok(mut r) = r.lock()
-        {
-            r.resize(ch, cols, rows);
+        if let Some(live) = self.live() {
+            live.record(|r| r.resize(ch, cols, rows));
         }
         if let Some(c) = self.chans.get(&ch) {
             let _ = c.up.window_change(cols, rows, pw, ph).await;
@@ -478,10 +521,11 @@ impl Handler for GatewaySession {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Error> {
-        if let Some(r) = self.rec()
-            && let Ok(mut r) = r.lock()
+        // Nothing reaches the target unrecorded.
+        if let Some(live) = self.live()
+            && live.record(|r| r.input(ch, data)).is_none()
         {
-            r.input(ch, data);
+            return Ok(());
         }
         if let Some(c) = self.chans.get(&ch) {
             // Awaits the target's window: the client cannot outrun the target.
@@ -647,34 +691,29 @@ async fn pump_target(
 ) {
     while let Some(msg) = read.wait().await {
         let sent = match msg {
+            // Nothing reaches the client unrecorded.
             ChannelMsg::Data { data } => {
-                if let Ok(mut r) = live.recording.lock() {
-                    r.output(ch, &data);
-                }
-                handle.data(ch, data).await.is_ok()
+                live.record(|r| r.output(ch, &data)).is_some()
+                    && handle.data(ch, data).await.is_ok()
             }
             ChannelMsg::ExtendedData { data, ext } => {
-                if let Ok(mut r) = live.recording.lock() {
-                    r.stderr(ch, &data);
-                }
-                handle.extended_data(ch, ext, data).await.is_ok()
+                live.record(|r| r.stderr(ch, &data)).is_some()
+                    && handle.extended_data(ch, ext, data).await.is_ok()
             }
             ChannelMsg::Success => replies.send(true).is_ok(),
             ChannelMsg::Failure => replies.send(false).is_ok(),
             ChannelMsg::ExitStatus { exit_status } => {
-                if let Ok(mut r) = live.recording.lock() {
-                    r.exit_status(ch, exit_status);
-                }
+                live.record(|r| r.exit_status(ch, exit_status));
                 handle.exit_status_request(ch, exit_status).await.is_ok()
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
-                if let Ok(mut r) = live.recording.lock() {
+                live.record(|r| {
                     r.note(
                         "exit_signal",
                         &format!("killed by {signal_name:?}"),
                         json!({ "signal": format!("{signal_name:?}") }),
                     );
-                }
+                });
                 handle
                     .exit_signal_request(ch, signal_name, core_dumped, error_message, lang_tag)
                     .await
@@ -688,9 +727,7 @@ async fn pump_target(
             break;
         }
     }
-    if let Ok(mut r) = live.recording.lock() {
-        r.channel_done(ch);
-    }
+    live.record(|r| r.channel_done(ch));
     let _ = handle.close(ch).await;
     live.channels.close(ch);
 }
@@ -744,9 +781,7 @@ async fn flush_ticker(live: Arc<Live>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Ok(mut r) = live.recording.lock() {
-                    r.tick();
-                }
+                live.record(Recording::tick);
             }
             () = live.finished.cancelled() => break,
         }
@@ -755,6 +790,9 @@ async fn flush_ticker(live: Arc<Live>) {
 
 /// After the connection ended: closes the recording, signs it, disconnects the target, and
 /// records the end (retrying while the database is away; the recording already holds it).
+/// The signature file is written first (the recording verifies even with the database gone);
+/// `FILE.pending` holds the end until the database has it, so [`recover_crashed`] can store it
+/// at the next start if this process dies first.
 pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     live.finished.cancel();
     let req = live.grant.request().clone();
@@ -762,104 +800,157 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     let ended_at = deps.clock.now();
     let _ = live.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
     deps.live.remove(req.id);
-    let finished = live.recording.lock().ok().and_then(|mut r| {
-        let path = r.path().to_owned();
-        r.finish(&format!("session ended: {}", reason.as_str()))
-            .map(|s| (path, s, r.failure().map(str::to_owned)))
-    });
-    let Some((path, (summary, exit_status, commands), failure)) = finished else {
-        tracing::error!(code = %req.code, "the recording could not be finished");
-        return;
+    let (path, finished, failure) = match live.recording.lock() {
+        Ok(mut r) => {
+            let finished = r.finish(&format!("session ended: {}", reason.as_str()));
+            (r.path().to_owned(), finished, r.failure().map(str::to_owned))
+        }
+        Err(e) => {
+            let r = e.into_inner();
+            (r.path().to_owned(), None, Some("the recording lock was poisoned".to_owned()))
+        }
     };
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let side = deps.recording_signer.sign(&file, &summary.file_sha256, ended_at);
-    let side_path = crate::integrity::sidecar_path(&path);
-    if let Err(e) = serde_json::to_vec_pretty(&side)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&side_path, b))
-    {
-        tracing::error!(path = %side_path.display(), error = %e, "cannot write the recording signature");
-    }
+    // A recording that could not be finished is signed as it stands: the end is still
+    // stored, so the grant does not stay active.
+    let (sha256, summary, exit_status, commands) = match finished {
+        Some((summary, exit_status, commands)) => {
+            (summary.file_sha256, Some(summary), exit_status, commands)
+        }
+        None => {
+            tracing::error!(code = %req.code, error = ?failure, "the recording could not be finished");
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            (crate::cast::sha256_file_bytes(&bytes), None, None, 0)
+        }
+    };
+    let side = deps.recording_signer.sign(&file, &sha256, ended_at);
     let record = RecordingRecord {
         request_id: req.id,
         file: file.clone(),
-        sha256: summary.file_sha256,
+        sha256,
         signature: side.signature,
         key_id: side.key_id,
         started_at: live.started_at,
         ended_at,
         end_reason: reason.as_str().to_owned(),
         exit_status,
-        bytes_in: summary.bytes_in,
-        bytes_out: summary.bytes_out,
+        bytes_in: summary.as_ref().map_or(0, |s| s.bytes_in),
+        bytes_out: summary.as_ref().map_or(0, |s| s.bytes_out),
         commands,
     };
     let detail = json!({
         "end_reason": reason.as_str(),
         "revoked_by": match &reason { EndReason::Revoked { by } => by.clone(), _ => None },
         "recording": file,
-        "recording_sha256": hex::encode(summary.file_sha256),
+        "recording_sha256": hex::encode(sha256),
         "recording_signature": side.signature,
         "recording_key_id": side.key_id,
         "recording_error": failure,
-        "bytes_in": summary.bytes_in,
-        "bytes_out": summary.bytes_out,
-        "output_sha256": summary.digests.output.hex(),
-        "input_sha256": summary.digests.input.hex(),
-        "stderr_sha256": summary.digests.stderr.hex(),
+        "bytes_in": record.bytes_in,
+        "bytes_out": record.bytes_out,
+        "output_sha256": summary.as_ref().map(|s| s.digests.output.hex()),
+        "input_sha256": summary.as_ref().map(|s| s.digests.input.hex()),
+        "stderr_sha256": summary.as_ref().map(|s| s.digests.stderr.hex()),
         "commands": commands,
         "exit_status": exit_status,
         "duration_secs": ended_at.unix() - live.started_at.unix(),
     });
     tracing::info!(code = %req.code, reason = reason.as_str(), commands, "session ended");
-    record_end(deps, &req, &record, &detail, ended_at).await;
+    write_sidecar(&path, &side);
+    store_end(deps, &req, &path, &record, &detail, ended_at).await;
+}
+
+fn write_sidecar(path: &std::path::Path, side: &crate::integrity::Sidecar) {
+    let side_path = crate::integrity::sidecar_path(path);
+    if let Err(e) = serde_json::to_vec_pretty(side)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&side_path, b))
+    {
+        tracing::error!(path = %side_path.display(), error = %e, "cannot write the recording signature");
+    }
+}
+
+/// `FILE.pending`: the session end not yet stored in the database.
+fn pending_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".pending");
+    std::path::PathBuf::from(s)
+}
+
+/// Stores the end in the database, keeping it in `FILE.pending` until that worked.
+async fn store_end(
+    deps: &GatewayDeps,
+    req: &Request,
+    path: &std::path::Path,
+    record: &RecordingRecord,
+    detail: &serde_json::Value,
+    at: Timestamp,
+) {
+    let pending = pending_path(path);
+    if let Err(e) = std::fs::write(&pending, detail.to_string()) {
+        tracing::error!(path = %pending.display(), error = %e, "cannot write the pending session end");
+    }
+    if record_end(deps, req, record, detail, at).await {
+        let _ = std::fs::remove_file(&pending);
+    }
 }
 
 /// Stores the end, retrying with backoff for up to an hour while the database is unavailable.
+/// Returns whether the end is stored (now or before).
 async fn record_end(
     deps: &GatewayDeps,
     req: &Request,
     record: &RecordingRecord,
     detail: &serde_json::Value,
     at: Timestamp,
-) {
+) -> bool {
     let mut wait = Duration::from_millis(200);
     let give_up = Instant::now() + Duration::from_secs(3600);
     loop {
         let result = async {
+            if deps.store.recording(req.id).await?.is_some() {
+                return Ok(()); // stored before (a retry, or a recovered session)
+            }
             let current = deps.store.get_request(&RequestRef::Id(req.id)).await?;
-            let (t, audit) = if current.status == Status::Active {
-                let mut t = core_request::apply(
-                    &current,
-                    Action::SessionEnded,
-                    &deps.config.policy,
-                    &deps.pins,
-                    at,
-                )
-                .map_err(|e| shared::ports::StoreError::Conflict(e.to_string()))?;
-                t.annotate(AuditKind::SessionEnded, detail);
-                (Some(t), Vec::new())
-            } else {
-                (
-                    None,
-                    vec![AuditDraft::new(
-                        AuditKind::SessionEnded,
-                        Some(req.id),
-                        req.requester.as_str(),
-                        detail.clone(),
-                    )],
-                )
+            // `active` moves to `closed`; otherwise (revoked or expired meanwhile, or a
+            // policy that no longer allows the transition) the end is an audit event only.
+            let transition = (current.status == Status::Active)
+                .then(|| {
+                    core_request::apply(
+                        &current,
+                        Action::SessionEnded,
+                        &deps.config.policy,
+                        &deps.pins,
+                        at,
+                    )
+                    .inspect_err(|e| {
+                        tracing::warn!(code = %req.code, error = %e, "the session end is recorded without a transition")
+                    })
+                    .ok()
+                })
+                .flatten()
+                .map(|mut t| {
+                    t.annotate(AuditKind::SessionEnded, detail);
+                    t
+                });
+            let audit = match transition {
+                Some(_) => Vec::new(),
+                None => vec![AuditDraft::new(
+                    AuditKind::SessionEnded,
+                    Some(req.id),
+                    req.requester.as_str(),
+                    detail.clone(),
+                )],
             };
-            deps.store.end_session(record, t.as_ref(), &audit, at).await
+            deps.store.end_session(record, transition.as_ref(), &audit, at).await
         }
         .await;
         match result {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) if Instant::now() > give_up => {
                 tracing::error!(code = %req.code, error = %e, "gave up recording the end of the session (the signed recording holds it)");
-                return;
+                return false;
             }
-            Err(shared::ports::StoreError::Conflict(m)) if m.contains("already stored") => return,
             Err(e) => {
                 tracing::warn!(code = %req.code, error = %e, "cannot record the end of the session yet; retrying");
                 tokio::time::sleep(wait).await;
@@ -869,22 +960,73 @@ async fn record_end(
     }
 }
 
-/// At start: recordings this gateway left unsigned (it was killed mid-session) are cut to
-/// their last complete line, closed with a marker, signed, and their sessions ended as
-/// `gateway_crashed`, so they play, verify, and leave no grant `active` forever.
-pub async fn recover_crashed(deps: &GatewayDeps) {
-    let dir = &deps.config.gateway.recordings_dir;
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for path in entries.flatten().map(|e| e.path()) {
-        if path.extension().is_none_or(|x| x != "cast")
-            || crate::integrity::sidecar_path(&path).exists()
-        {
-            continue;
-        }
-        if let Err(e) = recover_one(deps, &path).await {
-            tracing::error!(path = %path.display(), error = %e, "cannot recover a crashed recording");
+/// At start: finishes what the last run left. A recording without a signature file is a
+/// session cut by a crash: it is cut to its last complete line, closed with a marker, signed,
+/// and its session ended as `gateway_crashed`. A `FILE.pending` is an end signed but not yet
+/// stored: it is stored. So recordings play, verify, and leave no grant `active` forever.
+/// Runs in the background (it may wait for the database); what fails is tried again at the
+/// next start.
+///
+/// Takes the list of files before the gateway accepts connections (see [`unfinished`]), so a
+/// session that starts meanwhile is never mistaken for a crashed one.
+pub async fn recover_crashed(deps: GatewayDeps, paths: Vec<std::path::PathBuf>) {
+    for path in paths {
+        let result = if crate::integrity::sidecar_path(&path).exists() {
+            store_pending(&deps, &path).await
+        } else {
+            recover_one(&deps, &path).await
+        };
+        if let Err(e) = result {
+            tracing::error!(path = %path.display(), error = %e, "cannot finish a recording left by the last run");
         }
     }
+}
+
+/// The recordings in `dir` without a signature file or with a pending end.
+pub fn unfinished(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "cast")
+                && (!crate::integrity::sidecar_path(p).exists() || pending_path(p).exists())
+        })
+        .collect()
+}
+
+/// Stores an end that was signed but not stored (`FILE.pending`).
+async fn store_pending(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
+    let detail: serde_json::Value = serde_json::from_slice(&std::fs::read(pending_path(path))?)?;
+    let side: crate::integrity::Sidecar =
+        serde_json::from_slice(&std::fs::read(crate::integrity::sidecar_path(path))?)?;
+    let header = std::fs::read(path)?;
+    let header = header.split(|b| *b == b'\n').next().unwrap_or_default();
+    let header: serde_json::Value = serde_json::from_slice(header)?;
+    let id: shared::core::RequestId = header["breakglass"]["grant_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
+        .parse()?;
+    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
+    let mut sha256 = [0u8; 32];
+    hex::decode_to_slice(&side.sha256, &mut sha256)?;
+    let n = |k: &str| detail[k].as_u64().unwrap_or(0);
+    let record = RecordingRecord {
+        request_id: id,
+        file: side.file.clone(),
+        sha256,
+        signature: side.signature,
+        key_id: side.key_id,
+        started_at: side.signed_at.plus_secs(-detail["duration_secs"].as_i64().unwrap_or(0)),
+        ended_at: side.signed_at,
+        end_reason: detail["end_reason"].as_str().unwrap_or("closed").to_owned(),
+        exit_status: detail["exit_status"].as_i64(),
+        bytes_in: n("bytes_in"),
+        bytes_out: n("bytes_out"),
+        commands: n("commands"),
+    };
+    store_end(deps, &req, path, &record, &detail, side.signed_at).await;
+    Ok(())
 }
 
 async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
@@ -895,18 +1037,22 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
         .parse()?;
+    if let Some(stored) = deps.store.recording(id).await? {
+        // The end is stored; only the signature file is missing.
+        write_sidecar(path, &crate::integrity::Sidecar::of(&stored));
+        return Ok(());
+    }
+    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
     let last = cast.events.last().map_or(0.0, |e| e.t);
     let marker =
         serde_json::to_string(&json!([last, "m", "session ended: gateway_crashed (recovered)"]))?;
     bytes.extend_from_slice(marker.as_bytes());
     bytes.push(b'\n');
     std::fs::write(path, &bytes)?;
-    let sha256: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+    let sha256 = crate::cast::sha256_file_bytes(&bytes);
     let now = deps.clock.now();
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let side = deps.recording_signer.sign(&file, &sha256, now);
-    std::fs::write(crate::integrity::sidecar_path(path), serde_json::to_vec_pretty(&side)?)?;
-    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
     let events = deps.store.session_events(id).await.unwrap_or_default();
     let commands = events.iter().filter(|e| e.kind == "command" || e.kind == "exec").count();
     let started_at = Timestamp::from_unix(
@@ -932,6 +1078,7 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
         "commands": commands,
     });
     tracing::warn!(code = %req.code, "recovered the recording of a session cut by a gateway crash");
-    record_end(deps, &req, &record, &detail, now).await;
+    write_sidecar(path, &side);
+    store_end(deps, &req, path, &record, &detail, now).await;
     Ok(())
 }

@@ -171,7 +171,8 @@ pub enum TransferEvent {
 /// A file transfer, see the module documentation for the exact meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileTransfer {
-    /// Remote path, escaped with [`escape_bytes`].
+    /// Remote path, escaped with [`escape_bytes`] and cut after 4096 bytes (see the module
+    /// documentation).
     pub path: String,
     /// Which way the content went.
     pub direction: Direction,
@@ -545,7 +546,9 @@ impl Default for SftpLimits {
     fn default() -> Self {
         Self {
             max_packet: SFTP_MAX_PACKET,
-            reorder_buffer: 64 * 1024 * 1024,
+            // OpenSSH pipelines 64 requests of 32 KiB (2 MiB); the client picks WRITE
+            // offsets, so it can fill this buffer on every channel.
+            reorder_buffer: 8 * 1024 * 1024,
             max_open_files: 1024,
             max_pending_requests: 4096,
             max_fragments: 1024,
@@ -584,8 +587,10 @@ pub fn escape_bytes(raw: &[u8]) -> String {
     out
 }
 
-/// Format characters that can hide or reorder text in a log viewer.
-fn is_invisible(c: char) -> bool {
+/// Format characters that can hide or reorder text in a log viewer or terminal: bidirectional
+/// marks, embeddings, overrides and isolates, zero-width characters, the soft hyphen, line and
+/// paragraph separators, the BOM and interlinear annotation marks.
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00ad}'
@@ -1825,7 +1830,7 @@ enum RecvState {
 
 #[derive(Debug)]
 struct ScpFile {
-    path: Vec<u8>,
+    path: Text,
     notes: Vec<Note>,
     size: u64,
     bytes: u64,
@@ -1838,8 +1843,9 @@ struct ScpFile {
 /// Observes one legacy `scp -t` (upload) or `scp -f` (download) exec channel.
 ///
 /// Memory is bounded: control lines of at most 8 KiB, 256 KiB of bytes held
-/// while an acknowledgement is due (none with a real scp), 256 directory
-/// levels. Content is hashed straight from the chunks fed in.
+/// while an acknowledgement is due (none with a real scp; in a buffer of at
+/// most twice that), 256 directory levels. Content is hashed straight from the
+/// chunks fed in.
 #[derive(Debug)]
 pub struct ScpTracker {
     direction: Direction,
@@ -1850,8 +1856,13 @@ pub struct ScpTracker {
     shell_expansion: bool,
     send: SendState,
     recv: RecvState,
-    /// Sender bytes that arrived while an acknowledgement was due.
+    /// Sender bytes that arrived while an acknowledgement was due, from `held_from` on (the
+    /// bytes before it were used and are dropped when they outnumber the rest).
     held: Vec<u8>,
+    held_from: usize,
+    /// Bytes moved to drop used held bytes, to prove that costs linear time.
+    #[cfg(test)]
+    held_moved: usize,
     awaiting: VecDeque<Await>,
     /// Names of the directories entered (`D` lines acknowledged).
     dirs: Vec<Vec<u8>>,
@@ -1922,6 +1933,9 @@ impl ScpTracker {
             send: SendState::Line(Vec::new()),
             recv: RecvState::Idle,
             held: Vec::new(),
+            held_from: 0,
+            #[cfg(test)]
+            held_moved: 0,
             awaiting: VecDeque::from([Await::Ready]),
             dirs: Vec::new(),
             file: None,
@@ -1990,6 +2004,7 @@ impl ScpTracker {
             self.file_event(f, note, out);
         }
         self.held = Vec::new();
+        self.held_from = 0;
         self.dirs = Vec::new();
         self.awaiting.clear();
         self.send = SendState::Line(Vec::new());
@@ -2011,7 +2026,7 @@ impl ScpTracker {
         }
         notes.extend(problem);
         out.push(TransferEvent::File(FileTransfer {
-            path: escape_bytes(&f.path),
+            path: f.path.render(),
             direction: self.direction,
             bytes: f.bytes,
             sha256: f.started.then(|| f.hasher.finalize().into()),
@@ -2024,7 +2039,7 @@ impl ScpTracker {
         if self.done {
             return;
         }
-        if self.held.is_empty() && self.awaiting.is_empty() {
+        if self.held_len() == 0 && self.awaiting.is_empty() {
             let used = self.run_sender(input, out);
             self.hold(&input[used..], out);
         } else {
@@ -2036,11 +2051,42 @@ impl ScpTracker {
         if self.done || bytes.is_empty() {
             return;
         }
-        if self.held.len() + bytes.len() > SCP_MAX_HELD {
+        if self.held_len() + bytes.len() > SCP_MAX_HELD {
             let max = SCP_MAX_HELD;
             return self.stop(TrackError::ScpNotWaiting { max }, out);
         }
+        // `use_held` keeps the used prefix shorter than the rest, so this stays within twice
+        // the bound, as a plain `Vec` of at most the bound would.
+        let need = self.held.len() + bytes.len();
+        if need > self.held.capacity() {
+            let cap = (2 * self.held.capacity()).min(2 * SCP_MAX_HELD).max(need);
+            self.held.reserve_exact(cap - self.held.len());
+        }
         self.held.extend_from_slice(bytes);
+    }
+
+    /// Held bytes not used yet.
+    fn held_len(&self) -> usize {
+        self.held.len() - self.held_from
+    }
+
+    /// Marks `used` more held bytes as used. The used prefix is dropped only once it is at
+    /// least as long as what remains, so each byte moved is paid for by a used byte dropped:
+    /// one acknowledgement per line of a long run held costs no copy of the whole run.
+    fn use_held(&mut self, used: usize) {
+        self.held_from += used;
+        let left = self.held_len();
+        if left == 0 {
+            self.held.clear();
+            self.held_from = 0;
+        } else if self.held_from >= left {
+            self.held.drain(..self.held_from);
+            self.held_from = 0;
+            #[cfg(test)]
+            {
+                self.held_moved += left;
+            }
+        }
     }
 
     /// Interprets sender bytes until an acknowledgement is due; returns how
@@ -2136,7 +2182,7 @@ impl ScpTracker {
                 } else {
                     let (path, notes) = self.entry_path(name);
                     self.file = Some(ScpFile {
-                        path,
+                        path: Text::path(&path),
                         notes,
                         size,
                         bytes: 0,
@@ -2220,7 +2266,7 @@ impl ScpTracker {
                         let mut notes = f.notes;
                         notes.push(Note::ScpRefused { message });
                         out.push(TransferEvent::File(FileTransfer {
-                            path: escape_bytes(&f.path),
+                            path: f.path.render(),
                             direction: self.direction,
                             bytes: 0,
                             sha256: None,
@@ -2251,12 +2297,12 @@ impl ScpTracker {
                 report(out, error);
             }
         }
-        if self.awaiting.is_empty() && !self.held.is_empty() && !self.done {
-            let mut held = std::mem::take(&mut self.held);
-            let used = self.run_sender(&held, out);
+        if self.awaiting.is_empty() && self.held_len() > 0 && !self.done {
+            let held = std::mem::take(&mut self.held);
+            let used = self.run_sender(&held[self.held_from..], out);
             if !self.done {
-                held.drain(..used);
                 self.held = held;
+                self.use_held(used);
             }
         }
     }
@@ -2289,7 +2335,7 @@ impl ScpTracker {
                 } else {
                     // scp renames the file to the target, unless the target is
                     // an existing directory, which only the remote side knows.
-                    let sent_name = escape_bytes(name);
+                    let sent_name = Text::path(name).render();
                     let note = Note::ScpTargetMayBeDirectory { sent_name };
                     (target.to_vec(), vec![note])
                 }
@@ -2848,6 +2894,45 @@ mod tests {
             &[&format!("download /srv/f bytes=16 sha256={} complete", sha_hex(content))],
         );
         assert_eq!(t.budget.used, 0, "reorder buffer released");
+    }
+
+    /// An upload whose first chunk comes after `ahead` more chunks of `chunk` bytes, with the
+    /// default limits.
+    fn upload_first_chunk_last(chunk: usize, ahead: usize) -> (Vec<String>, Vec<u8>) {
+        let content: Vec<u8> = (0..chunk * (ahead + 1)).map(|i| (i % 251) as u8).collect();
+        let mut script: Script = vec![(C, open(1, b"/srv/f", WRITE)), (S, handle(1, H0))];
+        let mut ids = Vec::new();
+        for (i, piece) in content.chunks(chunk).enumerate().skip(1).chain([(0, &content[..chunk])])
+        {
+            let id = 10 + u32::try_from(i).expect("few chunks");
+            script.push((C, write(id, H0, (i * chunk) as u64, piece)));
+            ids.push(id);
+        }
+        script.extend(ids.into_iter().map(|id| (S, status(id, 0))));
+        script.push((C, close(2, H0)));
+        script.push((S, status(2, 0)));
+        (describe_all(&run(&mut SftpTracker::new(), &script)), content)
+    }
+
+    #[test]
+    fn sftp_default_reorder_buffer_fits_pipelining_but_not_64_mib() {
+        // OpenSSH's 64 pipelined requests of 32 KiB: the digest survives.
+        let (events, content) = upload_first_chunk_last(32 * 1024, 64);
+        let len = content.len();
+        check(
+            &events,
+            &[&format!("upload /srv/f bytes={len} sha256={} complete", sha_hex(&content))],
+        );
+        // A client holding back offset 0 while it sends 9 MiB gets no 64 MiB of gateway memory.
+        let (events, content) = upload_first_chunk_last(128 * 1024, 72);
+        let len = content.len();
+        check(
+            &events,
+            &[&format!(
+                "upload /srv/f bytes={len} sha256=none complete \
+                 (out-of-order content exceeded the 8388608-byte buffer)"
+            )],
+        );
     }
 
     #[test]
@@ -3738,6 +3823,80 @@ mod tests {
         check(
             &scp("scp -t /srv/", &script),
             &[&format!("upload /srv/a bytes=5 sha256={} complete", sha_hex(b"hello"))],
+        );
+    }
+
+    /// scp paths are cut like SFTP paths: directory names of up to 8 KiB each, 256 levels
+    /// deep, would otherwise give a path of 2 MiB in every event.
+    #[test]
+    fn scp_long_paths_are_cut() {
+        let names: Vec<String> =
+            (b'a'..=b'c').map(|c| char::from(c).to_string().repeat(3000)).collect();
+        let mut script: Script = vec![(S, ACK.to_vec())];
+        for name in &names {
+            script.push((C, format!("D0755 0 {name}\n").into_bytes()));
+            script.push((S, ACK.to_vec()));
+        }
+        script.extend([
+            (C, b"C0644 1 f\n".to_vec()),
+            (S, ACK.to_vec()),
+            (C, b"x\0".to_vec()),
+            (S, ACK.to_vec()),
+            (C, b"C0644 1 g\n".to_vec()),
+            (S, b"\x01scp: denied\n".to_vec()),
+        ]);
+        let cut = |file: &str| {
+            let full = format!("/srv/{}/{file}", names.join("/"));
+            format!("{}\\[{} more bytes]", &full[..MAX_TEXT], full.len() - MAX_TEXT)
+        };
+        check(
+            &scp("scp -r -t /srv/", &script),
+            &[
+                &format!("upload {} bytes=1 sha256={} complete", cut("f"), sha_hex(b"x")),
+                &format!(
+                    "upload {} bytes=0 sha256=none incomplete (refused: scp: denied)",
+                    cut("g")
+                ),
+            ],
+        );
+        // A name sent for a target that may be a directory is cut too.
+        let name = "n".repeat(MAX_TEXT + 10);
+        let script: Script = vec![(S, ACK.to_vec()), (C, format!("C0644 0 {name}\n").into_bytes())];
+        let events = run(&mut ScpTracker::from_command("scp -t /srv/x").expect("scp"), &script);
+        let expected = format!("{}\\[10 more bytes]", &name[..MAX_TEXT]);
+        assert!(
+            matches!(&events[..], [TransferEvent::File(FileTransfer { notes, .. })]
+                if notes.contains(&Note::ScpTargetMayBeDirectory { sent_name: expected })),
+            "{events:?}"
+        );
+    }
+
+    /// A sender far ahead of the receiver: every acknowledgement uses one line of what is held,
+    /// and dropping the used bytes must not copy the rest each time.
+    #[test]
+    fn scp_acknowledging_held_lines_one_by_one_is_linear() {
+        let files = 10_000;
+        let mut sent = Vec::new();
+        for i in 0..files {
+            sent.extend_from_slice(format!("C0644 0 f{i}\n\0").as_bytes());
+        }
+        assert!(sent.len() <= SCP_MAX_HELD);
+        // Ready, then per file: the header and the (empty) content.
+        let acks = vec![0u8; 1 + 2 * files];
+        let mut t = ScpTracker::from_command("scp -t /srv/").expect("scp");
+        assert!(t.client_to_server(&sent).is_empty());
+        let events = t.server_to_client(&acks);
+        assert_eq!(events.len(), files);
+        assert_eq!(
+            describe(&events[files - 1]),
+            format!("upload /srv/f{} bytes=0 sha256={} complete", files - 1, sha_hex(b""))
+        );
+        assert_eq!(t.held_len(), 0);
+        assert!(
+            t.held_moved <= sent.len(),
+            "{} bytes moved to use {} held bytes",
+            t.held_moved,
+            sent.len()
         );
     }
 
