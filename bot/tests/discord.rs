@@ -7,9 +7,10 @@ mod common;
 
 use std::sync::Arc;
 
+use bot::chat::{ChatAdapter as _, Posted};
 use common::{App, Backend, TestResult, run};
 use e2e::fake_discord::{
-    APP_ID, FakeDiscord, GUILD, Signer, autocomplete, command, component, ping,
+    APP_ID, FakeDiscord, GUILD, Route, Signer, autocomplete, command, component, ping,
 };
 use serde_json::{Value, json};
 use shared::config::Secret;
@@ -157,6 +158,19 @@ impl Discord {
             .into_iter()
             .filter(|c| c.method == "POST" && c.path == format!("channels/{thread}/messages"))
             .map(|c| c.body["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Discord's answers to `POST channels/CH/messages` that carry `code` (cards).
+    fn cards(&self, code: &str) -> Vec<e2e::fake_discord::Call> {
+        self.fake
+            .calls()
+            .into_iter()
+            .filter(|c| {
+                c.method == "POST"
+                    && c.path == format!("channels/{CH}/messages")
+                    && c.body.to_string().contains(code)
+            })
             .collect()
     }
 
@@ -461,5 +475,113 @@ async fn command_registration_is_idempotent() -> TestResult {
     assert_eq!(subs, ["request", "status", "list", "revoke", "review", "help"]);
     let host = &cmds[0]["options"][0]["options"][0];
     assert_eq!((host["name"].as_str(), host["autocomplete"].as_bool()), (Some("host"), Some(true)));
+    Ok(())
+}
+
+both!(a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic);
+async fn a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    let body = ping(d.id()).to_string();
+    for ts in [i64::MIN, i64::MAX] {
+        let (sig, ts) = d.signer.sign(ts, &body);
+        assert_eq!(d.send_raw(&body, &sig, &ts).await.0, 401, "timestamp {ts}");
+    }
+    assert_eq!(d.send(&ping(d.id())).await.0, 200, "the bot is still up");
+    Ok(())
+}
+
+both!(a_long_reason_with_markdown_characters_fits_the_embed_field);
+async fn a_long_reason_with_markdown_characters_fits_the_embed_field(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    // `-` is escaped to `\-`: 999 characters of ordinary text would be 1199 escaped.
+    let reason = vec!["db-1"; 200].join(" ");
+    let (code, ..) = d.request(&reason).await;
+    let cards = d.cards(&code);
+    assert_eq!(cards.iter().map(|c| c.status).collect::<Vec<_>>(), [200], "accepted first time");
+    let value = cards[0].body["embeds"][0]["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "Reason"))
+        .and_then(|f| f["value"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(value.chars().count() <= 1024, "{}", value.chars().count());
+    assert!(value.starts_with("db\\-1 db\\-1") && value.ends_with('…'), "{value}");
+    assert!(!value.trim_end_matches('…').ends_with('\\'), "cut between escapes: {value}");
+    Ok(())
+}
+
+both!(a_summary_of_many_long_commands_fits_in_a_discord_message);
+async fn a_summary_of_many_long_commands_fits_in_a_discord_message(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    let (code, id, message, thread) = d.request("summary drill").await;
+    d.click(BOB, &message, "breakglass_approve", &id).await;
+    d.click(CAROL, &message, "breakglass_approve", &id).await;
+    let commands: Vec<String> = (0..25)
+        .map(|i| format!("{i:02} kubectl -n db-1 logs --tail=100 [pod_*] | grep `err` ").repeat(5))
+        .collect();
+    d.session(&code, &commands.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    d.sync().await;
+    d.sync().await;
+    let summaries: Vec<String> =
+        d.thread_posts(&thread).into_iter().filter(|p| p.contains("Session summary")).collect();
+    assert_eq!(summaries.len(), 1, "Discord accepted the summary");
+    let text = &summaries[0];
+    assert!(text.chars().count() <= 2000, "{}", text.chars().count());
+    assert!(
+        text.contains("• 00 kubectl \\-n db\\-1") && text.contains("**Commands:** 25 run"),
+        "{text}"
+    );
+    assert!(text.contains(" more\n**Bytes:**"), "{text}");
+    Ok(())
+}
+
+both!(a_thread_that_failed_to_start_is_started_later_without_a_second_card);
+async fn a_thread_that_failed_to_start_is_started_later_without_a_second_card(
+    db: TestDb,
+) -> TestResult {
+    let d = Discord::start(&db).await;
+    d.fake.fail_next(Route::StartThread, 500, 1);
+    let text = d
+        .command(
+            ALICE,
+            "request",
+            &[("host", "db-1"), ("reason", "thread drill"), ("duration", "30m")],
+        )
+        .await;
+    let code = text.split_whitespace().nth(1).ok_or("code")?.to_owned();
+    let id = d.app.deps.get(&code.parse()?).await?.id.to_string();
+    d.sync().await;
+    let started = |d: &Discord| -> Vec<e2e::fake_discord::Call> {
+        d.fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with("/threads") && c.status == 200)
+            .collect()
+    };
+    assert!(started(&d).is_empty(), "the 500 started nothing");
+    d.app.clock.advance(3);
+    d.sync().await;
+    let cards = d.cards(&code);
+    assert_eq!(cards.len(), 1, "one card: {cards:?}");
+    let message = cards[0].answer_id.clone().ok_or("card id")?;
+    let threads = started(&d);
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0].path, format!("channels/{CH}/messages/{message}/threads"));
+    let thread = threads[0].answer_id.clone().ok_or("thread id")?;
+
+    d.click(BOB, &message, "breakglass_approve", &id).await;
+    d.sync().await;
+    assert!(
+        d.thread_posts(&thread).iter().any(|p| p.contains("Approved by bob")),
+        "{:?}",
+        d.thread_posts(&thread)
+    );
+
+    // Had the thread's answer been lost, starting it again finds the same thread.
+    let discord = d.app.deps.discord.clone().ok_or("discord")?;
+    let req = d.app.deps.get(&code.parse()?).await?;
+    let card = bot::chat::sync::card_of(&d.app.deps, &req);
+    let posted = Posted { message_id: message, thread_id: None };
+    assert_eq!(discord.adapter.start_thread(CH, &posted, &card).await, Ok(Some(thread)));
     Ok(())
 }

@@ -120,12 +120,26 @@ impl Slack {
 
     /// Simulates the gateway: the session starts and ends with a signed recording.
     async fn session(&self, code: &str, commands: &[&str]) {
+        self.session_start(code).await;
+        self.session_end(code, commands).await;
+    }
+
+    /// Simulates the gateway starting the session.
+    async fn session_start(&self, code: &str) {
         let d = &self.app.deps;
         let req = d.get(&code.parse().expect("code")).await.expect("request");
         let now = d.now();
         let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
             .expect("start");
         d.store.apply(&t, now).await.expect("started");
+    }
+
+    /// Simulates the gateway ending the live session after `commands`, with a signed
+    /// recording.
+    async fn session_end(&self, code: &str, commands: &[&str]) {
+        let d = &self.app.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
         for (i, c) in commands.iter().enumerate() {
             let e = shared::ports::SessionEvent {
                 request_id: req.id,
@@ -253,6 +267,7 @@ async fn a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line(
     }
     let review = format!("https://bg.example/review/s/{code}");
     assert!(summary.contains(&review), "the summary links to the reviewer page: {summary}");
+    assert!(summary.contains("\"verbatim\":true"), "no auto-linking in the summary: {summary}");
     Ok(())
 }
 
@@ -410,9 +425,18 @@ async fn a_rate_limited_summary_is_retried_and_posted_once(db: TestDb) -> TestRe
     s.click("U0BOB", &ts, "breakglass_approve", &id).await;
     s.click("U0CAROL", &ts, "breakglass_approve", &id).await;
     s.sync().await;
-    s.session(&code, &["ls"]).await;
+    s.session_start(&code).await;
+    s.sync().await;
+    assert!(
+        s.fake.thread(&ts).iter().any(|c| c.ok && c.text().contains("Session live")),
+        "the session-live line is out before the 429"
+    );
+    s.session_end(&code, &["ls"]).await;
     s.fake.fail_next("chat.postMessage", 429, Some(2), 1);
     s.sync().await;
+    let limited: Vec<_> = s.fake.thread(&ts).into_iter().filter(|c| !c.ok).collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert!(limited[0].text().contains("Session summary"), "the 429 hit the summary");
     assert_eq!(count_summaries(&s, &ts), 0, "429: nothing posted yet");
     s.sync().await;
     assert_eq!(count_summaries(&s, &ts), 0, "not retried before Retry-After");
@@ -421,6 +445,103 @@ async fn a_rate_limited_summary_is_retried_and_posted_once(db: TestDb) -> TestRe
     s.app.clock.advance(3);
     s.sync().await;
     assert_eq!(count_summaries(&s, &ts), 1, "posted once after the 429");
+    Ok(())
+}
+
+both!(a_summary_of_many_long_commands_fits_in_a_slack_section);
+async fn a_summary_of_many_long_commands_fits_in_a_slack_section(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    // Escaping a reason of `&` makes it five times longer: the card must still fit.
+    let (code, id, ts) = s.request(&"&".repeat(900)).await;
+    let card =
+        s.fake.calls_to("chat.postMessage").into_iter().find(|c| c.ts.as_deref() == Some(&ts));
+    assert!(card.is_some_and(|c| c.ok), "the card was accepted");
+    s.click("U0BOB", &ts, "breakglass_approve", &id).await;
+    s.click("U0CAROL", &ts, "breakglass_approve", &id).await;
+    let commands: Vec<String> = (0..25)
+        .map(|i| format!("{i:02} grep '<err>' /var/log/db-1 && echo 'x > y' & ").repeat(8))
+        .collect();
+    s.session(&code, &commands.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    s.sync().await;
+    s.sync().await;
+    assert_eq!(count_summaries(&s, &ts), 1, "Slack accepted the summary");
+    let summary = s
+        .fake
+        .thread(&ts)
+        .into_iter()
+        .find(|c| c.ok && c.text().contains("Session summary"))
+        .ok_or("summary")?;
+    let text = summary.body["blocks"][0]["text"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(text.chars().count() <= 3000, "{}", text.chars().count());
+    assert!(
+        text.contains("• `00 grep '&lt;err&gt;'") && text.contains("*Commands:* 25 run"),
+        "{text}"
+    );
+    assert!(text.contains(" more") && text.contains("4242 out"), "{text}");
+    Ok(())
+}
+
+both!(a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried);
+async fn a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried(
+    db: TestDb,
+) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, id, ts) = s.request("refusal drill").await;
+    s.fake.refuse_next("chat.postMessage", "invalid_blocks", 1);
+    s.click("U0BOB", &ts, "breakglass_approve", &id).await;
+    s.sync().await;
+    let card = s.fake.calls_to("chat.update").last().map(|c| c.text()).unwrap_or_default();
+    assert!(card.contains("1 of 2 approvals"), "the card moved on: {card}");
+
+    // No backoff: the next event goes out at once, and the refused line is never retried.
+    s.click("U0CAROL", &ts, "breakglass_approve", &id).await;
+    s.sync().await;
+    let thread = s.fake.thread(&ts);
+    assert!(thread.iter().any(|c| c.ok && c.text().contains("Granted")), "{thread:?}");
+    let bob: Vec<_> = thread.iter().filter(|c| c.text().contains("Approved by bob")).collect();
+    assert_eq!(bob.len(), 1, "tried once, refused, skipped: {bob:?}");
+    assert!(!bob[0].ok);
+
+    // The bot not being allowed in the channel is not the message's fault: retried.
+    s.fake.refuse_next("chat.postMessage", "not_in_channel", 1);
+    s.session_start(&code).await;
+    s.sync().await;
+    s.sync().await;
+    let live = |s: &Slack| -> usize {
+        s.fake.thread(&ts).iter().filter(|c| c.ok && c.text().contains("Session live")).count()
+    };
+    assert_eq!(live(&s), 0, "waits for the backoff");
+    s.app.clock.advance(3);
+    s.sync().await;
+    s.sync().await;
+    assert_eq!(live(&s), 1);
+    Ok(())
+}
+
+both!(a_failed_connect_line_is_retried_without_repeating_the_grant);
+async fn a_failed_connect_line_is_retried_without_repeating_the_grant(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (_, id, ts) = s.request("ephemeral drill").await;
+    s.click("U0BOB", &ts, "breakglass_approve", &id).await;
+    s.sync().await;
+    s.fake.fail_next("chat.postEphemeral", 500, None, 1);
+    s.click("U0CAROL", &ts, "breakglass_approve", &id).await;
+    s.sync().await;
+    let connect = |s: &Slack| -> Vec<_> {
+        s.fake.calls_to("chat.postEphemeral").into_iter().filter(|c| c.ok).collect()
+    };
+    assert!(connect(&s).is_empty(), "the 500 sent nothing");
+    s.app.clock.advance(3);
+    s.sync().await;
+    s.sync().await;
+    let granted: Vec<_> =
+        s.fake.thread(&ts).into_iter().filter(|c| c.ok && c.text().contains("Granted")).collect();
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    let sent = connect(&s);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].body["user"], "U0ALICE");
+    let card = s.fake.calls_to("chat.update").last().map(|c| c.text()).unwrap_or_default();
+    assert!(card.contains("breakglass_revoke"), "the card caught up: {card}");
     Ok(())
 }
 

@@ -4,12 +4,18 @@
 //! - The REST fake answers what breakglass calls (messages, message edits, threads from a
 //!   message, interaction follow-ups, DM channels, guild command bulk overwrite) with objects
 //!   shaped like Discord's, and records every call (method, path, JSON body).
+//! - Like Discord, it refuses with 400 (`50035 Invalid Form Body`) a message over Discord's
+//!   limits: content 2000 characters, embed title 256, description 4096, field name 256,
+//!   field value 1024, footer 2048, 25 fields, 6000 in all; a thread name of 1 to 100. A
+//!   thread started from a message gets the message's id, and starting a second one is a 400
+//!   (`160004`), as on Discord.
+//! - [`FakeDiscord::fail_next`] makes the next calls of a [`Route`] answer an error status.
 //! - [`Signer`] signs `timestamp ‖ body` with a test application key (Ed25519), as Discord does
 //!   in `X-Signature-Ed25519` / `X-Signature-Timestamp`.
 //! - [`command`], [`component`], [`autocomplete`] build interaction payloads with the fields a
 //!   current Discord sends (serenity 0.12 refuses payloads without `attachment_size_limit`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
@@ -25,8 +31,28 @@ pub struct Call {
     pub method: String,
     pub path: String,
     pub body: Value,
-    /// The id of the object the fake created for this call (message, thread, DM channel).
+    /// The id of the object the fake created for this call (message, thread, DM channel);
+    /// `None` when the call was refused.
     pub answer_id: Option<String>,
+    /// The HTTP status the fake answered.
+    pub status: u16,
+}
+
+/// What a REST call does, for [`FakeDiscord::fail_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `POST channels/{channel}/messages` (cards, thread posts, DMs).
+    CreateMessage,
+    /// `PATCH channels/{channel}/messages/{message}` (card updates).
+    EditMessage,
+    /// `POST channels/{channel}/messages/{message}/threads`.
+    StartThread,
+    /// `POST webhooks/{application}/{token}` (interaction follow-ups).
+    Followup,
+    /// `POST users/@me/channels` (opening a DM).
+    OpenDm,
+    /// `PUT applications/{application}/guilds/{guild}/commands`.
+    SetCommands,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +61,10 @@ struct Inner {
     next_id: u64,
     /// Registered commands per guild (bulk overwrite replaces them).
     commands: HashMap<String, Vec<Value>>,
+    /// Statuses the next calls of a route answer.
+    failures: HashMap<Route, VecDeque<u16>>,
+    /// Messages a thread was started from (the thread has the message's id).
+    threads: HashSet<String>,
 }
 
 /// The running REST fake.
@@ -66,6 +96,14 @@ impl FakeDiscord {
         self.inner.lock().map(|i| i.calls.clone()).unwrap_or_default()
     }
 
+    /// The next `times` calls of `route` answer HTTP `status` (429 with `Retry-After: 1`)
+    /// and change nothing.
+    pub fn fail_next(&self, route: Route, status: u16, times: usize) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.failures.entry(route).or_default().extend(std::iter::repeat_n(status, times));
+        }
+    }
+
     /// The commands registered in `guild` now.
     pub fn commands(&self, guild: &str) -> Vec<Value> {
         self.inner
@@ -91,6 +129,63 @@ fn message(id: &str, channel: &str, body: &Value) -> Value {
     })
 }
 
+/// Discord's length limits on what the fake is sent: the JSON path of the first text over
+/// its limit, and the limit.
+fn over_limit(route: Route, body: &Value) -> Option<(String, usize)> {
+    let len = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    let mut checks: Vec<(String, &Value, usize)> = vec![("content".into(), &body["content"], 2000)];
+    if route == Route::StartThread {
+        let name = len(&body["name"]);
+        if name == 0 || name > 100 {
+            return Some(("name".into(), 100));
+        }
+    }
+    for (e, embed) in body["embeds"].as_array().into_iter().flatten().enumerate() {
+        let fields = embed["fields"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if fields.len() > 25 {
+            return Some((format!("embeds.{e}.fields"), 25));
+        }
+        checks.push((format!("embeds.{e}.title"), &embed["title"], 256));
+        checks.push((format!("embeds.{e}.description"), &embed["description"], 4096));
+        checks.push((format!("embeds.{e}.footer.text"), &embed["footer"]["text"], 2048));
+        for (f, field) in fields.iter().enumerate() {
+            checks.push((format!("embeds.{e}.fields.{f}.name"), &field["name"], 256));
+            checks.push((format!("embeds.{e}.fields.{f}.value"), &field["value"], 1024));
+        }
+        let total: usize = [&embed["title"], &embed["description"], &embed["footer"]["text"]]
+            .into_iter()
+            .chain(fields.iter().flat_map(|f| [&f["name"], &f["value"]]))
+            .map(len)
+            .sum();
+        if total > 6000 {
+            return Some((format!("embeds.{e}"), 6000));
+        }
+    }
+    checks.into_iter().find(|(_, v, max)| len(v) > *max).map(|(path, _, max)| (path, max))
+}
+
+/// Discord's `Invalid Form Body` answer for the text at `path` (dot-separated).
+fn invalid_form_body(path: &str, max: usize) -> Response {
+    let mut errors = json!({"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": format!("Must be {max} or fewer in length.")}]});
+    for part in path.rsplit('.') {
+        errors = json!({ part: errors });
+    }
+    let body = json!({"code": 50035, "message": "Invalid Form Body", "errors": errors});
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn error_status(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        let body =
+            json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false});
+        let mut resp = (code, Json(body)).into_response();
+        resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return resp;
+    }
+    (code, Json(json!({"message": format!("fake failure {status}"), "code": 0}))).into_response()
+}
+
 async fn rest(
     State(inner): State<Arc<Mutex<Inner>>>,
     method: Method,
@@ -99,22 +194,64 @@ async fn rest(
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    i.next_id += 1;
-    let id = i.next_id.to_string();
-    i.calls.push(Call {
+    let parts: Vec<&str> = path.split('/').collect();
+    let route = match (method.as_str(), parts.as_slice()) {
+        ("POST", ["channels", _, "messages"]) => Route::CreateMessage,
+        ("PATCH", ["channels", _, "messages", _]) => Route::EditMessage,
+        ("POST", ["channels", _, "messages", _, "threads"]) => Route::StartThread,
+        ("POST", ["webhooks", _, _]) => Route::Followup,
+        ("POST", ["users", "@me", "channels"]) => Route::OpenDm,
+        ("PUT", ["applications", _, "guilds", _, "commands"]) => Route::SetCommands,
+        _ => {
+            i.calls.push(Call {
+                method: method.to_string(),
+                path,
+                body,
+                answer_id: None,
+                status: 404,
+            });
+            return (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown route", "code": 0})))
+                .into_response();
+        }
+    };
+    let mut call = Call {
         method: method.to_string(),
         path: path.clone(),
         body: body.clone(),
-        answer_id: Some(id.clone()),
-    });
-    let parts: Vec<&str> = path.split('/').collect();
+        answer_id: None,
+        status: 200,
+    };
+    let refusal = if let Some(status) = i.failures.get_mut(&route).and_then(VecDeque::pop_front) {
+        Some((status, error_status(status)))
+    } else if let Some((field, max)) = over_limit(route, &body) {
+        Some((400, invalid_form_body(&field, max)))
+    } else if let ("POST", ["channels", _, "messages", msg, "threads"]) =
+        (method.as_str(), parts.as_slice())
+        && i.threads.contains(*msg)
+    {
+        let body = json!({"code": 160_004, "message": "A thread has already been created for this message."});
+        Some((400, (StatusCode::BAD_REQUEST, Json(body)).into_response()))
+    } else {
+        None
+    };
+    if let Some((status, resp)) = refusal {
+        call.status = status;
+        i.calls.push(call);
+        return resp;
+    }
+    i.next_id += 1;
+    let id = i.next_id.to_string();
     let answer = match (method.as_str(), parts.as_slice()) {
         ("POST", ["channels", ch, "messages"]) => message(&id, ch, &body),
         ("PATCH", ["channels", ch, "messages", msg]) => message(msg, ch, &body),
-        ("POST", ["channels", ch, "messages", _msg, "threads"]) => json!({
-            "id": id, "type": 11, "guild_id": "1100000000000000001", "parent_id": ch,
-            "name": body["name"], "owner_id": "1200000000000000001", "flags": 0
-        }),
+        ("POST", ["channels", ch, "messages", msg, "threads"]) => {
+            i.threads.insert((*msg).to_owned());
+            call.answer_id = Some((*msg).to_owned());
+            json!({
+                "id": msg, "type": 11, "guild_id": "1100000000000000001", "parent_id": ch,
+                "name": body["name"], "owner_id": "1200000000000000001", "flags": 0
+            })
+        }
         ("POST", ["webhooks", _app, _token]) => message(&id, "1150000000000000001", &body),
         ("POST", ["users", "@me", "channels"]) => json!({
             "id": id, "type": 1, "recipients": [user(body["recipient_id"].as_str().unwrap_or("0"), "someone")]
@@ -139,11 +276,12 @@ async fn rest(
             i.commands.insert((*guild).to_owned(), cmds.clone());
             Value::Array(cmds)
         }
-        _ => {
-            return (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown route", "code": 0})))
-                .into_response();
-        }
+        _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    if call.answer_id.is_none() {
+        call.answer_id = Some(id);
+    }
+    i.calls.push(call);
     Json(answer).into_response()
 }
 

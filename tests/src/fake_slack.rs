@@ -2,7 +2,10 @@
 //!
 //! - the Web API (`POST /api/{method}`): answers `chat.postMessage`, `chat.update` and
 //!   `chat.postEphemeral` the way Slack does, records every call (method, bearer token, JSON
-//!   body), and can be told to fail the next calls to a method (e.g. 429 with `Retry-After`);
+//!   body), and can be told to fail the next calls to a method (e.g. 429 with `Retry-After`,
+//!   [`FakeSlack::fail_next`]) or refuse them with an error code ([`FakeSlack::refuse_next`]);
+//!   like Slack, it refuses blocks over Slack's limits with `invalid_blocks` (a section's text
+//!   3000 characters, a field's 2000, 10 fields, 50 blocks);
 //! - Socket Mode: `apps.connections.open` hands out a `ws://` URL served here; the fake says
 //!   `hello`, then [`FakeSlack::socket_send`] delivers envelopes and returns the app's ack;
 //! - [`sign`]: Slack's request signing (`v0` HMAC-SHA256 over `v0:{ts}:{body}`), so tests send
@@ -27,6 +30,8 @@ pub struct Call {
     pub body: Value,
     /// The `ts` the fake answered a successful `chat.postMessage` with.
     pub ts: Option<String>,
+    /// The fake answered `"ok": true`.
+    pub ok: bool,
 }
 
 impl Call {
@@ -36,10 +41,19 @@ impl Call {
     }
 }
 
+/// How the fake answers a call it was told to fail.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// HTTP status, with `Retry-After` if given.
+    Status(u16, Option<u64>),
+    /// HTTP 200 with `"ok": false` and this error code.
+    Refuse(String),
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     calls: Vec<Call>,
-    failures: HashMap<String, VecDeque<(u16, Option<u64>)>>,
+    failures: HashMap<String, VecDeque<Failure>>,
     ts: u64,
     ws_url: String,
     /// The connected Socket Mode client, if any.
@@ -135,9 +149,16 @@ impl FakeSlack {
     pub fn fail_next(&self, method: &str, status: u16, retry_after: Option<u64>, times: usize) {
         if let Ok(mut i) = self.inner.lock() {
             let q = i.failures.entry(method.to_owned()).or_default();
-            for _ in 0..times {
-                q.push_back((status, retry_after));
-            }
+            q.extend(std::iter::repeat_n(Failure::Status(status, retry_after), times));
+        }
+    }
+
+    /// The next `times` calls to `method` are refused as Slack refuses them: HTTP 200 with
+    /// `{"ok": false, "error": error}`.
+    pub fn refuse_next(&self, method: &str, error: &str, times: usize) {
+        if let Ok(mut i) = self.inner.lock() {
+            let q = i.failures.entry(method.to_owned()).or_default();
+            q.extend(std::iter::repeat_n(Failure::Refuse(error.to_owned()), times));
         }
     }
 }
@@ -155,19 +176,28 @@ async fn api(
         .map(str::to_owned);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    i.calls.push(Call { method: method.clone(), token, body: body.clone(), ts: None });
-    if let Some((status, retry)) = i.failures.get_mut(&method).and_then(VecDeque::pop_front) {
-        let mut resp = (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            Json(json!({"ok": false, "error": "ratelimited"})),
-        )
-            .into_response();
-        if let Some(r) = retry
-            && let Ok(v) = r.to_string().parse()
-        {
-            resp.headers_mut().insert("retry-after", v);
+    i.calls.push(Call { method: method.clone(), token, body: body.clone(), ts: None, ok: false });
+    match i.failures.get_mut(&method).and_then(VecDeque::pop_front) {
+        Some(Failure::Status(status, retry)) => {
+            let mut resp = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response();
+            if let Some(r) = retry
+                && let Ok(v) = r.to_string().parse()
+            {
+                resp.headers_mut().insert("retry-after", v);
+            }
+            return resp;
         }
-        return resp;
+        Some(Failure::Refuse(error)) => {
+            return Json(json!({"ok": false, "error": error})).into_response();
+        }
+        None => {}
+    }
+    if !blocks_fit(&body["blocks"]) {
+        return Json(json!({"ok": false, "error": "invalid_blocks"})).into_response();
     }
     i.ts += 1;
     let ts = format!("1795400000.{:06}", i.ts);
@@ -188,7 +218,28 @@ async fn api(
         "apps.connections.open" => json!({"ok": true, "url": i.ws_url}),
         _ => json!({"ok": false, "error": "unknown_method"}),
     };
+    if let Some(last) = i.calls.last_mut() {
+        last.ok = answer["ok"] == true;
+    }
     Json(answer).into_response()
+}
+
+/// Slack's limits on blocks: 50 blocks; a section's text 3000 characters, its fields 10 of
+/// 2000 each; a context's elements 10.
+fn blocks_fit(blocks: &Value) -> bool {
+    let len = |v: &Value| v["text"].as_str().map_or(0, |s| s.chars().count());
+    let blocks = blocks.as_array().map(Vec::as_slice).unwrap_or_default();
+    blocks.len() <= 50
+        && blocks.iter().all(|b| match b["type"].as_str() {
+            Some("section") => {
+                let fields = b["fields"].as_array().map(Vec::as_slice).unwrap_or_default();
+                len(&b["text"]) <= 3000
+                    && fields.len() <= 10
+                    && fields.iter().all(|f| len(f) <= 2000)
+            }
+            Some("context") => b["elements"].as_array().is_none_or(|e| e.len() <= 10),
+            _ => true,
+        })
 }
 
 /// Slack's signature header value for `body` sent at `ts` with `secret`.

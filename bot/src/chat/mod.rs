@@ -8,8 +8,14 @@
 //! posts a line in the thread and updates the card. The connect line goes to the requester
 //! alone on `granted`; the audit summary goes to the thread on `session_ended`, exactly once
 //! (a flag saved with the progress; a replica holds a lease while it works on a thread).
-//! Failed posts are retried with backoff (Slack's `Retry-After` on 429), and nothing here is
-//! on the path of a decision: a chat outage delays messages, it never blocks access decisions.
+//! Failed posts are retried with backoff (Slack's `Retry-After` on 429); a post the platform
+//! refuses for good (malformed, too long) is logged and skipped, so one bad message cannot
+//! stall a thread. Progress is saved per step, so a retry never repeats a post that went out.
+//! Nothing here is on the path of a decision: a chat outage delays messages, it never blocks
+//! access decisions.
+//!
+//! Rendered text is kept within each platform's limits: [`escape_within`] cuts escaped text
+//! to a budget measured on its output, and [`fit_lines`] shows as many lines of a list as fit.
 
 pub mod sync;
 
@@ -183,10 +189,18 @@ impl SummaryView {
 /// Why a chat call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
+    /// Retried after the platform's delay, or with backoff.
     #[error("rate limited (retry after {0:?})")]
     RateLimited(Option<Duration>),
+    /// Retried with backoff.
     #[error("chat platform unavailable: {0}")]
     Transient(String),
+    /// The bot may not post there (bad token, missing permission or scope, not in the
+    /// channel): retried with backoff until an operator fixes it, never skipped.
+    #[error("chat platform does not allow the bot: {0}")]
+    NotAllowed(String),
+    /// This message was refused for good (malformed, too long): retrying cannot help, so the
+    /// sync loop logs it and moves on.
     #[error("chat platform refused: {0}")]
     Refused(String),
 }
@@ -205,8 +219,20 @@ pub struct Posted {
 pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
     fn platform(&self) -> Platform;
 
-    /// Posts a request's card in `channel`.
+    /// Posts a request's card in `channel`. The thread, where the platform has one, is
+    /// started by [`Self::start_thread`], so a card is never posted twice when only the thread
+    /// failed.
     async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError>;
+
+    /// Starts the card's thread and returns its id, or `None` where replies hang off the
+    /// message itself (Slack). Called while `posted.thread_id` is `None`; starting a thread
+    /// that already exists answers its id.
+    async fn start_thread(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        card: &CardView,
+    ) -> Result<Option<String>, ChatError>;
 
     /// Updates the card in place.
     async fn update_card(
@@ -226,4 +252,89 @@ pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
 
     /// Shows `text` to one user only (the connect line, refusals).
     async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError>;
+}
+
+/// The length of `text` as chat platforms count it against their limits: UTF-16 code units,
+/// never fewer than characters, so a text within a budget fits whichever way it is counted.
+pub fn text_len(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// Escapes `text` one character at a time with `push` and cuts it with an ellipsis where the
+/// escaped output would pass `max` (see [`text_len`]): the result is at most `max + 1` long,
+/// and an escape is never cut in the middle.
+pub fn escape_within(text: &str, max: usize, push: impl Fn(&mut String, char)) -> String {
+    let mut out = String::with_capacity(text.len().min(max.saturating_mul(4)));
+    let mut used = 0;
+    for c in text.chars() {
+        let start = out.len();
+        push(&mut out, c);
+        used += text_len(&out[start..]);
+        if used > max {
+            out.truncate(start);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Room kept for the `…and N more` line of [`fit_lines`].
+const MORE_LINE: usize = 32;
+
+/// As many of `lines` as fit in `budget` (see [`text_len`]), one per line, then `…and N more`
+/// for the rest of `total` (which counts items beyond `lines` too). At most `budget` long
+/// when `budget` leaves room for the last line.
+pub fn fit_lines(lines: impl IntoIterator<Item = String>, total: usize, budget: usize) -> String {
+    let (mut out, mut used, mut shown) = (String::new(), 0, 0);
+    for line in lines {
+        let cost = text_len(&line) + usize::from(shown > 0);
+        if used + cost + MORE_LINE > budget {
+            break;
+        }
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str(&line);
+        used += cost;
+        shown += 1;
+    }
+    if total > shown {
+        if shown > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("…and {} more", total - shown));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backslash(out: &mut String, c: char) {
+        if c == '-' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+
+    #[test]
+    fn escaping_is_cut_on_its_output_never_inside_an_escape() {
+        assert_eq!(escape_within("db-1", 10, backslash), "db\\-1");
+        assert_eq!(escape_within("db-1", 3, backslash), "db…");
+        assert_eq!(escape_within(&"-".repeat(600), 1000, backslash).chars().count(), 1001);
+        assert_eq!(escape_within("🛑🛑🛑", 4, |o, c| o.push(c)), "🛑🛑…");
+    }
+
+    #[test]
+    fn lists_show_what_fits_and_count_the_rest() {
+        let lines = (0..20).map(|i| format!("{i:0>50}"));
+        let text = fit_lines(lines, 25, 400);
+        assert!(text_len(&text) <= 400, "{text}");
+        assert!(text.ends_with("\n…and 18 more"), "{text}");
+        assert_eq!(text.lines().count(), 8, "{text}");
+        assert_eq!(fit_lines(vec!["a".to_owned()], 1, 100), "a");
+        assert_eq!(fit_lines(Vec::new(), 3, 100), "…and 3 more");
+    }
 }

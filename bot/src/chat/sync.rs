@@ -113,7 +113,10 @@ pub async fn sync_due(deps: &Deps) -> Result<usize, shared::ports::StoreError> {
 }
 
 /// Brings one thread up to date. On failure, returns the progress made so far (saved, so
-/// nothing is posted twice) with the error.
+/// nothing is posted twice) with the error. Each step is recorded as soon as it is done: the
+/// card's message id before its thread is started, `synced_seq` as soon as an event's thread
+/// line is out (before the connect line it may owe), `connect_sent` and `summary_sent`.
+/// A post the platform refuses for good ([`ChatError::Refused`]) is logged and skipped.
 async fn sync_thread(
     deps: &Deps,
     adapter: &dyn ChatAdapter,
@@ -124,9 +127,9 @@ async fn sync_thread(
         Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
     };
     let card = card_of(deps, &req);
-    let posted = match (&t.message_id, &t.thread_id) {
-        (Some(m), th) => Posted { message_id: m.clone(), thread_id: th.clone() },
-        (None, _) => match adapter.post_card(&t.channel, &card).await {
+    let mut posted = match &t.message_id {
+        Some(m) => Posted { message_id: m.clone(), thread_id: t.thread_id.clone() },
+        None => match adapter.post_card(&t.channel, &card).await {
             Ok(p) => {
                 t.message_id = Some(p.message_id.clone());
                 t.thread_id = p.thread_id.clone();
@@ -135,19 +138,48 @@ async fn sync_thread(
             Err(e) => return Err((t, e)),
         },
     };
-    let events = match deps.store.audit_of_request(t.request_id, t.synced_seq).await {
-        Ok(e) => e,
-        Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
-    };
-    let changed = !events.is_empty();
+    if posted.thread_id.is_none() {
+        match adapter.start_thread(&t.channel, &posted, &card).await {
+            Ok(thread) => posted.thread_id = thread,
+            Err(ChatError::Refused(why)) => {
+                tracing::error!(request = %t.request_id, %why, "chat refused to start the card's thread; posting in the channel instead");
+                posted.thread_id = Some(t.channel.clone());
+            }
+            Err(e) => return Err((t, e)),
+        }
+        t.thread_id = posted.thread_id.clone();
+    }
+    // While the connect line may be owed, read from the start to see whether the grant is
+    // already in the thread (its line went out, the connect line did not).
+    let after = if t.connect_sent { t.synced_seq } else { 0 };
+    let (mirrored, events): (Vec<AuditEntry>, Vec<AuditEntry>) =
+        match deps.store.audit_of_request(t.request_id, after).await {
+            Ok(e) => e.into_iter().partition(|e| e.seq <= t.synced_seq),
+            Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
+        };
+    if !t.connect_sent && mirrored.iter().any(|e| e.kind == AuditKind::Granted.as_str()) {
+        if req.status_at(deps.now()).is_terminal() {
+            // Too late to be of use: the access is over.
+            t.connect_sent = true;
+        } else if let Err(e) = connect(deps, adapter, &req, &mut t).await {
+            return Err((t, e));
+        }
+    }
+    // A failed pass may have stopped before updating the card.
+    let changed = !events.is_empty() || t.attempts > 0;
     for e in &events {
         if let Err(err) = mirror(deps, adapter, &req, &mut t, &posted, e).await {
             return Err((t, err));
         }
-        t.synced_seq = e.seq;
     }
-    if changed && let Err(e) = adapter.update_card(&t.channel, &posted, &card).await {
-        return Err((t, e));
+    if changed {
+        match adapter.update_card(&t.channel, &posted, &card).await {
+            Ok(()) => {}
+            Err(ChatError::Refused(why)) => {
+                tracing::error!(request = %t.request_id, %why, "chat refused the card update for good");
+            }
+            Err(e) => return Err((t, e)),
+        }
     }
     t.attempts = 0;
     t.next_attempt_at = deps.now();
@@ -156,6 +188,7 @@ async fn sync_thread(
 }
 
 /// One audit event into the thread (and the connect line to the requester on `granted`).
+/// Advances `synced_seq` once the thread line is out.
 async fn mirror(
     deps: &Deps,
     adapter: &dyn ChatAdapter,
@@ -196,22 +229,48 @@ async fn mirror(
         _ => None,
     };
     if let Some(p) = &post {
-        adapter.post_in_thread(&t.channel, posted, p).await?;
+        match adapter.post_in_thread(&t.channel, posted, p).await {
+            Ok(()) => {}
+            Err(ChatError::Refused(why)) => {
+                tracing::error!(request = %t.request_id, seq = e.seq, kind = %e.kind, %why, "chat refused a thread post for good; skipping it");
+            }
+            Err(err) => return Err(err),
+        }
     }
+    t.synced_seq = e.seq;
+    // Posted, or refused for good: either way it is never tried again.
     if matches!(post, Some(ThreadPost::Summary(_))) {
         t.summary_sent = true;
     }
     if matches!(post, Some(ThreadPost::Granted { .. })) && !t.connect_sent {
-        if let Some(user) = chat_id(deps, adapter.platform(), req) {
-            let line = crate::http::api::connect_line(deps, req);
-            let text = format!(
-                "Your break-glass access {} to {} as {} is approved. Connect with:\n{line}",
-                req.code, req.host, req.login
-            );
-            adapter.ephemeral(&t.channel, &user, &text).await?;
-        }
-        t.connect_sent = true;
+        connect(deps, adapter, req, t).await?;
     }
+    Ok(())
+}
+
+/// The connect line, to the requester alone (the API shows it to them too). A refusal for
+/// good is logged and not retried.
+async fn connect(
+    deps: &Deps,
+    adapter: &dyn ChatAdapter,
+    req: &Request,
+    t: &mut ChatThread,
+) -> Result<(), ChatError> {
+    if let Some(user) = chat_id(deps, adapter.platform(), req) {
+        let line = crate::http::api::connect_line(deps, req);
+        let text = format!(
+            "Your break-glass access {} to {} as {} is approved. Connect with:\n{line}",
+            req.code, req.host, req.login
+        );
+        match adapter.ephemeral(&t.channel, &user, &text).await {
+            Ok(()) => {}
+            Err(ChatError::Refused(why)) => {
+                tracing::error!(request = %t.request_id, %why, "chat refused the connect line for good; not retrying it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    t.connect_sent = true;
     Ok(())
 }
 

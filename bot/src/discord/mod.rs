@@ -76,7 +76,8 @@ impl DiscordState {
             return false;
         };
         let Ok(t) = ts.parse::<i64>() else { return false };
-        if (now - t).abs() > MAX_AGE_SECS {
+        // The timestamp is the caller's: no arithmetic on it can overflow.
+        if now.abs_diff(t) > MAX_AGE_SECS.unsigned_abs() {
             return false;
         }
         self.verifier.verify(sig, ts, body).is_ok()
@@ -134,17 +135,27 @@ impl DiscordAdapter {
     }
 }
 
+/// Discord's JSON error code for "a thread has already been created for this message".
+const THREAD_ALREADY_CREATED: isize = 160_004;
+
+/// Discord's answer as a [`ChatError`]: 429 waits, 401 and 403 (the bot's token or
+/// permissions) are retried, any other 4xx, and a message serenity will not send (too long),
+/// refuse this message for good.
 fn chat_error(e: serenity::Error) -> ChatError {
-    if let serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) = &e {
-        let code = r.status_code.as_u16();
-        if code == 429 {
-            return ChatError::RateLimited(None);
+    match &e {
+        serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)) => {
+            let code = r.status_code.as_u16();
+            let what = format!("{code} {}", r.error.message);
+            match code {
+                429 => ChatError::RateLimited(None),
+                401 | 403 => ChatError::NotAllowed(what),
+                400..=499 => ChatError::Refused(what),
+                _ => ChatError::Transient(what),
+            }
         }
-        if code < 500 {
-            return ChatError::Refused(format!("{code} {}", r.error.message));
-        }
+        serenity::Error::Model(m) => ChatError::Refused(m.to_string()),
+        _ => ChatError::Transient(e.to_string()),
     }
-    ChatError::Transient(e.to_string())
 }
 
 fn snowflake(s: &str) -> Result<u64, ChatError> {
@@ -170,15 +181,33 @@ impl ChatAdapter for DiscordAdapter {
             )
             .await
             .map_err(chat_error)?;
-        let thread = ch
+        Ok(Posted { message_id: msg.id.to_string(), thread_id: None })
+    }
+
+    /// A thread started from the card. Its id is the card's message id, so a thread that
+    /// exists already (an earlier answer was lost) is found again.
+    async fn start_thread(
+        &self,
+        channel: &str,
+        posted: &Posted,
+        card: &CardView,
+    ) -> Result<Option<String>, ChatError> {
+        let result = ChannelId::new(snowflake(channel)?)
             .create_thread_from_message(
                 &self.http,
-                msg.id,
-                CreateThread::new(format!("{} {} on {}", card.code, card.requester, card.host)),
+                MessageId::new(snowflake(&posted.message_id)?),
+                CreateThread::new(render::thread_name(card)),
             )
-            .await
-            .map_err(chat_error)?;
-        Ok(Posted { message_id: msg.id.to_string(), thread_id: Some(thread.id.to_string()) })
+            .await;
+        match result {
+            Ok(thread) => Ok(Some(thread.id.to_string())),
+            Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)))
+                if r.error.code == THREAD_ALREADY_CREATED =>
+            {
+                Ok(Some(posted.message_id.clone()))
+            }
+            Err(e) => Err(chat_error(e)),
+        }
     }
 
     async fn update_card(
@@ -387,9 +416,9 @@ fn describe(deps: &Deps, r: &Request) -> String {
     format!(
         "{} {} → {} as {} for {}: **{}** ({} of {} approvals)",
         v.code,
-        escape(&v.requester, 64),
-        escape(&v.host, 64),
-        escape(&v.login, 32),
+        escape(&v.requester, render::NAME),
+        escape(&v.host, render::NAME),
+        escape(&v.login, render::NAME),
         escape(&v.duration, 16),
         v.status.as_str(),
         v.approvers.len(),
@@ -535,9 +564,11 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
                 .await
             {
                 Ok(rs) if rs.is_empty() => private("You have no requests.".to_owned()),
-                Ok(rs) => {
-                    private(rs.iter().map(|r| describe(deps, r)).collect::<Vec<_>>().join("\n"))
-                }
+                Ok(rs) => private(crate::chat::fit_lines(
+                    rs.iter().map(|r| describe(deps, r)),
+                    rs.len(),
+                    render::CONTENT_MAX,
+                )),
                 Err(e) => private(refusal(&e)),
             },
         },
@@ -558,7 +589,8 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
                     private(if here.is_empty() {
                         "No open requests or live sessions in this channel.".to_owned()
                     } else {
-                        here.join("\n")
+                        let n = here.len();
+                        crate::chat::fit_lines(here, n, render::CONTENT_MAX)
                     })
                 }
                 Err(e) => private(refusal(&e)),

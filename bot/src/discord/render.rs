@@ -3,38 +3,59 @@
 //!
 //! [`escape`] backslash-escapes every markdown character (`\ * _ ~ | > # - [ ] ( ) <` and
 //! backticks), breaks `@everyone`/`@here` and mention syntax with a zero-width space, turns
-//! control and bidirectional characters into U+FFFD, and cuts long text with an ellipsis.
-//! Every message also sets `allowed_mentions` to parse nothing, so even a missed case cannot
-//! ping anyone.
+//! control and bidirectional characters into U+FFFD, and cuts long text with an ellipsis, on a
+//! budget measured on the escaped output. Every text fits Discord's limits (message content
+//! 2000, embed title 256, field value 1024, footer 2048, thread name 100), or Discord refuses
+//! the message. Every message also sets `allowed_mentions` to parse nothing, so even a missed
+//! case cannot ping anyone.
 
 use serenity::all::{
     ButtonStyle, CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed,
 };
 
 use crate::chat::sync::hhmm;
-use crate::chat::{Button, CardView, Integrity, SummaryView, ThreadPost};
+use crate::chat::{
+    Button, CardView, Integrity, SummaryView, ThreadPost, escape_within, fit_lines, text_len,
+};
 use shared::core::Status;
 
-/// Escapes untrusted text for Discord markdown and cuts it to `max` characters.
+/// Discord's limit on a message's content.
+pub const CONTENT_MAX: usize = 2000;
+/// Discord's limit on an embed field's value.
+pub const FIELD_MAX: usize = 1024;
+/// Discord's limit on a thread's name.
+pub const THREAD_NAME_MAX: usize = 100;
+/// Budget for a name (person, host, scope, login): at most 64 ASCII characters, each escaped
+/// to two at most, so a valid name is never cut.
+pub const NAME: usize = 128;
+
+/// Escapes untrusted text for Discord markdown and cuts it where the escaped text would pass
+/// `max` characters (it ends with `…` then, so it is at most `max + 1` long).
 pub fn escape(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 2));
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
+    escape_within(text, max, |out, c| match c {
+        '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | '<'
+        | ':' => {
+            out.push('\\');
+            out.push(c);
         }
-        match c {
-            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '-' | '[' | ']' | '(' | ')' | '<'
-            | ':' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '@' => out.push_str("@\u{200B}"),
-            c if c.is_control() || shared::core::ids::is_bidi_control(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
+        '@' => out.push_str("@\u{200B}"),
+        c if c.is_control() || shared::core::ids::is_bidi_control(c) => out.push('\u{FFFD}'),
+        c => out.push(c),
+    })
+}
+
+/// The name of the thread started from a card (plain text, not markdown).
+pub fn thread_name(c: &CardView) -> String {
+    let name = format!("{} {} on {}", c.code, c.requester, c.host);
+    match name.char_indices().nth(THREAD_NAME_MAX - 1) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name,
     }
-    out
+}
+
+/// Names joined with commas, escaped and cut to `max`.
+fn names(list: &[String], max: usize) -> String {
+    escape(&list.join(", "), max)
 }
 
 /// Mentions nobody, whatever the text says.
@@ -76,19 +97,16 @@ pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
         footer
             .push(format!("Offline signatures only: breakglass approve --key YOUR_KEY {}", c.code));
     }
-    let approvers = if c.approvers.is_empty() {
-        "none yet".to_owned()
-    } else {
-        c.approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", ")
-    };
+    let approvers =
+        if c.approvers.is_empty() { "none yet".to_owned() } else { names(&c.approvers, 900) };
     let mut embed = CreateEmbed::new()
         .title(format!("Break-glass request {} · {}", c.code, status_word(c.status)))
-        .field("Requester", escape(&c.requester, 64), true)
-        .field("Host", format!("{} as {}", escape(&c.host, 64), escape(&c.login, 32)), true)
+        .field("Requester", escape(&c.requester, NAME), true)
+        .field("Host", format!("{} as {}", escape(&c.host, NAME), escape(&c.login, NAME)), true)
         .field("Duration", escape(&c.duration, 16), true)
-        .field("Scope", escape(&c.scope, 64), true)
+        .field("Scope", escape(&c.scope, NAME), true)
         .field("Approvals", format!("{} of {}: {approvers}", c.approvers.len(), c.quorum), true)
-        .field("Reason", escape(&c.reason, 1000), false);
+        .field("Reason", escape(&c.reason, FIELD_MAX - 1), false);
     if !footer.is_empty() {
         embed = embed.footer(serenity::all::CreateEmbedFooter::new(footer.join(" · ")));
     }
@@ -113,16 +131,16 @@ pub fn thread_post(p: &ThreadPost) -> String {
     match p {
         ThreadPost::Approved { by, have, need, signer } => {
             let how = if signer == "personal" { " (signed with their own key)" } else { "" };
-            format!("✅ Approved by {}{how} ({have} of {need})", escape(by, 64))
+            format!("✅ Approved by {}{how} ({have} of {need})", escape(by, NAME))
         }
         ThreadPost::Granted { approvers, requester } => format!(
             "🔓 Granted: quorum reached ({}). {} has the connect line.",
-            approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", "),
-            escape(requester, 64)
+            names(approvers, 1500),
+            escape(requester, NAME)
         ),
-        ThreadPost::Denied { by } => format!("⛔ Denied by {}", escape(by, 64)),
+        ThreadPost::Denied { by } => format!("⛔ Denied by {}", escape(by, NAME)),
         ThreadPost::Revoked { by, was } => {
-            format!("🛑 Revoked by {} (was {})", escape(by, 64), escape(was, 16))
+            format!("🛑 Revoked by {} (was {})", escape(by, NAME), escape(was, 16))
         }
         ThreadPost::Expired { was } => {
             if was == "pending" {
@@ -134,19 +152,20 @@ pub fn thread_post(p: &ThreadPost) -> String {
         ThreadPost::SessionStarted { requester, host, login } => {
             format!(
                 "🟢 Session live: {} on {} as {}",
-                escape(requester, 64),
-                escape(host, 64),
-                escape(login, 32)
+                escape(requester, NAME),
+                escape(host, NAME),
+                escape(login, NAME)
             )
         }
         ThreadPost::Summary(s) => summary(s),
     }
 }
 
-/// The audit summary of a session.
+/// The audit summary of a session, within Discord's message limit: the commands that fit
+/// (each cut), then how many more there were (the reviewer page has them all).
 pub fn summary(s: &SummaryView) -> String {
     let ended = match (s.end_reason.as_str(), &s.revoked_by) {
-        ("revoked", Some(by)) => format!("revoked by {}", escape(by, 64)),
+        ("revoked", Some(by)) => format!("revoked by {}", escape(by, NAME)),
         ("expired", _) => "cut at the end of the window".to_owned(),
         ("closed", _) => "closed by the user".to_owned(),
         (other, _) => escape(other, 32),
@@ -162,27 +181,30 @@ pub fn summary(s: &SummaryView) -> String {
         Integrity::Failed(why) => format!("❌ signature does NOT verify: {}", escape(why, 200)),
         Integrity::Missing => "no recording".to_owned(),
     };
-    let mut commands: Vec<String> =
-        s.commands.iter().map(|c| format!("• {}", escape(c, 200))).collect();
-    let shown = u64::try_from(s.commands.len()).unwrap_or(0);
-    if s.commands_total > shown {
-        commands.push(format!("…and {} more", s.commands_total - shown));
-    }
-    format!(
-        "**Session summary** {}: {} on {} as {}\n**Approvers:** {}\n**When:** {when}\n**Ended:** {ended}; exit status {}\n\
-         **Commands:** {} run\n{}\n**Bytes:** {} in, {} out\n**Recording:** {} · {integrity}",
-        s.code,
-        escape(&s.requester, 64),
-        escape(&s.host, 64),
-        escape(&s.login, 32),
-        s.approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", "),
-        s.exit_status.map_or_else(|| "-".to_owned(), |e| e.to_string()),
-        s.commands_total,
-        if commands.is_empty() { "none".to_owned() } else { commands.join("\n") },
-        s.bytes_in,
-        s.bytes_out,
-        s.recording.as_deref().map_or_else(|| "-".to_owned(), |f| escape(f, 100)),
-    )
+    let text = |commands: &str| {
+        format!(
+            "**Session summary** {}: {} on {} as {}\n**Approvers:** {}\n**When:** {when}\n**Ended:** {ended}; exit status {}\n\
+             **Commands:** {} run\n{commands}\n**Bytes:** {} in, {} out\n**Recording:** {} · {integrity}",
+            s.code,
+            escape(&s.requester, NAME),
+            escape(&s.host, NAME),
+            escape(&s.login, NAME),
+            names(&s.approvers, 400),
+            s.exit_status.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+            s.commands_total,
+            s.bytes_in,
+            s.bytes_out,
+            s.recording.as_deref().map_or_else(|| "-".to_owned(), |f| escape(f, 100)),
+        )
+    };
+    let total = usize::try_from(s.commands_total).unwrap_or(usize::MAX).max(s.commands.len());
+    let commands = if total == 0 {
+        "none".to_owned()
+    } else {
+        let budget = CONTENT_MAX.saturating_sub(text_len(&text("")));
+        fit_lines(s.commands.iter().map(|c| format!("• {}", escape(c, 120))), total, budget)
+    };
+    text(&commands)
 }
 
 #[cfg(test)]
@@ -200,5 +222,31 @@ mod tests {
         assert!(e.contains("\\`\\`\\`"), "{e}");
         assert!(!e.contains('\u{202E}') && !e.contains('\u{1b}'), "{e}");
         assert_eq!(escape(&"y".repeat(30), 5), "yyyyy…");
+    }
+
+    #[test]
+    fn escaping_never_pushes_text_past_discord_limits() {
+        let e = escape(&"db-1 ".repeat(200), FIELD_MAX - 1);
+        assert!(e.chars().count() <= FIELD_MAX && e.ends_with('…'), "{}", e.len());
+        assert!(!e.trim_end_matches('…').ends_with('\\'), "never inside an escape: {e}");
+        let long = "x".repeat(64);
+        let card = CardView {
+            id: "id".into(),
+            code: "bg-000001".into(),
+            requester: long.clone(),
+            host: long.clone(),
+            login: "postgres".into(),
+            scope: "db".into(),
+            duration: "30m".into(),
+            reason: "r".into(),
+            status: Status::Pending,
+            approvers: vec![],
+            quorum: 2,
+            closed_by: None,
+            not_after: shared::core::Timestamp::from_unix(0),
+            pending_until: shared::core::Timestamp::from_unix(0),
+            offline_only: false,
+        };
+        assert_eq!(thread_name(&card).chars().count(), THREAD_NAME_MAX);
     }
 }

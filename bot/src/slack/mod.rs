@@ -103,10 +103,32 @@ impl SlackAdapter {
     }
 }
 
+/// Slack's answer as a [`ChatError`]: an `error` code about the bot's access is retried, one
+/// about Slack itself is transient, any other refuses this message for good.
 fn chat_error(e: SlackClientError) -> ChatError {
     match e {
         SlackClientError::RateLimitError(r) => ChatError::RateLimited(r.retry_after),
-        SlackClientError::ApiError(a) => ChatError::Refused(a.code),
+        SlackClientError::ApiError(a) => match a.code.as_str() {
+            "ratelimited" => ChatError::RateLimited(None),
+            "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+                ChatError::Transient(a.code)
+            }
+            "not_authed"
+            | "invalid_auth"
+            | "account_inactive"
+            | "token_revoked"
+            | "token_expired"
+            | "missing_scope"
+            | "not_allowed_token_type"
+            | "no_permission"
+            | "not_in_channel"
+            | "channel_not_found"
+            | "is_archived"
+            | "restricted_action"
+            | "team_access_not_granted"
+            | "ekm_access_denied" => ChatError::NotAllowed(a.code),
+            _ => ChatError::Refused(a.code),
+        },
         other => ChatError::Transient(other.to_string()),
     }
 }
@@ -127,6 +149,16 @@ impl ChatAdapter for SlackAdapter {
             .await
             .map_err(chat_error)?;
         Ok(Posted { message_id: r.ts.0, thread_id: None })
+    }
+
+    /// Replies hang off the card's message: there is no thread to start.
+    async fn start_thread(
+        &self,
+        _channel: &str,
+        _posted: &Posted,
+        _card: &CardView,
+    ) -> Result<Option<String>, ChatError> {
+        Ok(None)
     }
 
     async fn update_card(

@@ -4,32 +4,32 @@
 //! Every piece of text that came from a user (reasons, names, commands, paths) goes through
 //! [`escape`]: `&`, `<` and `>` become entities, so `<!channel>`, `<@U…>` and
 //! `<http://evil|innocent>` cannot be formed; control and bidirectional characters become
-//! U+FFFD; long text is cut with an ellipsis. Text objects are also marked `verbatim`, so
-//! Slack does not turn bare URLs, `@here` or `#channel` into links or mentions.
+//! U+FFFD; long text is cut with an ellipsis, on a budget measured on the escaped output (an
+//! entity is never cut). Every section text fits Slack's 3000 characters (a field's, 2000),
+//! or Slack refuses the message with `invalid_blocks`. Text objects are also marked
+//! `verbatim`, so Slack does not turn bare URLs, `@here` or `#channel` into links or mentions.
 
 use slack_morphism::prelude::*;
 
 use crate::chat::sync::hhmm;
-use crate::chat::{Button, CardView, Integrity, SummaryView, ThreadPost};
+use crate::chat::{
+    Button, CardView, Integrity, SummaryView, ThreadPost, escape_within, fit_lines, text_len,
+};
 use shared::core::Status;
 
-/// Escapes untrusted text for Slack mrkdwn and cuts it to `max` characters.
+/// Slack's limit on a section block's text.
+pub const SECTION_MAX: usize = 3000;
+
+/// Escapes untrusted text for Slack mrkdwn and cuts it where the escaped text would pass `max`
+/// characters (it ends with `…` then, so it is at most `max + 1` long).
 pub fn escape(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 2));
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c if c.is_control() || shared::core::ids::is_bidi_control(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    escape_within(text, max, |out, c| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        c if c.is_control() || shared::core::ids::is_bidi_control(c) => out.push('\u{FFFD}'),
+        c => out.push(c),
+    })
 }
 
 /// Escaped text inside inline code (backticks in it are replaced, so it cannot break out).
@@ -86,10 +86,7 @@ pub fn card(c: &CardView) -> SlackMessageContent {
     ];
     let mut ctx = Vec::new();
     if !c.approvers.is_empty() {
-        ctx.push(format!(
-            "Approved by {}",
-            c.approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", ")
-        ));
+        ctx.push(format!("Approved by {}", escape(&c.approvers.join(", "), 1500)));
     }
     if let Some(by) = &c.closed_by {
         ctx.push(format!(
@@ -152,7 +149,7 @@ pub fn thread_post(p: &ThreadPost) -> SlackMessageContent {
         }
         ThreadPost::Granted { approvers, requester } => format!(
             "🔓 Granted: quorum reached ({}). {} has the connect line.",
-            approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", "),
+            escape(&approvers.join(", "), 1500),
             escape(requester, 64)
         ),
         ThreadPost::Denied { by } => format!("⛔ Denied by {}", escape(by, 64)),
@@ -206,45 +203,39 @@ pub fn summary(s: &SummaryView) -> SlackMessageContent {
         Integrity::Failed(why) => format!("❌ signature does NOT verify: {}", escape(why, 200)),
         Integrity::Missing => "no recording".to_owned(),
     };
-    let commands = if s.commands.is_empty() {
-        "none".to_owned()
-    } else {
-        let mut lines: Vec<String> =
-            s.commands.iter().map(|c| format!("• {}", code(c, 200))).collect();
-        if s.commands_total > u64::try_from(s.commands.len()).unwrap_or(0) {
-            lines.push(format!(
-                "…and {} more",
-                s.commands_total - u64::try_from(s.commands.len()).unwrap_or(0)
-            ));
-        }
-        lines.join("\n")
-    };
     let recording = match (&s.recording, &s.recording_link) {
         (Some(f), Some(link)) => format!("<{}|{}>", escape(link, 300), escape(f, 100)),
         (Some(f), None) => code(f, 100),
         _ => "-".into(),
     };
-    let text = format!(
-        "*Session summary* {}: {} on {} as {}\n\
-         *Approvers:* {}\n*When:* {when}\n*Ended:* {ended}; exit status {}\n\
-         *Commands:* {} run\n{commands}\n*Bytes:* {} in, {} out\n*Recording:* {recording} · {integrity}",
-        code(&s.code, 16),
-        escape(&s.requester, 64),
-        code(&s.host, 64),
-        code(&s.login, 32),
-        s.approvers.iter().map(|a| escape(a, 64)).collect::<Vec<_>>().join(", "),
-        s.exit_status.map_or_else(|| "-".to_owned(), |e| e.to_string()),
-        s.commands_total,
-        s.bytes_in,
-        s.bytes_out,
-    );
+    let text = |commands: &str| {
+        format!(
+            "*Session summary* {}: {} on {} as {}\n\
+             *Approvers:* {}\n*When:* {when}\n*Ended:* {ended}; exit status {}\n\
+             *Commands:* {} run\n{commands}\n*Bytes:* {} in, {} out\n*Recording:* {recording} · {integrity}",
+            code(&s.code, 16),
+            escape(&s.requester, 64),
+            code(&s.host, 64),
+            code(&s.login, 32),
+            escape(&s.approvers.join(", "), 600),
+            s.exit_status.map_or_else(|| "-".to_owned(), |e| e.to_string()),
+            s.commands_total,
+            s.bytes_in,
+            s.bytes_out,
+        )
+    };
+    // Within the section's limit: the commands that fit (each cut), then how many more there
+    // were (the reviewer page has them all).
+    let total = usize::try_from(s.commands_total).unwrap_or(usize::MAX).max(s.commands.len());
+    let commands = if total == 0 {
+        "none".to_owned()
+    } else {
+        let budget = SECTION_MAX.saturating_sub(text_len(&text("")));
+        fit_lines(s.commands.iter().map(|c| format!("• {}", code(c, 150))), total, budget)
+    };
     SlackMessageContent::new()
         .with_text(format!("Session summary {}", escape(&s.code, 16)))
-        .with_blocks(vec![
-            SlackSectionBlock::new()
-                .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text)))
-                .into(),
-        ])
+        .with_blocks(vec![section(text(&commands))])
 }
 
 #[cfg(test)]
