@@ -43,6 +43,8 @@ struct ChannelState {
     kind: Option<ChannelKind>,
     commands: Option<CommandTracker>,
     transfer: Option<Transfer>,
+    /// A forwarded connection (`ssh -L`/`-W`): its bytes are not terminal output.
+    tunnel: bool,
 }
 
 /// The recording of one session. Callers lock it briefly around each call.
@@ -129,6 +131,18 @@ impl Recording {
             tracing::error!(path = %self.path.display(), error = %e, "recording write failed");
             self.failed = Some(e.to_string());
         }
+    }
+
+    /// A forwarded connection the scope allows opens on `ch` (`ssh -L`/`-W` to `host:port`):
+    /// recorded as a marker and an event; the bytes it carries are not written to the file.
+    pub fn tunnel(&mut self, ch: ChannelId, host: &str, port: u32) {
+        let t = self.elapsed();
+        self.channels.entry(ch).or_default().tunnel = true;
+        if let Some(w) = self.writer.as_mut() {
+            let r = w.marker(t, &format!("port forwarding to {host}:{port}"));
+            self.io(r);
+        }
+        self.event("forward", json!({ "kind": "local", "host": host, "port": port }));
     }
 
     /// Records a PTY request for `ch`.
@@ -226,7 +240,7 @@ impl Recording {
                 Some(Transfer::Scp(s)) => transfers = s.client_to_server(data),
                 None => {}
             }
-            binary = st.transfer.is_some();
+            binary = st.transfer.is_some() || st.tunnel;
         }
         // File contents uploaded over sftp/scp are summarised by the transfer events, not
         // kept twice in the recording.
@@ -258,7 +272,7 @@ impl Recording {
                 Some(Transfer::Scp(s)) => transfers = s.server_to_client(data),
                 None => {}
             }
-            binary = st.transfer.is_some();
+            binary = st.transfer.is_some() || st.tunnel;
         }
         if !binary && let Some(w) = self.writer.as_mut() {
             let r = if pty { w.output(t, data) } else { w.exec_stdout(t, data) };

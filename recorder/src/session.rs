@@ -610,18 +610,52 @@ impl Handler for GatewaySession {
         channel: Channel<Msg>,
         host: &str,
         port: u32,
-        _oa: &str,
-        _op: u32,
+        oa: &str,
+        op: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Error> {
+        let id = channel.id();
         drop(channel);
-        self.note(
-            "forward_refused",
-            &format!("port forwarding to {host}:{port} refused"),
-            json!({ "kind": "local", "host": host, "port": port }),
-        );
-        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        let allowed = self.live().filter(|live| {
+            let scope = self.deps.config.policy.scope(&live.grant.request().scope);
+            scope.is_ok_and(|s| s.forwarding.port)
+        });
+        let Some(live) = allowed else {
+            self.note(
+                "forward_refused",
+                &format!("port forwarding to {host}:{port} refused"),
+                json!({ "kind": "local", "host": host, "port": port }),
+            );
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return Ok(());
+        };
+        // The scope allows it: the target opens the connection (its own sshd decides too,
+        // from the certificate's permit-port-forwarding), and the gateway relays and records
+        // that it happened.
+        match live.upstream.channel_open_direct_tcpip(host, port, oa, op).await {
+            Ok(up) => {
+                if live.record(|r| r.tunnel(id, host, port)).is_none() {
+                    reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+                    return Ok(());
+                }
+                let (read, write) = up.split();
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.chans.insert(id, Chan { up: write, replies: rx });
+                live.channels.open(id);
+                tokio::spawn(pump_target(read, session.handle(), id, live.clone(), tx));
+                reply.accept().await;
+            }
+            Err(e) => {
+                tracing::info!(error = %e, %host, port, "the target refused a forwarded connection");
+                self.note(
+                    "forward_failed",
+                    &format!("port forwarding to {host}:{port} failed"),
+                    json!({ "kind": "local", "host": host, "port": port, "error": e.to_string() }),
+                );
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
         Ok(())
     }
 

@@ -903,6 +903,19 @@ fn validate_scope(
         ));
     }
     let approval_timeout = duration("approval_timeout", &s.approval_timeout, "15m")?;
+    // The gateway relays local port forwarding only; asking for more must not look granted.
+    for (field, on) in [
+        ("allow_agent_forwarding", s.allow_agent_forwarding),
+        ("allow_x11_forwarding", s.allow_x11_forwarding),
+    ] {
+        if on {
+            return Err(err(
+                format!("{key}.{field}"),
+                "the gateway does not relay this kind of forwarding (it is always refused)",
+                "remove the line or set it to false",
+            ));
+        }
+    }
     let group_set = |field: &str, list: &[String]| -> Result<BTreeSet<GroupName>, ConfigError> {
         let mut out = BTreeSet::new();
         for g in list {
@@ -1081,6 +1094,18 @@ mod tests {
                 assert!(!e.fix.is_empty(), "every error says how to fix it: {e}");
             }
         }
+    }
+
+    #[test]
+    fn forwarding_the_gateway_cannot_relay_is_refused() {
+        for field in ["allow_agent_forwarding", "allow_x11_forwarding"] {
+            refused(
+                &format!("{MINIMAL}\n{field} = true"),
+                &format!("scopes.prod-db.{field}"),
+                "does not relay",
+            );
+        }
+        assert!(from_toml_str(&format!("{MINIMAL}\nallow_port_forwarding = true")).is_ok());
     }
 
     #[test]

@@ -383,6 +383,51 @@ fn forwarding_is_refused_and_recorded() {
 }
 
 #[test]
+fn port_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
+    let w = World::with(WorldOptions {
+        scope_extra: "allow_port_forwarding = true\n".into(),
+        ..WorldOptions::default()
+    });
+    let code = w.grant("db-1", None);
+    // `ssh -W` to the target's own sshd, through the gateway and the target: its banner comes
+    // back, then it hangs up on our nonsense.
+    let target = format!("127.0.0.1:{}", w.sshd.port);
+    let mut child = w
+        .ssh_cmd("alice", &code, &["-W", &target])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(b"not-ssh\r\n").expect("write");
+    let out = child.wait_with_output().expect("ssh exits");
+    drop(input);
+    assert!(
+        text(&out.stdout).starts_with("SSH-2.0-OpenSSH"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = w.session_events(&code);
+        if let Some(e) = events.iter().find(|e| e.kind == "forward") {
+            assert_eq!(e.detail["port"], w.sshd.port, "{:?}", e.detail);
+            assert!(!events.iter().any(|e| e.kind == "forward_refused"), "{events:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forward is a session event: {events:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The tunnelled bytes are not in the recording.
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cast = std::fs::read_to_string(&rec).expect("recording");
+    assert!(!cast.contains("not-ssh") && !cast.contains("SSH-2.0-OpenSSH"), "{cast}");
+}
+
+#[test]
 fn the_window_end_cuts_a_live_session_with_a_message() {
     let w = World::with(WorldOptions {
         scope_extra: "max_duration = \"3s\"\ndefault_duration = \"3s\"\n".into(),
