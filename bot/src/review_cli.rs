@@ -44,13 +44,13 @@ pub async fn search(c: &Client, q: &SearchQuery, json: bool) -> Result<(), Failu
         let when = shared::core::Timestamp::from_unix(h.at).rfc3339();
         println!(
             "{:<10} {:<20} {}@{}  +{}  {}\n           {}",
-            h.code,
+            replay::printable(&h.code),
             when,
             replay::printable(&h.requester),
             replay::printable(&h.host),
             clock(h.t),
             replay::printable(&h.command),
-            h.url
+            replay::printable(&h.url)
         );
     }
     println!("{} hit(s)", hits.hits.len());
@@ -156,7 +156,15 @@ pub fn play(loaded: &Loaded, args: &ReplayArgs) -> Result<(), Failure> {
     };
     let _ = writeln!(err, "{first}");
     let cast = recorder::cast::parse_bytes(&loaded.bytes).map_err(|e| {
-        Failure::new(EXIT_LOCAL, format!("{} is not a recording: {e}", loaded.name))
+        let why = e.to_string();
+        Failure::new(
+            EXIT_LOCAL,
+            format!(
+                "{} is not a recording: {}",
+                replay::printable(&loaded.name),
+                replay::printable(&why)
+            ),
+        )
     })?;
     let commands = replay::commands(&cast);
     if args.list_commands {

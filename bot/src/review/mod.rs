@@ -319,11 +319,11 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    fn started(&self) -> Timestamp {
+    pub(super) fn started(&self) -> Timestamp {
         self.rec.as_ref().map_or(self.req.updated_at, |r| r.started_at)
     }
 
-    fn live(&self) -> bool {
+    pub(super) fn live(&self) -> bool {
         self.rec.is_none() && self.req.status == Status::Active
     }
 }
@@ -464,7 +464,13 @@ async fn session(
     let req = load_request(&deps, &code).await?;
     let rec = deps.store.recording(req.id).await?;
     let integrity = match &rec {
-        Some(r) => crate::chat::sync::integrity(&deps, r, true),
+        // Re-hashing the whole file is blocking work: off the async workers.
+        Some(r) => {
+            let (d, r) = (deps.clone(), r.clone());
+            tokio::task::spawn_blocking(move || crate::chat::sync::integrity(&d, &r, true))
+                .await
+                .map_err(|e| ReviewError::Internal(e.to_string()))?
+        }
         None => Integrity::Missing,
     };
     let events = deps.store.session_events(req.id).await?;
@@ -544,7 +550,10 @@ pub(crate) async fn bundle_of(
 ) -> Result<Vec<u8>, ReviewError> {
     let audit = deps.store.audit_of_request(req.id, 0).await?;
     let events = deps.store.session_events(req.id).await?;
-    bundle::build(deps, req, rec, cast, &audit, &events)
+    let (d, req, rec, cast) = (deps.clone(), req.clone(), rec.clone(), cast.to_vec());
+    tokio::task::spawn_blocking(move || bundle::build(&d, &req, &rec, &cast, &audit, &events))
+        .await
+        .map_err(|e| ReviewError::Internal(e.to_string()))?
         .map_err(|e| ReviewError::Internal(format!("{e:#}")))
 }
 

@@ -145,9 +145,9 @@ pub fn list(
                                         (a.approver)
                                     }
                                 }
-                                td.when { (when(r.rec.as_ref().map_or(r.req.updated_at, |x| x.started_at))) }
+                                td.when { (when(r.started())) }
                                 td.ended { (ended(r)) }
-                                (integrity_cell(&r.integrity, r.rec.is_none()))
+                                (integrity_cell(&r.integrity, r.live()))
                             }
                         }
                     }
@@ -163,7 +163,7 @@ pub fn list(
 pub fn session(who: &PrincipalName, p: &SessionPage) -> Markup {
     let req = &p.row.req;
     let code = req.code.to_string();
-    let live = p.row.rec.is_none();
+    let live = p.row.live();
     let cast_url = format!("/review/s/{code}/cast");
     let live_url = live.then(|| format!("/review/s/{code}/live"));
     let body = html! {
