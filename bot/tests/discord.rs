@@ -14,9 +14,6 @@ use e2e::fake_discord::{
 };
 use serde_json::{Value, json};
 use shared::config::Secret;
-use shared::core::request::{self as core_request};
-use shared::core::{Action, RequestRef};
-use shared::ports::RecordingRecord;
 use shared::testing::db::TestDb;
 
 const CH: &str = "1150000000000000001";
@@ -174,48 +171,10 @@ impl Discord {
             .collect()
     }
 
+    /// Simulates the gateway: the session starts and ends with a signed recording.
     async fn session(&self, code: &str, commands: &[&str]) {
-        let d = &self.app.deps;
-        let req = d.get(&code.parse().expect("code")).await.expect("request");
-        let now = d.now();
-        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
-            .expect("start");
-        d.store.apply(&t, now).await.expect("started");
-        for c in commands {
-            let e = shared::ports::SessionEvent {
-                request_id: req.id,
-                at: now,
-                offset_ms: 0,
-                kind: "command".into(),
-                detail: json!({"command": c}),
-            };
-            d.store.add_session_event(&e).await.expect("event");
-        }
-        let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
-        let end = core_request::apply(
-            &live,
-            Action::SessionEnded,
-            &d.config.policy,
-            &d.pins,
-            now.plus_secs(30),
-        )
-        .expect("end");
-        let side = self.recording_key.sign("x.cast", &[5; 32], now);
-        let rec = RecordingRecord {
-            request_id: req.id,
-            file: format!("{code}-1.cast"),
-            sha256: [5; 32],
-            signature: side.signature,
-            key_id: side.key_id,
-            started_at: now,
-            ended_at: now.plus_secs(30),
-            end_reason: "closed".into(),
-            exit_status: Some(0),
-            bytes_in: 1,
-            bytes_out: 2,
-            commands: commands.len() as u64,
-        };
-        d.store.end_session(&rec, Some(&end), &[], now.plus_secs(30)).await.expect("ended");
+        self.app.start_session(code).await;
+        self.app.end_session(code, commands, &self.recording_key, [5; 32], 2).await;
     }
 }
 

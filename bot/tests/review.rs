@@ -160,12 +160,7 @@ impl Review {
         for who in ["bob", "carol"] {
             assert_eq!(self.app.act(&code, "approve", who).await.0, StatusCode::OK);
         }
-        let d = &self.app.deps;
-        let req = d.get(&code.parse().expect("code")).await.expect("request");
-        let now = d.now();
-        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
-            .expect("start");
-        d.store.apply(&t, now).await.expect("started");
+        self.app.start_session(&code).await;
         code
     }
 

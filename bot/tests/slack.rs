@@ -11,9 +11,6 @@ use common::{App, Backend, TestResult, run};
 use e2e::fake_slack::{FakeSlack, click_body, command_body, sign};
 use serde_json::Value;
 use shared::config::Secret;
-use shared::core::request::{self as core_request};
-use shared::core::{Action, RequestRef};
-use shared::ports::RecordingRecord;
 use shared::testing::db::TestDb;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -126,56 +123,13 @@ impl Slack {
 
     /// Simulates the gateway starting the session.
     async fn session_start(&self, code: &str) {
-        let d = &self.app.deps;
-        let req = d.get(&code.parse().expect("code")).await.expect("request");
-        let now = d.now();
-        let t = core_request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
-            .expect("start");
-        d.store.apply(&t, now).await.expect("started");
+        self.app.start_session(code).await;
     }
 
     /// Simulates the gateway ending the live session after `commands`, with a signed
     /// recording.
     async fn session_end(&self, code: &str, commands: &[&str]) {
-        let d = &self.app.deps;
-        let req = d.get(&code.parse().expect("code")).await.expect("request");
-        let now = d.now();
-        for (i, c) in commands.iter().enumerate() {
-            let e = shared::ports::SessionEvent {
-                request_id: req.id,
-                at: now,
-                offset_ms: i as i64 * 1000,
-                kind: "command".into(),
-                detail: serde_json::json!({"command": c}),
-            };
-            d.store.add_session_event(&e).await.expect("event");
-        }
-        let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
-        let end = core_request::apply(
-            &live,
-            Action::SessionEnded,
-            &d.config.policy,
-            &d.pins,
-            now.plus_secs(60),
-        )
-        .expect("end");
-        let sha = [9u8; 32];
-        let side = self.recording_key.sign("x.cast", &sha, now);
-        let rec = RecordingRecord {
-            request_id: req.id,
-            file: format!("{code}-1.cast"),
-            sha256: sha,
-            signature: side.signature,
-            key_id: side.key_id,
-            started_at: now,
-            ended_at: now.plus_secs(60),
-            end_reason: "closed".into(),
-            exit_status: Some(0),
-            bytes_in: 42,
-            bytes_out: 4242,
-            commands: commands.len() as u64,
-        };
-        d.store.end_session(&rec, Some(&end), &[], now.plus_secs(60)).await.expect("ended");
+        self.app.end_session(code, commands, &self.recording_key, [9; 32], 4242).await;
     }
 }
 

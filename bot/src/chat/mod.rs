@@ -308,6 +308,20 @@ pub fn fit_lines(lines: impl IntoIterator<Item = String>, total: usize, budget: 
     out
 }
 
+/// A request's status as both chat platforms show it.
+pub fn status_word(s: shared::core::Status) -> &'static str {
+    use shared::core::Status;
+    match s {
+        Status::Pending => "⏳ pending",
+        Status::Approved => "✅ approved",
+        Status::Active => "🟢 session live",
+        Status::Closed => "⚪ closed",
+        Status::Denied => "⛔ denied",
+        Status::Expired => "⌛ expired",
+        Status::Revoked => "🛑 revoked",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

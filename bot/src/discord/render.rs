@@ -62,19 +62,6 @@ fn names(list: &[String], max: usize) -> String {
 pub fn no_mentions() -> CreateAllowedMentions {
     CreateAllowedMentions::new().empty_users().empty_roles().everyone(false)
 }
-
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Pending => "⏳ pending",
-        Status::Approved => "✅ approved",
-        Status::Active => "🟢 session live",
-        Status::Closed => "⚪ closed",
-        Status::Denied => "⛔ denied",
-        Status::Expired => "⌛ expired",
-        Status::Revoked => "🛑 revoked",
-    }
-}
-
 /// The card: an embed and its buttons (custom id `action:request-id`).
 pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
     let mut footer = Vec::new();
@@ -100,7 +87,7 @@ pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
     let approvers =
         if c.approvers.is_empty() { "none yet".to_owned() } else { names(&c.approvers, 900) };
     let mut embed = CreateEmbed::new()
-        .title(format!("Break-glass request {} · {}", c.code, status_word(c.status)))
+        .title(format!("Break-glass request {} · {}", c.code, crate::chat::status_word(c.status)))
         .field("Requester", escape(&c.requester, NAME), true)
         .field("Host", format!("{} as {}", escape(&c.host, NAME), escape(&c.login, NAME)), true)
         .field("Duration", escape(&c.duration, 16), true)

@@ -51,26 +51,13 @@ fn context(text: String) -> SlackBlock {
     )])
     .into()
 }
-
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Pending => "⏳ pending",
-        Status::Approved => "✅ approved",
-        Status::Active => "🟢 session live",
-        Status::Closed => "⚪ closed",
-        Status::Denied => "⛔ denied",
-        Status::Expired => "⌛ expired",
-        Status::Revoked => "🛑 revoked",
-    }
-}
-
 /// The request card.
 pub fn card(c: &CardView) -> SlackMessageContent {
     let mut blocks = vec![
         section(format!(
             "*Break-glass request* {} · *{}* ({} of {} approvals)",
             code(&c.code, 16),
-            status_word(c.status),
+            crate::chat::status_word(c.status),
             c.approvers.len(),
             c.quorum
         )),
@@ -135,7 +122,7 @@ pub fn card(c: &CardView) -> SlackMessageContent {
             "Break-glass request {} for {}: {}",
             escape(&c.code, 16),
             escape(&c.host, 64),
-            status_word(c.status)
+            crate::chat::status_word(c.status)
         ))
         .with_blocks(blocks)
 }

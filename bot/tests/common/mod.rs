@@ -226,6 +226,65 @@ impl App {
         self.deps.store.audit_page(0, 1000).await.expect("audit reads").len()
     }
 
+    /// Simulates the gateway starting the session of `code` (the request becomes `active`).
+    pub async fn start_session(&self, code: &str) {
+        use shared::core::{Action, request};
+        let d = &self.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
+        let t = request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
+            .expect("start");
+        d.store.apply(&t, now).await.expect("started");
+    }
+
+    /// Simulates the gateway ending the live session of `code` a minute later, after
+    /// `commands` (one a second), with a recording whose SHA-256 is `sha256`, signed by `key`,
+    /// and `bytes_out` bytes of output.
+    pub async fn end_session(
+        &self,
+        code: &str,
+        commands: &[&str],
+        key: &recorder::integrity::RecordingSigner,
+        sha256: [u8; 32],
+        bytes_out: u64,
+    ) {
+        use shared::core::{Action, RequestRef, request};
+        let d = &self.deps;
+        let req = d.get(&code.parse().expect("code")).await.expect("request");
+        let now = d.now();
+        for (i, c) in commands.iter().enumerate() {
+            let e = shared::ports::SessionEvent {
+                request_id: req.id,
+                at: now,
+                offset_ms: i64::try_from(i).unwrap_or(0) * 1000,
+                kind: "command".into(),
+                detail: serde_json::json!({ "command": c }),
+            };
+            d.store.add_session_event(&e).await.expect("event");
+        }
+        let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
+        let ended = now.plus_secs(60);
+        let end = request::apply(&live, Action::SessionEnded, &d.config.policy, &d.pins, ended)
+            .expect("end");
+        let file = format!("{code}-1.cast");
+        let side = key.sign(&file, &sha256, ended);
+        let rec = shared::ports::RecordingRecord {
+            request_id: req.id,
+            file,
+            sha256,
+            signature: side.signature,
+            key_id: side.key_id,
+            started_at: now,
+            ended_at: ended,
+            end_reason: "closed".into(),
+            exit_status: Some(0),
+            bytes_in: 42,
+            bytes_out,
+            commands: commands.len() as u64,
+        };
+        d.store.end_session(&rec, Some(&end), &[], ended).await.expect("ended");
+    }
+
     /// How many requests are stored.
     pub async fn request_count(&self) -> usize {
         self.deps
