@@ -43,21 +43,40 @@ impl EndReason {
     }
 }
 
-/// The channels of a session the client has open, and whether each has a PTY.
+/// What a cut does to an open channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// A session channel without a PTY: the message goes to stderr.
+    Plain,
+    /// A session channel with a PTY: the message goes to the terminal.
+    Pty,
+    /// A forwarded connection (port, agent, X11): its bytes are someone else's protocol, so
+    /// it is closed without a message.
+    Tunnel,
+}
+
+/// The channels of a session the client has open, and what each carries.
 #[derive(Debug, Default)]
-pub struct OpenChannels(Mutex<HashMap<ChannelId, bool>>);
+pub struct OpenChannels(Mutex<HashMap<ChannelId, Open>>);
 
 impl OpenChannels {
     pub fn open(&self, ch: ChannelId) {
+        self.insert(ch, Open::Plain);
+    }
+    pub fn open_tunnel(&self, ch: ChannelId) {
+        self.insert(ch, Open::Tunnel);
+    }
+    fn insert(&self, ch: ChannelId, what: Open) {
         if let Ok(mut m) = self.0.lock() {
-            m.insert(ch, false);
+            m.insert(ch, what);
         }
     }
     pub fn set_pty(&self, ch: ChannelId) {
         if let Ok(mut m) = self.0.lock()
             && let Some(p) = m.get_mut(&ch)
+            && *p == Open::Plain
         {
-            *p = true;
+            *p = Open::Pty;
         }
     }
     pub fn close(&self, ch: ChannelId) {
@@ -65,7 +84,7 @@ impl OpenChannels {
             m.remove(&ch);
         }
     }
-    fn snapshot(&self) -> Vec<(ChannelId, bool)> {
+    fn snapshot(&self) -> Vec<(ChannelId, Open)> {
         self.0.lock().map(|m| m.iter().map(|(c, p)| (*c, *p)).collect()).unwrap_or_default()
     }
 }
@@ -105,14 +124,21 @@ impl Cutter {
             *r = Some(reason);
         }
         self.done.cancel();
-        for (ch, pty) in self.channels.snapshot() {
-            let line = if pty { format!("\r\n{message}\r\n") } else { format!("{message}\n") };
-            if pty {
-                let _ = self.handle.data(ch, line.into_bytes()).await;
-            } else {
-                let _ = self.handle.extended_data(ch, 1, line.into_bytes()).await;
+        for (ch, what) in self.channels.snapshot() {
+            match what {
+                Open::Pty => {
+                    let line = format!("\r\n{message}\r\n");
+                    let _ = self.handle.data(ch, line.into_bytes()).await;
+                }
+                Open::Plain => {
+                    let line = format!("{message}\n");
+                    let _ = self.handle.extended_data(ch, 1, line.into_bytes()).await;
+                }
+                Open::Tunnel => {}
             }
-            let _ = self.handle.exit_status_request(ch, 255).await;
+            if what != Open::Tunnel {
+                let _ = self.handle.exit_status_request(ch, 255).await;
+            }
             let _ = self.handle.eof(ch).await;
             let _ = self.handle.close(ch).await;
         }

@@ -43,7 +43,7 @@ struct ChannelState {
     kind: Option<ChannelKind>,
     commands: Option<CommandTracker>,
     transfer: Option<Transfer>,
-    /// A forwarded connection (`ssh -L`/`-W`): its bytes are not terminal output.
+    /// A forwarded connection (port, agent, X11): its bytes are not terminal output.
     tunnel: bool,
 }
 
@@ -133,16 +133,17 @@ impl Recording {
         }
     }
 
-    /// A forwarded connection the scope allows opens on `ch` (`ssh -L`/`-W` to `host:port`):
-    /// recorded as a marker and an event; the bytes it carries are not written to the file.
-    pub fn tunnel(&mut self, ch: ChannelId, host: &str, port: u32) {
+    /// A forwarded connection the scope allows opens on `ch` (a port forward, a use of the
+    /// user's agent, an X11 client): recorded as a marker `label` and a `forward` event with
+    /// `detail`; the bytes it carries are not written to the file.
+    pub fn forward(&mut self, ch: ChannelId, label: &str, detail: Value) {
         let t = self.elapsed();
         self.channels.entry(ch).or_default().tunnel = true;
         if let Some(w) = self.writer.as_mut() {
-            let r = w.marker(t, &format!("port forwarding to {host}:{port}"));
+            let r = w.marker(t, label);
             self.io(r);
         }
-        self.event("forward", json!({ "kind": "local", "host": host, "port": port }));
+        self.event("forward", detail);
     }
 
     /// Records a PTY request for `ch`.

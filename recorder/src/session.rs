@@ -30,8 +30,8 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf
 use serde_json::json;
 use shared::core::request::{self as core_request};
 use shared::core::{
-    Action, AuditDraft, AuditKind, PrincipalName, Request, RequestRef, Status, Timestamp,
-    VerifiedGrant,
+    Action, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, RequestRef, Status,
+    Timestamp, VerifiedGrant,
 };
 use shared::ports::{RecordingRecord, SessionEvent};
 use tokio::sync::mpsc;
@@ -40,7 +40,7 @@ use crate::GatewayDeps;
 use crate::authz::{Refusal, Target, decide};
 use crate::live::{Cutter, EndReason, OpenChannels};
 use crate::recording::{ChannelKind, Recording};
-use crate::upstream::{self, TargetSession};
+use crate::upstream::{self, Inbound, Opened, TargetSession};
 
 /// The handler's error: russh's, as the trait requires.
 pub type Error = russh::Error;
@@ -59,6 +59,20 @@ pub struct Live {
     pub started_at: Timestamp,
     /// Cancelled once the connection ended and the recording is being closed.
     pub finished: tokio_util::sync::CancellationToken,
+    /// The forwarding the grant's scope allows.
+    pub forwarding: Forwarding,
+    /// The forwarding the user asked for and the target set up: only channels the target
+    /// opens for these are bridged to the user.
+    pub forwards: Mutex<Forwards>,
+}
+
+/// Forwarding set up on the target for this session.
+#[derive(Debug, Default)]
+pub struct Forwards {
+    pub agent: bool,
+    pub x11: bool,
+    /// `(address, port)` the target listens on for `ssh -R`.
+    pub remote: Vec<(String, u32)>,
 }
 
 impl Live {
@@ -171,7 +185,7 @@ impl GatewaySession {
                     .into(),
             }
         })?;
-        let upstream = upstream::connect(
+        let (upstream, inbound) = upstream::connect(
             req.host.as_str(),
             grant.host_addr(),
             d.config.gateway.known_hosts_file.clone(),
@@ -271,7 +285,7 @@ impl GatewaySession {
         tokio::spawn(write_events(self.deps.store.clone(), events_rx));
 
         let channels = Arc::new(OpenChannels::default());
-        let cutter = Arc::new(Cutter::new(handle, channels.clone()));
+        let cutter = Arc::new(Cutter::new(handle.clone(), channels.clone()));
         let live = Arc::new(Live {
             grant,
             who,
@@ -281,8 +295,11 @@ impl GatewaySession {
             channels,
             started_at,
             finished: tokio_util::sync::CancellationToken::new(),
+            forwarding: scope.forwarding,
+            forwards: Mutex::new(Forwards::default()),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
+        tokio::spawn(bridge_inbound(live.clone(), handle, inbound));
         tokio::spawn(enforce_deadline(live.clone(), self.deps.clock.clone()));
         tokio::spawn(flush_ticker(live.clone()));
         tracing::info!(code = %req.code, who = %live.who, host = %req.host, login = %req.login, "session started");
@@ -296,14 +313,22 @@ impl GatewaySession {
         session: &mut Session,
         sent: Result<(), russh::Error>,
     ) -> Result<(), Error> {
-        let ok = match (sent, self.chans.get_mut(&ch)) {
+        if self.target_agreed(ch, sent).await {
+            session.channel_success(ch)
+        } else {
+            session.channel_failure(ch)
+        }
+    }
+
+    /// Whether the target said yes to a want-reply request sent (`sent`) on `ch`.
+    async fn target_agreed(&mut self, ch: ChannelId, sent: Result<(), russh::Error>) -> bool {
+        match (sent, self.chans.get_mut(&ch)) {
             (Ok(()), Some(c)) => matches!(
                 tokio::time::timeout(Duration::from_secs(30), c.replies.recv()).await,
                 Ok(Some(true))
             ),
             _ => false,
-        };
-        if ok { session.channel_success(ch) } else { session.channel_failure(ch) }
+        }
     }
 
     /// Prints the refusal on `ch` and closes it.
@@ -521,16 +546,17 @@ impl Handler for GatewaySession {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Error> {
+        // Channels the gateway opened towards the user (remote, agent and X11 forwarding)
+        // are relayed by their own task (`relay_tunnel`), from the channel itself.
+        let Some(c) = self.chans.get(&ch) else { return Ok(()) };
         // Nothing reaches the target unrecorded.
         if let Some(live) = self.live()
             && live.record(|r| r.input(ch, data)).is_none()
         {
             return Ok(());
         }
-        if let Some(c) = self.chans.get(&ch) {
-            // Awaits the target's window: the client cannot outrun the target.
-            c.up.data_bytes(Bytes::copy_from_slice(data)).await?;
-        }
+        // Awaits the target's window: the client cannot outrun the target.
+        c.up.data_bytes(Bytes::copy_from_slice(data)).await?;
         Ok(())
     }
 
@@ -569,25 +595,76 @@ impl Handler for GatewaySession {
         ch: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Error> {
-        self.note(
-            "forward_refused",
-            "agent forwarding refused",
-            json!({ "kind": "agent", "channel": ch.to_string() }),
-        );
-        Ok(false)
+        let Some(live) = self.live().filter(|l| l.forwarding.agent) else {
+            self.note(
+                "forward_refused",
+                "agent forwarding refused",
+                json!({ "kind": "agent", "channel": ch.to_string() }),
+            );
+            return Ok(false);
+        };
+        // The target's sshd decides too (the certificate's permit-agent-forwarding); its
+        // programs then reach the agent through channels `bridge_inbound` relays.
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.agent_forward(true).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        let ok = self.target_agreed(ch, sent).await;
+        if ok {
+            if let Ok(mut f) = live.forwards.lock() {
+                f.agent = true;
+            }
+            self.note("forward", "agent forwarding on", json!({ "kind": "agent", "set_up": true }));
+        } else {
+            self.note(
+                "forward_failed",
+                "agent forwarding failed on the target",
+                json!({ "kind": "agent" }),
+            );
+        }
+        Ok(ok)
     }
 
     async fn x11_request(
         &mut self,
         ch: ChannelId,
-        _single: bool,
-        _proto: &str,
-        _cookie: &str,
-        _screen: u32,
+        single: bool,
+        proto: &str,
+        cookie: &str,
+        screen: u32,
         session: &mut Session,
     ) -> Result<(), Error> {
-        self.note("forward_refused", "X11 forwarding refused", json!({ "kind": "x11" }));
-        session.channel_failure(ch)
+        if self.live().is_none_or(|l| !l.forwarding.x11) {
+            self.note("forward_refused", "X11 forwarding refused", json!({ "kind": "x11" }));
+            return session.channel_failure(ch);
+        }
+        // The cookie is the client's fake one (the client swaps in the real one), and it is
+        // still never recorded.
+        let sent = match self.chans.get(&ch) {
+            Some(c) => c.up.request_x11(true, single, proto, cookie, screen).await,
+            None => Err(russh::Error::WrongChannel),
+        };
+        let ok = self.target_agreed(ch, sent).await;
+        if ok {
+            if let Some(live) = self.live()
+                && let Ok(mut f) = live.forwards.lock()
+            {
+                f.x11 = true;
+            }
+            self.note(
+                "forward",
+                "X11 forwarding on",
+                json!({ "kind": "x11", "set_up": true, "screen": screen }),
+            );
+            session.channel_success(ch)
+        } else {
+            self.note(
+                "forward_failed",
+                "X11 forwarding failed on the target",
+                json!({ "kind": "x11" }),
+            );
+            session.channel_failure(ch)
+        }
     }
 
     async fn tcpip_forward(
@@ -596,12 +673,64 @@ impl Handler for GatewaySession {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Error> {
-        self.note(
-            "forward_refused",
-            &format!("remote forwarding of {address}:{port} refused"),
-            json!({ "kind": "remote", "address": address, "port": *port }),
-        );
-        Ok(false)
+        let Some(live) = self.live().filter(|l| l.forwarding.port) else {
+            self.note(
+                "forward_refused",
+                &format!("remote forwarding of {address}:{port} refused"),
+                json!({ "kind": "remote", "address": address, "port": *port }),
+            );
+            return Ok(false);
+        };
+        // The target listens (its sshd decides too, from permit-port-forwarding); connections
+        // to it come back as forwarded-tcpip channels that `bridge_inbound` relays.
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            live.upstream.tcpip_forward(address, *port),
+        )
+        .await;
+        match answer {
+            Ok(Ok(bound)) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                if let Ok(mut f) = live.forwards.lock() {
+                    f.remote.push((address.to_owned(), *port));
+                }
+                self.note(
+                    "forward",
+                    &format!("remote forwarding of {address}:{port} on the target"),
+                    json!({ "kind": "remote", "address": address, "port": *port, "set_up": true }),
+                );
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                self.note(
+                    "forward_failed",
+                    &format!("remote forwarding of {address}:{port} failed on the target"),
+                    json!({ "kind": "remote", "address": address, "port": *port, "error": e.to_string() }),
+                );
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Error> {
+        let Some(live) = self.live() else { return Ok(false) };
+        let known = live.forwards.lock().is_ok_and(|mut f| {
+            let before = f.remote.len();
+            f.remote.retain(|(a, p)| !(a == address && *p == port));
+            f.remote.len() != before
+        });
+        if !known {
+            return Ok(false);
+        }
+        Ok(live.upstream.cancel_tcpip_forward(address, port).await.is_ok())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -617,11 +746,7 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         let id = channel.id();
         drop(channel);
-        let allowed = self.live().filter(|live| {
-            let scope = self.deps.config.policy.scope(&live.grant.request().scope);
-            scope.is_ok_and(|s| s.forwarding.port)
-        });
-        let Some(live) = allowed else {
+        let Some(live) = self.live().filter(|l| l.forwarding.port) else {
             self.note(
                 "forward_refused",
                 &format!("port forwarding to {host}:{port} refused"),
@@ -635,14 +760,16 @@ impl Handler for GatewaySession {
         // that it happened.
         match live.upstream.channel_open_direct_tcpip(host, port, oa, op).await {
             Ok(up) => {
-                if live.record(|r| r.tunnel(id, host, port)).is_none() {
+                let label = format!("port forwarding to {host}:{port}");
+                let detail = json!({ "kind": "local", "host": host, "port": port });
+                if live.record(|r| r.forward(id, &label, detail)).is_none() {
                     reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
                     return Ok(());
                 }
                 let (read, write) = up.split();
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.chans.insert(id, Chan { up: write, replies: rx });
-                live.channels.open(id);
+                live.channels.open_tunnel(id);
                 tokio::spawn(pump_target(read, session.handle(), id, live.clone(), tx));
                 reply.accept().await;
             }
@@ -764,6 +891,142 @@ async fn pump_target(
     live.record(|r| r.channel_done(ch));
     let _ = handle.close(ch).await;
     live.channels.close(ch);
+}
+
+/// Channels the target opens towards the user (connections to an `ssh -R` port, programs
+/// using the forwarded agent, X11 clients): each is bridged to a channel the gateway opens on
+/// the user's connection, and recorded, if the user set that forwarding up through this
+/// session (which needed the scope to allow it); anything else is refused.
+async fn bridge_inbound(
+    live: Arc<Live>,
+    handle: russh::server::Handle,
+    mut inbound: mpsc::UnboundedReceiver<Inbound>,
+) {
+    loop {
+        let next = tokio::select! {
+            n = inbound.recv() => n,
+            () = live.finished.cancelled() => None,
+        };
+        let Some(Inbound { what, channel, reply }) = next else { break };
+        let set_up = live.forwards.lock().is_ok_and(|f| match &what {
+            Opened::Agent => f.agent,
+            Opened::X11 { .. } => f.x11,
+            Opened::ForwardedTcpip { connected_port, .. } => {
+                f.remote.iter().any(|(_, p)| p == connected_port)
+            }
+        });
+        let (label, detail) = match &what {
+            Opened::Agent => ("agent used on the target".to_owned(), json!({ "kind": "agent" })),
+            Opened::X11 { originator_address, originator_port } => (
+                "X11 connection".to_owned(),
+                json!({ "kind": "x11", "originator": format!("{originator_address}:{originator_port}") }),
+            ),
+            Opened::ForwardedTcpip {
+                connected_address,
+                connected_port,
+                originator_address,
+                originator_port,
+            } => (
+                format!("remote forwarding: connection to {connected_address}:{connected_port}"),
+                json!({
+                    "kind": "remote", "address": connected_address, "port": connected_port,
+                    "originator": format!("{originator_address}:{originator_port}"),
+                }),
+            ),
+        };
+        if !set_up {
+            tracing::warn!(?what, "the target opened a channel nobody asked for: refused");
+            live.record(|r| r.note("forward_refused", &format!("{label} refused"), detail));
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            continue;
+        }
+        let opened = match &what {
+            Opened::Agent => handle.channel_open_agent().await,
+            Opened::X11 { originator_address, originator_port } => {
+                handle.channel_open_x11(originator_address.clone(), *originator_port).await
+            }
+            Opened::ForwardedTcpip {
+                connected_address,
+                connected_port,
+                originator_address,
+                originator_port,
+            } => {
+                handle
+                    .channel_open_forwarded_tcpip(
+                        connected_address.clone(),
+                        *connected_port,
+                        originator_address.clone(),
+                        *originator_port,
+                    )
+                    .await
+            }
+        };
+        match opened {
+            Ok(user) => {
+                let id = user.id();
+                if live.record(|r| r.forward(id, &label, detail)).is_none() {
+                    let _ = user.close().await;
+                    reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+                    continue;
+                }
+                live.channels.open_tunnel(id);
+                reply.accept().await;
+                tokio::spawn(relay_tunnel(live.clone(), user, channel));
+            }
+            Err(e) => {
+                let mut detail = detail;
+                detail["error"] = json!(e.to_string());
+                live.record(|r| r.note("forward_failed", &format!("{label} failed"), detail));
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+    }
+}
+
+/// Relays one forwarded connection the target opened (`user` is the gateway's channel to the
+/// user, `target` the target's), both ways, until both sides closed. Its bytes pass through
+/// the recording, which keeps them out of the terminal recording.
+async fn relay_tunnel(live: Arc<Live>, user: Channel<Msg>, target: Channel<ClientMsg>) {
+    let id = user.id();
+    let (mut from_user, to_user) = user.split();
+    let (mut from_target, to_target) = target.split();
+    let upward = async {
+        while let Some(msg) = from_user.wait().await {
+            let go_on = match msg {
+                ChannelMsg::Data { data } => {
+                    live.record(|r| r.input(id, &data)).is_some()
+                        && to_target.data_bytes(data).await.is_ok()
+                }
+                ChannelMsg::Eof => to_target.eof().await.is_ok(),
+                ChannelMsg::Close => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
+            }
+        }
+        let _ = to_target.close().await;
+    };
+    let downward = async {
+        while let Some(msg) = from_target.wait().await {
+            let go_on = match msg {
+                ChannelMsg::Data { data } => {
+                    live.record(|r| r.output(id, &data)).is_some()
+                        && to_user.data_bytes(data).await.is_ok()
+                }
+                ChannelMsg::Eof => to_user.eof().await.is_ok(),
+                ChannelMsg::Close => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
+            }
+        }
+        let _ = to_user.close().await;
+    };
+    tokio::join!(upward, downward);
+    live.record(|r| r.channel_done(id));
+    live.channels.close(id);
 }
 
 /// Writes session events to the database, off the data path, retrying a little.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 use russh::keys::ssh_key::HashAlg;
+use russh::{Channel, ChannelOpenFailure};
+use tokio::sync::mpsc;
 
 use crate::keys::SessionCredential;
 
@@ -51,13 +53,46 @@ enum KeyCheck {
     Mismatch(String),
 }
 
-/// The russh client handler: pins the target's host key.
+/// What a channel the target opens towards the user carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// A connection to a port the user asked the target to listen on (`ssh -R`).
+    ForwardedTcpip {
+        connected_address: String,
+        connected_port: u32,
+        originator_address: String,
+        originator_port: u32,
+    },
+    /// A program on the target using the user's forwarded agent (`ssh -A`).
+    Agent,
+    /// An X11 client on the target (`ssh -X`/`-Y`).
+    X11 { originator_address: String, originator_port: u32 },
+}
+
+/// A channel the target opened, waiting for the gateway to bridge it to the user or refuse
+/// it (dropping `reply` refuses).
+pub struct Inbound {
+    pub what: Opened,
+    pub channel: Channel<client::Msg>,
+    pub reply: client::ChannelOpenHandle,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").field("what", &self.what).finish_non_exhaustive()
+    }
+}
+
+/// The russh client handler: pins the target's host key, and hands the channels the target
+/// opens to the session, which alone decides on them. Every other kind of channel the target
+/// might open is refused.
 #[derive(Debug)]
 pub struct TargetHandler {
     host: String,
     port: u16,
     known_hosts: PathBuf,
     found: Arc<Mutex<Option<KeyCheck>>>,
+    inbound: mpsc::UnboundedSender<Inbound>,
 }
 
 impl client::Handler for TargetHandler {
@@ -83,9 +118,100 @@ impl client::Handler for TargetHandler {
             }
         }
     }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<client::Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let what = Opened::ForwardedTcpip {
+            connected_address: connected_address.to_owned(),
+            connected_port,
+            originator_address: originator_address.to_owned(),
+            originator_port,
+        };
+        self.hand_over(what, channel, reply);
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.hand_over(Opened::Agent, channel, reply);
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: Channel<client::Msg>,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let what =
+            Opened::X11 { originator_address: originator_address.to_owned(), originator_port };
+        self.hand_over(what, channel, reply);
+        Ok(())
+    }
+
+    // russh accepts these by default; a target has no business opening them.
+    async fn server_channel_open_session(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        _channel: Channel<client::Msg>,
+        _socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        Ok(())
+    }
 }
 
 impl TargetHandler {
+    /// Passes a target-opened channel to the session; with no session listening (not yet
+    /// live, or ended) the reply is dropped, which refuses the channel.
+    fn hand_over(
+        &self,
+        what: Opened,
+        channel: Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+    ) {
+        let _ = self.inbound.send(Inbound { what, channel, reply });
+    }
+
     fn note(&self, k: KeyCheck) {
         if let Ok(mut f) = self.found.lock() {
             *f = Some(k);
@@ -126,6 +252,7 @@ pub fn client_config() -> Arc<client::Config> {
 
 /// Connects to `addr` (`host:port` from the gateway's config), checks its host key against
 /// `known_hosts`, and logs in as `login` with the session certificate, all within `timeout`.
+/// Channels the target opens later (forwarding the scope allows) arrive on the receiver.
 ///
 /// # Errors
 /// Any [`UpstreamError`].
@@ -136,14 +263,16 @@ pub async fn connect(
     cred: &SessionCredential,
     login: &str,
     timeout: Duration,
-) -> Result<TargetSession, UpstreamError> {
+) -> Result<(TargetSession, mpsc::UnboundedReceiver<Inbound>), UpstreamError> {
     let (ip, port) = split_addr(addr);
     let found = Arc::new(Mutex::new(None));
+    let (inbound, inbound_rx) = mpsc::unbounded_channel();
     let handler = TargetHandler {
         host: ip.clone(),
         port,
         known_hosts: known_hosts.clone(),
         found: found.clone(),
+        inbound,
     };
     let file = known_hosts.display().to_string();
     let attempt = async {
@@ -191,7 +320,7 @@ pub async fn connect(
         Ok(session)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r,
+        Ok(r) => r.map(|s| (s, inbound_rx)),
         Err(_) => Err(UpstreamError::Timeout {
             host: host_name.to_owned(),
             addr: addr.to_owned(),

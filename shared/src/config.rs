@@ -903,19 +903,6 @@ fn validate_scope(
         ));
     }
     let approval_timeout = duration("approval_timeout", &s.approval_timeout, "15m")?;
-    // The gateway relays local port forwarding only; asking for more must not look granted.
-    for (field, on) in [
-        ("allow_agent_forwarding", s.allow_agent_forwarding),
-        ("allow_x11_forwarding", s.allow_x11_forwarding),
-    ] {
-        if on {
-            return Err(err(
-                format!("{key}.{field}"),
-                "the gateway does not relay this kind of forwarding (it is always refused)",
-                "remove the line or set it to false",
-            ));
-        }
-    }
     let group_set = |field: &str, list: &[String]| -> Result<BTreeSet<GroupName>, ConfigError> {
         let mut out = BTreeSet::new();
         for g in list {
@@ -1097,15 +1084,20 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_the_gateway_cannot_relay_is_refused() {
-        for field in ["allow_agent_forwarding", "allow_x11_forwarding"] {
-            refused(
-                &format!("{MINIMAL}\n{field} = true"),
-                &format!("scopes.prod-db.{field}"),
-                "does not relay",
-            );
-        }
-        assert!(from_toml_str(&format!("{MINIMAL}\nallow_port_forwarding = true")).is_ok());
+    fn forwarding_is_off_unless_the_scope_allows_it() -> Result<(), ConfigError> {
+        let off = from_toml_str(MINIMAL)?;
+        let name = ScopeName::parse("prod-db").map_err(|e| err("scope", e.to_string(), ""))?;
+        let scope = off.policy.scope(&name).map_err(|e| err("scope", e.to_string(), ""))?;
+        assert_eq!(scope.forwarding, crate::core::Forwarding::default());
+        let on = from_toml_str(&format!(
+            "{MINIMAL}\nallow_port_forwarding = true\nallow_agent_forwarding = true\nallow_x11_forwarding = true"
+        ))?;
+        let scope = on.policy.scope(&name).map_err(|e| err("scope", e.to_string(), ""))?;
+        assert_eq!(
+            scope.forwarding,
+            crate::core::Forwarding { port: true, agent: true, x11: true }
+        );
+        Ok(())
     }
 
     #[test]

@@ -58,13 +58,28 @@ impl Sshd {
         std::fs::write(dir.join("ca.pub"), format!("{ca_line}\n")).expect("ca.pub");
         let host_key_pub =
             std::fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).expect("host pub");
+        // X11 forwarding: sshd runs xauth for the session; this wrapper keeps its cookie in
+        // the test's directory instead of the login's ~/.Xauthority.
+        let xauth = dir.join("xauth.sh");
+        std::fs::write(
+            &xauth,
+            format!(
+                "#!/bin/sh\nXAUTHORITY={}/Xauthority exec /usr/bin/xauth \"$@\"\n",
+                dir.display()
+            ),
+        )
+        .expect("xauth.sh");
+        std::fs::set_permissions(&xauth, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod xauth.sh");
         for _ in 0..5 {
             let port = free_port();
             let cfg = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile none\nTrustedUserCAKeys {dir}/ca.pub\nUsePAM no\nStrictModes no\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SECRET\n",
+                 Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SECRET\n\
+                 AllowAgentForwarding yes\nX11Forwarding yes\nX11DisplayOffset 10\nXauthLocation {xauth}\n",
+                xauth = xauth.display(),
                 key = key.display(),
                 dir = dir.display()
             );
@@ -109,6 +124,54 @@ impl Sshd {
 }
 
 impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real `ssh-agent` holding one fresh Ed25519 key, for agent forwarding tests.
+#[derive(Debug)]
+pub struct Agent {
+    pub sock: PathBuf,
+    /// The key's public line (`ssh-ed25519 AAAA… comment`).
+    pub public: String,
+    child: Child,
+}
+
+impl Agent {
+    /// Starts `ssh-agent -D` on a socket in `dir` and adds a new key to it.
+    ///
+    /// # Panics
+    /// When ssh-agent or ssh-add fail.
+    // The child moves into `Agent`, whose `Drop` kills and waits for it.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(dir: &Path) -> Self {
+        let sock = dir.join("agent.sock");
+        let key = dir.join("agent_key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "agent-forwarded-key", "-f"])
+            .arg(&key));
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent made no socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run(Command::new("ssh-add").env("SSH_AUTH_SOCK", &sock).arg(&key));
+        let public = std::fs::read_to_string(key.with_extension("pub")).expect("agent key .pub");
+        Self { sock, public: public.trim().to_owned(), child }
+    }
+}
+
+impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

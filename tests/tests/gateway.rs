@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::gateway::{World, WorldOptions, recorder_sig};
+use e2e::gateway::{Agent, World, WorldOptions, free_port, recorder_sig};
 use e2e::{collect, wait_for};
 use recorder::cast;
 
@@ -366,6 +366,7 @@ fn an_unreachable_target_or_a_wrong_host_key_does_not_use_the_grant() {
 #[test]
 fn forwarding_is_refused_and_recorded() {
     let w = World::start();
+    // Local (-W), remote (-R) and agent (-A) forwarding, none of which the scope allows.
     let code = w.grant("db-1", None);
     let target = format!("127.0.0.1:{}", w.sshd.port);
     let out = w.ssh(&code, &["-W", &target]);
@@ -375,11 +376,42 @@ fn forwarding_is_refused_and_recorded() {
         err.contains("administratively prohibited") || err.contains("stdio forwarding failed"),
         "{err}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !w.session_events(&code).iter().any(|e| e.kind == "forward_refused") {
-        assert!(Instant::now() < deadline, "the refused forward is a session event");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let kinds = |code: &str| -> Vec<String> {
+        w.session_events(code)
+            .iter()
+            .filter(|e| e.kind == "forward_refused")
+            .map(|e| e.detail["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    eventually(10, "the refused local forward is a session event", || {
+        kinds(&code).contains(&"local".to_owned())
+    });
+
+    let agent = Agent::start(w.dir.path());
+    let code = w.grant("db-1", None);
+    let out = w
+        .ssh_cmd("alice", &code, &["-A", "ssh-add -L; echo agent-exit=$?"])
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.contains(&agent.public), "the agent must not be reachable: {all}");
+    assert!(all.contains("agent-exit=2"), "ssh-add finds no agent on the target: {all}");
+    eventually(10, "the refused agent forward is a session event", || {
+        kinds(&code).contains(&"agent".to_owned())
+    });
+    assert!(!w.session_events(&code).iter().any(|e| e.kind == "forward"));
+
+    let code = w.grant("db-1", None);
+    let remote = format!("{}:127.0.0.1:{}", free_port(), w.sshd.port);
+    let out = w.ssh(&code, &["-o", "ExitOnForwardFailure=yes", "-R", &remote, "echo ran"]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(all.contains("remote port forwarding failed") && !all.contains("ran"), "{all}");
+    eventually(10, "the refused remote forward is a session event", || {
+        kinds(&code).contains(&"remote".to_owned())
+    });
+    assert!(!w.session_events(&code).iter().any(|e| e.kind == "forward"));
 }
 
 #[test]
@@ -425,6 +457,156 @@ fn port_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
     let rec = w.recording_of(&code, 10);
     let cast = std::fs::read_to_string(&rec).expect("recording");
     assert!(!cast.contains("not-ssh") && !cast.contains("SSH-2.0-OpenSSH"), "{cast}");
+}
+
+/// Waits up to `secs` for `done`, or panics saying `what` did not happen.
+fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `forward` session events of `code`, once at least `n` are there.
+fn forward_events(w: &World, code: &str, n: usize) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    eventually(10, "the forwarding is recorded as session events", || {
+        found = w
+            .session_events(code)
+            .into_iter()
+            .filter(|e| e.kind == "forward")
+            .map(|e| e.detail)
+            .collect();
+        found.len() >= n
+    });
+    found
+}
+
+#[test]
+fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_are_recorded() {
+    let w = World::with(WorldOptions {
+        scope_extra: "allow_port_forwarding = true\nallow_agent_forwarding = true\n".into(),
+        ..WorldOptions::default()
+    });
+    let agent = Agent::start(w.dir.path());
+    // `ssh -R`: the target listens on `remote_port`; a connection to it comes back through
+    // the gateway to a listener on the user's side, which greets it.
+    let user_side = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let user_port = user_side.local_addr().expect("addr").port();
+    let greeter = std::thread::spawn(move || {
+        let (mut conn, _) = user_side.accept().expect("a forwarded connection arrives");
+        conn.write_all(b"greetings-from-the-user-side\n").expect("greet");
+    });
+    let remote_port = free_port();
+    let code = w.grant("db-1", None);
+    let command = format!(
+        "ssh-add -L; bash -c 'exec 3<>/dev/tcp/127.0.0.1/{remote_port}; cat <&3'; echo done=$?"
+    );
+    let forward = format!("{remote_port}:127.0.0.1:{user_port}");
+    let out = w
+        .ssh_cmd(
+            "alice",
+            &code,
+            &["-A", "-o", "ExitOnForwardFailure=yes", "-R", &forward, &command],
+        )
+        .env("SSH_AUTH_SOCK", &agent.sock)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs");
+    let stdout = text(&out.stdout);
+    let all = stdout.clone() + &text(&out.stderr);
+    assert!(stdout.contains(&agent.public), "the target reaches the user's agent: {all}");
+    assert!(stdout.contains("greetings-from-the-user-side"), "{all}");
+    assert!(stdout.contains("done=0"), "{all}");
+    greeter.join().expect("greeter");
+
+    // Set up (agent, remote port) and used (the agent once, one connection): four events.
+    let events = forward_events(&w, &code, 4);
+    let has = |kind: &str, set_up: bool| {
+        events.iter().any(|e| e["kind"] == kind && e["set_up"].as_bool().unwrap_or(false) == set_up)
+    };
+    assert!(has("agent", true) && has("agent", false), "{events:?}");
+    assert!(has("remote", true) && has("remote", false), "{events:?}");
+    assert!(events.iter().any(|e| e["kind"] == "remote" && e["port"] == remote_port), "{events:?}");
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    let markers: Vec<&str> =
+        cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
+    assert!(markers.contains(&"agent used on the target"), "{markers:?}");
+    assert!(
+        markers.iter().any(|m| m.starts_with("remote forwarding: connection to")),
+        "{markers:?}"
+    );
+}
+
+/// An X11 client for the target: reads the session's cookie with xauth, connects to
+/// `$DISPLAY` with an X11 connection setup, and prints the first line the X server sends.
+const X11_CLIENT: &str = r#"
+import os, socket, struct, subprocess
+entry = subprocess.check_output(["xauth", "list"]).split()
+name, cookie = entry[1], bytes.fromhex(entry[2].decode())
+display = int(os.environ["DISPLAY"].split(":")[1].split(".")[0])
+pad = lambda b: b + b"\0" * (-len(b) % 4)
+s = socket.create_connection(("127.0.0.1", 6000 + display))
+s.sendall(b"l\0" + struct.pack("<HHHH", 11, 0, len(name), len(cookie)) + b"\0\0" + pad(name) + pad(cookie))
+print(s.makefile().readline().strip())
+"#;
+
+#[test]
+fn x11_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
+    let w = World::with(WorldOptions {
+        scope_extra: "allow_x11_forwarding = true\n".into(),
+        ..WorldOptions::default()
+    });
+    // The user's X server: a listener on display :N that checks the connection setup the
+    // user's ssh passes on (byte order, protocol 11) and greets the client.
+    let (x_server, display) = (6300..6900)
+        .find_map(|n| std::net::TcpListener::bind(("127.0.0.1", 6000 + n)).ok().map(|l| (l, n)))
+        .expect("a free X display port");
+    let server = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let (mut conn, _) = x_server.accept().expect("an X11 connection arrives");
+        let mut setup = [0u8; 12];
+        conn.read_exact(&mut setup).expect("setup");
+        assert_eq!((setup[0], u16::from_le_bytes([setup[2], setup[3]])), (b'l', 11));
+        conn.write_all(b"hello-from-the-x-server\n").expect("greet");
+    });
+    let script = w.dir.path().join("x11_client.py");
+    std::fs::write(&script, X11_CLIENT).expect("script");
+    let code = w.grant("db-1", None);
+    let command =
+        format!("XAUTHORITY={}/Xauthority python3 {}", w.sshd.dir.display(), script.display());
+    let out = w
+        .ssh_cmd("alice", &code, &["-Y", &command])
+        .env("DISPLAY", format!("127.0.0.1:{display}"))
+        .env("XAUTHORITY", w.dir.path().join("client.Xauthority"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(text(&out.stdout).contains("hello-from-the-x-server"), "{all}\n{}", w.sshd.log());
+    server.join().expect("the X server saw a valid setup");
+    let events = forward_events(&w, &code, 2);
+    assert!(events.iter().any(|e| e["kind"] == "x11" && e["set_up"] == true), "{events:?}");
+    assert!(events.iter().any(|e| e["kind"] == "x11" && e["originator"].is_string()), "{events:?}");
+    // Refused where the scope does not allow it (the default scope of a fresh world).
+    let w2 = World::start();
+    let code = w2.grant("db-1", None);
+    let out = w2
+        .ssh_cmd("alice", &code, &["-Y", "echo DISPLAY=[$DISPLAY]"])
+        .env("DISPLAY", format!("127.0.0.1:{display}"))
+        .env("XAUTHORITY", w.dir.path().join("client.Xauthority"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs");
+    assert!(text(&out.stdout).contains("DISPLAY=[]"), "{}", text(&out.stdout));
+    eventually(10, "the refused X11 request is a session event", || {
+        w2.session_events(&code)
+            .iter()
+            .any(|e| e.kind == "forward_refused" && e.detail["kind"] == "x11")
+    });
 }
 
 #[test]

@@ -57,11 +57,13 @@ pub struct ScopePolicy {
 /// event in the recording, unless allowed here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Forwarding {
-    /// Local (`ssh -L`) port forwarding: direct-tcpip channels to the target's side.
+    /// Port forwarding, both ways (like OpenSSH's `permit-port-forwarding`): local
+    /// (`ssh -L`/`-W`, connections the target opens for the user) and remote (`ssh -R`, a
+    /// port the target listens on for the user).
     pub port: bool,
-    /// Agent forwarding (`ssh -A`).
+    /// Agent forwarding (`ssh -A`): programs on the target may use the user's agent.
     pub agent: bool,
-    /// X11 forwarding (`ssh -X`).
+    /// X11 forwarding (`ssh -X`/`-Y`).
     pub x11: bool,
 }
 
