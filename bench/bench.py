@@ -735,6 +735,37 @@ quorum = 2
         f.unlink()
         return {"size": size, "runs": runs, "profile": profile}
 
+    def primitives(self, alg: dict) -> dict:
+        """Single-core speed, in ms per MiB, of the work a recording gateway cannot avoid for
+        each byte of output: decrypting the target's cipher, encrypting the client's, and
+        SHA-256 (`openssl speed`, 32 KiB blocks, the size of an SSH packet's payload). With the
+        CPU the bulk runs measured for client and target, this bounds what the machine allows."""
+        openssl = shutil.which("openssl")
+        if not openssl:
+            log("openssl is not installed: no bound from the primitives (apt-get install openssl)")
+            return {}
+        names = {"chacha20-poly1305@openssh.com": "chacha20-poly1305",
+                 "aes256-gcm@openssh.com": "aes-256-gcm", "aes128-gcm@openssh.com": "aes-128-gcm"}
+        want = {"sha256": "sha256"}
+        for role, leg in (("decrypt", "gateway_upstream"), ("encrypt", "gateway")):
+            c = (alg["cipher"].get(leg) or ["?"])[0]
+            if c in names:
+                want[role] = names[c]
+        self.wait_quiet("primitives")
+        out: dict = {"ms_per_mib": {}, "algorithm": {}}
+        for role, evp in want.items():
+            r = subprocess.run([openssl, "speed", "-seconds", "2", "-bytes", "32768", "-evp", evp],
+                               capture_output=True, text=True, timeout=60)
+            last = (r.stdout.strip().splitlines() or [""])[-1].split()
+            try:
+                bytes_per_s = float(last[-1].rstrip("k")) * 1000
+            except (ValueError, IndexError):
+                log(f"openssl speed {evp}: unreadable output {r.stdout[-200:]!r}")
+                continue
+            out["ms_per_mib"][role] = MIB / bytes_per_s * 1000
+            out["algorithm"][role] = evp
+        return out
+
     # ---- 2. keystrokes ---------------------------------------------------------------------
 
     def open_echo(self, path: str) -> subprocess.Popen:
@@ -918,6 +949,7 @@ quorum = 2
         res["connect"] = self.connect_times(self.a.connects)
         res["keys"] = self.keystrokes(self.a.keystrokes)
         res["bulk"] = self.bulk()
+        res["primitives"] = self.primitives(res["algorithms"])
         res["gw_rss_end_kib"] = status_kib(self.gw.pid, "VmRSS")  # type: ignore[union-attr]
         res["gw_hwm_kib"] = status_kib(self.gw.pid, "VmHWM")  # type: ignore[union-attr]
         res["load_end"] = os.getloadavg()
@@ -976,6 +1008,46 @@ def fmt_cpu_table(runs: dict[str, list[dict]]) -> list[str]:
         cells = [f"{r['cpu'][k] / w * 100:.0f}%" if r["cpu"][k] > 0.005 else "–" for k in keys]
         out.append(f"| {path} | " + " | ".join(cells) + f" | {r['system_busy_s'] / w * 100:.0f}% |")
     return out
+
+
+def fmt_bound(res: dict, facts: dict, med: dict, cast_ratio: float) -> list[str]:
+    """What this machine allows a recording gateway, from the primitives' speed and the CPU
+    client and target used per MiB in the gateway's median bulk run."""
+    prim = res.get("primitives") or {}
+    ms = prim.get("ms_per_mib", {})
+    # The CPU per MiB includes connection setup: meaningful for big files only.
+    if not {"sha256", "decrypt", "encrypt"} <= ms.keys() or res["bulk"]["size"] < 256 * MIB:
+        return []
+    r = sorted(res["bulk"]["runs"]["gateway"], key=lambda x: x["mibps"])[len(res["bulk"]["runs"]["gateway"]) // 2]
+    mib = r["bytes"] / MIB
+    others = {k: r["cpu"][k] / mib * 1000 for k in ("client ssh", "target sshd + cat", "bench reader")}
+    floor = ms["decrypt"] + ms["encrypt"] + ms["sha256"] * (1 + cast_ratio)
+    chain = sum(others.values()) + floor
+    d = sorted(res["bulk"]["runs"]["direct"], key=lambda x: x["mibps"])[len(res["bulk"]["runs"]["direct"]) // 2]
+    busy_direct = d["system_busy_s"] / d["wall_s"]
+    at_direct_busy = busy_direct * 1000 / chain
+    at_all_cores = int(facts["nproc"]) * 1000 / chain
+    alg = prim["algorithm"]
+    L = ["", "What this machine allows a gateway that records, whatever its design. Per MiB of output the "
+         f"gateway must at least decrypt the target's leg (`{alg['decrypt']}`), encrypt the client's "
+         f"(`{alg['encrypt']}`) and compute SHA-256 twice (the raw output stream's digest, and the "
+         f"recording file's, {cast_ratio:.3f}× the output). Single-core speeds from `openssl speed -seconds 2 "
+         "-bytes 32768 -evp ALG`, measured in this run; client, target and reader CPU per MiB from the "
+         "gateway's median bulk run above:", "",
+         "| work per MiB of output | ms of CPU |", "|---|---|"]
+    L.append(f"| gateway: decrypt `{alg['decrypt']}` | {ms['decrypt']:.2f} |")
+    L.append(f"| gateway: encrypt `{alg['encrypt']}` | {ms['encrypt']:.2f} |")
+    L.append(f"| gateway: SHA-256 of the output and of the recording | {ms['sha256'] * (1 + cast_ratio):.2f} |")
+    L.append(f"| **gateway floor** (nothing else: no JSON, no copies, no system calls) | **{floor:.2f}** |")
+    for k, v in others.items():
+        L.append(f"| {k} (measured) | {v:.2f} |")
+    L.append(f"| **whole chain** | **{chain:.2f}** |")
+    L.append("")
+    L.append(f"At the {busy_direct * 100:.0f}% machine busy the direct run reached, that chain allows at most "
+             f"{at_direct_busy:.0f} MiB/s = **{at_direct_busy / med['direct']:.2f}× direct**; with all {facts['nproc']} "
+             f"cores busy the whole time, {at_all_cores:.0f} MiB/s = {at_all_cores / med['direct']:.2f}× direct. "
+             f"The gateway measured {med['gateway']:.0f} MiB/s = {med['gateway'] / med['direct']:.2f}× direct.")
+    return L
 
 
 def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
@@ -1086,6 +1158,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
         for t in prof:
             sym = t["symbol"].replace("|", "\\|")
             L.append(f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{sym}` |")
+    L.extend(fmt_bound(res, facts, med, cast_ratio))
     L.append("")
     L.append("### 2. Keystroke echo latency")
     L.append("")
