@@ -786,6 +786,19 @@ impl Handler for GatewaySession {
         Ok(())
     }
 
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Error> {
+        self.note(
+            "forward_refused",
+            &format!("remote socket forwarding of {socket_path} refused"),
+            json!({ "kind": "streamlocal", "path": socket_path }),
+        );
+        Ok(false)
+    }
+
     async fn channel_open_direct_streamlocal(
         &mut self,
         channel: Channel<Msg>,

@@ -411,6 +411,15 @@ fn forwarding_is_refused_and_recorded() {
     eventually(10, "the refused remote forward is a session event", || {
         kinds(&code).contains(&"remote".to_owned())
     });
+
+    let code = w.grant("db-1", None);
+    let socket = format!("{}:127.0.0.1:{}", w.dir.path().join("fwd.sock").display(), w.sshd.port);
+    let out = w.ssh(&code, &["-o", "ExitOnForwardFailure=yes", "-R", &socket, "echo ran"]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(all.contains("remote port forwarding failed") && !all.contains("ran"), "{all}");
+    eventually(10, "the refused socket forward is a session event", || {
+        kinds(&code).contains(&"streamlocal".to_owned())
+    });
     assert!(!w.session_events(&code).iter().any(|e| e.kind == "forward"));
 }
 
