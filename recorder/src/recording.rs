@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -57,7 +56,8 @@ pub struct Recording {
     started_at: Timestamp,
     /// The file, created with the recording; the header goes in when the first channel starts.
     file: Option<File>,
-    writer: Option<CastWriter<BufWriter<File>>>,
+    /// Straight to the file: the writer keeps its own buffer and hands over whole lines.
+    writer: Option<CastWriter<File>>,
     channels: HashMap<ChannelId, ChannelState>,
     events: mpsc::UnboundedSender<SessionEvent>,
     record_input: bool,
@@ -219,7 +219,7 @@ impl Recording {
             .file
             .take()
             .ok_or_else(|| std::io::Error::other("the recording file was already used"))
-            .and_then(|f| CastWriter::new(BufWriter::with_capacity(64 * 1024, f), &header));
+            .and_then(|f| CastWriter::new(f, &header));
         match opened {
             Ok(w) => self.writer = Some(w),
             Err(e) => self.io::<()>(Err(e)),
@@ -390,9 +390,8 @@ impl Recording {
         let r = w.marker(t, end_label);
         self.io(r);
         match w.finish(t) {
-            Ok((buf, summary)) => {
-                let synced =
-                    buf.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all());
+            Ok((file, summary)) => {
+                let synced = file.sync_all();
                 self.io(synced);
                 Some((summary, self.exit_status, self.commands))
             }
