@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use russh::server::Handle;
 use russh::{ChannelId, Disconnect};
-use shared::core::{RequestId, RequestRef, Status};
-use shared::ports::Store;
+use shared::core::{RequestId, Status};
+use shared::ports::{RequestFilter, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Why a session ended.
@@ -187,6 +187,9 @@ impl LiveSessions {
     }
 }
 
+/// Live sessions checked per query (the list adapter returns at most 1000 rows).
+const REVOCATION_BATCH: usize = 500;
+
 /// Polls the database every `every` for revocations of live grants, and cuts those sessions.
 /// A database that does not answer cuts nothing (the signed deadline still holds).
 pub async fn watch_revocations(
@@ -202,20 +205,35 @@ pub async fn watch_revocations(
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        for (id, host, cutter) in live.all() {
-            match store.get_request(&RequestRef::Id(id)).await {
-                Ok(r) if r.status == Status::Revoked => {
-                    let by = r.closed_by.map(|b| b.to_string());
-                    let who = by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
-                    let msg = format!(
-                        "breakglass: the grant {} for {host} was revoked{who}; session closed",
-                        r.code
-                    );
-                    tracing::info!(code = %r.code, "revoked: cutting the live session");
-                    cutter.cut(EndReason::Revoked { by }, &msg).await;
+        let all = live.all();
+        // One query per tick for every live session (not one per session): which of them are
+        // revoked now.
+        for chunk in all.chunks(REVOCATION_BATCH) {
+            let filter = RequestFilter {
+                statuses: vec![Status::Revoked],
+                ids: chunk.iter().map(|(id, _, _)| *id).collect(),
+                limit: u32::try_from(chunk.len()).unwrap_or(u32::MAX),
+                ..RequestFilter::default()
+            };
+            let revoked = match store.list_requests(&filter).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the live sessions' grants for revocation");
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%id, error = %e, "cannot check the grant for revocation"),
+            };
+            for r in revoked {
+                let Some((_, host, cutter)) = chunk.iter().find(|(id, _, _)| *id == r.id) else {
+                    continue;
+                };
+                let by = r.closed_by.map(|b| b.to_string());
+                let who = by.as_deref().map(|b| format!(" by {b}")).unwrap_or_default();
+                let msg = format!(
+                    "breakglass: the grant {} for {host} was revoked{who}; session closed",
+                    r.code
+                );
+                tracing::info!(code = %r.code, "revoked: cutting the live session");
+                cutter.cut(EndReason::Revoked { by }, &msg).await;
             }
         }
     }

@@ -34,6 +34,8 @@ pub struct RequestFilter {
     /// Only these statuses (as stored); empty means all.
     pub statuses: Vec<Status>,
     pub requester: Option<PrincipalName>,
+    /// Only these requests; empty means all.
+    pub ids: Vec<RequestId>,
     /// At most this many (the adapter caps it at 1000).
     pub limit: u32,
 }

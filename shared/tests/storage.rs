@@ -524,8 +524,12 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
         requester: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RequestId>, StoreError> {
-        let filter =
-            RequestFilter { statuses: statuses.to_vec(), requester: requester.map(name), limit };
+        let filter = RequestFilter {
+            statuses: statuses.to_vec(),
+            requester: requester.map(name),
+            limit,
+            ..RequestFilter::default()
+        };
         Ok(store.list_requests(&filter).await?.iter().map(|r| r.id).collect())
     }
     let pending = [Status::Pending];
@@ -538,6 +542,13 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
     assert_eq!(listed(store, &[], Some("dave"), 0).await?, []);
     assert_eq!(listed(store, &[], None, 2).await?, [c1.id, a2.id], "limit keeps the newest");
     assert_eq!(listed(store, &[], None, 1_000_000).await?.len(), 4, "a huge limit is capped");
+    // Only the requests asked for, still filtered by status.
+    let some = RequestFilter { ids: vec![a1.id, b1.id, c1.id], ..RequestFilter::default() };
+    let got: Vec<RequestId> = store.list_requests(&some).await?.iter().map(|r| r.id).collect();
+    assert_eq!(got, [c1.id, b1.id, a1.id]);
+    let denied = RequestFilter { statuses: vec![Status::Denied], ..some };
+    let got: Vec<RequestId> = store.list_requests(&denied).await?.iter().map(|r| r.id).collect();
+    assert_eq!(got, [b1.id]);
     // Whole requests, approvals included, newest first.
     assert_eq!(store.list_requests(&RequestFilter::default()).await?, [c1, a2, b1, a1]);
     Ok(())

@@ -653,6 +653,16 @@ fn a_revoke_cuts_the_live_session() {
         .spawn()
         .expect("ssh");
     w.wait_status(&code, "active", 10);
+    // Another live session, whose grant stays: the revoke must not touch it.
+    let other = w.grant("db-1", None);
+    let mut bystander = w
+        .ssh_cmd("alice", &other, &["-tt", "sleep 60"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh");
+    w.wait_status(&other, "active", 10);
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
     let revoked = Instant::now();
@@ -677,6 +687,10 @@ fn a_revoke_cuts_the_live_session() {
     assert_eq!(ended["end_reason"], "revoked", "{ended}");
     assert_eq!(ended["revoked_by"], "bob", "{ended}");
     assert_eq!(w.status(&code)["status"], "revoked");
+    assert!(bystander.try_wait().expect("wait").is_none(), "the other session lives on");
+    assert_eq!(w.status(&other)["status"], "active");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }
 
 #[test]

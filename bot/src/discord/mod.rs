@@ -560,7 +560,7 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
                 Err(e) => bad(e),
             },
             None => match deps
-                .list(&RequestFilter { statuses: vec![], requester: Some(who), limit: 5 })
+                .list(&RequestFilter { requester: Some(who), limit: 5, ..RequestFilter::default() })
                 .await
             {
                 Ok(rs) if rs.is_empty() => private("You have no requests.".to_owned()),
@@ -577,6 +577,7 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
                 statuses: vec![Status::Pending, Status::Approved, Status::Active],
                 requester: None,
                 limit: 1000,
+                ids: vec![],
             };
             match deps.list(&filter).await {
                 Ok(rs) => {

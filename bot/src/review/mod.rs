@@ -351,6 +351,7 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
         statuses: vec![Status::Active, Status::Closed, Status::Revoked, Status::Expired],
         requester: None,
         limit: LIST_LIMIT,
+        ids: vec![],
     };
     let mut rows = Vec::new();
     for req in deps.store.list_requests(&filter).await? {

@@ -312,7 +312,8 @@ pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
             Err(e) => refusal(&e),
         },
         SlashCommand::Status(None) => {
-            let filter = RequestFilter { statuses: vec![], requester: Some(who), limit: 5 };
+            let filter =
+                RequestFilter { requester: Some(who), limit: 5, ..RequestFilter::default() };
             match deps.list(&filter).await {
                 Ok(rs) if rs.is_empty() => "You have no requests.".to_owned(),
                 Ok(rs) => rs.iter().map(|r| describe(deps, r)).collect::<Vec<_>>().join("\n"),
@@ -324,6 +325,7 @@ pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
                 statuses: vec![Status::Pending, Status::Approved, Status::Active],
                 requester: None,
                 limit: 1000,
+                ids: vec![],
             };
             match deps.list(&filter).await {
                 Ok(rs) => {

@@ -670,6 +670,15 @@ where
     }
     if let Some(who) = &filter.requester {
         q.push(word).push("requester = ").push_bind(who.as_str().to_owned());
+        word = " AND ";
+    }
+    if !filter.ids.is_empty() {
+        q.push(word).push("id IN (");
+        let mut list = q.separated(", ");
+        for id in &filter.ids {
+            list.push_bind(id.to_string());
+        }
+        q.push(")");
     }
     q.push(sql::NEWEST_FIRST).push(" LIMIT ").push_bind(limit);
 }
