@@ -190,6 +190,9 @@ pub trait Store: Send + Sync + Debug {
     /// A request's recording, if its session ended.
     async fn recording(&self, id: RequestId) -> Result<Option<RecordingRecord>, StoreError>;
 
+    /// The recordings of those of `ids` whose session ended, in one query (any order).
+    async fn recordings(&self, ids: &[RequestId]) -> Result<Vec<RecordingRecord>, StoreError>;
+
     /// Chat threads with work due at `now` and not leased by another replica; each returned
     /// one is leased to the caller for `lease_secs`.
     async fn claim_chat_threads(

@@ -649,6 +649,12 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
     store.end_session(&rec, Some(&end), &[], ts(T0 + 300)).await?;
     assert_eq!(get(store, &live).await?.status, Status::Closed);
     assert_eq!(store.recording(live.id).await?, Some(rec.clone()));
+    // In a batch: only the requests with a recording come back.
+    assert_eq!(
+        store.recordings(&[RequestId::from_uuid(uuid::Uuid::from_u128(42)), live.id]).await?,
+        std::slice::from_ref(&rec)
+    );
+    assert_eq!(store.recordings(&[]).await?, []);
     let log = audit_log(store).await?;
     assert_eq!(kinds(&log).last(), Some(&"session_ended"));
     let started_event = log.iter().find(|e| e.kind == "session_started").ok_or("started")?;

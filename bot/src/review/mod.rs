@@ -353,9 +353,13 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
         limit: LIST_LIMIT,
         ids: vec![],
     };
+    let reqs = deps.store.list_requests(&filter).await?;
+    let ids: Vec<RequestId> = reqs.iter().map(|r| r.id).collect();
+    let mut recs: HashMap<RequestId, RecordingRecord> =
+        deps.store.recordings(&ids).await?.into_iter().map(|r| (r.request_id, r)).collect();
     let mut rows = Vec::new();
-    for req in deps.store.list_requests(&filter).await? {
-        let rec = deps.store.recording(req.id).await?;
+    for req in reqs {
+        let rec = recs.remove(&req.id);
         if rec.is_none() && req.status != Status::Active {
             continue; // never connected
         }
@@ -390,17 +394,16 @@ pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<Hit>, R
         limit: HIT_LIMIT,
     };
     let events = deps.store.search_commands(&search).await?;
+    // The sessions of those hits, in one query.
+    let mut ids: Vec<RequestId> = events.iter().map(|e| e.request_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
     let mut reqs: HashMap<RequestId, Request> = HashMap::new();
-    let mut hits = Vec::new();
-    for e in events {
-        if let std::collections::hash_map::Entry::Vacant(slot) = reqs.entry(e.request_id) {
-            slot.insert(deps.store.get_request(&RequestRef::Id(e.request_id)).await?);
-        }
-        if let Some(req) = reqs.get(&e.request_id) {
-            hits.push(hit(req, &e));
-        }
+    for chunk in ids.chunks(1000) {
+        let filter = RequestFilter { ids: chunk.to_vec(), limit: 1000, ..RequestFilter::default() };
+        reqs.extend(deps.store.list_requests(&filter).await?.into_iter().map(|r| (r.id, r)));
     }
-    Ok(hits)
+    Ok(events.iter().filter_map(|e| reqs.get(&e.request_id).map(|req| hit(req, e))).collect())
 }
 
 fn hit(req: &Request, e: &SessionEvent) -> Hit {

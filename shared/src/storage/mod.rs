@@ -429,6 +429,26 @@ impl Store for SqlStore {
         })
     }
 
+    async fn recordings(&self, ids: &[RequestId]) -> Result<Vec<RecordingRecord>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_LIST as usize) {
+            let rows: Vec<RecordingRow> = on_pool!(&self.db, pool => {
+                let mut q = QueryBuilder::new(sql::RECORDINGS_OF);
+                q.push("(");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.to_string());
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await.map_err(error::db)
+            })?;
+            for row in rows {
+                out.push(row.into_record()?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn append_audit(&self, drafts: &[AuditDraft], at: Timestamp) -> Result<(), StoreError> {
         if drafts.is_empty() {
             return Ok(());

@@ -113,6 +113,10 @@ pub(super) const INSERT_RECORDING: &str = concat!(
 pub(super) const RECORDING_OF: &str =
     concat!("SELECT ", recording_cols!(), " FROM recordings WHERE request_id = $1");
 
+/// Followed by `(id, id, ...)`.
+pub(super) const RECORDINGS_OF: &str =
+    concat!("SELECT ", recording_cols!(), " FROM recordings WHERE request_id IN ");
+
 pub(super) const INSERT_CHAT_THREAD: &str = "INSERT INTO chat_threads \
      (request_id, platform, channel, message_id, thread_id, synced_seq, connect_sent, \
      summary_sent, done, attempts, next_attempt_at, lease_until) \
