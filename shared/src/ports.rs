@@ -28,6 +28,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// How long an expired review sign-in link is remembered (see
+/// [`Store::purge_review_access`]): a day, in seconds.
+pub const REVIEW_LINK_MEMORY: i64 = 24 * 3600;
+
 /// Which requests to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {
@@ -240,6 +244,11 @@ pub trait Store: Send + Sync + Debug {
     ) -> Result<Option<PrincipalName>, StoreError>;
 
     /// Commands and exec requests matching `q`, newest first.
+    /// Deletes review sessions that expired, and sign-in links that expired more than
+    /// [`REVIEW_LINK_MEMORY`] ago (until then a late click is told the link expired, not that
+    /// it is unknown). Returns how many rows went.
+    async fn purge_review_access(&self, now: Timestamp) -> Result<u64, StoreError>;
+
     async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError>;
 
     /// Cheap round trip for readiness checks.

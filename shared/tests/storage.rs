@@ -750,6 +750,21 @@ async fn review_links_open_once_and_expire(db: TestDb) -> TestResult {
     assert_eq!(store.review_session(&[9; 32], ts(T0 + 10)).await?, Some(name("erin")));
     assert_eq!(store.review_session(&[9; 32], ts(T0 + 3600)).await?, None, "expired");
     assert_eq!(store.review_session(&[8; 32], ts(T0)).await?, None);
+
+    // Purging: expired sessions go at once; expired links are remembered for a day (a late
+    // click is still told "expired"), then go; what is still valid stays.
+    store.create_review_session(&[7; 32], &name("erin"), ts(T0), ts(T0 + 7200)).await?;
+    assert_eq!(store.purge_review_access(ts(T0 + 3600)).await?, 1, "session 9 expired");
+    assert_eq!(store.review_session(&[7; 32], ts(T0 + 3601)).await?, Some(name("erin")));
+    let day = shared::ports::REVIEW_LINK_MEMORY;
+    assert_eq!(store.purge_review_access(ts(T0 + 61 + day - 2)).await?, 1, "session 7");
+    assert_eq!(store.use_review_link(&[2; 32], ts(T0 + 70)).await?, Err(LinkRefusal::Expired));
+    // Links 2 and 4 expired at T0 + 60, 1 and 5 at T0 + 600.
+    assert_eq!(store.purge_review_access(ts(T0 + 60 + day)).await?, 2);
+    assert_eq!(store.use_review_link(&[2; 32], ts(T0 + 70)).await?, Err(LinkRefusal::Unknown));
+    assert_eq!(store.use_review_link(&[1; 32], ts(T0 + 70)).await?, Err(LinkRefusal::Used));
+    assert_eq!(store.purge_review_access(ts(T0 + 600 + day)).await?, 2);
+    assert_eq!(store.purge_review_access(ts(T0 + 600 + day)).await?, 0);
     Ok(())
 }
 

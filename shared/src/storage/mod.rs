@@ -637,6 +637,27 @@ impl Store for SqlStore {
         })
     }
 
+    async fn purge_review_access(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let links_before = now.unix() - crate::ports::REVIEW_LINK_MEMORY;
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            let sessions = sqlx::query(sql::PURGE_REVIEW_SESSIONS)
+                .bind(now.unix())
+                .execute(&mut *tx)
+                .await
+                .map_err(error::db)?
+                .rows_affected();
+            let links = sqlx::query(sql::PURGE_REVIEW_LINKS)
+                .bind(links_before)
+                .execute(&mut *tx)
+                .await
+                .map_err(error::db)?
+                .rows_affected();
+            tx.commit().await.map_err(error::db)?;
+            Ok(sessions + links)
+        })
+    }
+
     async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError> {
         // Folded the same way as `command_folded`; LIKE's wildcards are literal.
         let mut pattern = String::from("%");

@@ -168,6 +168,10 @@ pub(super) const INSERT_REVIEW_SESSION: &str = "INSERT INTO review_sessions \
 pub(super) const REVIEW_SESSION: &str =
     "SELECT principal FROM review_sessions WHERE id_sha256 = $1 AND expires_at > $2";
 
+pub(super) const PURGE_REVIEW_SESSIONS: &str = "DELETE FROM review_sessions WHERE expires_at <= $1";
+
+pub(super) const PURGE_REVIEW_LINKS: &str = "DELETE FROM review_links WHERE expires_at <= $1";
+
 /// `$1` is a lower-case LIKE pattern with `\` as the escape character.
 pub(super) const SEARCH_COMMANDS: &str = "SELECT e.request_id, e.at, e.offset_ms, e.kind, e.detail \
      FROM session_events e JOIN requests r ON r.id = e.request_id \
