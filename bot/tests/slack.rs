@@ -576,3 +576,22 @@ async fn socket_mode_carries_commands_and_clicks_without_inbound_http() {
     })
     .await;
 }
+
+both!(a_thread_in_step_with_its_request_is_left_alone_until_the_request_changes);
+async fn a_thread_in_step_with_its_request_is_left_alone_until_the_request_changes(
+    db: TestDb,
+) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (_code, id, ts) = s.request("disk full on the primary").await;
+    let sync = || bot::chat::sync::sync_due(&s.app.deps);
+    // The card is out and nothing happened since: no claim, no call to Slack.
+    let calls = s.fake.calls().len();
+    assert_eq!(sync().await?, 0);
+    assert_eq!(s.fake.calls().len(), calls);
+    // An approval is a new audit event: the thread has work again, once.
+    assert_eq!(s.click("U0BOB", &ts, "breakglass_approve", &id).await, 200);
+    assert_eq!(sync().await?, 1);
+    assert!(s.fake.calls().len() > calls, "the card and the thread were updated");
+    assert_eq!(sync().await?, 0);
+    Ok(())
+}

@@ -197,8 +197,9 @@ pub trait Store: Send + Sync + Debug {
     /// The recordings of those of `ids` whose session ended, in one query (any order).
     async fn recordings(&self, ids: &[RequestId]) -> Result<Vec<RecordingRecord>, StoreError>;
 
-    /// Chat threads with work due at `now` and not leased by another replica; each returned
-    /// one is leased to the caller for `lease_secs`.
+    /// Chat threads with work due at `now` (card not posted, a retry due, or audit events of
+    /// the request not shown yet) and not leased by another replica; each returned one is
+    /// leased to the caller for `lease_secs`, all in one update.
     async fn claim_chat_threads(
         &self,
         now: Timestamp,

@@ -489,22 +489,25 @@ impl Store for SqlStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(error::db)?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            for row in rows {
-                let t = row.into_thread()?;
-                let leased = sqlx::query(sql::LEASE_CHAT_THREAD)
-                    .bind(now.unix() + lease_secs)
-                    .bind(t.request_id.to_string())
-                    .bind(now.unix())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(error::db)?;
-                if leased.rows_affected() == 1 {
-                    claimed.push(t);
-                }
+            let threads = rows.into_iter().map(ChatThreadRow::into_thread).collect::<Result<Vec<_>, _>>()?;
+            if threads.is_empty() {
+                tx.commit().await.map_err(error::db)?;
+                return Ok(threads);
             }
+            // One lease for all of them; a thread another replica leased meanwhile is not
+            // returned (the write transaction makes that rare, the condition makes it safe).
+            let mut q = QueryBuilder::new(sql::LEASE_CHAT_THREADS);
+            q.push_bind(now.unix() + lease_secs).push(sql::LEASE_FREE_AT).push_bind(now.unix());
+            q.push(sql::LEASE_OF);
+            let mut list = q.separated(", ");
+            for t in &threads {
+                list.push_bind(t.request_id.to_string());
+            }
+            q.push(") RETURNING request_id");
+            let leased: Vec<String> =
+                q.build_query_scalar().fetch_all(&mut *tx).await.map_err(error::db)?;
             tx.commit().await.map_err(error::db)?;
-            Ok(claimed)
+            Ok(threads.into_iter().filter(|t| leased.contains(&t.request_id.to_string())).collect())
         })
     }
 

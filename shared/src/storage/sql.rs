@@ -130,15 +130,24 @@ macro_rules! chat_cols {
     };
 }
 
+/// Threads with work: the card not posted, a failed pass to retry (a thread that could not be
+/// started is one), or audit events of the request the thread has not shown yet. (Everything
+/// a thread shows follows from the audit log, so a thread without new events has nothing to
+/// do.)
 pub(super) const DUE_CHAT_THREADS: &str = concat!(
     "SELECT ",
     chat_cols!(),
-    " FROM chat_threads WHERE done = FALSE AND next_attempt_at <= $1 AND lease_until <= $1 \
+    " FROM chat_threads c WHERE done = FALSE AND next_attempt_at <= $1 AND lease_until <= $1 \
+     AND (message_id IS NULL OR attempts > 0 OR EXISTS (SELECT 1 FROM \
+     audit_events a WHERE a.request_id = c.request_id AND a.seq > c.synced_seq)) \
      ORDER BY next_attempt_at LIMIT $2"
 );
 
-pub(super) const LEASE_CHAT_THREAD: &str =
-    "UPDATE chat_threads SET lease_until = $1 WHERE request_id = $2 AND lease_until <= $3";
+/// Built as `LEASE_CHAT_THREADS <until> LEASE_FREE_AT <now> LEASE_OF (id, ...) RETURNING
+/// request_id`.
+pub(super) const LEASE_CHAT_THREADS: &str = "UPDATE chat_threads SET lease_until = ";
+pub(super) const LEASE_FREE_AT: &str = " WHERE lease_until <= ";
+pub(super) const LEASE_OF: &str = " AND request_id IN (";
 
 pub(super) const SAVE_CHAT_THREAD: &str = "UPDATE chat_threads SET message_id = $1, \
      thread_id = $2, synced_seq = $3, connect_sent = $4, summary_sent = $5, done = $6, \
