@@ -124,7 +124,23 @@ fn request_approve_connect_revoke_and_summary_through_discord() {
     {
         assert!(text.contains(needle), "summary lacks {needle}: {text}");
     }
-    std::thread::sleep(Duration::from_millis(2500));
+    // A barrier instead of a sleep: a later request's card comes out of a sync pass that ran
+    // after the summary (the finished thread, were it due again, would go first in that pass).
+    let (s, v) = w.discord_post(&command(
+        next(),
+        ALICE,
+        DISCORD_CHANNEL,
+        "request",
+        &[("host", "db-1"), ("reason", "barrier"), ("login", &w.login), ("duration", "30m")],
+    ));
+    assert_eq!(s, 200, "{v}");
+    let later = v["data"]["content"].as_str().unwrap_or_default().split_whitespace().nth(1);
+    let later = later.expect("code").to_owned();
+    wait_for(&fake, "the later card", |c| {
+        c.method == "POST"
+            && c.path == format!("channels/{DISCORD_CHANNEL}/messages")
+            && c.body.to_string().contains(&later)
+    });
     let summaries = fake
         .calls()
         .into_iter()

@@ -109,7 +109,17 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     ] {
         assert!(text.contains(needle), "summary lacks {needle}: {text}");
     }
-    std::thread::sleep(Duration::from_millis(2500));
+    // A barrier instead of a sleep: a later request's card comes out of a sync pass that ran
+    // after the summary (the finished thread, were it due again, would go first in that pass).
+    let (s, v) = w.slack_post(
+        "/slack/commands",
+        &command_body("U0ALICE", SLACK_CHANNEL, &format!("request db-1 --as {} barrier", w.login)),
+    );
+    assert_eq!(s, 200, "{v}");
+    let later = v["text"].as_str().unwrap_or_default().split('`').nth(1).expect("code").to_owned();
+    wait_for(&fake, "the later card", |c| {
+        c.method == "chat.postMessage" && c.text().contains(&later)
+    });
     let summaries = fake
         .calls_to("chat.postMessage")
         .into_iter()
