@@ -929,9 +929,11 @@ async fn bridge_inbound(
             }
         });
         let (label, detail) = match &what {
-            Opened::Agent => ("agent used on the target".to_owned(), json!({ "kind": "agent" })),
+            Opened::Agent => {
+                ("agent forwarding used on the target".to_owned(), json!({ "kind": "agent" }))
+            }
             Opened::X11 { originator_address, originator_port } => (
-                "X11 connection".to_owned(),
+                format!("X11 forwarding: connection from {originator_address}:{originator_port}"),
                 json!({ "kind": "x11", "originator": format!("{originator_address}:{originator_port}") }),
             ),
             Opened::ForwardedTcpip {

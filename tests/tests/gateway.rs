@@ -543,7 +543,9 @@ fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_ar
     let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
     let markers: Vec<&str> =
         cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
-    assert!(markers.contains(&"agent used on the target"), "{markers:?}");
+    assert!(markers.contains(&"agent forwarding used on the target"), "{markers:?}");
+    // None of the forwarding markers passes for a command (`breakglass replay --commands`).
+    assert!(markers.iter().all(|m| !recorder::replay::is_command(m)), "{markers:?}");
     assert!(
         markers.iter().any(|m| m.starts_with("remote forwarding: connection to")),
         "{markers:?}"
@@ -600,6 +602,19 @@ fn x11_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
     let events = forward_events(&w, &code, 2);
     assert!(events.iter().any(|e| e["kind"] == "x11" && e["set_up"] == true), "{events:?}");
     assert!(events.iter().any(|e| e["kind"] == "x11" && e["originator"].is_string()), "{events:?}");
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    let markers: Vec<&str> =
+        cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
+    assert!(
+        markers.iter().any(|m| m.starts_with("X11 forwarding: connection from")),
+        "{markers:?}"
+    );
+    assert!(markers.iter().all(|m| !recorder::replay::is_command(m)), "{markers:?}");
+    // The X11 connection's own bytes (its setup, with the cookie) stay out of the recording.
+    let raw = std::fs::read_to_string(&rec).expect("recording");
+    assert!(!raw.contains("MIT-MAGIC-COOKIE-1"), "{raw}");
     // Refused where the scope does not allow it (the default scope of a fresh world).
     let w2 = World::start();
     let code = w2.grant("db-1", None);
