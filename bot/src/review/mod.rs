@@ -347,9 +347,16 @@ pub struct Hit {
 /// Sessions: requests that had a recording, or have a live one.
 async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, ReviewError> {
     let window = f.window()?;
+    // The requester filter goes to the database, so it looks past the newest LIST_LIMIT
+    // sessions; a `who` that is not a name matches nobody.
+    let requester = match ListFilters::text(f.who.as_ref()).map(PrincipalName::parse) {
+        Some(Ok(who)) => Some(who),
+        Some(Err(_)) => return Ok(Vec::new()),
+        None => None,
+    };
     let filter = RequestFilter {
         statuses: vec![Status::Active, Status::Closed, Status::Revoked, Status::Expired],
-        requester: None,
+        requester,
         limit: LIST_LIMIT,
         ids: vec![],
     };
