@@ -193,7 +193,7 @@ impl Deps {
                 statuses: vec![Status::Pending, Status::Approved],
                 requester: None,
                 limit: 1000,
-                ids: vec![],
+                ..RequestFilter::default()
             })
             .await?;
         let mut n = 0;

@@ -147,7 +147,7 @@ pub async fn decide(
                 statuses: vec![Status::Approved],
                 requester: Some(who.clone()),
                 limit: 100,
-                ids: vec![],
+                ..RequestFilter::default()
             };
             let mine = store.list_requests(&filter).await.map_err(|_| Refusal::unavailable())?;
             mine.into_iter()

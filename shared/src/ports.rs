@@ -40,6 +40,10 @@ pub struct RequestFilter {
     pub requester: Option<PrincipalName>,
     /// Only these requests; empty means all.
     pub ids: Vec<RequestId>,
+    /// Only requests for this host.
+    pub host: Option<String>,
+    /// Only requests created at or before this time.
+    pub created_until: Option<Timestamp>,
     /// At most this many (the adapter caps it at 1000).
     pub limit: u32,
 }

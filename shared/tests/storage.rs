@@ -549,6 +549,14 @@ async fn list_filters_by_status_and_requester(db: TestDb) -> TestResult {
     let denied = RequestFilter { statuses: vec![Status::Denied], ..some };
     let got: Vec<RequestId> = store.list_requests(&denied).await?.iter().map(|r| r.id).collect();
     assert_eq!(got, [b1.id]);
+    // By host, and made at or before a moment.
+    let ids_of = |rs: Vec<shared::core::Request>| rs.iter().map(|r| r.id).collect::<Vec<_>>();
+    let db2 = RequestFilter { host: Some("db-2".into()), ..RequestFilter::default() };
+    assert_eq!(ids_of(store.list_requests(&db2).await?), [c1.id, a2.id]);
+    let early = RequestFilter { created_until: Some(ts(T0 + 60)), ..RequestFilter::default() };
+    assert_eq!(ids_of(store.list_requests(&early).await?), [b1.id, a1.id]);
+    let both = RequestFilter { created_until: Some(ts(T0 + 120)), ..db2 };
+    assert_eq!(ids_of(store.list_requests(&both).await?), [a2.id]);
     // Whole requests, approvals included, newest first.
     assert_eq!(store.list_requests(&RequestFilter::default()).await?, [c1, a2, b1, a1]);
     Ok(())

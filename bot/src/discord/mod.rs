@@ -577,7 +577,7 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
                 statuses: vec![Status::Pending, Status::Approved, Status::Active],
                 requester: None,
                 limit: 1000,
-                ids: vec![],
+                ..RequestFilter::default()
             };
             match deps.list(&filter).await {
                 Ok(rs) => {

@@ -152,7 +152,7 @@ pub async fn list(
         statuses,
         requester: q.mine.unwrap_or(false).then(|| who.clone()),
         limit: q.limit.unwrap_or(100).min(1000),
-        ids: vec![],
+        ..RequestFilter::default()
     };
     let reqs = deps.list(&filter).await?;
     Ok(Json(RequestList { requests: reqs.iter().map(|r| view(&deps, r, &who)).collect() }))

@@ -348,17 +348,21 @@ pub struct Hit {
 async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, ReviewError> {
     let window = f.window()?;
     // The requester filter goes to the database, so it looks past the newest LIST_LIMIT
-    // sessions; a `who` that is not a name matches nobody.
+    // sessions (a `who` that is not a name matches nobody).
     let requester = match ListFilters::text(f.who.as_ref()).map(PrincipalName::parse) {
         Some(Ok(who)) => Some(who),
         Some(Err(_)) => return Ok(Vec::new()),
         None => None,
     };
+    // So do the host and the end of the window (a session starts after its request was
+    // made); the start of the window is checked here, on the session's start.
     let filter = RequestFilter {
         statuses: vec![Status::Active, Status::Closed, Status::Revoked, Status::Expired],
         requester,
         limit: LIST_LIMIT,
-        ids: vec![],
+        host: ListFilters::text(f.host.as_ref()).map(str::to_owned),
+        created_until: (window.1 < i64::MAX).then(|| Timestamp::from_unix(window.1)),
+        ..RequestFilter::default()
     };
     let reqs = deps.store.list_requests(&filter).await?;
     let ids: Vec<RequestId> = reqs.iter().map(|r| r.id).collect();

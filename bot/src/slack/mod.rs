@@ -325,7 +325,7 @@ pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
                 statuses: vec![Status::Pending, Status::Approved, Status::Active],
                 requester: None,
                 limit: 1000,
-                ids: vec![],
+                ..RequestFilter::default()
             };
             match deps.list(&filter).await {
                 Ok(rs) => {

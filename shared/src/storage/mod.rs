@@ -723,6 +723,14 @@ where
             list.push_bind(id.to_string());
         }
         q.push(")");
+        word = " AND ";
+    }
+    if let Some(host) = &filter.host {
+        q.push(word).push("host = ").push_bind(host.clone());
+        word = " AND ";
+    }
+    if let Some(until) = filter.created_until {
+        q.push(word).push("created_at <= ").push_bind(until.unix());
     }
     q.push(sql::NEWEST_FIRST).push(" LIMIT ").push_bind(limit);
 }
