@@ -331,6 +331,22 @@ impl GatewaySession {
         }
     }
 
+    /// Tells the user, on `ch`'s stderr, that the grant's scope does not allow `what`.
+    fn tell_not_allowed(
+        &self,
+        ch: ChannelId,
+        session: &mut Session,
+        what: &str,
+        key: &str,
+    ) -> Result<(), Error> {
+        let Some(live) = self.live() else { return Ok(()) };
+        let scope = &live.grant.request().scope;
+        let line = format!(
+            "breakglass: {what} is not allowed for scope {scope} ({key}); the session goes on without it\r\n"
+        );
+        session.extended_data(ch, 1, Bytes::from(line))
+    }
+
     /// Prints the refusal on `ch` and closes it.
     fn refuse_on(&self, ch: ChannelId, session: &mut Session) -> Result<(), Error> {
         if let State::Denied { refusal, .. } = &self.state {
@@ -590,17 +606,20 @@ impl Handler for GatewaySession {
         Ok(())
     }
 
-    async fn agent_request(
-        &mut self,
-        ch: ChannelId,
-        _session: &mut Session,
-    ) -> Result<bool, Error> {
+    async fn agent_request(&mut self, ch: ChannelId, session: &mut Session) -> Result<bool, Error> {
         let Some(live) = self.live().filter(|l| l.forwarding.agent) else {
             self.note(
                 "forward_refused",
                 "agent forwarding refused",
                 json!({ "kind": "agent", "channel": ch.to_string() }),
             );
+            // OpenSSH says nothing when agent forwarding is refused: the gateway does.
+            self.tell_not_allowed(
+                ch,
+                session,
+                "agent forwarding (ssh -A)",
+                "allow_agent_forwarding",
+            )?;
             return Ok(false);
         };
         // The target's sshd decides too (the certificate's permit-agent-forwarding); its
@@ -636,6 +655,7 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         if self.live().is_none_or(|l| !l.forwarding.x11) {
             self.note("forward_refused", "X11 forwarding refused", json!({ "kind": "x11" }));
+            self.tell_not_allowed(ch, session, "X11 forwarding", "allow_x11_forwarding")?;
             return session.channel_failure(ch);
         }
         // The cookie is the client's fake one (the client swaps in the real one), and it is

@@ -398,6 +398,12 @@ fn forwarding_is_refused_and_recorded() {
     let all = text(&out.stdout) + &text(&out.stderr);
     assert!(!all.contains(&agent.public), "the agent must not be reachable: {all}");
     assert!(all.contains("agent-exit=2"), "ssh-add finds no agent on the target: {all}");
+    assert!(
+        text(&out.stderr).contains(
+            "breakglass: agent forwarding (ssh -A) is not allowed for scope prod (allow_agent_forwarding)"
+        ),
+        "{all}"
+    );
     eventually(10, "the refused agent forward is a session event", || {
         kinds(&code).contains(&"agent".to_owned())
     });
@@ -626,6 +632,11 @@ fn x11_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
         .output()
         .expect("ssh runs");
     assert!(text(&out.stdout).contains("DISPLAY=[]"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("X11 forwarding is not allowed for scope"),
+        "{}",
+        text(&out.stderr)
+    );
     eventually(10, "the refused X11 request is a session event", || {
         w2.session_events(&code)
             .iter()
