@@ -707,9 +707,10 @@ impl Handler for GatewaySession {
             Duration::from_secs(30),
             live.upstream.tcpip_forward(address, *port),
         )
-        .await;
+        .await
+        .unwrap_or_else(|_| Err(russh::Error::ConnectionTimeout));
         match answer {
-            Ok(Ok(bound)) => {
+            Ok(bound) => {
                 if *port == 0 {
                     *port = bound;
                 }
@@ -723,7 +724,7 @@ impl Handler for GatewaySession {
                 );
                 Ok(true)
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 self.note(
                     "forward_failed",
                     &format!("remote forwarding of {address}:{port} failed on the target"),
@@ -731,7 +732,6 @@ impl Handler for GatewaySession {
                 );
                 Ok(false)
             }
-            Err(_) => Ok(false),
         }
     }
 
@@ -1023,45 +1023,36 @@ async fn bridge_inbound(
 /// the recording, which keeps them out of the terminal recording.
 async fn relay_tunnel(live: Arc<Live>, user: Channel<Msg>, target: Channel<ClientMsg>) {
     let id = user.id();
-    let (mut from_user, to_user) = user.split();
-    let (mut from_target, to_target) = target.split();
-    let upward = async {
-        while let Some(msg) = from_user.wait().await {
-            let go_on = match msg {
-                ChannelMsg::Data { data } => {
-                    live.record(|r| r.input(id, &data)).is_some()
-                        && to_target.data_bytes(data).await.is_ok()
-                }
-                ChannelMsg::Eof => to_target.eof().await.is_ok(),
-                ChannelMsg::Close => false,
-                _ => true,
-            };
-            if !go_on {
-                break;
-            }
-        }
-        let _ = to_target.close().await;
-    };
-    let downward = async {
-        while let Some(msg) = from_target.wait().await {
-            let go_on = match msg {
-                ChannelMsg::Data { data } => {
-                    live.record(|r| r.output(id, &data)).is_some()
-                        && to_user.data_bytes(data).await.is_ok()
-                }
-                ChannelMsg::Eof => to_user.eof().await.is_ok(),
-                ChannelMsg::Close => false,
-                _ => true,
-            };
-            if !go_on {
-                break;
-            }
-        }
-        let _ = to_user.close().await;
-    };
-    tokio::join!(upward, downward);
+    let (from_user, to_user) = user.split();
+    let (from_target, to_target) = target.split();
+    tokio::join!(
+        pipe(from_user, to_target, |data| live.record(|r| r.input(id, data)).is_some()),
+        pipe(from_target, to_user, |data| live.record(|r| r.output(id, data)).is_some()),
+    );
     live.record(|r| r.channel_done(id));
     live.channels.close(id);
+}
+
+/// One direction of a forwarded connection: data (once `record` took it), EOF, then close.
+async fn pipe<S>(
+    mut from: russh::ChannelReadHalf,
+    to: ChannelWriteHalf<S>,
+    record: impl Fn(&[u8]) -> bool,
+) where
+    S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    while let Some(msg) = from.wait().await {
+        let go_on = match msg {
+            ChannelMsg::Data { data } => record(&data) && to.data_bytes(data).await.is_ok(),
+            ChannelMsg::Eof => to.eof().await.is_ok(),
+            ChannelMsg::Close => false,
+            _ => true,
+        };
+        if !go_on {
+            break;
+        }
+    }
+    let _ = to.close().await;
 }
 
 /// Writes session events to the database, off the data path, retrying a little.

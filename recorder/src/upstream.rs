@@ -201,8 +201,9 @@ impl client::Handler for TargetHandler {
 }
 
 impl TargetHandler {
-    /// Passes a target-opened channel to the session; with no session listening (not yet
-    /// live, or ended) the reply is dropped, which refuses the channel.
+    /// Passes a target-opened channel to the session, which decides on it. Once the session
+    /// is gone (ended, or refused before it went live) the receiver is dropped: the reply is
+    /// dropped with the message, which refuses the channel.
     fn hand_over(
         &self,
         what: Opened,

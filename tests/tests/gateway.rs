@@ -456,17 +456,10 @@ fn port_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
         text(&out.stdout),
         text(&out.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = w.session_events(&code);
-        if let Some(e) = events.iter().find(|e| e.kind == "forward") {
-            assert_eq!(e.detail["port"], w.sshd.port, "{:?}", e.detail);
-            assert!(!events.iter().any(|e| e.kind == "forward_refused"), "{events:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the forward is a session event: {events:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let forwards = forward_events(&w, &code, 1);
+    assert_eq!(forwards[0]["port"], w.sshd.port, "{forwards:?}");
+    let events = w.session_events(&code);
+    assert!(!events.iter().any(|e| e.kind == "forward_refused"), "{events:?}");
     // The tunnelled bytes are not in the recording.
     w.wait_status(&code, "closed", 10);
     let rec = w.recording_of(&code, 10);
@@ -483,19 +476,28 @@ fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The details of `code`'s session events that `keep` keeps, once at least `n` are there.
+fn events_of(
+    w: &World,
+    code: &str,
+    n: usize,
+    keep: impl Fn(&shared::ports::SessionEvent) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<serde_json::Value> =
+            w.session_events(code).into_iter().filter(&keep).map(|e| e.detail).collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{n} session events expected, got {found:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The `forward` session events of `code`, once at least `n` are there.
 fn forward_events(w: &World, code: &str, n: usize) -> Vec<serde_json::Value> {
-    let mut found = Vec::new();
-    eventually(10, "the forwarding is recorded as session events", || {
-        found = w
-            .session_events(code)
-            .into_iter()
-            .filter(|e| e.kind == "forward")
-            .map(|e| e.detail)
-            .collect();
-        found.len() >= n
-    });
-    found
+    events_of(w, code, n, |e| e.kind == "forward")
 }
 
 #[test]
@@ -793,20 +795,7 @@ fn sha256_file(p: &std::path::Path) -> String {
 
 /// Waits for the transfer events of grant `code` and returns their details.
 fn transfers(w: &World, code: &str, files: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let t: Vec<serde_json::Value> = w
-            .session_events(code)
-            .into_iter()
-            .filter(|e| e.kind == "transfer" && e.detail["direction"].is_string())
-            .map(|e| e.detail)
-            .collect();
-        if t.len() >= files {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "{files} file transfers expected, got {t:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    events_of(w, code, files, |e| e.kind == "transfer" && e.detail["direction"].is_string())
 }
 
 #[test]

@@ -303,16 +303,7 @@ pub async fn search(
     Ok(Json(SearchHits {
         hits: hits
             .into_iter()
-            .map(|h| SearchHit {
-                url: format!("{base}{}", h.path),
-                code: h.code,
-                requester: h.requester,
-                host: h.host,
-                at: h.at,
-                t: h.t,
-                kind: h.kind,
-                command: h.command,
-            })
+            .map(|h| SearchHit { url: format!("{base}{}", h.url), ..h })
             .collect(),
     }))
 }

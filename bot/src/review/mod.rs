@@ -33,6 +33,7 @@ use shared::core::{
 use shared::ports::{LinkRefusal, RecordingRecord, RequestFilter, SessionEvent};
 
 use crate::chat::Integrity;
+use crate::http::views::SearchHit;
 use crate::service::{Deps, sha256};
 
 /// The cookie holding a reviewer's browser session.
@@ -328,22 +329,6 @@ impl SessionRow {
     }
 }
 
-/// One search hit: a command at a moment of a session.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Hit {
-    pub code: String,
-    pub requester: String,
-    pub host: String,
-    /// Unix seconds.
-    pub at: i64,
-    /// Seconds into the recording.
-    pub t: f64,
-    pub kind: String,
-    pub command: String,
-    /// The page at that moment (relative to the public URL).
-    pub path: String,
-}
-
 /// Sessions: requests that had a recording, or have a live one.
 async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, ReviewError> {
     let window = f.window()?;
@@ -389,7 +374,8 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
 }
 
 /// Commands matching `q` in sessions the filters keep, newest first.
-pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<Hit>, ReviewError> {
+/// Each hit's `url` is the page at that moment, relative to the public URL.
+pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<SearchHit>, ReviewError> {
     let (from, to) = f.window()?;
     let requester = match ListFilters::text(f.who.as_ref()).map(PrincipalName::parse) {
         Some(Ok(who)) => Some(who),
@@ -417,18 +403,18 @@ pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<Hit>, R
     Ok(events.iter().filter_map(|e| reqs.get(&e.request_id).map(|req| hit(req, e))).collect())
 }
 
-fn hit(req: &Request, e: &SessionEvent) -> Hit {
+fn hit(req: &Request, e: &SessionEvent) -> SearchHit {
     #[allow(clippy::cast_precision_loss)] // offsets are far below 2^52 ms
     let t = e.offset_ms as f64 / 1000.0;
     let command = e.detail["command"].as_str().unwrap_or_default().to_owned();
-    Hit {
+    SearchHit {
         code: req.code.to_string(),
         requester: req.requester.to_string(),
         host: req.host.to_string(),
         at: e.at.unix(),
         t,
         kind: e.kind.clone(),
-        path: format!("/review/s/{}#t={t:.3}", req.code),
+        url: format!("/review/s/{}#t={t:.3}", req.code),
         command,
     }
 }

@@ -4,8 +4,9 @@
 use maud::{DOCTYPE, Markup, html};
 use shared::core::{PrincipalName, Timestamp};
 
-use super::{Hit, ListFilters, SessionPage, SessionRow};
+use super::{ListFilters, SessionPage, SessionRow};
 use crate::chat::Integrity;
+use crate::http::views::SearchHit;
 
 fn layout(title: &str, who: Option<&PrincipalName>, body: &Markup) -> Markup {
     html! {
@@ -92,7 +93,7 @@ pub fn list(
     who: &PrincipalName,
     f: &ListFilters,
     rows: &[SessionRow],
-    hits: Option<&[Hit]>,
+    hits: Option<&[SearchHit]>,
     now: Timestamp,
 ) -> Markup {
     let v = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -117,7 +118,7 @@ pub fn list(
                         ol #hits {
                             @for h in hits {
                                 li.hit data-code=(h.code) {
-                                    a href=(h.path) {
+                                    a href=(h.url) {
                                         code.command { (h.command) }
                                     }
                                     " "

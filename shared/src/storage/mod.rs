@@ -434,12 +434,7 @@ impl Store for SqlStore {
         for chunk in ids.chunks(MAX_LIST as usize) {
             let rows: Vec<RecordingRow> = on_pool!(&self.db, pool => {
                 let mut q = QueryBuilder::new(sql::RECORDINGS_OF);
-                q.push("(");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.to_string());
-                }
-                q.push(")");
+                push_list(&mut q, chunk.iter().map(ToString::to_string));
                 q.build_query_as().fetch_all(pool).await.map_err(error::db)
             })?;
             for row in rows {
@@ -499,11 +494,8 @@ impl Store for SqlStore {
             let mut q = QueryBuilder::new(sql::LEASE_CHAT_THREADS);
             q.push_bind(now.unix() + lease_secs).push(sql::LEASE_FREE_AT).push_bind(now.unix());
             q.push(sql::LEASE_OF);
-            let mut list = q.separated(", ");
-            for t in &threads {
-                list.push_bind(t.request_id.to_string());
-            }
-            q.push(") RETURNING request_id");
+            push_list(&mut q, threads.iter().map(|t| t.request_id.to_string()));
+            q.push(" RETURNING request_id");
             let leased: Vec<String> =
                 q.build_query_scalar().fetch_all(&mut *tx).await.map_err(error::db)?;
             tx.commit().await.map_err(error::db)?;
@@ -695,6 +687,19 @@ impl Store for SqlStore {
     }
 }
 
+/// Appends `(?, ?, ...)`, one bind parameter per item (callers never pass an empty list).
+fn push_list<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, items: impl IntoIterator<Item = String>)
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+    q.push(")");
+}
+
 /// Appends ` WHERE ... ORDER BY ... LIMIT n` for `filter` to a query over `requests`. Only
 /// constant SQL is pushed; every value is a bind parameter.
 fn push_filter<DB: sqlx::Database>(q: &mut QueryBuilder<DB>, filter: &RequestFilter, limit: i64)
@@ -704,12 +709,8 @@ where
 {
     let mut word = " WHERE ";
     if !filter.statuses.is_empty() {
-        q.push(word).push("status IN (");
-        let mut list = q.separated(", ");
-        for s in &filter.statuses {
-            list.push_bind(s.as_str().to_owned());
-        }
-        q.push(")");
+        q.push(word).push("status IN ");
+        push_list(q, filter.statuses.iter().map(|s| s.as_str().to_owned()));
         word = " AND ";
     }
     if let Some(who) = &filter.requester {
@@ -717,12 +718,8 @@ where
         word = " AND ";
     }
     if !filter.ids.is_empty() {
-        q.push(word).push("id IN (");
-        let mut list = q.separated(", ");
-        for id in &filter.ids {
-            list.push_bind(id.to_string());
-        }
-        q.push(")");
+        q.push(word).push("id IN ");
+        push_list(q, filter.ids.iter().map(ToString::to_string));
         word = " AND ";
     }
     if let Some(host) = &filter.host {

@@ -147,7 +147,7 @@ pub(super) const DUE_CHAT_THREADS: &str = concat!(
 /// request_id`.
 pub(super) const LEASE_CHAT_THREADS: &str = "UPDATE chat_threads SET lease_until = ";
 pub(super) const LEASE_FREE_AT: &str = " WHERE lease_until <= ";
-pub(super) const LEASE_OF: &str = " AND request_id IN (";
+pub(super) const LEASE_OF: &str = " AND request_id IN ";
 
 pub(super) const SAVE_CHAT_THREAD: &str = "UPDATE chat_threads SET message_id = $1, \
      thread_id = $2, synced_seq = $3, connect_sent = $4, summary_sent = $5, done = $6, \
