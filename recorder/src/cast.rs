@@ -34,8 +34,14 @@
 //! - `"e:<base64>"`: the next `o` event is stderr, and these are its exact raw bytes.
 //! - `"e"`: the next `o` event is stderr, and its text is exactly the bytes.
 //!
-//! The code is one character because asciinema 3 keeps only the first character of an unknown
-//! code, and it is not `x`, which asciicast v3 uses for the exit status. Players show the `o`
+//! The code `d` ([`BINARY_CODE`]) is ours too: the raw bytes of a channel that does not carry a
+//! terminal (a file transfer over sftp or scp, a forwarded connection). Its data is
+//! `"<dir><channel>:<base64>"`, where `dir` is `i` (client to target) or `o` (target to
+//! client), e.g. `"i3:aGVsbG8="`. Players skip it; audit keeps it ([`Cast::binary`]), so no
+//! byte that reached the target is missing from the recording, whatever the channel carried.
+//!
+//! The codes are one character because asciinema 3 keeps only the first character of an unknown
+//! code, and they are not `x`, which asciicast v3 uses for the exit status. Players show the `o`
 //! event and skip the annotation. [`Cast::raw_stream`] rebuilds every
 //! stream byte for byte. The annotation is written before its event, so if a crash cuts the file
 //! between the two lines, the raw bytes survive.
@@ -68,6 +74,9 @@ pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// Event code of our annotation event. Players ignore it (see the module docs).
 pub const ANNOTATION_CODE: &str = "b";
+
+/// Event code of the raw bytes of a channel that carries no terminal (see the module docs).
+pub const BINARY_CODE: &str = "d";
 
 /// A recorded byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,6 +279,9 @@ pub struct CastWriter<W: Write> {
     last_flush: Duration,
     events: u64,
     annotations: u64,
+    /// Raw bytes of binary channels, client to target and target to client.
+    binary_in: u64,
+    binary_out: u64,
     file_bytes: u64,
     file_hash: Sha256,
     failed: bool,
@@ -308,6 +320,8 @@ impl<W: Write> CastWriter<W> {
             last_flush: Duration::ZERO,
             events: 0,
             annotations: 0,
+            binary_in: 0,
+            binary_out: 0,
             file_bytes: 0,
             file_hash: Sha256::new(),
             failed: false,
@@ -356,6 +370,50 @@ impl<W: Write> CastWriter<W> {
     /// Fails if a size-triggered flush fails or an earlier write failed.
     pub fn exec_stderr(&mut self, t: Duration, bytes: &[u8]) -> io::Result<()> {
         self.record(t, Stream::Stderr, bytes)
+    }
+
+    /// Records the raw bytes of a channel that carries no terminal (a transfer, a forwarded
+    /// connection) as one `d` event: `to_target` says the direction, `channel` which channel.
+    /// Counted in the summary's byte totals, not in the terminal streams' digests.
+    ///
+    /// # Errors
+    ///
+    /// Fails if a size-triggered flush fails or an earlier write failed.
+    pub fn binary(
+        &mut self,
+        t: Duration,
+        to_target: bool,
+        channel: u32,
+        bytes: &[u8],
+    ) -> io::Result<()> {
+        self.ensure_usable()?;
+        let t = self.advance(t);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if to_target {
+            self.binary_in += bytes.len() as u64;
+        } else {
+            self.binary_out += bytes.len() as u64;
+        }
+        let buf = &mut self.buf;
+        buf.reserve(bytes.len() / 3 * 4 + 40);
+        buf.push(b'[');
+        push_time(buf, t);
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(BINARY_CODE.as_bytes());
+        buf.extend_from_slice(b"\",\"");
+        buf.push(if to_target { b'i' } else { b'o' });
+        buf.extend_from_slice(channel.to_string().as_bytes());
+        buf.push(b':');
+        // The base64 alphabet needs no JSON escaping.
+        let start = buf.len();
+        buf.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+        let written = BASE64.encode_slice(bytes, &mut buf[start..]).unwrap_or(0);
+        buf.truncate(start + written);
+        buf.extend_from_slice(b"\"]\n");
+        self.events += 1;
+        self.after_event(t)
     }
 
     /// Records a terminal resize (`r`, `"COLSxROWS"`).
@@ -445,8 +503,8 @@ impl<W: Write> CastWriter<W> {
         self.write_out()?;
         let digests = self.stream_digests();
         let summary = Summary {
-            bytes_out: digests.output.bytes + digests.stderr.bytes,
-            bytes_in: digests.input.bytes,
+            bytes_out: digests.output.bytes + digests.stderr.bytes + self.binary_out,
+            bytes_in: digests.input.bytes + self.binary_in,
             events: self.events,
             annotations: self.annotations,
             digests,
@@ -960,6 +1018,37 @@ impl Cast {
         })?;
         let [output, input, stderr] = states;
         Ok(Digests { output: output.digest(), input: input.digest(), stderr: stderr.digest() })
+    }
+
+    /// The raw bytes of the binary channels (`d` events), in order: those sent to the target
+    /// (`to_target`) or those sent by it.
+    ///
+    /// # Errors
+    ///
+    /// [`CastError::Event`] for a `d` event that is not `<dir><channel>:<base64>`.
+    pub fn binary(&self, to_target: bool) -> Result<Vec<u8>, CastError> {
+        let mut out = Vec::new();
+        for (idx, e) in self.events.iter().enumerate() {
+            if e.code != BINARY_CODE {
+                continue;
+            }
+            let bad = |reason: &str| CastError::Event { line: idx + 2, reason: reason.to_owned() };
+            let (tag, b64) =
+                e.data.split_once(':').ok_or_else(|| bad("binary data without ':'"))?;
+            let dir = match tag.as_bytes().first() {
+                Some(b'i') => true,
+                Some(b'o') => false,
+                _ => return Err(bad("binary data direction is not i or o")),
+            };
+            if !tag[1..].bytes().all(|b| b.is_ascii_digit()) || tag.len() < 2 {
+                return Err(bad("binary data channel is not a number"));
+            }
+            if dir == to_target {
+                let bytes = BASE64.decode(b64).map_err(|e| bad(&format!("bad base64: {e}")))?;
+                out.extend_from_slice(&bytes);
+            }
+        }
+        Ok(out)
     }
 
     /// The concatenated data of all `o` events: what `asciinema cat` prints.

@@ -146,15 +146,16 @@ impl fmt::Debug for CommandTracker {
 }
 
 impl CommandTracker {
-    /// A tracker for a terminal of `rows` by `cols` (a zero is taken as 1).
+    /// A tracker for a terminal of `rows` by `cols` (a zero is taken as 1; the emulated
+    /// screen is capped at [`MAX_ROWS`] by [`MAX_COLS`]).
     #[must_use]
     pub fn new(rows: u16, cols: u16) -> Self {
         Self {
             // No scrollback: rows that scroll away are counted, never kept, so scrolling costs
             // no allocation on the hot path.
             parser: vt100::Parser::new_with_callbacks(
-                non_zero(rows),
-                non_zero(cols),
+                rows_of(rows),
+                cols_of(cols),
                 0,
                 ScrollCounter::default(),
             ),
@@ -173,7 +174,7 @@ impl CommandTracker {
         let alternate = self.screen().alternate_screen();
         let before = self.screen().cursor_position().0;
         let scrolled = self.scrolled();
-        self.parser.set_size(non_zero(rows), non_zero(cols));
+        self.parser.set_size(rows_of(rows), cols_of(cols));
         if alternate {
             // The main screen's cursor is hidden behind the alternate one, so how far its rows
             // moved is unknown: drop the anchors and let the lines be placed by their prompt.
@@ -851,6 +852,21 @@ fn non_zero(n: u16) -> NonZeroU16 {
     NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
 }
 
+/// The emulated screen is at most this many rows, whatever the client asks for: the grid
+/// costs memory per cell, and a client may ask for 10000x10000. A taller terminal only moves
+/// where lines are read from; every byte is still recorded.
+pub const MAX_ROWS: u16 = 200;
+/// The emulated screen is at most this many columns (see [`MAX_ROWS`]).
+pub const MAX_COLS: u16 = 500;
+
+fn rows_of(n: u16) -> NonZeroU16 {
+    non_zero(n.min(MAX_ROWS))
+}
+
+fn cols_of(n: u16) -> NonZeroU16 {
+    non_zero(n.min(MAX_COLS))
+}
+
 /// The first row of the logical line that `row` belongs to.
 fn logical_start(screen: &vt100::Screen, row: u16) -> u16 {
     let mut start = row;
@@ -924,6 +940,34 @@ fn non_empty(text: String) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_terminal_is_emulated_at_a_bounded_size() {
+        // 10000x10000 would be a 100-million-cell grid (gigabytes): the screen is capped.
+        let size = |t: &CommandTracker| {
+            let (rows, cols) = t.screen().size();
+            (rows.get(), cols.get())
+        };
+        let mut tracker = CommandTracker::new(10_000, 10_000);
+        assert_eq!(size(&tracker), (MAX_ROWS, MAX_COLS));
+        tracker.resize(u16::MAX, u16::MAX);
+        assert_eq!(size(&tracker), (MAX_ROWS, MAX_COLS));
+        tracker.resize(30, 100);
+        assert_eq!(size(&tracker), (30, 100));
+        // It still reads commands.
+        let _ = tracker.output(b"\x1b[?2004hroot@db-1:~# ");
+        let mut found = Vec::new();
+        for b in b"echo hi\r" {
+            found.extend(tracker.input(&[*b]));
+            found.extend(tracker.output(if *b == b'\r' {
+                b"\r\n"
+            } else {
+                std::slice::from_ref(b)
+            }));
+        }
+        found.extend(tracker.output(b"hi\r\n\x1b[?2004hroot@db-1:~# "));
+        assert_eq!(found, ["echo hi"]);
+    }
 
     /// bash's prompt, with the bracketed-paste switch it writes before each prompt.
     const PROMPT: &str = "\x1b[?2004hroot@db-1:~# ";

@@ -17,16 +17,20 @@
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
 //! - [`live`]: live sessions, cutting, and the revocation watcher.
+//! - [`sever`]: a stream a cut can close from outside; [`limits`]: connections not logged in
+//!   yet, bounded in all and per source.
 
 pub mod authz;
 pub mod cast;
 pub mod commands;
 pub mod integrity;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod recording;
 pub mod replay;
 pub mod session;
+pub mod sever;
 pub mod transfer;
 pub mod upstream;
 
@@ -52,8 +56,12 @@ use crate::keys::Ca;
 use crate::live::LiveSessions;
 use crate::session::{GatewaySession, LiveSlot};
 
-/// Most connections served at once; more wait for a free place.
+/// Most connections served at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+
+/// After a cut asked for the client's connection to be dropped, how long russh may still take
+/// to flush what it has (the goodbye) before the connection is dropped anyway.
+const CUT_FLUSH: Duration = Duration::from_millis(200);
 
 /// Everything a connection needs. Cheap to clone.
 #[derive(Clone)]
@@ -155,6 +163,7 @@ pub async fn serve(
     })?;
     let config = server_config(host_key);
     let tracker = TaskTracker::new();
+    let refusal_log = limits::Throttle::new(Duration::from_secs(1));
     // Listed before the first connection is accepted; finished in the background, given up
     // at shutdown (what is left is tried again at the next start).
     let crashed = session::unfinished(&deps.config.gateway.recordings_dir);
@@ -168,6 +177,10 @@ pub async fn serve(
         });
     }
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let startups = limits::Startups::new(
+        deps.config.gateway.max_startups,
+        deps.config.gateway.max_startups_per_source,
+    );
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
         deps.store.clone(),
@@ -186,11 +199,23 @@ pub async fn serve(
                 }
             },
         };
-        // At the limit, new connections are closed at once rather than queued.
+        // At a limit, new connections are closed at once rather than queued: in all, and for
+        // connections not logged in yet, in all and per source address.
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many connections; closed");
             drop(stream);
             continue;
+        };
+        let startup = match startups.try_start(peer.ip()) {
+            Ok(s) => s,
+            Err(full) => {
+                // Logged at most once a second: a flood must not flood the log too.
+                if refusal_log.allow() {
+                    tracing::warn!(%peer, ?full, "too many connections not logged in yet; closed");
+                }
+                drop(stream);
+                continue;
+            }
         };
         let (deps, config) = (deps.clone(), config.clone());
         let grace = deps.config.gateway.login_grace_time;
@@ -198,8 +223,11 @@ pub async fn serve(
             let _permit = permit;
             let _ = stream.set_nodelay(true);
             let slot = LiveSlot::default();
-            let handler = GatewaySession::new(deps.clone(), Some(peer), slot.clone());
-            let session = async {
+            let logged_in = CancellationToken::new();
+            let handler = GatewaySession::new(deps.clone(), Some(peer), slot.clone())
+                .on_login(logged_in.clone());
+            // Boxed so that dropping it (below) really drops the connection.
+            let mut session = Box::pin(async {
                 match russh::server::run_stream(config, stream, handler).await {
                     Ok(running) => {
                         if let Err(e) = running.await {
@@ -208,20 +236,44 @@ pub async fn serve(
                     }
                     Err(e) => tracing::debug!(%peer, error = %e, "handshake failed"),
                 }
+            });
+            // A client that has not logged in within the grace time is dropped, whatever
+            // stage it stalls at; until then it holds a startup place.
+            let deadline = tokio::time::Instant::now() + grace;
+            let ended = tokio::select! {
+                () = &mut session => true,
+                () = logged_in.cancelled() => false,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::info!(%peer, "not logged in within the grace time; disconnected");
+                    true
+                }
             };
-            tokio::pin!(session);
-            // A client that is not logged in (a live session) within the grace time is
-            // dropped, whatever stage it stalls at.
-            tokio::select! {
-                () = &mut session => {}
-                () = tokio::time::sleep(grace) => {
-                    if slot.lock().is_ok_and(|s| s.is_some()) {
-                        session.await;
-                    } else {
-                        tracing::info!(%peer, "not logged in within the grace time; disconnected");
+            drop(startup);
+            let live = slot.lock().ok().and_then(|s| s.clone());
+            if !ended {
+                match &live {
+                    // A live session runs until it ends, or until a cut asks for the client's
+                    // connection to be dropped: then it gets a moment to flush the goodbye,
+                    // and is dropped (closing the TCP connection) whatever russh is doing.
+                    Some(live) => {
+                        let drop_client = live.cutter.drop_client_token();
+                        tokio::select! {
+                            () = &mut session => {}
+                            () = drop_client.cancelled() => {
+                                let _ = tokio::time::timeout(CUT_FLUSH, &mut session).await;
+                            }
+                        }
+                    }
+                    // A refused login prints its line and ends; it may not linger past the
+                    // grace time.
+                    None => {
+                        let _ = tokio::time::timeout_at(deadline, &mut session).await;
                     }
                 }
             }
+            // Dropping the connection's future closes the client's TCP connection, whatever
+            // russh was waiting for.
+            drop(session);
             let live = slot.lock().ok().and_then(|mut s| s.take());
             if let Some(live) = live {
                 session::finish(&deps, live).await;

@@ -1,8 +1,9 @@
 //! Live sessions: what each one needs to be cut, and the watcher that cuts them when their
 //! grant is revoked.
 //!
-//! Every live session has a [`Cutter`]: cutting writes one line to the user's terminal, closes
-//! the channels, and disconnects both sides; the session's task then finishes the recording.
+//! Every live session has a [`Cutter`]: cutting severs the target's connection, tries one line
+//! to the user's terminal (bounded in time), and drops the client's connection whatever the
+//! client does; the session's task then finishes the recording.
 //! The deadline is enforced by a timer in the session itself (from the signed grant, so it
 //! holds even when the database is down); revocations come from the database, polled here.
 
@@ -84,23 +85,50 @@ impl OpenChannels {
             m.remove(&ch);
         }
     }
+    /// How many channels are open.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|m| m.len()).unwrap_or(usize::MAX)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn snapshot(&self) -> Vec<(ChannelId, Open)> {
         self.0.lock().map(|m| m.iter().map(|(c, p)| (*c, *p)).collect()).unwrap_or_default()
     }
 }
 
+/// How long a cut tries to tell the user why (one line, exit status, close, disconnect)
+/// before it drops the connection anyway: a client that stops reading never holds a cut up.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Cuts one session, once.
+///
+/// A cut never waits for the client: it stops relaying (the session's data paths check
+/// [`Cutter::is_cut`]), severs the connection to the target first (so nothing more reaches
+/// it, and the target's sshd ends the session's processes), then tries the one-line message
+/// for at most [`GOODBYE_TIMEOUT`], then tells the accept loop to drop the client's TCP
+/// connection, whatever state russh's loop is in.
 #[derive(Debug)]
 pub struct Cutter {
     handle: Handle,
     channels: Arc<OpenChannels>,
     reason: Mutex<Option<EndReason>>,
     done: CancellationToken,
+    upstream: CancellationToken,
+    client: CancellationToken,
 }
 
 impl Cutter {
-    pub fn new(handle: Handle, channels: Arc<OpenChannels>) -> Self {
-        Self { handle, channels, reason: Mutex::new(None), done: CancellationToken::new() }
+    /// `upstream` severs the connection to the target.
+    pub fn new(handle: Handle, channels: Arc<OpenChannels>, upstream: CancellationToken) -> Self {
+        Self {
+            handle,
+            channels,
+            reason: Mutex::new(None),
+            done: CancellationToken::new(),
+            upstream,
+            client: CancellationToken::new(),
+        }
     }
 
     /// Why it was cut, if it was.
@@ -108,13 +136,29 @@ impl Cutter {
         self.reason.lock().ok().and_then(|r| r.clone())
     }
 
+    /// Whether the session was cut: nothing more is relayed, either way.
+    pub fn is_cut(&self) -> bool {
+        self.done.is_cancelled()
+    }
+
     /// Resolves once the session was cut.
     pub fn cut_token(&self) -> CancellationToken {
         self.done.clone()
     }
 
-    /// Tells the user why in one line, closes every channel and disconnects. Only the first
-    /// call does anything.
+    /// Cancelled when the client's connection must be dropped (the goodbye was tried).
+    pub fn drop_client_token(&self) -> CancellationToken {
+        self.client.clone()
+    }
+
+    /// Severs the connection to the target (idempotent).
+    pub fn sever_upstream(&self) {
+        self.upstream.cancel();
+    }
+
+    /// Stops relaying, severs the target, tells the user why in one line (bounded in time),
+    /// closes every channel, disconnects, and has the client's connection dropped. Only the
+    /// first call does anything.
     pub async fn cut(&self, reason: EndReason, message: &str) {
         {
             let Ok(mut r) = self.reason.lock() else { return };
@@ -124,28 +168,41 @@ impl Cutter {
             *r = Some(reason);
         }
         self.done.cancel();
-        for (ch, what) in self.channels.snapshot() {
-            match what {
-                Open::Pty => {
-                    let line = format!("\r\n{message}\r\n");
-                    let _ = self.handle.data(ch, line.into_bytes()).await;
+        self.upstream.cancel();
+        let goodbye = async {
+            for (ch, what) in self.channels.snapshot() {
+                match what {
+                    Open::Pty => {
+                        let line = format!("\r\n{message}\r\n");
+                        let _ = self.handle.data(ch, line.into_bytes()).await;
+                    }
+                    Open::Plain => {
+                        let line = format!("{message}\n");
+                        let _ = self.handle.extended_data(ch, 1, line.into_bytes()).await;
+                    }
+                    Open::Tunnel => {}
                 }
-                Open::Plain => {
-                    let line = format!("{message}\n");
-                    let _ = self.handle.extended_data(ch, 1, line.into_bytes()).await;
+                if what != Open::Tunnel {
+                    let _ = self.handle.exit_status_request(ch, 255).await;
                 }
-                Open::Tunnel => {}
+                let _ = self.handle.eof(ch).await;
+                let _ = self.handle.close(ch).await;
             }
-            if what != Open::Tunnel {
-                let _ = self.handle.exit_status_request(ch, 255).await;
-            }
-            let _ = self.handle.eof(ch).await;
-            let _ = self.handle.close(ch).await;
+            let _ = self
+                .handle
+                .disconnect(Disconnect::ByApplication, message.to_owned(), "en".to_owned())
+                .await;
+        };
+        if tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await.is_err() {
+            tracing::info!("the client did not take the goodbye in time; dropping its connection");
         }
-        let _ = self
-            .handle
-            .disconnect(Disconnect::ByApplication, message.to_owned(), "en".to_owned())
-            .await;
+        self.client.cancel();
+    }
+
+    /// Cuts on its own task: the caller never waits on this session.
+    pub fn cut_in_background(self: &Arc<Self>, reason: EndReason, message: String) {
+        let me = self.clone();
+        tokio::spawn(async move { me.cut(reason, &message).await });
     }
 }
 
@@ -179,11 +236,14 @@ impl LiveSessions {
             .unwrap_or_default()
     }
 
-    /// Cuts every live session (the gateway is stopping).
+    /// Cuts every live session at once (the gateway is stopping).
     pub async fn cut_all(&self, message: &str) {
+        let mut cuts = tokio::task::JoinSet::new();
         for (_, _, c) in self.all() {
-            c.cut(EndReason::Shutdown, message).await;
+            let message = message.to_owned();
+            cuts.spawn(async move { c.cut(EndReason::Shutdown, &message).await });
         }
+        while cuts.join_next().await.is_some() {}
     }
 }
 
@@ -233,7 +293,8 @@ pub async fn watch_revocations(
                     r.code
                 );
                 tracing::info!(code = %r.code, "revoked: cutting the live session");
-                cutter.cut(EndReason::Revoked { by }, &msg).await;
+                // Each cut on its own task: a session that hangs never delays another's cut.
+                cutter.cut_in_background(EndReason::Revoked { by }, msg);
             }
         }
     }

@@ -2,8 +2,14 @@
 //! trackers, and the stream of session events to the database.
 //!
 //! Everything here is fed from the data path, so it only does cheap in-memory work and
-//! buffered file appends; the database is written by a separate task fed through an unbounded
-//! queue, so a slow or absent database never stalls a keystroke.
+//! buffered file appends; the database is written by a separate task fed through a bounded
+//! queue, so a slow or absent database never stalls a keystroke (events that do not fit are
+//! counted and dropped from the database only: the recording has them).
+//!
+//! Every byte of every channel is written to the file: a terminal's as `o`/`i` events, and
+//! the raw bytes of a channel that carries no terminal (sftp, scp, forwarded connections) as
+//! `d` events. Trackers (commands, transfers) summarise on top of the recording; what they
+//! guess never removes a byte from it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -59,12 +65,19 @@ pub struct Recording {
     /// Straight to the file: the writer keeps its own buffer and hands over whole lines.
     writer: Option<CastWriter<File>>,
     channels: HashMap<ChannelId, ChannelState>,
-    events: mpsc::UnboundedSender<SessionEvent>,
+    events: mpsc::Sender<SessionEvent>,
+    /// Events the database queue had no room for (they are in the file).
+    events_dropped: u64,
     record_input: bool,
     commands: u64,
     exit_status: Option<i64>,
     failed: Option<String>,
+    /// Set by [`Recording::finish`]: nothing is recorded or reported after the end marker.
+    finished: bool,
 }
+
+/// Session events waiting for the database, per session, at most.
+pub const EVENT_QUEUE: usize = 4096;
 
 impl Recording {
     /// Creates the recording's file at `path` (which must not exist); its header is written
@@ -77,7 +90,7 @@ impl Recording {
         path: PathBuf,
         header_meta: Value,
         started_at: Timestamp,
-        events: mpsc::UnboundedSender<SessionEvent>,
+        events: mpsc::Sender<SessionEvent>,
         record_input: bool,
     ) -> std::io::Result<Self> {
         let file = File::options().write(true).create_new(true).open(&path)?;
@@ -91,10 +104,12 @@ impl Recording {
             writer: None,
             channels: HashMap::new(),
             events,
+            events_dropped: 0,
             record_input,
             commands: 0,
             exit_status: None,
             failed: None,
+            finished: false,
         })
     }
 
@@ -112,16 +127,30 @@ impl Recording {
         self.failed.as_deref()
     }
 
-    fn event(&self, kind: &str, detail: Value) {
+    fn event(&mut self, kind: &str, detail: Value) {
+        if self.finished {
+            return;
+        }
         let offset = self.elapsed();
         let at = self.started_at.plus_secs(i64::try_from(offset.as_secs()).unwrap_or(0));
-        let _ = self.events.send(SessionEvent {
+        let sent = self.events.try_send(SessionEvent {
             request_id: self.request_id,
             at,
             offset_ms: i64::try_from(offset.as_millis()).unwrap_or(i64::MAX),
             kind: kind.to_owned(),
             detail,
         });
+        if let Err(mpsc::error::TrySendError::Full(_)) = sent {
+            if self.events_dropped == 0 {
+                tracing::warn!(path = %self.path.display(), "session events arrive faster than the database takes them; the rest are in the recording only");
+            }
+            self.events_dropped += 1;
+        }
+    }
+
+    /// Whether the recording was finished: later calls record nothing.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     fn io<T>(&mut self, r: std::io::Result<T>) {
@@ -135,10 +164,14 @@ impl Recording {
 
     /// A forwarded connection the scope allows opens on `ch` (a port forward, a use of the
     /// user's agent, an X11 client): recorded as a marker `label` and a `forward` event with
-    /// `detail`; the bytes it carries are not written to the file.
+    /// `detail`; the bytes it carries are written as raw `d` events, out of the terminal's.
     pub fn forward(&mut self, ch: ChannelId, label: &str, detail: Value) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         self.channels.entry(ch).or_default().tunnel = true;
+        self.ensure_file();
         if let Some(w) = self.writer.as_mut() {
             let r = w.marker(t, label);
             self.io(r);
@@ -169,7 +202,9 @@ impl Recording {
             ChannelKind::Shell if st.pty.is_some() => {
                 st.commands = Some(CommandTracker::new(rows, cols))
             }
-            ChannelKind::Exec(cmd) => {
+            // scp never asks for a terminal: an exec with one is interactive, whatever the
+            // program is called.
+            ChannelKind::Exec(cmd) if st.pty.is_none() => {
                 st.transfer = ScpTracker::from_command(cmd).map(Transfer::Scp)
             }
             ChannelKind::Subsystem(name) if name == "sftp" => {
@@ -203,6 +238,14 @@ impl Recording {
         self.event(kind_name, detail);
     }
 
+    /// Opens the file with a default header if no channel started one yet: bytes that arrive
+    /// first (a forwarded connection with no shell, data before the exec) are still written.
+    fn ensure_file(&mut self) {
+        if self.writer.is_none() && self.file.is_some() && self.failed.is_none() {
+            self.open_file(80, 24, None, None);
+        }
+    }
+
     /// Creates the file and writes the header (the first channel's terminal size).
     fn open_file(&mut self, cols: u16, rows: u16, term: Option<String>, command: Option<String>) {
         let header = Header {
@@ -228,6 +271,9 @@ impl Recording {
 
     /// Bytes the user sent on `ch`.
     pub fn input(&mut self, ch: ChannelId, data: &[u8]) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         let mut found = Vec::new();
         let mut transfers = Vec::new();
@@ -243,21 +289,39 @@ impl Recording {
             }
             binary = st.transfer.is_some() || st.tunnel;
         }
-        // File contents uploaded over sftp/scp are summarised by the transfer events, not
-        // kept twice in the recording.
+        // Transfers and forwarded connections keep their raw bytes (`d`); terminals and plain
+        // execs their text (`i`).
+        self.ensure_file();
         if self.record_input
-            && !binary
             && let Some(w) = self.writer.as_mut()
         {
-            let r = w.input(t, data);
+            let r = if binary { w.binary(t, true, ch.number(), data) } else { w.input(t, data) };
             self.io(r);
         }
         self.commands_found(t, found);
-        self.transfers_found(t, transfers);
+        self.transfers_found(ch, t, transfers);
+    }
+
+    /// Extended data the user sent on `ch` (rare: no OpenSSH client sends it). Kept raw.
+    pub fn input_extended(&mut self, ch: ChannelId, code: u32, data: &[u8]) {
+        if self.finished {
+            return;
+        }
+        let t = self.elapsed();
+        self.ensure_file();
+        if let Some(w) = self.writer.as_mut() {
+            let r = w
+                .marker(t, &format!("client extended data ({code}), {} bytes", data.len()))
+                .and_then(|()| w.binary(t, true, ch.number(), data));
+            self.io(r);
+        }
     }
 
     /// Bytes the target sent on `ch` (stdout).
     pub fn output(&mut self, ch: ChannelId, data: &[u8]) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         let mut found = Vec::new();
         let mut transfers = Vec::new();
@@ -275,17 +339,28 @@ impl Recording {
             }
             binary = st.transfer.is_some() || st.tunnel;
         }
-        if !binary && let Some(w) = self.writer.as_mut() {
-            let r = if pty { w.output(t, data) } else { w.exec_stdout(t, data) };
+        self.ensure_file();
+        if let Some(w) = self.writer.as_mut() {
+            let r = if binary {
+                w.binary(t, false, ch.number(), data)
+            } else if pty {
+                w.output(t, data)
+            } else {
+                w.exec_stdout(t, data)
+            };
             self.io(r);
         }
         self.commands_found(t, found);
-        self.transfers_found(t, transfers);
+        self.transfers_found(ch, t, transfers);
     }
 
     /// Bytes the target sent on `ch`'s stderr.
     pub fn stderr(&mut self, _ch: ChannelId, data: &[u8]) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
+        self.ensure_file();
         if let Some(w) = self.writer.as_mut() {
             let r = w.exec_stderr(t, data);
             self.io(r);
@@ -293,6 +368,9 @@ impl Recording {
     }
 
     pub fn resize(&mut self, ch: ChannelId, cols: u32, rows: u32) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         let (c, r) = (clamp(cols, 80), clamp(rows, 24));
         if let Some(st) = self.channels.get_mut(&ch) {
@@ -308,6 +386,9 @@ impl Recording {
     }
 
     pub fn exit_status(&mut self, ch: ChannelId, status: u32) {
+        if self.finished {
+            return;
+        }
         self.exit_status = Some(i64::from(status));
         let t = self.elapsed();
         if let Some(w) = self.writer.as_mut() {
@@ -319,6 +400,9 @@ impl Recording {
 
     /// Something worth a marker and a session event (a refused forward, an agent request).
     pub fn note(&mut self, kind: &str, label: &str, detail: Value) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         if let Some(w) = self.writer.as_mut() {
             let r = w.marker(t, label);
@@ -329,6 +413,9 @@ impl Recording {
 
     /// A channel closed: anything its trackers still hold is reported.
     pub fn channel_done(&mut self, ch: ChannelId) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         let Some(st) = self.channels.get_mut(&ch) else { return };
         let found = st.commands.as_mut().map(CommandTracker::finish).unwrap_or_default();
@@ -340,7 +427,7 @@ impl Recording {
         st.commands = None;
         st.transfer = None;
         self.commands_found(t, found);
-        self.transfers_found(t, transfers);
+        self.transfers_found(ch, t, transfers);
     }
 
     fn commands_found(&mut self, t: Duration, found: Vec<String>) {
@@ -354,7 +441,15 @@ impl Recording {
         }
     }
 
-    fn transfers_found(&mut self, t: Duration, found: Vec<TransferEvent>) {
+    fn transfers_found(&mut self, ch: ChannelId, t: Duration, found: Vec<TransferEvent>) {
+        // A tracker that gave up has nothing more to say about the channel: from then on its
+        // bytes are recorded as text, so a replay shows them (a program that only looked like
+        // scp, or an scp that broke).
+        if found.iter().any(|e| matches!(e, TransferEvent::TrackingStopped { .. }))
+            && let Some(st) = self.channels.get_mut(&ch)
+        {
+            st.transfer = None;
+        }
         for ev in found {
             let (label, detail) = describe(&ev);
             if let Some(w) = self.writer.as_mut() {
@@ -367,6 +462,9 @@ impl Recording {
 
     /// Flushes the file if the last flush is at least 100 ms old.
     pub fn tick(&mut self) {
+        if self.finished {
+            return;
+        }
         let t = self.elapsed();
         if let Some(w) = self.writer.as_mut() {
             let r = w.maybe_flush(t);
@@ -378,6 +476,9 @@ impl Recording {
     /// that never started a channel still gets a (short) recording. Returns the summary, the
     /// last exit status and the number of commands (`None` if the file cannot be written).
     pub fn finish(&mut self, end_label: &str) -> Option<(Summary, Option<i64>, u64)> {
+        if self.finished {
+            return None;
+        }
         if self.writer.is_none() && self.failed.is_none() {
             self.open_file(80, 24, None, None);
         }
@@ -386,6 +487,11 @@ impl Recording {
             self.channel_done(ch);
         }
         let t = self.elapsed();
+        // From here on nothing is recorded or reported: whatever a tracker found is above.
+        self.finished = true;
+        if self.events_dropped > 0 {
+            tracing::warn!(path = %self.path.display(), dropped = self.events_dropped, "session events kept in the recording only");
+        }
         let mut w = self.writer.take()?;
         let r = w.marker(t, end_label);
         self.io(r);

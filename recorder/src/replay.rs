@@ -479,6 +479,10 @@ pub const NON_COMMAND_PREFIXES: &[&str] = &[
     "port forwarding to",
     "socket forwarding to",
     "killed by",
+    "env request: ",
+    "signal request: ",
+    "client extended data",
+    "channel refused: ",
 ];
 
 /// Whether a marker label is a command the user submitted.

@@ -64,6 +64,9 @@ pub struct Live {
     /// The forwarding the user asked for and the target set up: only channels the target
     /// opens for these are bridged to the user.
     pub forwards: Mutex<Forwards>,
+    /// The relay tasks (one per channel): [`finish`] waits for them, so whatever they still
+    /// carry is recorded before the end marker.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Forwarding set up on the target for this session.
@@ -137,6 +140,9 @@ pub struct GatewaySession {
     chans: HashMap<ChannelId, Chan>,
     /// Who authenticated, with which user name, since when: decided in `auth_succeeded`.
     pending: Option<(PrincipalName, String, Instant)>,
+    /// Cancelled once the login is decided (live or refused): the accept loop then stops
+    /// counting the connection as not logged in.
+    logged_in: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -150,7 +156,40 @@ impl std::fmt::Debug for GatewaySession {
 
 impl GatewaySession {
     pub fn new(deps: GatewayDeps, peer: Option<SocketAddr>, slot: LiveSlot) -> Self {
-        Self { deps, peer, state: State::Connected, slot, chans: HashMap::new(), pending: None }
+        Self {
+            deps,
+            peer,
+            state: State::Connected,
+            slot,
+            chans: HashMap::new(),
+            pending: None,
+            logged_in: None,
+        }
+    }
+
+    /// Cancels `token` once the login is decided.
+    #[must_use]
+    pub fn on_login(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.logged_in = Some(token);
+        self
+    }
+
+    /// Whether `ch` may open: the session has fewer than `max_channels_per_session` open.
+    /// Records a refusal.
+    fn room_for_a_channel(&self, what: &str) -> bool {
+        let Some(live) = self.live() else { return true };
+        let max = self.deps.config.gateway.max_channels_per_session;
+        if live.channels.len() < max {
+            return true;
+        }
+        live.record(|r| {
+            r.note(
+                "channel_refused",
+                &format!("channel refused: {what}, {max} channels already open"),
+                json!({ "what": what, "max": max }),
+            );
+        });
+        false
     }
 
     fn live(&self) -> Option<Arc<Live>> {
@@ -185,7 +224,7 @@ impl GatewaySession {
                     .into(),
             }
         })?;
-        let (upstream, inbound) = upstream::connect(
+        let (upstream, inbound, sever) = upstream::connect(
             req.host.as_str(),
             grant.host_addr(),
             d.config.gateway.known_hosts_file.clone(),
@@ -208,7 +247,7 @@ impl GatewaySession {
         let started_at = d.clock.now();
         let approvers: Vec<serde_json::Value> =
             grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(crate::recording::EVENT_QUEUE);
         let file = format!("{}-{}.cast", req.code, started_at.unix());
         let path = d.config.gateway.recordings_dir.join(&file);
         let meta = json!({
@@ -241,6 +280,7 @@ impl GatewaySession {
             Ok(r) => r,
             Err(refusal) => {
                 let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+                sever.cancel();
                 return Err(refusal);
             }
         };
@@ -278,6 +318,7 @@ impl GatewaySession {
         };
         if let Err(refusal) = consumed {
             let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+            sever.cancel();
             drop(recording);
             let _ = std::fs::remove_file(&path);
             return Err(refusal);
@@ -285,7 +326,7 @@ impl GatewaySession {
         tokio::spawn(write_events(self.deps.store.clone(), events_rx));
 
         let channels = Arc::new(OpenChannels::default());
-        let cutter = Arc::new(Cutter::new(handle.clone(), channels.clone()));
+        let cutter = Arc::new(Cutter::new(handle.clone(), channels.clone(), sever));
         let live = Arc::new(Live {
             grant,
             who,
@@ -297,9 +338,15 @@ impl GatewaySession {
             finished: tokio_util::sync::CancellationToken::new(),
             forwarding: scope.forwarding,
             forwards: Mutex::new(Forwards::default()),
+            tasks: tokio_util::task::TaskTracker::new(),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
-        tokio::spawn(bridge_inbound(live.clone(), handle, inbound));
+        live.tasks.spawn(bridge_inbound(
+            live.clone(),
+            handle,
+            inbound,
+            d.config.gateway.max_channels_per_session,
+        ));
         tokio::spawn(enforce_deadline(live.clone(), self.deps.clock.clone()));
         tokio::spawn(flush_ticker(live.clone()));
         tracing::info!(code = %req.code, who = %live.who, host = %req.host, login = %req.login, "session started");
@@ -397,13 +444,17 @@ impl Handler for GatewaySession {
         };
         // The key is a configured principal's: the SSH login succeeds, and the grant is
         // decided in `auth_succeeded`, where the session (needed to cut it later) is at hand.
-        self.pending = Some((who, user.to_owned(), Instant::now()));
+        // The user name is the client's text: bounded before it is parsed, logged or stored.
+        self.pending = Some((who, bounded(user, MAX_USER_NAME), Instant::now()));
         Ok(Auth::Accept)
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Error> {
         if let Some((who, user, began)) = self.pending.take() {
             self.authorize(who, &user, began, session.handle()).await;
+        }
+        if let Some(t) = &self.logged_in {
+            t.cancel();
         }
         Ok(())
     }
@@ -421,13 +472,17 @@ impl Handler for GatewaySession {
             reply.accept().await;
             return Ok(());
         };
+        if live.cutter.is_cut() || !self.room_for_a_channel("session") {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         match live.upstream.channel_open_session().await {
             Ok(up) => {
                 let (read, write) = up.split();
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.chans.insert(id, Chan { up: write, replies: rx });
                 live.channels.open(id);
-                tokio::spawn(pump_target(read, session.handle(), id, live.clone(), tx));
+                live.tasks.spawn(pump_target(read, session.handle(), id, live.clone(), tx));
                 reply.accept().await;
             }
             Err(e) => {
@@ -472,7 +527,23 @@ impl Handler for GatewaySession {
                 Some(prefix) => name.starts_with(prefix),
                 None => p == name,
             });
-        if allowed && let Some(c) = self.chans.get(&ch) {
+        let passed = allowed && self.chans.contains_key(&ch);
+        // Recorded either way; what reaches the target is recorded whole.
+        if let Some(live) = self.live() {
+            let name = bounded(name, 256);
+            let (label, detail) = if passed {
+                (
+                    format!("env request: {name}={value} (passed to the target)"),
+                    json!({ "name": name, "passed": true }),
+                )
+            } else {
+                (format!("env request: {name} (refused)"), json!({ "name": name, "passed": false }))
+            };
+            if live.record(|r| r.note("env", &label, detail)).is_none() {
+                return session.channel_failure(ch);
+            }
+        }
+        if passed && let Some(c) = self.chans.get(&ch) {
             let _ = c.up.set_env(false, name, value).await;
             return session.channel_success(ch);
         }
@@ -550,6 +621,13 @@ impl Handler for GatewaySession {
         sig: Sig,
         _session: &mut Session,
     ) -> Result<(), Error> {
+        if let Some(live) = self.live() {
+            let name = signal_name(&sig);
+            let label = format!("signal request: {name}");
+            if live.record(|r| r.note("signal", &label, json!({ "signal": name }))).is_none() {
+                return Ok(());
+            }
+        }
         if let Some(c) = self.chans.get(&ch) {
             let _ = c.up.signal(sig).await;
         }
@@ -565,9 +643,9 @@ impl Handler for GatewaySession {
         // Channels the gateway opened towards the user (remote, agent and X11 forwarding)
         // are relayed by their own task (`relay_tunnel`), from the channel itself.
         let Some(c) = self.chans.get(&ch) else { return Ok(()) };
-        // Nothing reaches the target unrecorded.
+        // Nothing reaches the target unrecorded, and nothing at all once the session is cut.
         if let Some(live) = self.live()
-            && live.record(|r| r.input(ch, data)).is_none()
+            && (live.cutter.is_cut() || live.record(|r| r.input(ch, data)).is_none())
         {
             return Ok(());
         }
@@ -583,9 +661,13 @@ impl Handler for GatewaySession {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Error> {
-        if let Some(c) = self.chans.get(&ch) {
-            c.up.extended_data_bytes(code, Bytes::copy_from_slice(data)).await?;
+        let Some(c) = self.chans.get(&ch) else { return Ok(()) };
+        if let Some(live) = self.live()
+            && (live.cutter.is_cut() || live.record(|r| r.input_extended(ch, code, data)).is_none())
+        {
+            return Ok(());
         }
+        c.up.extended_data_bytes(code, Bytes::copy_from_slice(data)).await?;
         Ok(())
     }
 
@@ -775,6 +857,10 @@ impl Handler for GatewaySession {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
+        if live.cutter.is_cut() || !self.room_for_a_channel("port forwarding") {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         // The scope allows it: the target opens the connection (its own sshd decides too,
         // from the certificate's permit-port-forwarding), and the gateway relays and records
         // that it happened.
@@ -790,7 +876,7 @@ impl Handler for GatewaySession {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.chans.insert(id, Chan { up: write, replies: rx });
                 live.channels.open_tunnel(id);
-                tokio::spawn(pump_target(read, session.handle(), id, live.clone(), tx));
+                live.tasks.spawn(pump_target(read, session.handle(), id, live.clone(), tx));
                 reply.accept().await;
             }
             Err(e) => {
@@ -883,7 +969,16 @@ async fn pump_target(
     live: Arc<Live>,
     replies: mpsc::UnboundedSender<bool>,
 ) {
-    while let Some(msg) = read.wait().await {
+    let cut = live.cutter.cut_token();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            () = cut.cancelled() => break,
+            m = read.wait() => match m { Some(m) => m, None => break },
+        };
+        if live.cutter.is_cut() {
+            break;
+        }
         let sent = match msg {
             // Nothing reaches the client unrecorded.
             ChannelMsg::Data { data } => {
@@ -934,6 +1029,7 @@ async fn bridge_inbound(
     live: Arc<Live>,
     handle: russh::server::Handle,
     mut inbound: mpsc::UnboundedReceiver<Inbound>,
+    max_channels: usize,
 ) {
     loop {
         let next = tokio::select! {
@@ -969,6 +1065,17 @@ async fn bridge_inbound(
                 }),
             ),
         };
+        if set_up && live.channels.len() >= max_channels {
+            live.record(|r| {
+                r.note(
+                    "channel_refused",
+                    &format!("channel refused: {label}, {max_channels} channels already open"),
+                    json!({ "what": label, "max": max_channels }),
+                );
+            });
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            continue;
+        }
         if !set_up {
             tracing::warn!(?what, "the target opened a channel nobody asked for: refused");
             live.record(|r| r.note("forward_refused", &format!("{label} refused"), detail));
@@ -1006,7 +1113,7 @@ async fn bridge_inbound(
                 }
                 live.channels.open_tunnel(id);
                 reply.accept().await;
-                tokio::spawn(relay_tunnel(live.clone(), user, channel));
+                live.tasks.spawn(relay_tunnel(live.clone(), user, channel));
             }
             Err(e) => {
                 let mut detail = detail;
@@ -1025,10 +1132,21 @@ async fn relay_tunnel(live: Arc<Live>, user: Channel<Msg>, target: Channel<Clien
     let id = user.id();
     let (from_user, to_user) = user.split();
     let (from_target, to_target) = target.split();
-    tokio::join!(
-        pipe(from_user, to_target, |data| live.record(|r| r.input(id, data)).is_some()),
-        pipe(from_target, to_user, |data| live.record(|r| r.output(id, data)).is_some()),
-    );
+    let cut = live.cutter.cut_token();
+    let relay = async {
+        tokio::join!(
+            pipe(from_user, to_target, |data| {
+                !live.cutter.is_cut() && live.record(|r| r.input(id, data)).is_some()
+            }),
+            pipe(from_target, to_user, |data| {
+                !live.cutter.is_cut() && live.record(|r| r.output(id, data)).is_some()
+            }),
+        )
+    };
+    tokio::select! {
+        _ = relay => {}
+        () = cut.cancelled() => {}
+    }
     live.record(|r| r.channel_done(id));
     live.channels.close(id);
 }
@@ -1056,10 +1174,7 @@ async fn pipe<S>(
 }
 
 /// Writes session events to the database, off the data path, retrying a little.
-async fn write_events(
-    store: Arc<dyn shared::ports::Store>,
-    mut rx: mpsc::UnboundedReceiver<SessionEvent>,
-) {
+async fn write_events(store: Arc<dyn shared::ports::Store>, mut rx: mpsc::Receiver<SessionEvent>) {
     while let Some(e) = rx.recv().await {
         let mut wait = Duration::from_millis(100);
         for attempt in 0..5 {
@@ -1077,13 +1192,14 @@ async fn write_events(
     }
 }
 
-/// Cuts the session at the grant's end, from the signed deadline (no database needed).
+/// Cuts the session at the grant's end, from the signed deadline (no database needed), to
+/// the millisecond: the wait is measured against the wall clock, not in whole seconds.
 async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) {
     let deadline = live.grant.session_deadline();
-    let left = u64::try_from(deadline.unix() - clock.now().unix()).unwrap_or(0);
+    let left = until(deadline, clock.now());
     let cut = live.cutter.cut_token();
     tokio::select! {
-        () = tokio::time::sleep(Duration::from_secs(left)) => {}
+        () = tokio::time::sleep(left) => {}
         () = live.finished.cancelled() => return,
         () = cut.cancelled() => return,
     }
@@ -1096,6 +1212,57 @@ async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) 
     );
     tracing::info!(code = %req.code, "grant window ended: cutting the session");
     live.cutter.cut(EndReason::Expired, &msg).await;
+}
+
+/// How long from `now` (the injected clock, whole seconds) until `deadline`. With the real
+/// clock the fraction of the current second is taken from the wall clock, so the cut lands
+/// on the deadline rather than up to a second after it.
+fn until(deadline: Timestamp, now: Timestamp) -> Duration {
+    let secs = deadline.unix() - now.unix();
+    if secs <= 0 {
+        return Duration::ZERO;
+    }
+    let wall =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let whole = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    if i64::try_from(wall.as_secs()).is_ok_and(|w| w == now.unix()) {
+        // The same second as the injected clock: subtract the part of it already gone.
+        whole.saturating_sub(Duration::from_nanos(u64::from(wall.subsec_nanos())))
+    } else {
+        whole
+    }
+}
+
+/// A client-supplied string bounded to `max` characters (with `…` when cut), so it can be
+/// parsed, logged and stored without letting the client decide how big it is.
+pub fn bounded(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
+/// The longest SSH user name the gateway keeps (a grant code or `login@host` is far shorter).
+pub const MAX_USER_NAME: usize = 256;
+
+/// The name of a signal as SSH spells it (`TERM`, `INT`, …).
+fn signal_name(sig: &Sig) -> String {
+    let name = match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(c) => return bounded(c, 32),
+    };
+    name.to_owned()
 }
 
 /// Flushes the recording at least every 100 ms while the session lives.
@@ -1121,7 +1288,19 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     let req = live.grant.request().clone();
     let reason = live.cutter.reason().unwrap_or(EndReason::Closed);
     let ended_at = deps.clock.now();
-    let _ = live.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en").await;
+    // The target's side closes (politely first, then severed, so the target's sshd ends the
+    // session's processes whatever its state), then the relay tasks record what they still
+    // carry: every command found is written before the end marker.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        live.upstream.disconnect(russh::Disconnect::ByApplication, "session ended", "en"),
+    )
+    .await;
+    live.cutter.sever_upstream();
+    live.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(2), live.tasks.wait()).await.is_err() {
+        tracing::warn!(code = %req.code, "relay tasks still running at the end of the session");
+    }
     deps.live.remove(req.id);
     let (path, finished, failure) = match live.recording.lock() {
         Ok(mut r) => {

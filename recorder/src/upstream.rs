@@ -11,7 +11,10 @@ use russh::keys::ssh_key::HashAlg;
 use russh::{Channel, ChannelOpenFailure};
 use tokio::sync::mpsc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::keys::SessionCredential;
+use crate::sever::Severable;
 
 /// Why the target could not be reached. The grant is not used up in any of these cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -223,6 +226,10 @@ impl TargetHandler {
 /// An authenticated connection to the target.
 pub type TargetSession = client::Handle<TargetHandler>;
 
+/// What `connect` hands back: the session, the channels the target opens, and the token that
+/// severs the TCP connection to the target at once (a cut never waits for russh's loop).
+pub type Connected = (TargetSession, mpsc::UnboundedReceiver<Inbound>, CancellationToken);
+
 /// Ciphers for the leg to the target, fastest first on CPUs with AES instructions (the
 /// gateway chooses here: in SSH the client's order wins).
 const UPSTREAM_CIPHERS: &[russh::cipher::Name] = &[
@@ -264,7 +271,7 @@ pub async fn connect(
     cred: &SessionCredential,
     login: &str,
     timeout: Duration,
-) -> Result<(TargetSession, mpsc::UnboundedReceiver<Inbound>), UpstreamError> {
+) -> Result<Connected, UpstreamError> {
     let (ip, port) = split_addr(addr);
     let found = Arc::new(Mutex::new(None));
     let (inbound, inbound_rx) = mpsc::unbounded_channel();
@@ -276,8 +283,16 @@ pub async fn connect(
         inbound,
     };
     let file = known_hosts.display().to_string();
+    let sever = CancellationToken::new();
     let attempt = async {
-        let connected = client::connect(client_config(), addr, handler).await;
+        let connected = match tokio::net::TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                client::connect_stream(client_config(), Severable::new(tcp, sever.clone()), handler)
+                    .await
+            }
+            Err(e) => Err(russh::Error::IO(e)),
+        };
         let mut session = match connected {
             Ok(s) => s,
             Err(e) => {
@@ -321,12 +336,19 @@ pub async fn connect(
         Ok(session)
     };
     match tokio::time::timeout(timeout, attempt).await {
-        Ok(r) => r.map(|s| (s, inbound_rx)),
-        Err(_) => Err(UpstreamError::Timeout {
-            host: host_name.to_owned(),
-            addr: addr.to_owned(),
-            secs: timeout.as_secs(),
-        }),
+        Ok(Ok(s)) => Ok((s, inbound_rx, sever)),
+        Ok(Err(e)) => {
+            sever.cancel();
+            Err(e)
+        }
+        Err(_) => {
+            sever.cancel();
+            Err(UpstreamError::Timeout {
+                host: host_name.to_owned(),
+                addr: addr.to_owned(),
+                secs: timeout.as_secs(),
+            })
+        }
     }
 }
 

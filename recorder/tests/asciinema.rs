@@ -56,6 +56,9 @@ fn write_sample(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
     w.marker(ms(60), "exec: cat /bin/ls")?;
     w.exec_stdout(ms(70), b"\x7fELF\x02\x01\x01\x00\x00\xff\xfe binary\r\n")?;
     w.exec_stderr(ms(80), "stderr: é\u{2028}done\r\n".as_bytes())?;
+    // A transfer channel's raw bytes: kept, and skipped by players.
+    w.binary(ms(85), true, 3, b"\x00\x00\x00\x05\x01sftp upload")?;
+    w.binary(ms(86), false, 3, b"\x00\x00\x00\x05\x02\xff")?;
     w.maybe_flush(ms(80))?;
     w.marker(ms(90), "exit 0")?;
     w.finish(ms(100))?;
@@ -81,6 +84,8 @@ fn asciinema_cat_prints_the_recorded_output() -> TestResult {
     let cast = parse_bytes(&std::fs::read(&path)?)?;
     assert_eq!(cast.output_text(), expected, "our reader agrees with asciinema");
     assert!(cast.events.iter().any(|e| e.code == "b"), "the sample has annotations");
+    assert_eq!(cast.binary(true)?, b"\x00\x00\x00\x05\x01sftp upload");
+    assert_eq!(cast.binary(false)?, b"\x00\x00\x00\x05\x02\xff");
     assert_eq!(
         cast.raw_stream(Stream::Output)?,
         b"\x1b[1;31mred\x1b[0m 'q\"uote' \\ back\r\nprice: 5 \xe2\x82\xac\r\n\

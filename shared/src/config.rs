@@ -123,6 +123,9 @@ pub struct RawGateway {
     pub login_grace_time: String,
     pub env_allowlist: Vec<String>,
     pub record_input: bool,
+    pub max_channels_per_session: usize,
+    pub max_startups: usize,
+    pub max_startups_per_source: usize,
 }
 
 impl Default for RawGateway {
@@ -138,6 +141,9 @@ impl Default for RawGateway {
             login_grace_time: "30s".into(),
             env_allowlist: vec!["LANG".into(), "LC_*".into(), "TZ".into()],
             record_input: true,
+            max_channels_per_session: 10,
+            max_startups: 100,
+            max_startups_per_source: 10,
         }
     }
 }
@@ -315,6 +321,14 @@ pub struct GatewaySettings {
     pub env_allowlist: Vec<String>,
     /// Record the user's keystrokes (`i` events) as well as the output.
     pub record_input: bool,
+    /// Channels one session may have open at once (shells, execs, forwarded connections);
+    /// more are refused (like sshd's `MaxSessions`).
+    pub max_channels_per_session: usize,
+    /// Connections not logged in yet, in all; more are closed at once (like sshd's
+    /// `MaxStartups`).
+    pub max_startups: usize,
+    /// Connections not logged in yet from one source address; more are closed at once.
+    pub max_startups_per_source: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -565,6 +579,19 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             ));
         }
     }
+    for (key, v) in [
+        ("gateway.max_channels_per_session", g.max_channels_per_session),
+        ("gateway.max_startups", g.max_startups),
+        ("gateway.max_startups_per_source", g.max_startups_per_source),
+    ] {
+        if v == 0 || v > 100_000 {
+            return Err(err(
+                key,
+                format!("`{v}` is out of range"),
+                "use a number from 1 to 100000",
+            ));
+        }
+    }
     let gateway = GatewaySettings {
         listen: gw_listen,
         public_host: g.public_host.clone(),
@@ -579,6 +606,9 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         login_grace_time,
         env_allowlist: g.env_allowlist.clone(),
         record_input: g.record_input,
+        max_channels_per_session: g.max_channels_per_session,
+        max_startups: g.max_startups,
+        max_startups_per_source: g.max_startups_per_source,
     };
 
     // Principals.
