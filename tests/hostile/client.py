@@ -169,6 +169,9 @@ def scenario_decoy(args):
                 break
             next_send += 0.2
         time.sleep(0.01)
+    # A closed channel is not enough: wait for the connection itself to end.
+    while t.is_active() and time.time() < deadline:
+        time.sleep(0.01)
     stopped = time.time()
     if t.is_active():
         say("timeout", sent=sent)
@@ -183,7 +186,7 @@ def scenario_steps(args):
     {"pty": [cols, rows]}, {"env": [name, value]}, {"exec": cmd}, {"shell": true},
     {"subsystem": name},
     {"send": text}, {"send_b64": b64}, {"stderr": text}, {"signal": name},
-    {"resize_flood": n}, {"env_flood": n}, {"expect": text, "timeout": s}, {"sleep": s},
+    {"resize_flood": n, "huge": bool} (every other one 10000x10000 when huge), {"env_flood": n}, {"expect": text, "timeout": s}, {"sleep": s},
     {"eof": true}, {"wait_close": s}.
     Prints each expectation met ("expected") and at the end the channel's stdout, stderr
     (base64) and exit status ("done")."""
@@ -212,8 +215,12 @@ def scenario_steps(args):
         elif "signal" in step:
             c.signal(chan, step["signal"])
         elif "resize_flood" in step:
+            huge = step.get("huge", False)
             for i in range(step["resize_flood"]):
-                chan.resize_pty(width=80 + i % 200, height=24 + i % 50)
+                if huge and i % 2 == 0:
+                    chan.resize_pty(width=10000, height=10000)
+                else:
+                    chan.resize_pty(width=80 + i % 200, height=24 + i % 50)
             say("flooded", kind="window-change", count=step["resize_flood"])
         elif "env_flood" in step:
             for i in range(step["env_flood"]):
