@@ -281,21 +281,60 @@ fn assert_cut(what: &str, a: &AfterCut, w: &World) {
 #[test]
 fn a_revoke_cuts_a_client_that_never_reads_its_decoy_channel() {
     let w = World::start();
-    let code = w.grant("db-1", None);
-    let tag = unique("hostileyes");
-    let mut d = decoyed(&w, &code, &format!("yes {tag}"), 30);
-    assert!(running(&tag), "the decoy runs on the target");
-    w.wait_status(&code, "active", 5);
-    let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
-    assert_eq!(s, 200, "{v}");
-    let revoked = now_secs();
-    let a = after_cut(&mut d, revoked, 3.0);
-    assert_cut("revoke", &a, &w);
-    assert_eq!(w.status(&code)["status"], "revoked");
-    assert!(within(5.0, || !running(&tag)), "`yes {tag}` still runs on the target after the cut");
-    let rec = w.recording_of(&code, 10);
-    let (code_v, out) = verify(&w, &rec);
-    assert_eq!(code_v, 0, "{out}");
+    let mut failures = Vec::new();
+    // Two decoys: a burst of output larger than every window on the way, and endless output.
+    // Each command line carries a tag, for `pgrep -f` on the target.
+    for decoy in ["head -c 300000 /dev/zero; sleep 60; : {tag}", "yes {tag}"] {
+        let code = w.grant("db-1", None);
+        let tag = unique("hostiledecoy");
+        let command = decoy.replace("{tag}", &tag);
+        let mut d = decoyed(&w, &code, &command, 30);
+        assert!(running(&tag), "the decoy runs on the target: {command}");
+        w.wait_status(&code, "active", 5);
+        let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
+        assert_eq!(s, 200, "{v}");
+        let revoked = now_secs();
+        let a = after_cut(&mut d, revoked, 3.0);
+        let mut facts = Vec::new();
+        if !a.tcp_closed_after.is_some_and(|t| t < 3.0) {
+            facts.push(format!(
+                "the client's TCP connection was closed {:?} s after the revoke (limit 3 s)",
+                a.tcp_closed_after
+            ));
+        }
+        if !a.late_markers.is_empty() {
+            facts.push(format!(
+                "{} commands ran on the target more than 0.5 s after the revoke (at +{:.1?} s)",
+                a.late_markers.len(),
+                a.late_markers
+            ));
+        }
+        let status = w.status(&code)["status"].clone();
+        if status != "revoked" {
+            facts.push(format!("the request is {status}, not revoked"));
+        }
+        if !within(5.0, || !running(&tag)) {
+            facts.push("the decoy still runs on the target 5 s later".to_owned());
+        }
+        let sealed = within(5.0, || {
+            w.recordings()
+                .iter()
+                .any(|p| p.to_string_lossy().contains(&code) && recorder_sig(p).exists())
+        });
+        if sealed {
+            let rec = w.recording_of(&code, 1);
+            let (code_v, out) = verify(&w, &rec);
+            if code_v != 0 {
+                facts.push(format!("the recording does not verify: {out}"));
+            }
+        } else {
+            facts.push("the recording was not sealed (no .sig) 5 s later".to_owned());
+        }
+        if !facts.is_empty() {
+            failures.push(format!("decoy `{command}`: {}", facts.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}\n{}", last_lines(&w.server.log(), 30));
 }
 
 #[test]
