@@ -71,6 +71,8 @@ impl Sshd {
         .expect("xauth.sh");
         std::fs::set_permissions(&xauth, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod xauth.sh");
+        // MaxSessions: the target allows more channels per connection than the gateway, so
+        // the gateway's own limit is what the tests meet (tests/tests/hostile.rs).
         for _ in 0..5 {
             let port = free_port();
             let cfg = format!(
@@ -78,7 +80,8 @@ impl Sshd {
                  AuthorizedKeysFile none\nTrustedUserCAKeys {dir}/ca.pub\nUsePAM no\nStrictModes no\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                  Subsystem sftp internal-sftp\nLogLevel VERBOSE\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SECRET\n\
-                 AllowAgentForwarding yes\nX11Forwarding yes\nX11DisplayOffset 10\nXauthLocation {xauth}\n",
+                 AllowAgentForwarding yes\nX11Forwarding yes\nX11DisplayOffset 10\nXauthLocation {xauth}\n\
+                 MaxSessions 64\n",
                 xauth = xauth.display(),
                 key = key.display(),
                 dir = dir.display()

@@ -124,6 +124,14 @@ impl Server {
         }
     }
 
+    /// The process id of `breakglass up` (to read its memory use in /proc).
+    ///
+    /// # Panics
+    /// After the process was killed or stopped.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("the server is running")
+    }
+
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
