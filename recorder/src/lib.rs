@@ -222,11 +222,20 @@ pub async fn serve(
         tracker.spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
+            // russh runs the connection on a task of its own: the gateway keeps the means to
+            // close it (a cut, the grace time) whatever that task is waiting for.
+            let sever = CancellationToken::new();
+            let stream = match sever::tcp(stream, sever.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot take the connection; closed");
+                    return;
+                }
+            };
             let slot = LiveSlot::default();
             let logged_in = CancellationToken::new();
             let handler = GatewaySession::new(deps.clone(), Some(peer), slot.clone())
                 .on_login(logged_in.clone());
-            // Boxed so that dropping it (below) really drops the connection.
             let mut session = Box::pin(async {
                 match russh::server::run_stream(config, stream, handler).await {
                     Ok(running) => {
@@ -271,8 +280,8 @@ pub async fn serve(
                     }
                 }
             }
-            // Dropping the connection's future closes the client's TCP connection, whatever
-            // russh was waiting for.
+            // The client's TCP connection is closed, whatever russh was waiting for.
+            sever.cancel();
             drop(session);
             let live = slot.lock().ok().and_then(|mut s| s.take());
             if let Some(live) = live {

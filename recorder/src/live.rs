@@ -167,10 +167,13 @@ impl Cutter {
             }
             *r = Some(reason);
         }
+        // The channels to say goodbye on are taken before anything stops, so a relay task
+        // that ends at the cut cannot take its channel off the list first.
+        let open = self.channels.snapshot();
         self.done.cancel();
         self.upstream.cancel();
         let goodbye = async {
-            for (ch, what) in self.channels.snapshot() {
+            for (ch, what) in open {
                 match what {
                     Open::Pty => {
                         let line = format!("\r\n{message}\r\n");

@@ -242,7 +242,13 @@ impl Recording {
     /// first (a forwarded connection with no shell, data before the exec) are still written.
     fn ensure_file(&mut self) {
         if self.writer.is_none() && self.file.is_some() && self.failed.is_none() {
-            self.open_file(80, 24, None, None);
+            // The size of a terminal already asked for, if any (pty-req comes before env).
+            let (size, term) = self
+                .channels
+                .values()
+                .find_map(|st| st.pty.map(|p| (p, st.term.clone())))
+                .unwrap_or(((80, 24), None));
+            self.open_file(size.0, size.1, term, None);
         }
     }
 
@@ -404,6 +410,7 @@ impl Recording {
             return;
         }
         let t = self.elapsed();
+        self.ensure_file();
         if let Some(w) = self.writer.as_mut() {
             let r = w.marker(t, label);
             self.io(r);

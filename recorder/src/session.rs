@@ -1017,7 +1017,10 @@ async fn pump_target(
         }
     }
     live.record(|r| r.channel_done(ch));
-    let _ = handle.close(ch).await;
+    // At a cut the cutter closes the channel, after its goodbye line.
+    if !live.cutter.is_cut() {
+        let _ = handle.close(ch).await;
+    }
     live.channels.close(ch);
 }
 

@@ -1,11 +1,13 @@
 //! A byte stream the gateway can cut from outside, whatever the peer does.
 //!
-//! russh runs each connection in its own loop, and that loop stops draining what the gateway
-//! sends (a goodbye line, a close, a disconnect) once the peer stops reading one channel. A
-//! cut must not wait for that: [`Severable`] wraps the TCP stream, and once its token is
-//! cancelled every read and write fails at once (pending ones are woken), so the loop that
-//! owns it ends and drops the socket. Written here because it is a dozen lines over tokio's
-//! `AsyncRead`/`AsyncWrite` and `CancellationToken`; no crate does exactly this.
+//! russh runs each connection in its own spawned loop, and that loop stops draining what the
+//! gateway sends (a goodbye line, a close, a disconnect) once the peer stops reading one
+//! channel. A cut must not wait for that: [`Severable`] wraps the TCP stream, and once its
+//! token is cancelled every read and write fails at once (pending ones are woken), and
+//! [`tcp`] also shuts the socket down through a duplicate of it, so the peer sees the
+//! connection closed at once even if nothing polls the stream any more. Written here because
+//! it is a few lines over tokio's `AsyncRead`/`AsyncWrite` and `CancellationToken`; no crate
+//! does exactly this.
 
 use std::io;
 use std::pin::Pin;
@@ -19,6 +21,35 @@ pub struct Severable<S> {
     inner: S,
     severed: Pin<Box<WaitForCancellationFutureOwned>>,
     token: CancellationToken,
+    /// Ends [`tcp`]'s watcher when the stream is dropped.
+    _gone: Option<tokio_util::sync::DropGuard>,
+}
+
+/// `stream`, cut at once when `token` is cancelled: reads and writes fail, and the socket is
+/// shut down both ways (the peer reads EOF) even if nothing is polling the stream.
+///
+/// # Errors
+/// The socket cannot be duplicated (out of file descriptors).
+pub fn tcp(
+    stream: tokio::net::TcpStream,
+    token: CancellationToken,
+) -> io::Result<Severable<tokio::net::TcpStream>> {
+    let std = stream.into_std()?;
+    let dup = std.try_clone()?;
+    let stream = tokio::net::TcpStream::from_std(std)?;
+    let gone = CancellationToken::new();
+    let (cut, ended) = (token.clone(), gone.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = cut.cancelled() => {
+                let _ = dup.shutdown(std::net::Shutdown::Both);
+            }
+            () = ended.cancelled() => {}
+        }
+    });
+    let mut s = Severable::new(stream, token);
+    s._gone = Some(gone.drop_guard());
+    Ok(s)
 }
 
 impl<S> std::fmt::Debug for Severable<S> {
@@ -29,7 +60,7 @@ impl<S> std::fmt::Debug for Severable<S> {
 
 impl<S> Severable<S> {
     pub fn new(inner: S, token: CancellationToken) -> Self {
-        Self { inner, severed: Box::pin(token.clone().cancelled_owned()), token }
+        Self { inner, severed: Box::pin(token.clone().cancelled_owned()), token, _gone: None }
     }
 
     /// Ready (with the error to return) once the token is cancelled; otherwise registers the
@@ -118,6 +149,25 @@ mod tests {
         // The stream was dropped: the far side reads EOF.
         let mut buf = [0u8; 1];
         assert_eq!(b.read(&mut buf).await.expect("eof"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_severed_tcp_connection_is_closed_even_if_nobody_polls_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let token = CancellationToken::new();
+        let held = tcp(server, token.clone()).expect("severable");
+        token.cancel();
+        // `held` is never polled again, yet the peer sees the close.
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(2), client.read(&mut buf))
+            .await
+            .expect("closed at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        drop(held);
     }
 
     #[tokio::test]

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::keys::SessionCredential;
-use crate::sever::Severable;
 
 /// Why the target could not be reached. The grant is not used up in any of these cases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,8 +287,10 @@ pub async fn connect(
         let connected = match tokio::net::TcpStream::connect(addr).await {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
-                client::connect_stream(client_config(), Severable::new(tcp, sever.clone()), handler)
-                    .await
+                match crate::sever::tcp(tcp, sever.clone()) {
+                    Ok(tcp) => client::connect_stream(client_config(), tcp, handler).await,
+                    Err(e) => Err(russh::Error::IO(e)),
+                }
             }
             Err(e) => Err(russh::Error::IO(e)),
         };
