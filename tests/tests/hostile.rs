@@ -295,6 +295,8 @@ fn a_revoke_cuts_a_client_that_never_reads_its_decoy_channel() {
         assert_eq!(s, 200, "{v}");
         let revoked = now_secs();
         let a = after_cut(&mut d, revoked, 3.0);
+        // Read by bench/cut.sh.
+        eprintln!("cut-latency revoke {:?}", a.tcp_closed_after);
         let mut facts = Vec::new();
         if !a.tcp_closed_after.is_some_and(|t| t < 3.0) {
             facts.push(format!(
@@ -357,6 +359,8 @@ fn the_deadline_cuts_a_client_that_never_reads_its_decoy_channel() {
     let deadline =
         first["breakglass"]["session_deadline"].as_f64().expect("session_deadline in the header");
     let a = after_cut(&mut d, deadline, (deadline - now_secs()).max(0.0) + 3.0);
+    // Read by bench/cut.sh.
+    eprintln!("cut-latency deadline {:?}", a.tcp_closed_after);
     assert_cut("deadline", &a, &w);
     let rec = w.recording_of(&code, 10);
     let (code_v, out) = verify(&w, &rec);
