@@ -139,8 +139,19 @@ pub async fn load_remote(c: &Client, id: &str, pins: &[VerifyingKey]) -> Result<
 /// Plays `loaded` on this terminal (or lists its commands).
 pub fn play(loaded: &Loaded, args: &ReplayArgs) -> Result<(), Failure> {
     let mut err = std::io::stderr();
-    // The first line: whether the recording is what the gateway signed.
-    let first = match &loaded.check {
+    // The first line: whether the recording is what the gateway signed. It is said again
+    // last, however the replay ends: the recording's output cannot clear the scrollback, but
+    // it can draw anything on the screen, a fake verdict included.
+    let _ = writeln!(err, "{}", verdict(loaded, false));
+    let result = play_checked(loaded, args, &mut err);
+    let _ = writeln!(err, "\r\n{}", verdict(loaded, true));
+    result
+}
+
+/// What the signature check said (red when it failed), before or `after` the replay.
+fn verdict(loaded: &Loaded, after: bool) -> String {
+    let then = if after { "what was shown" } else { "what follows" };
+    match &loaded.check {
         Ok(v) => format!(
             "recording verified: {} is exactly what the gateway signed (key {}, signed {}, checked against {})",
             replay::printable(&loaded.name),
@@ -149,12 +160,18 @@ pub fn play(loaded: &Loaded, args: &ReplayArgs) -> Result<(), Failure> {
             loaded.key_source
         ),
         Err(why) => format!(
-            "\x1b[1;31mWARNING: recording NOT VERIFIED: {}: {}\x1b[0m\nwhat follows may have been altered after the session",
+            "\x1b[1;31mWARNING: recording NOT VERIFIED: {}: {}\x1b[0m\n{then} may have been altered after the session",
             replay::printable(&loaded.name),
             replay::printable(why)
         ),
-    };
-    let _ = writeln!(err, "{first}");
+    }
+}
+
+fn play_checked(
+    loaded: &Loaded,
+    args: &ReplayArgs,
+    err: &mut std::io::Stderr,
+) -> Result<(), Failure> {
     let cast = recorder::cast::parse_bytes(&loaded.bytes).map_err(|e| {
         let why = e.to_string();
         Failure::new(
