@@ -23,6 +23,7 @@ pub mod discord;
 pub mod http;
 pub mod reaper;
 pub mod review;
+pub mod recording_check;
 pub mod review_cli;
 pub mod service;
 pub mod slack;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use recorder::integrity::{Sidecar, Verified};
+use recorder::integrity::{Expected, Sidecar, Verified};
 use recorder::replay::{self, Control, Options, Start, Wake};
 
 use crate::cli::{EXIT_FAILURE, EXIT_LOCAL, Failure};
@@ -128,10 +128,18 @@ pub async fn load_remote(c: &Client, id: &str, pins: &[VerifyingKey]) -> Result<
         (pins.to_vec(), "your pinned key".to_owned())
     };
     let bytes = d.cast.into_bytes();
+    // What we asked for, whatever the server answers: the signature must bind that session.
+    let expected = Expected {
+        code: shared::core::GrantCode::parse(id).ok(),
+        request_id: id.parse().ok(),
+        by: "the session you asked for",
+        ..Expected::default()
+    };
     let check = serde_json::from_value::<Sidecar>(d.sidecar)
         .map_err(|e| format!("the signature sidecar does not parse: {e}"))
         .and_then(|side| {
-            recorder::integrity::verify_bytes(&bytes, &side, &pins).map_err(|e| e.to_string())
+            recorder::integrity::verify_bytes(&bytes, &side, &pins, &expected)
+                .map_err(|e| e.to_string())
         });
     Ok(Loaded { name: format!("{} ({})", d.code, d.file), bytes, check, key_source })
 }
@@ -153,10 +161,13 @@ fn verdict(loaded: &Loaded, after: bool) -> String {
     let then = if after { "what was shown" } else { "what follows" };
     match &loaded.check {
         Ok(v) => format!(
-            "recording verified: {} is exactly what the gateway signed (key {}, signed {}, checked against {})",
+            "recording verified: {} is exactly what the gateway signed for session {} (request {}, {} to {}; key {}, checked against {})",
             replay::printable(&loaded.name),
+            v.session.code,
+            v.session.request_id,
+            v.session.started_at.rfc3339(),
+            v.session.ended_at.rfc3339(),
             v.key_id,
-            v.signed_at.rfc3339(),
             loaded.key_source
         ),
         Err(why) => format!(

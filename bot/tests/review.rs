@@ -114,7 +114,9 @@ impl Review {
         };
         d.store.add_session_event(&e).await.expect("event");
         let cast = format!(
-            "{{\"version\":2,\"width\":80,\"height\":24}}\n[0.5,\"o\",\"$ \"]\n[1.1,\"m\",{cmd}]\n[1.2,\"o\",\"removed\\r\\n$ \"]\n",
+            "{{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":{t},\"breakglass\":{{\"grant_id\":\"{id}\",\"code\":\"{code}\"}}}}\n[0.5,\"o\",\"$ \"]\n[1.1,\"m\",{cmd}]\n[1.2,\"o\",\"removed\\r\\n$ \"]\n",
+            t = now.unix(),
+            id = req.id,
             cmd = serde_json::to_string(HOSTILE_COMMAND).expect("json")
         );
         let file = format!("{code}-1.cast");
@@ -123,7 +125,17 @@ impl Review {
             use sha2::{Digest as _, Sha256};
             Sha256::digest(cast.as_bytes()).into()
         };
-        let side = self.key.sign(&file, &sha, now.plus_secs(2));
+        let side = self.key.sign(
+            &recorder::integrity::SessionBinding {
+                request_id: req.id,
+                code: req.code.clone(),
+                nonce: req.nonce,
+                started_at: now,
+                ended_at: now.plus_secs(2),
+                file: file.clone(),
+            },
+            &sha,
+        );
         let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
         let end = core_request::apply(
             &live,
@@ -454,6 +466,7 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
         "recording-key.pub",
         "recording-key.pem",
         "signature.bin",
+        "statement.bin",
         "request.json",
         "audit.jsonl",
         "session-events.jsonl",
@@ -467,7 +480,13 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
     let key = shared::core::approval::parse_public_key(key_text.trim())?;
     assert_eq!(key, r.key.verifying_key());
     let side: recorder::integrity::Sidecar = serde_json::from_slice(&file(&sig_name))?;
-    recorder::integrity::verify_bytes(&cast, &side, &[key])?;
+    let v = recorder::integrity::verify_bytes(
+        &cast,
+        &side,
+        &[key],
+        &recorder::integrity::Expected::default(),
+    )?;
+    assert_eq!(v.session.code.as_str(), code);
     // Checksums, approvals, audit events and commands.
     let sums = String::from_utf8(file("SHA256SUMS"))?;
     for line in sums.lines() {

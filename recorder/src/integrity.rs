@@ -124,7 +124,8 @@ impl Sidecar {
         Self::bound(&SessionBinding::of(rec, req), &rec.sha256, rec.key_id, rec.signature)
     }
 
-    fn bound(
+    /// A version 2 sidecar binding `s` to `sha256`, with a signature made elsewhere.
+    pub fn bound(
         s: &SessionBinding,
         sha256: &[u8; 32],
         key_id: KeyId,
@@ -142,6 +143,29 @@ impl Sidecar {
             key_id,
             signature,
             signed_at: s.ended_at,
+        }
+    }
+
+    /// A version 1 sidecar (the digest alone), as gateways before version 2 wrote them.
+    pub fn digest_only(
+        file: &str,
+        sha256: &[u8; 32],
+        key_id: KeyId,
+        signature: SignatureBytes,
+        signed_at: Timestamp,
+    ) -> Self {
+        Self {
+            version: 1,
+            file: file.to_owned(),
+            sha256: hex::encode(sha256),
+            request_id: None,
+            code: None,
+            nonce: None,
+            started_at: None,
+            ended_at: None,
+            key_id,
+            signature,
+            signed_at,
         }
     }
 
@@ -213,19 +237,7 @@ impl RecordingSigner {
     /// for tests that check such a signature is reported as not bound.
     pub fn sign_v1(&self, file: &str, sha256: &[u8; 32], at: Timestamp) -> Sidecar {
         let sig = self.key.sign(&message_v1(sha256));
-        Sidecar {
-            version: 1,
-            file: file.to_owned(),
-            sha256: hex::encode(sha256),
-            request_id: None,
-            code: None,
-            nonce: None,
-            started_at: None,
-            ended_at: None,
-            key_id: self.id,
-            signature: SignatureBytes::from_bytes(sig.to_bytes()),
-            signed_at: at,
-        }
+        Sidecar::digest_only(file, sha256, self.id, SignatureBytes::from_bytes(sig.to_bytes()), at)
     }
 }
 

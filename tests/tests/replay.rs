@@ -14,7 +14,7 @@ use e2e::{bin, collect, wait_for};
 /// clipboard), a window-title report (`CSI 21 t`), an 8-bit C1 CSI asking for the cursor
 /// position, DECRQSS, an OSC 8 link and a title change. Command 2 comes at 1.0 s; a long
 /// pause follows before the last line.
-const HOSTILE: &str = r#"{"version":2,"width":80,"height":24,"env":{"TERM":"xterm"}}
+const HOSTILE: &str = r#"{"version":2,"width":80,"height":24,"timestamp":1795403640,"env":{"TERM":"xterm"},"breakglass":{"grant_id":"6f1c2a1e-8f43-4b7e-9a55-0d2b8f1e7c11","code":"bg-a1b2c3"}}
 [0.1,"o","$ "]
 [0.2,"m","printf hostile"]
 [0.3,"o","\u001b]52;c;ZWNobyBwd25lZA==\u0007"]
@@ -36,11 +36,15 @@ fn signed_recording(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cast, HOSTILE).expect("cast");
     let signer =
         recorder::integrity::RecordingSigner::new(ed25519_dalek::SigningKey::from_bytes(&[42; 32]));
-    let side = signer.sign(
-        "bg-a1b2c3-1795403640.cast",
-        &Sha256::digest(HOSTILE.as_bytes()).into(),
-        shared::core::Timestamp::from_unix(1_795_403_700),
-    );
+    let session = recorder::integrity::SessionBinding {
+        request_id: "6f1c2a1e-8f43-4b7e-9a55-0d2b8f1e7c11".parse().expect("id"),
+        code: shared::core::GrantCode::parse("bg-a1b2c3").expect("code"),
+        nonce: shared::core::Nonce::from_bytes([7; 32]),
+        started_at: shared::core::Timestamp::from_unix(1_795_403_640),
+        ended_at: shared::core::Timestamp::from_unix(1_795_403_700),
+        file: "bg-a1b2c3-1795403640.cast".into(),
+    };
+    let side = signer.sign(&session, &Sha256::digest(HOSTILE.as_bytes()).into());
     std::fs::write(
         recorder::integrity::sidecar_path(&cast),
         serde_json::to_vec(&side).expect("json"),
