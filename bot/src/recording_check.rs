@@ -48,21 +48,21 @@ fn logged_sidecar(req: &Request, e: &AuditEntry) -> Result<(Sidecar, [u8; 32]), 
         .map_err(|_| "`recording_key_id` is not a key id".to_owned())?;
     let file = text("recording")?.to_owned();
     let time = |k: &str| d[k].as_i64().map(Timestamp::from_unix);
-    let side = match (d["recording_signature_version"].as_u64(), time("started_at"), time("ended_at"))
-    {
-        (Some(2), Some(started_at), Some(ended_at)) => {
-            let b = SessionBinding {
-                request_id: req.id,
-                code: req.code.clone(),
-                nonce: req.nonce,
-                started_at,
-                ended_at,
-                file,
-            };
-            Sidecar::bound(&b, &sha256, key_id, signature)
-        }
-        _ => Sidecar::digest_only(&file, &sha256, key_id, signature, e.at),
-    };
+    let side =
+        match (d["recording_signature_version"].as_u64(), time("started_at"), time("ended_at")) {
+            (Some(2), Some(started_at), Some(ended_at)) => {
+                let b = SessionBinding {
+                    request_id: req.id,
+                    code: req.code.clone(),
+                    nonce: req.nonce,
+                    started_at,
+                    ended_at,
+                    file,
+                };
+                Sidecar::bound(&b, &sha256, key_id, signature)
+            }
+            _ => Sidecar::digest_only(&file, &sha256, key_id, signature, e.at),
+        };
     Ok((side, sha256))
 }
 
@@ -132,9 +132,7 @@ async fn check_one(
         ("ended_at", side.ended_at.is_some_and(|t| t != row.ended_at)),
     ];
     if let Some((field, _)) = differs.iter().find(|(_, d)| *d) {
-        return Err(format!(
-            "the recordings table disagrees with the audit log: field `{field}`"
-        ));
+        return Err(format!("the recordings table disagrees with the audit log: field `{field}`"));
     }
     // The file and its sidecar, when they are on this machine.
     let path = dir.join(&side.file);
@@ -143,7 +141,8 @@ async fn check_one(
     }
     *files += 1;
     let expected = expected_from(&side);
-    let bytes = std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     integrity::verify_bytes(&bytes, &side, pins, &expected)
         .map_err(|err| format!("{}: {err}", side.file))?;
     let sig_path = integrity::sidecar_path(&path);

@@ -258,7 +258,9 @@ pub enum IntegrityError {
         "signature valid but not bound to a session (v1): it would verify for any session's copy of this file"
     )]
     Unbound,
-    #[error("not this session's recording: the signature binds {field} {signed}, {by} says {expected}")]
+    #[error(
+        "not this session's recording: the signature binds {field} {signed}, {by} says {expected}"
+    )]
     WrongSession { field: &'static str, signed: String, expected: String, by: &'static str },
 }
 
@@ -327,20 +329,13 @@ impl Expected {
 
     fn check(&self, b: &SessionBinding) -> Result<(), IntegrityError> {
         let differs = |field, signed: String, expected: Option<String>| match expected {
-            Some(e) if e != signed => Err(IntegrityError::WrongSession {
-                field,
-                signed,
-                expected: e,
-                by: self.by,
-            }),
+            Some(e) if e != signed => {
+                Err(IntegrityError::WrongSession { field, signed, expected: e, by: self.by })
+            }
             _ => Ok(()),
         };
         differs("grant", b.code.to_string(), self.code.as_ref().map(ToString::to_string))?;
-        differs(
-            "request id",
-            b.request_id.to_string(),
-            self.request_id.map(|r| r.to_string()),
-        )?;
+        differs("request id", b.request_id.to_string(), self.request_id.map(|r| r.to_string()))?;
         differs("nonce", b.nonce.to_hex(), self.nonce.map(|n| n.to_hex()))?;
         differs("session start", b.started_at.rfc3339(), self.started_at.map(Timestamp::rfc3339))?;
         differs("session end", b.ended_at.rfc3339(), self.ended_at.map(Timestamp::rfc3339))?;
@@ -446,9 +441,12 @@ pub fn verify_digest(
         .filter(|b| b.file.len() <= MAX_FILE_NAME)
         .is_some_and(|b| key.verify_strict(&b.statement(sha256), &sig).is_ok());
     match binding {
-        Some(session) if bound => {
-            Ok(Verified { sha256: *sha256, key_id: side.key_id, signed_at: side.signed_at, session })
-        }
+        Some(session) if bound => Ok(Verified {
+            sha256: *sha256,
+            key_id: side.key_id,
+            signed_at: side.signed_at,
+            session,
+        }),
         // A version 1 signature, in a version 1 sidecar or behind a row rebuilt as version 2.
         _ if key.verify_strict(&message_v1(sha256), &sig).is_ok() => Err(IntegrityError::Unbound),
         _ => Err(IntegrityError::BadSignature(side.key_id)),
@@ -560,7 +558,10 @@ mod tests {
             by: "the database",
         };
         let e = verify_bytes(&xbody, &side, &pins, &db_y).expect_err("X's sidecar for Y");
-        assert!(e.to_string().contains("binds grant bg-00000a, the database says bg-00000b"), "{e}");
+        assert!(
+            e.to_string().contains("binds grant bg-00000a, the database says bg-00000b"),
+            "{e}"
+        );
         // Y's row pointed at X's digest and signature (a database writer): the header says X.
         let ysig = signer.sign(&y, &Sha256::digest(&xbody).into());
         let row_y = Sidecar { signature: side.signature, ..ysig };

@@ -448,7 +448,9 @@ impl Sanitizer {
                     rebuilt(out, &capped);
                 }
             }
-            Csi::OneOf(allowed) if numbers && list.len() == 1 && allowed.contains(&value(params)) => {
+            Csi::OneOf(allowed)
+                if numbers && list.len() == 1 && allowed.contains(&value(params)) =>
+            {
                 out.push_str(seq);
                 out.push(last);
             }
