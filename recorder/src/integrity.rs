@@ -258,6 +258,8 @@ pub enum IntegrityError {
         "signature valid but not bound to a session (v1): it would verify for any session's copy of this file"
     )]
     Unbound,
+    /// `signed` and `expected` are shown escaped and cut (see `shown`): both can come from a
+    /// tampered file.
     #[error(
         "not this session's recording: the signature binds {field} {signed}, {by} says {expected}"
     )]
@@ -277,6 +279,17 @@ impl IntegrityError {
             Self::WrongSession { .. } => "wrong_session",
         }
     }
+}
+
+/// Untrusted text for a message: controls and invisible characters escaped, at most 80
+/// characters.
+fn shown(s: &str) -> String {
+    let escaped = crate::replay::printable(s);
+    let mut out: String = escaped.chars().take(80).collect();
+    if escaped.chars().count() > 80 {
+        out.push('…');
+    }
+    out
 }
 
 /// What a successful check established.
@@ -329,9 +342,12 @@ impl Expected {
 
     fn check(&self, b: &SessionBinding) -> Result<(), IntegrityError> {
         let differs = |field, signed: String, expected: Option<String>| match expected {
-            Some(e) if e != signed => {
-                Err(IntegrityError::WrongSession { field, signed, expected: e, by: self.by })
-            }
+            Some(e) if e != signed => Err(IntegrityError::WrongSession {
+                field,
+                signed: shown(&signed),
+                expected: shown(&e),
+                by: self.by,
+            }),
             _ => Ok(()),
         };
         differs("grant", b.code.to_string(), self.code.as_ref().map(ToString::to_string))?;
@@ -352,8 +368,8 @@ fn check_header(bytes: &[u8], b: &SessionBinding) -> Result<(), IntegrityError> 
     let meta = &header["breakglass"];
     let wrong = |field, signed: String, expected: String| IntegrityError::WrongSession {
         field,
-        signed,
-        expected,
+        signed: shown(&signed),
+        expected: shown(&expected),
         by: "the recording's header",
     };
     if let Some(code) = meta["code"].as_str()
@@ -570,6 +586,17 @@ mod tests {
             e.to_string().contains("binds grant bg-00000b, the recording's header says bg-00000a"),
             "{e}"
         );
+        // A header's text is shown escaped and cut.
+        let evil = String::from_utf8(xbody.clone())?.replace("bg-00000a", "\\u001b]52;c;x\\u0007");
+        let e = verify_bytes(evil.as_bytes(), &side, &pins, &Expected::default())
+            .expect_err("a header naming another grant");
+        assert!(matches!(e, IntegrityError::WrongSession { .. }), "{e}");
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+        let long = String::from_utf8(xbody.clone())?.replace("bg-00000a", &"x".repeat(5000));
+        let e = verify_bytes(long.as_bytes(), &side, &pins, &Expected::default())
+            .expect_err("a header naming another grant");
+        assert!(matches!(e, IntegrityError::WrongSession { .. }), "{e}");
+        assert!(e.to_string().len() < 400, "{e}");
         // Without the file (digest only), the signature itself refuses Y's statement.
         let e = verify_digest(&Sha256::digest(&xbody).into(), &row_y, &pins, &db_y)
             .expect_err("X's signature over Y's statement");
