@@ -437,6 +437,48 @@ async fn search_finds_commands_and_links_to_their_moment(db: TestDb) -> TestResu
     Ok(())
 }
 
+both!(another_sessions_recording_is_not_verified_on_the_page_or_in_chat);
+async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
+    db: TestDb,
+) -> TestResult {
+    let r = Review::new(&db);
+    let (x, _) = r.session("disk full").await;
+    let (y, y_cast) = r.session("disk full").await;
+    let cookie = r.sign_in(&r.link("erin", None).await).await;
+    let page = |code: String| {
+        let (r, cookie) = (&r, cookie.clone());
+        async move { r.get(&format!("/review/s/{code}"), Some(&cookie)).await.text() }
+    };
+    assert!(page(y.clone()).await.contains("td class=\"verified\" data-ok=\"true\""));
+    // Session X's recording and signature copied over Y's.
+    let (xf, yf) = (format!("{x}-1.cast"), format!("{y}-1.cast"));
+    std::fs::copy(r.dir.path().join(&xf), r.dir.path().join(&yf))?;
+    let shown = page(y.clone()).await;
+    assert!(shown.contains("td class=\"verified\" data-ok=\"false\""), "{shown}");
+    assert!(shown.contains(&format!("header says {x}")), "names the mismatch: {shown}");
+    // The chat summary's check says the same.
+    let d = &r.app.deps;
+    let req = d.get(&y.parse()?).await?;
+    let rec = d.store.recording(req.id).await?.expect("Y's row");
+    let chat = bot::chat::sync::integrity(d, &req, &rec, true);
+    assert!(
+        matches!(&chat, bot::chat::Integrity::Failed(why) if why.contains(&format!("header says {x}"))),
+        "{chat:?}"
+    );
+    // Y's own recording back, with X's signature file beside it: refused too.
+    std::fs::write(r.dir.path().join(&yf), y_cast)?;
+    let req_x = d.get(&x.parse()?).await?;
+    let rec_x = d.store.recording(req_x.id).await?.expect("X's row");
+    let x_sig = recorder::integrity::Sidecar::of(&rec_x, &req_x);
+    std::fs::write(r.dir.path().join(format!("{yf}.sig")), serde_json::to_vec(&x_sig)?)?;
+    let shown = page(y.clone()).await;
+    assert!(
+        shown.contains(&format!("{yf}.sig: not this session")) && shown.contains(&x),
+        "names the mismatch: {shown}"
+    );
+    Ok(())
+}
+
 both!(the_bundle_holds_what_an_auditor_needs_to_verify_offline);
 async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) -> TestResult {
     let r = Review::new(&db);
