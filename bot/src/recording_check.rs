@@ -154,3 +154,70 @@ async fn check_one(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use recorder::integrity::{IntegrityError, RecordingSigner};
+
+    fn entry(req: &Request, data: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            seq: 7,
+            at: Timestamp::from_unix(1_795_405_500),
+            kind: AuditKind::SessionEnded.as_str().to_owned(),
+            request_id: Some(req.id.to_string()),
+            actor: "alice".into(),
+            data: data.to_string(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    /// The log's `session_ended` gives the whole statement (v2); an event from an older
+    /// gateway (no version, no start) holds a digest-only signature, which is not bound.
+    #[test]
+    fn the_log_rebuilds_the_statement_and_v1_is_not_bound() {
+        let req = shared::testing::World::new().open_default();
+        let signer = RecordingSigner::new(shared::testing::key(7));
+        let pins = [signer.verifying_key()];
+        let sha = [3u8; 32];
+        let b = SessionBinding {
+            request_id: req.id,
+            code: req.code.clone(),
+            nonce: req.nonce,
+            started_at: Timestamp::from_unix(1_795_403_700),
+            ended_at: Timestamp::from_unix(1_795_405_500),
+            file: format!("{}-1795403700.cast", req.code),
+        };
+        let side = signer.sign(&b, &sha);
+        let v2 = serde_json::json!({
+            "recording": b.file, "recording_sha256": hex::encode(sha),
+            "recording_signature": side.signature, "recording_key_id": side.key_id,
+            "recording_signature_version": 2, "started_at": 1_795_403_700, "ended_at": 1_795_405_500,
+        });
+        let e = entry(&req, v2.clone());
+        assert!(is_recording_end(&e));
+        let (logged, digest) = logged_sidecar(&req, &e).expect("parses");
+        let ok = integrity::verify_digest(&digest, &logged, &pins, &Expected::default());
+        assert_eq!(ok.expect("verifies").session, b);
+        // The log says another end than the one signed: the signature does not verify.
+        let mut moved = v2.clone();
+        moved["ended_at"] = 1_795_405_501.into();
+        let (logged, digest) = logged_sidecar(&req, &entry(&req, moved)).expect("parses");
+        assert!(matches!(
+            integrity::verify_digest(&digest, &logged, &pins, &Expected::default()),
+            Err(IntegrityError::BadSignature(_))
+        ));
+        // A version 1 event and signature.
+        let old = signer.sign_v1(&b.file, &sha, b.ended_at);
+        let v1 = serde_json::json!({
+            "recording": b.file, "recording_sha256": hex::encode(sha),
+            "recording_signature": old.signature, "recording_key_id": old.key_id,
+        });
+        let (logged, digest) = logged_sidecar(&req, &entry(&req, v1)).expect("parses");
+        assert!(matches!(
+            integrity::verify_digest(&digest, &logged, &pins, &Expected::default()),
+            Err(IntegrityError::Unbound)
+        ));
+    }
+}
