@@ -987,17 +987,24 @@ fn recording_verify(
     match recorder::integrity::verify_file(file, pins) {
         Ok(v) => {
             println!(
-                "recording OK: {} is exactly what the gateway signed (sha256 {}, key {}, signed {})",
+                "recording OK: {} is exactly what the gateway signed for session {} (request {}, nonce {}, {} to {}; sha256 {}, key {})",
                 file.display(),
+                v.session.code,
+                v.session.request_id,
+                v.session.nonce.to_hex(),
+                v.session.started_at,
+                v.session.ended_at,
                 hex::encode(v.sha256),
                 v.key_id,
-                v.signed_at
             );
             Ok(())
         }
         Err(e) => {
             println!("recording NOT VERIFIED: {}: {e}", file.display());
-            Err(Failure::new(EXIT_FAILURE, format!("{} does not verify", file.display())))
+            Err(Failure::new(
+                EXIT_FAILURE,
+                format!("{} does not verify ({})", file.display(), e.code()),
+            ))
         }
     }
 }
@@ -1030,6 +1037,8 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
     let pins = audit_pins(&cfg)?;
     let mut checker = AuditChecker::new(&pins);
     let mut after = 0;
+    // Session ends with a recording: their signatures are checked once the log is read.
+    let mut ended = Vec::new();
     loop {
         let page = store.audit_page(after, 1000).await.map_err(|e| {
             Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
@@ -1043,6 +1052,9 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
                     EXIT_FAILURE,
                     format!("audit verification failed at seq {}", problem_seq(&p)),
                 ));
+            }
+            if crate::recording_check::is_recording_end(e) {
+                ended.push(e.clone());
             }
         }
     }
@@ -1077,6 +1089,36 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         pins.bot_key_ids().count() + pins.personal_keys().count()
     );
     println!("requests OK: {requests} match the audit log");
+    let logged: std::collections::BTreeMap<_, _> =
+        checker.requests().map(|r| (r.id, r.clone())).collect();
+    let recording_pins = if ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
+    let recordings = crate::recording_check::check(
+        store.as_ref(),
+        &cfg.gateway.recordings_dir,
+        &recording_pins,
+        &ended,
+        &logged,
+    )
+    .await;
+    if !recordings.problems.is_empty() {
+        for p in &recordings.problems {
+            println!("recording NOT VERIFIED: {}", recorder::replay::printable(p));
+        }
+        return Err(Failure::new(
+            EXIT_FAILURE,
+            format!(
+                "{} of {} recording(s) do not verify, bound to their sessions",
+                recordings.problems.len(),
+                recordings.checked
+            ),
+        ));
+    }
+    println!(
+        "recordings OK: {} signature(s) bound to their sessions re-verified against {} pinned recording key(s), {} file(s) on this machine re-hashed",
+        recordings.checked,
+        recording_pins.len(),
+        recordings.files
+    );
     Ok(())
 }
 

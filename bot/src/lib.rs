@@ -14,6 +14,8 @@
 //! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
+//! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
+//!   rebuilt from the audit log, the `recordings` rows and the files must agree.
 
 pub mod app;
 pub mod chat;
@@ -22,6 +24,7 @@ pub mod client;
 pub mod discord;
 pub mod http;
 pub mod reaper;
+pub mod recording_check;
 pub mod review;
 pub mod review_cli;
 pub mod service;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use recorder::integrity::{Sidecar, Verified};
+use recorder::integrity::{Expected, Sidecar, Verified};
 use recorder::replay::{self, Control, Options, Start, Wake};
 
 use crate::cli::{EXIT_FAILURE, EXIT_LOCAL, Failure};
@@ -128,10 +128,18 @@ pub async fn load_remote(c: &Client, id: &str, pins: &[VerifyingKey]) -> Result<
         (pins.to_vec(), "your pinned key".to_owned())
     };
     let bytes = d.cast.into_bytes();
+    // What we asked for, whatever the server answers: the signature must bind that session.
+    let expected = Expected {
+        code: shared::core::GrantCode::parse(id).ok(),
+        request_id: id.parse().ok(),
+        by: "the session you asked for",
+        ..Expected::default()
+    };
     let check = serde_json::from_value::<Sidecar>(d.sidecar)
         .map_err(|e| format!("the signature sidecar does not parse: {e}"))
         .and_then(|side| {
-            recorder::integrity::verify_bytes(&bytes, &side, &pins).map_err(|e| e.to_string())
+            recorder::integrity::verify_bytes(&bytes, &side, &pins, &expected)
+                .map_err(|e| e.to_string())
         });
     Ok(Loaded { name: format!("{} ({})", d.code, d.file), bytes, check, key_source })
 }
@@ -139,22 +147,42 @@ pub async fn load_remote(c: &Client, id: &str, pins: &[VerifyingKey]) -> Result<
 /// Plays `loaded` on this terminal (or lists its commands).
 pub fn play(loaded: &Loaded, args: &ReplayArgs) -> Result<(), Failure> {
     let mut err = std::io::stderr();
-    // The first line: whether the recording is what the gateway signed.
-    let first = match &loaded.check {
+    // The first line: whether the recording is what the gateway signed. It is said again
+    // last, however the replay ends: the recording's output cannot clear the scrollback, but
+    // it can draw anything on the screen, a fake verdict included.
+    let _ = writeln!(err, "{}", verdict(loaded, false));
+    let result = play_checked(loaded, args, &mut err);
+    let _ = writeln!(err, "\r\n{}", verdict(loaded, true));
+    result
+}
+
+/// What the signature check said (red when it failed), before or `after` the replay.
+fn verdict(loaded: &Loaded, after: bool) -> String {
+    let then = if after { "what was shown" } else { "what follows" };
+    match &loaded.check {
         Ok(v) => format!(
-            "recording verified: {} is exactly what the gateway signed (key {}, signed {}, checked against {})",
+            "recording verified: {} is exactly what the gateway signed for session {} (request {}, {} to {}; key {}, checked against {})",
             replay::printable(&loaded.name),
+            v.session.code,
+            v.session.request_id,
+            v.session.started_at.rfc3339(),
+            v.session.ended_at.rfc3339(),
             v.key_id,
-            v.signed_at.rfc3339(),
             loaded.key_source
         ),
         Err(why) => format!(
-            "\x1b[1;31mWARNING: recording NOT VERIFIED: {}: {}\x1b[0m\nwhat follows may have been altered after the session",
+            "\x1b[1;31mWARNING: recording NOT VERIFIED: {}: {}\x1b[0m\n{then} may have been altered after the session",
             replay::printable(&loaded.name),
             replay::printable(why)
         ),
-    };
-    let _ = writeln!(err, "{first}");
+    }
+}
+
+fn play_checked(
+    loaded: &Loaded,
+    args: &ReplayArgs,
+    err: &mut std::io::Stderr,
+) -> Result<(), Failure> {
     let cast = recorder::cast::parse_bytes(&loaded.bytes).map_err(|e| {
         let why = e.to_string();
         Failure::new(

@@ -114,7 +114,9 @@ impl Review {
         };
         d.store.add_session_event(&e).await.expect("event");
         let cast = format!(
-            "{{\"version\":2,\"width\":80,\"height\":24}}\n[0.5,\"o\",\"$ \"]\n[1.1,\"m\",{cmd}]\n[1.2,\"o\",\"removed\\r\\n$ \"]\n",
+            "{{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":{t},\"breakglass\":{{\"grant_id\":\"{id}\",\"code\":\"{code}\"}}}}\n[0.5,\"o\",\"$ \"]\n[1.1,\"m\",{cmd}]\n[1.2,\"o\",\"removed\\r\\n$ \"]\n",
+            t = now.unix(),
+            id = req.id,
             cmd = serde_json::to_string(HOSTILE_COMMAND).expect("json")
         );
         let file = format!("{code}-1.cast");
@@ -123,7 +125,17 @@ impl Review {
             use sha2::{Digest as _, Sha256};
             Sha256::digest(cast.as_bytes()).into()
         };
-        let side = self.key.sign(&file, &sha, now.plus_secs(2));
+        let side = self.key.sign(
+            &recorder::integrity::SessionBinding {
+                request_id: req.id,
+                code: req.code.clone(),
+                nonce: req.nonce,
+                started_at: now,
+                ended_at: now.plus_secs(2),
+                file: file.clone(),
+            },
+            &sha,
+        );
         let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
         let end = core_request::apply(
             &live,
@@ -425,6 +437,48 @@ async fn search_finds_commands_and_links_to_their_moment(db: TestDb) -> TestResu
     Ok(())
 }
 
+both!(another_sessions_recording_is_not_verified_on_the_page_or_in_chat);
+async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
+    db: TestDb,
+) -> TestResult {
+    let r = Review::new(&db);
+    let (x, _) = r.session("disk full").await;
+    let (y, y_cast) = r.session("disk full").await;
+    let cookie = r.sign_in(&r.link("erin", None).await).await;
+    let page = |code: String| {
+        let (r, cookie) = (&r, cookie.clone());
+        async move { r.get(&format!("/review/s/{code}"), Some(&cookie)).await.text() }
+    };
+    assert!(page(y.clone()).await.contains("td class=\"verified\" data-ok=\"true\""));
+    // Session X's recording and signature copied over Y's.
+    let (xf, yf) = (format!("{x}-1.cast"), format!("{y}-1.cast"));
+    std::fs::copy(r.dir.path().join(&xf), r.dir.path().join(&yf))?;
+    let shown = page(y.clone()).await;
+    assert!(shown.contains("td class=\"verified\" data-ok=\"false\""), "{shown}");
+    assert!(shown.contains(&format!("header says {x}")), "names the mismatch: {shown}");
+    // The chat summary's check says the same.
+    let d = &r.app.deps;
+    let req = d.get(&y.parse()?).await?;
+    let rec = d.store.recording(req.id).await?.expect("Y's row");
+    let chat = bot::chat::sync::integrity(d, &req, &rec, true);
+    assert!(
+        matches!(&chat, bot::chat::Integrity::Failed(why) if why.contains(&format!("header says {x}"))),
+        "{chat:?}"
+    );
+    // Y's own recording back, with X's signature file beside it: refused too.
+    std::fs::write(r.dir.path().join(&yf), y_cast)?;
+    let req_x = d.get(&x.parse()?).await?;
+    let rec_x = d.store.recording(req_x.id).await?.expect("X's row");
+    let x_sig = recorder::integrity::Sidecar::of(&rec_x, &req_x);
+    std::fs::write(r.dir.path().join(format!("{yf}.sig")), serde_json::to_vec(&x_sig)?)?;
+    let shown = page(y.clone()).await;
+    assert!(
+        shown.contains(&format!("{yf}.sig: not this session")) && shown.contains(&x),
+        "names the mismatch: {shown}"
+    );
+    Ok(())
+}
+
 both!(the_bundle_holds_what_an_auditor_needs_to_verify_offline);
 async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) -> TestResult {
     let r = Review::new(&db);
@@ -454,6 +508,7 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
         "recording-key.pub",
         "recording-key.pem",
         "signature.bin",
+        "statement.bin",
         "request.json",
         "audit.jsonl",
         "session-events.jsonl",
@@ -467,7 +522,13 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
     let key = shared::core::approval::parse_public_key(key_text.trim())?;
     assert_eq!(key, r.key.verifying_key());
     let side: recorder::integrity::Sidecar = serde_json::from_slice(&file(&sig_name))?;
-    recorder::integrity::verify_bytes(&cast, &side, &[key])?;
+    let v = recorder::integrity::verify_bytes(
+        &cast,
+        &side,
+        &[key],
+        &recorder::integrity::Expected::default(),
+    )?;
+    assert_eq!(v.session.code.as_str(), code);
     // Checksums, approvals, audit events and commands.
     let sums = String::from_utf8(file("SHA256SUMS"))?;
     for line in sums.lines() {

@@ -20,7 +20,7 @@
 //! | `ESC` + final | `7 8` (save/restore cursor), `D E H M` (index, next line, tab set, reverse index), `= >` (keypad), `N O n o \| } ~` (shifts), `6 9` | everything else, e.g. `ESC Z` (DECID answers back), `ESC \` |
 //! | `ESC c` (RIS) | rewritten to leave the alternate screen, soft reset (DECSTR), clear | |
 //! | `ESC` + intermediates | charset designations `ESC ( ) * + - . /` + final, `ESC # 3 4 5 6 8` | `ESC % …` (changes the encoding), `ESC SP …` (C1 transmission, conformance) |
-//! | CSI drawing | cursor `@ A–H I Z \` a d e f`, erase `J K X` and `? J`, `? K`, insert/delete `L M P`, scroll `S T` (one parameter) and `SP @`, `SP A`, `b` (REP), `g` (TBC), SGR `m` (any parameters), margins `r`, save/restore `s u`, `SP q` (cursor shape), `! p` (DECSTR), `" q`, rectangle ops `$ r t v x z {`, `' } ~` | |
+//! | CSI, an allow-list | SGR `m` (any parameters); one count each (capped at [`MAX_PARAM`]): ICH `@`, cursor `A`–`G` `` ` `` `a` `d` `e`, tabs `I` `Z`, insert/delete lines `L M`, delete and erase characters `P X`, scroll `S T`, REP `b`; two positions each (capped): `H f`, margins `r`, `s` (or save cursor, no parameters); no parameters: restore cursor `u`, DECSTR `! p`; one of a few values: erase `J K` and `? J` `? K` with 0, 1 or 2, tab clear `g` 0 or 3, cursor shape `SP q` 0–6 | everything else: erase 3 (`CSI 3 J` clears the scrollback, where the replay's first line is), a kept kind with too many parameters or with sub-parameters (`:`), rectangle operations `$ r t v x z {`, DECSCA `" q`, column insert/delete `' } ~`, horizontal scrolling `SP @ A`. A count above [`MAX_PARAM`] is lowered to it (and counted) |
 //! | CSI modes `h`/`l` | ANSI 4 (insert), 20 (newline); DEC private 1, 5, 6, 7, 12, 25, 45, 47, 66, 69, 95, 1007, 1047, 1048, 1049, 2004, 2026 | other modes: mouse (9, 1000–1006, 1015, 1016), focus (1004), column switching (3), keyboard lock (ANSI 2), local echo (ANSI 12), in-band resize or colour reports (2031, 2048), anything unknown. A mixed list keeps its allowed modes. |
 //! | Other CSI | | everything else, among them DSR/CPR `n`, DA `c`, window ops `t`, DECRQM `$ p`, XTVERSION `> q`, DECREQTPARM `x`, media copy `i`, checksums `* y`, kitty keyboard `? u` `> u` `< u` `= u`, modifyOtherKeys `> m`, XTSAVE/XTRESTORE `? s` `? r` |
 //! | Control strings | | all: OSC (titles, OSC 8 links, OSC 52 clipboard, colour queries), DCS (DECRQSS, XTGETTCAP, sixel), SOS, PM, APC. The link text of OSC 8 is kept. |
@@ -114,6 +114,52 @@ const ANSI_MODES: &[u16] = &[4, 20];
 /// undone by [`RESTORE_TERMINAL`].
 const DEC_MODES: &[u16] =
     &[1, 5, 6, 7, 12, 25, 45, 47, 66, 69, 95, 1007, 1047, 1048, 1049, 2004, 2026];
+
+/// Largest count or position a kept CSI sequence may carry (REP, ICH, DCH, ECH, IL, DL, SU,
+/// SD, cursor movement and positions, scroll margins): a larger one is lowered to this, so a
+/// recording cannot make the reviewer's terminal repeat a character two billion times.
+pub const MAX_PARAM: u32 = 1000;
+
+/// The CSI sequences a replay keeps, by what their parameters may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Csi {
+    /// SGR: any parameters, sub-parameters included.
+    Any,
+    /// At most this many counts or positions, each capped at [`MAX_PARAM`].
+    Counts(usize),
+    /// Exactly one parameter (empty is 0), one of these.
+    OneOf(&'static [u64]),
+    /// Mode lists: only these modes are kept.
+    Modes(&'static [u16]),
+}
+
+/// The allow-list of CSI sequences: `private` is the `<`–`?` prefix, `intermediates` the
+/// bytes before the final byte `last`. `None`: dropped.
+fn csi_kind(private: Option<char>, intermediates: &str, last: char) -> Option<Csi> {
+    Some(match (private, intermediates, last) {
+        (None, "", 'm') => Csi::Any,
+        // ICH, cursor up/down/forward/back, next/previous line, column, tab forward, insert
+        // and delete lines, delete characters, scroll up, erase characters, tab back,
+        // column/row absolute and relative, REP; one count each. SD (`T`) only with one:
+        // more make it xterm's highlight mouse tracking.
+        (
+            None,
+            "",
+            '@' | 'A' | 'B' | 'C' | 'D' | 'E' | 'F' | 'G' | 'I' | 'L' | 'M' | 'P' | 'S' | 'T' | 'X'
+            | 'Z' | '`' | 'a' | 'b' | 'd' | 'e',
+        ) => Csi::Counts(1),
+        // Cursor position, scroll margins (top/bottom; left/right, or save cursor without).
+        (None, "", 'H' | 'f' | 'r' | 's') => Csi::Counts(2),
+        (None, "", 'u') | (None, "!", 'p') => Csi::Counts(0),
+        // Erase in display and line, selective or not; never 3 (clear the scrollback).
+        (None | Some('?'), "", 'J' | 'K') => Csi::OneOf(&[0, 1, 2]),
+        (None, "", 'g') => Csi::OneOf(&[0, 3]),
+        (None, " ", 'q') => Csi::OneOf(&[0, 1, 2, 3, 4, 5, 6]),
+        (None, "", 'h' | 'l') => Csi::Modes(ANSI_MODES),
+        (Some('?'), "", 'h' | 'l') => Csi::Modes(DEC_MODES),
+        _ => return None,
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -345,6 +391,9 @@ impl Sanitizer {
     }
 
     /// A complete CSI sequence: `seq` is `ESC [` and what followed, `last` its final byte.
+    ///
+    /// An allow-list: only the kinds in [`csi_kind`] are written, each with the parameters
+    /// its kind allows; counts and positions above [`MAX_PARAM`] are lowered to it.
     fn csi_dispatch(&mut self, seq: &str, last: char, out: &mut String) {
         let body = seq.get(2..).unwrap_or_default();
         let (private, body) = match body.chars().next() {
@@ -355,52 +404,73 @@ impl Sanitizer {
         let (params, intermediates) = body.split_at(split);
         let well_formed = !params.contains(|c: char| matches!(c, '<'..='?'))
             && intermediates.chars().all(|c| matches!(c, ' '..='/'));
-        if !well_formed {
+        let Some(kind) = csi_kind(private, intermediates, last).filter(|_| well_formed) else {
             self.neutralised += 1;
             return;
-        }
-        let modes = match (private, intermediates, last) {
-            (
-                None,
-                "",
-                '@' | 'A' | 'B' | 'C' | 'D' | 'E' | 'F' | 'G' | 'H' | 'I' | 'J' | 'K' | 'L' | 'M'
-                | 'P' | 'S' | 'X' | 'Z' | '`' | 'a' | 'b' | 'd' | 'e' | 'f' | 'g' | 'm' | 'r' | 's'
-                | 'u',
-            )
-            | (Some('?'), "", 'J' | 'K')
-            | (None, " ", '@' | 'A' | 'q')
-            | (None, "!", 'p')
-            | (None, "$", 'r' | 't' | 'v' | 'x' | 'z' | '{')
-            | (None, "'", '}' | '~')
-            | (None, "\"", 'q') => None,
-            // More parameters make it xterm's highlight mouse tracking.
-            (None, "", 'T') if !params.contains(';') => None,
-            (None, "", 'h' | 'l') => Some(ANSI_MODES),
-            (Some('?'), "", 'h' | 'l') => Some(DEC_MODES),
-            _ => {
-                self.neutralised += 1;
-                return;
-            }
         };
-        let Some(allowed) = modes else {
-            out.push_str(seq);
-            out.push(last);
-            return;
+        // Outside SGR, parameters are plain numbers: no sub-parameters (`:`).
+        let numbers = !params.contains(':');
+        let list: Vec<&str> = params.split(';').collect();
+        let count = if params.is_empty() { 0 } else { list.len() };
+        let value = |p: &str| -> u64 {
+            p.chars().fold(0u64, |v, c| {
+                v.saturating_mul(10).saturating_add(u64::from(c.to_digit(10).unwrap_or(0)))
+            })
         };
-        let is_allowed = |p: &&str| p.parse::<u16>().is_ok_and(|m| allowed.contains(&m));
-        let total = params.split(';').count();
-        let kept: Vec<&str> = params.split(';').filter(is_allowed).collect();
-        if kept.len() == total {
-            out.push_str(seq);
-            out.push(last);
-            return;
-        }
-        self.neutralised += 1;
-        if !kept.is_empty() {
+        let rebuilt = |out: &mut String, kept: &[String]| {
             out.push_str("\x1b[");
             out.extend(private);
             out.push_str(&kept.join(";"));
+            out.push_str(intermediates);
             out.push(last);
+        };
+        match kind {
+            Csi::Any => {
+                out.push_str(seq);
+                out.push(last);
+            }
+            Csi::Counts(most) if numbers && count <= most => {
+                let capped: Vec<String> = list
+                    .iter()
+                    .map(|p| {
+                        if value(p) > u64::from(MAX_PARAM) {
+                            MAX_PARAM.to_string()
+                        } else {
+                            (*p).to_owned()
+                        }
+                    })
+                    .collect();
+                if capped.iter().zip(&list).all(|(a, b)| a == b) {
+                    out.push_str(seq);
+                    out.push(last);
+                } else {
+                    self.neutralised += 1;
+                    rebuilt(out, &capped);
+                }
+            }
+            Csi::OneOf(allowed)
+                if numbers && list.len() == 1 && allowed.contains(&value(params)) =>
+            {
+                out.push_str(seq);
+                out.push(last);
+            }
+            Csi::Modes(allowed) if numbers => {
+                let kept: Vec<String> = list
+                    .iter()
+                    .filter(|p| p.parse::<u16>().is_ok_and(|m| allowed.contains(&m)))
+                    .map(|p| (*p).to_owned())
+                    .collect();
+                if kept.len() == list.len() {
+                    out.push_str(seq);
+                    out.push(last);
+                    return;
+                }
+                self.neutralised += 1;
+                if !kept.is_empty() {
+                    rebuilt(out, &kept);
+                }
+            }
+            _ => self.neutralised += 1,
         }
     }
 
@@ -993,13 +1063,13 @@ mod tests {
             "\x1b[4:3m",
             "\x1b[A\x1b[2B\x1b[3C\x1b[4D\x1b[E\x1b[F\x1b[10G",
             "\x1b[H\x1b[5;10H\x1b[5;10f\x1b[7d\x1b[3`\x1b[2a\x1b[e",
-            "\x1b[J\x1b[0J\x1b[1J\x1b[2J\x1b[3J\x1b[K\x1b[1K\x1b[2K\x1b[?2J\x1b[?1K",
+            "\x1b[J\x1b[0J\x1b[1J\x1b[2J\x1b[K\x1b[1K\x1b[2K\x1b[?2J\x1b[?1K",
             "\x1b[5X\x1b[2@\x1b[2P\x1b[3L\x1b[3M\x1b[2S\x1b[2T\x1b[I\x1b[Z\x1b[3b",
             "\x1b[1;20r\x1b[r\x1b[s\x1b[u\x1b[5;60s",
             "\x1b[g\x1b[3g",
-            "\x1b[2 q\x1b[ q\x1b[1 @\x1b[1 A",
-            "\x1b[!p\x1b[1\"q",
-            "\x1b[1;1;5;5;7$r\x1b[1;1;5;5$z\x1b[2'}\x1b[2'~",
+            "\x1b[2 q\x1b[ q\x1b[6 q",
+            "\x1b[!p",
+            "\x1b[1000b\x1b[1000;1000H\x1b[0999X",
             "\x1b[?1h\x1b[?1l\x1b[?5h\x1b[?6h\x1b[?7l\x1b[?12h\x1b[?25l\x1b[?25h",
             "\x1b[?45h\x1b[?47h\x1b[?47l\x1b[?66h\x1b[?69h\x1b[?95h\x1b[?1007h",
             "\x1b[?1047h\x1b[?1048h\x1b[?1049h\x1b[?1049l\x1b[?2004h\x1b[?2026h\x1b[?2026l",
@@ -1011,6 +1081,67 @@ mod tests {
         ];
         for seq in keep {
             check(&format!("a{seq}b"), &format!("a{seq}b"), 0);
+        }
+    }
+
+    /// Counts and positions above `MAX_PARAM` are lowered to it; what is not on the allow-list,
+    /// or has parameters its kind does not take, is dropped.
+    #[test]
+    fn counts_are_capped_and_only_listed_sequences_pass() {
+        let capped = [
+            ("\x1b[2000000000b", "\x1b[1000b"),
+            ("\x1b[99999999999999999999999b", "\x1b[1000b"),
+            ("\x1b[1001@", "\x1b[1000@"),
+            ("\x1b[5000P", "\x1b[1000P"),
+            ("\x1b[5000X", "\x1b[1000X"),
+            ("\x1b[5000L", "\x1b[1000L"),
+            ("\x1b[5000M", "\x1b[1000M"),
+            ("\x1b[5000S", "\x1b[1000S"),
+            ("\x1b[5000T", "\x1b[1000T"),
+            ("\x1b[5000A", "\x1b[1000A"),
+            ("\x1b[5000C", "\x1b[1000C"),
+            ("\x1b[5000I", "\x1b[1000I"),
+            ("\x1b[5000`", "\x1b[1000`"),
+            ("\x1b[5000;7H", "\x1b[1000;7H"),
+            ("\x1b[;70000f", "\x1b[;1000f"),
+            ("\x1b[1;65535r", "\x1b[1;1000r"),
+            ("\x1b[3;4000s", "\x1b[3;1000s"),
+        ];
+        for (input, want) in capped {
+            check(&format!("x{input}y"), &format!("x{want}y"), 1);
+        }
+        let dropped = [
+            // Clear the scrollback: what would erase the replay's first line.
+            "\x1b[3J",
+            "\x1b[?3J",
+            "\x1b[2;3J",
+            "\x1b[3;2J",
+            "\x1b[4K",
+            "\x1b[1;2K",
+            "\x1b[5g",
+            "\x1b[7 q",
+            // Rectangle operations, DECSCA, horizontal scrolling, column insert and delete.
+            "\x1b[1;1;5;5;7$r",
+            "\x1b[1;1;5;5$z",
+            "\x1b[1;1;24;80;1;1;1;1$v",
+            "\x1b[69;1;1;24;80$x",
+            "\x1b[1;1;5;5;7$t",
+            "\x1b[1;1;5;5${",
+            "\x1b[1\"q",
+            "\x1b[2'}",
+            "\x1b[2'~",
+            "\x1b[1 @",
+            "\x1b[1 A",
+            // Too many parameters, or sub-parameters outside SGR.
+            "\x1b[1;2A",
+            "\x1b[1;2;3H",
+            "\x1b[1:2H",
+            "\x1b[5u",
+            "\x1b[1!p",
+            "\x1b[?25:1h",
+        ];
+        for seq in dropped {
+            check(&format!("a{seq}b"), "ab", 1);
         }
     }
 
@@ -1131,6 +1262,11 @@ mod tests {
             "#",
             "%",
             "\x1bc",
+            "3J",
+            "99999",
+            "b",
+            "$",
+            "'",
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {

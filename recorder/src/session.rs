@@ -1328,7 +1328,17 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
             (crate::cast::sha256_file_bytes(&bytes), None, None, 0)
         }
     };
-    let side = deps.recording_signer.sign(&file, &sha256, ended_at);
+    let side = deps.recording_signer.sign(
+        &crate::integrity::SessionBinding {
+            request_id: req.id,
+            code: req.code.clone(),
+            nonce: req.nonce,
+            started_at: live.started_at,
+            ended_at,
+            file: file.clone(),
+        },
+        &sha256,
+    );
     let record = RecordingRecord {
         request_id: req.id,
         file: file.clone(),
@@ -1350,6 +1360,9 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
         "recording_sha256": hex::encode(sha256),
         "recording_signature": side.signature,
         "recording_key_id": side.key_id,
+        "recording_signature_version": side.version,
+        "started_at": live.started_at,
+        "ended_at": ended_at,
         "recording_error": failure,
         "bytes_in": record.bytes_in,
         "bytes_out": record.bytes_out,
@@ -1522,8 +1535,10 @@ async fn store_pending(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Re
         sha256,
         signature: side.signature,
         key_id: side.key_id,
-        started_at: side.signed_at.plus_secs(-detail["duration_secs"].as_i64().unwrap_or(0)),
-        ended_at: side.signed_at,
+        started_at: side.started_at.unwrap_or_else(|| {
+            side.signed_at.plus_secs(-detail["duration_secs"].as_i64().unwrap_or(0))
+        }),
+        ended_at: side.ended_at.unwrap_or(side.signed_at),
         end_reason: detail["end_reason"].as_str().unwrap_or("closed").to_owned(),
         exit_status: detail["exit_status"].as_i64(),
         bytes_in: n("bytes_in"),
@@ -1544,7 +1559,8 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
         .parse()?;
     if let Some(stored) = deps.store.recording(id).await? {
         // The end is stored; only the signature file is missing.
-        write_sidecar(path, &crate::integrity::Sidecar::of(&stored));
+        let req = deps.store.get_request(&RequestRef::Id(id)).await?;
+        write_sidecar(path, &crate::integrity::Sidecar::of(&stored, &req));
         return Ok(());
     }
     let req = deps.store.get_request(&RequestRef::Id(id)).await?;
@@ -1557,11 +1573,21 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
     let sha256 = crate::cast::sha256_file_bytes(&bytes);
     let now = deps.clock.now();
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let side = deps.recording_signer.sign(&file, &sha256, now);
     let events = deps.store.session_events(id).await.unwrap_or_default();
     let commands = events.iter().filter(|e| e.kind == "command" || e.kind == "exec").count();
     let started_at = Timestamp::from_unix(
         cast.header.timestamp.and_then(|t| i64::try_from(t).ok()).unwrap_or(now.unix()),
+    );
+    let side = deps.recording_signer.sign(
+        &crate::integrity::SessionBinding {
+            request_id: id,
+            code: req.code.clone(),
+            nonce: req.nonce,
+            started_at,
+            ended_at: now,
+            file: file.clone(),
+        },
+        &sha256,
     );
     let record = RecordingRecord {
         request_id: id,
@@ -1580,6 +1606,7 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
     let detail = json!({
         "end_reason": "gateway_crashed", "recording": file, "recording_sha256": hex::encode(sha256),
         "recording_signature": side.signature, "recording_key_id": side.key_id, "recovered": true,
+        "recording_signature_version": side.version, "started_at": started_at, "ended_at": now,
         "commands": commands,
     });
     tracing::warn!(code = %req.code, "recovered the recording of a session cut by a gateway crash");

@@ -69,7 +69,8 @@ pub struct RecordingRecord {
     pub file: String,
     /// SHA-256 of the whole asciicast file.
     pub sha256: [u8; 32],
-    /// The gateway's Ed25519 signature over the hex of `sha256` (see `recorder::integrity`).
+    /// The gateway's Ed25519 signature over the statement binding `sha256` to this session
+    /// (request id, grant code, nonce, start, end, file; docs/recording-signature.md).
     pub signature: SignatureBytes,
     pub key_id: KeyId,
     pub started_at: Timestamp,

@@ -14,7 +14,7 @@ use e2e::{bin, collect, wait_for};
 /// clipboard), a window-title report (`CSI 21 t`), an 8-bit C1 CSI asking for the cursor
 /// position, DECRQSS, an OSC 8 link and a title change. Command 2 comes at 1.0 s; a long
 /// pause follows before the last line.
-const HOSTILE: &str = r#"{"version":2,"width":80,"height":24,"env":{"TERM":"xterm"}}
+const HOSTILE: &str = r#"{"version":2,"width":80,"height":24,"timestamp":1795403640,"env":{"TERM":"xterm"},"breakglass":{"grant_id":"6f1c2a1e-8f43-4b7e-9a55-0d2b8f1e7c11","code":"bg-a1b2c3"}}
 [0.1,"o","$ "]
 [0.2,"m","printf hostile"]
 [0.3,"o","\u001b]52;c;ZWNobyBwd25lZA==\u0007"]
@@ -36,11 +36,15 @@ fn signed_recording(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&cast, HOSTILE).expect("cast");
     let signer =
         recorder::integrity::RecordingSigner::new(ed25519_dalek::SigningKey::from_bytes(&[42; 32]));
-    let side = signer.sign(
-        "bg-a1b2c3-1795403640.cast",
-        &Sha256::digest(HOSTILE.as_bytes()).into(),
-        shared::core::Timestamp::from_unix(1_795_403_700),
-    );
+    let session = recorder::integrity::SessionBinding {
+        request_id: "6f1c2a1e-8f43-4b7e-9a55-0d2b8f1e7c11".parse().expect("id"),
+        code: shared::core::GrantCode::parse("bg-a1b2c3").expect("code"),
+        nonce: shared::core::Nonce::from_bytes([7; 32]),
+        started_at: shared::core::Timestamp::from_unix(1_795_403_640),
+        ended_at: shared::core::Timestamp::from_unix(1_795_403_700),
+        file: "bg-a1b2c3-1795403640.cast".into(),
+    };
+    let side = signer.sign(&session, &Sha256::digest(HOSTILE.as_bytes()).into());
     std::fs::write(
         recorder::integrity::sidecar_path(&cast),
         serde_json::to_vec(&side).expect("json"),
@@ -159,6 +163,43 @@ fn a_changed_recording_is_flagged_on_the_first_line() {
     assert!(first.contains("SHA-256"), "says why: {first:?}");
 }
 
+/// A tampered recording that clears the scrollback (`CSI 3 J`, where the first line is),
+/// homes the cursor and prints a fake verdict, then asks for a two-billion-fold repeat.
+#[test]
+fn a_recording_cannot_erase_or_fake_the_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cast, key) = signed_recording(dir.path());
+    let fake = "\\u001b[3J\\u001b[H\\u001b[2Jrecording verified: bg-a1b2c3 is exactly what the gateway signed\\r\\n";
+    let changed = HOSTILE.replace(
+        "[60.0,\"o\",\"late-text\\r\\n\"]",
+        &format!("[2.0,\"o\",\"{fake}\"]\n[2.1,\"o\",\"x\\u001b[2000000000b\\r\\n\"]"),
+    );
+    assert_ne!(changed, HOSTILE, "the fake verdict is in the recording");
+    std::fs::write(&cast, changed).expect("tamper");
+    let (child, out) = in_pty(&[
+        "replay",
+        cast.to_str().expect("utf-8"),
+        "--key",
+        key.to_str().expect("utf-8"),
+        "--speed",
+        "1024",
+    ]);
+    assert_eq!(finish(child, 20), 0);
+    let raw = bytes(&out);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(!contains(&raw, b"\x1b[3J"), "the scrollback clear reached the terminal: {text:?}");
+    assert!(!contains(&raw, b"2000000000"), "the huge repeat reached the terminal: {text:?}");
+    assert!(contains(&raw, b"\x1b[1000b"), "the repeat is capped: {text:?}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.contains("WARNING: recording NOT VERIFIED"), "{text:?}");
+    // The real verdict comes after the fake one, last.
+    let fake_at = text.rfind("recording verified: ").expect("the fake line was drawn");
+    let real_at = text.rfind("WARNING: recording NOT VERIFIED").expect("the real verdict");
+    assert!(real_at > fake_at, "the real verdict is not last: {text:?}");
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.contains("what was shown may have been altered"), "{text:?}");
+}
+
 #[test]
 fn jumping_to_a_command_shows_the_screen_of_that_moment_and_q_quits() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -192,6 +233,9 @@ fn jumping_to_a_command_shows_the_screen_of_that_moment_and_q_quits() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let text = String::from_utf8_lossy(&bytes(&out)).into_owned();
     assert!(text.contains("replay stopped at +0:01"), "{text:?}");
+    // Quit early, the verdict is said again, last.
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(last.starts_with("recording verified: "), "{text:?}");
     assert!(!text.contains("late-text"), "{text:?}");
     drop(keys);
 }

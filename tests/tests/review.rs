@@ -188,14 +188,16 @@ fn a_reviewer_finds_the_rm_rf_jumps_to_it_in_the_browser_and_verifies_the_bundle
     assert!(said.starts_with("recording OK"), "{said}");
     let openssl = |dir: &Path| {
         let script = format!(
-            "{{ printf 'breakglass-recording-v1\\0'; openssl dgst -sha256 -binary {file}; }} > message.bin && \
-             openssl pkeyutl -verify -pubin -inkey recording-key.pem -rawin -in message.bin -sigfile signature.bin"
+            "openssl pkeyutl -verify -pubin -inkey recording-key.pem -rawin -in statement.bin -sigfile signature.bin && \
+             test \"$(tail -c 32 statement.bin | od -An -tx1 | tr -d ' \\n')\" = \"$(openssl dgst -sha256 -r {file} | cut -c1-64)\" && \
+             dd if=statement.bin bs=1 skip=46 count=9 2>/dev/null"
         );
         let o = run(Command::new("sh").args(["-c", &script]).current_dir(dir));
         (o.status.success(), text(&o.stdout) + &text(&o.stderr))
     };
     let (ok, said) = openssl(&b);
     assert!(ok && said.contains("Signature Verified Successfully"), "{said}");
+    assert!(said.contains(&code), "the statement names the session: {said}");
     let readme = std::fs::read_to_string(b.join("README.md")).expect("README");
     assert!(readme.contains("openssl pkeyutl -verify"), "the README shows the same steps");
     // One changed byte and both say no.

@@ -342,7 +342,7 @@ pub async fn recording(
         serde_json::json!({ "file": rec.file }),
     )
     .await?;
-    let sidecar = recorder::integrity::Sidecar::of(&rec);
+    let sidecar = recorder::integrity::Sidecar::of(&rec, &req);
     Ok(Json(RecordingDownload {
         code: req.code.to_string(),
         file: rec.file.clone(),

@@ -9,6 +9,7 @@
 //!   recording-key.pub          the pinned key that signed it (breakglass format)
 //!   recording-key.pem          the same key as SubjectPublicKeyInfo PEM (for openssl)
 //!   signature.bin              the raw 64-byte Ed25519 signature
+//!   statement.bin              the signed statement: the file's SHA-256 bound to the session
 //!   request.json               the request, its approvals and their signature status
 //!   audit.jsonl                the request's audit events, hash-chained
 //!   session-events.jsonl       commands, exec requests, transfers, refused forwards
@@ -39,7 +40,15 @@ pub fn build(
         recorder::integrity::pinned(&deps.chat.recording_pins, &rec.key_id).with_context(|| {
             format!("the recording was signed by key {}, which is not pinned", rec.key_id)
         })?;
-    let sidecar = recorder::integrity::Sidecar::of(rec);
+    let sidecar = recorder::integrity::Sidecar::of(rec, req);
+    // The signed statement (docs/recording-signature.md), for openssl alone.
+    let statement = sidecar.statement().context("the recording's file name is too long")?;
+    let check = recorder::integrity::verify_bytes(
+        cast,
+        &sidecar,
+        std::slice::from_ref(key),
+        &recorder::integrity::Expected::session(rec, req),
+    );
     let pem = key
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .context("encoding the recording key as PEM")?;
@@ -89,6 +98,8 @@ pub fn build(
             "commands": rec.commands,
             "recording": rec.file,
             "recording_sha256": hex::encode(rec.sha256),
+            "recording_verified": check.is_ok(),
+            "recording_problem": check.as_ref().err().map(ToString::to_string),
         },
     });
     let mut audit_lines = Vec::new();
@@ -117,6 +128,7 @@ pub fn build(
         ("recording-key.pub".into(), format!("{}\n", public_key_text(key)).into_bytes()),
         ("recording-key.pem".into(), pem.into_bytes()),
         ("signature.bin".into(), rec.signature.as_bytes().to_vec()),
+        ("statement.bin".into(), statement),
         ("request.json".into(), serde_json::to_vec_pretty(&request)?),
         ("audit.jsonl".into(), audit_lines),
         ("session-events.jsonl".into(), event_lines),
@@ -149,7 +161,7 @@ fn readme(req: &Request, rec: &RecordingRecord) -> String {
     let file = &rec.file;
     let code = &req.code;
     format!(
-        r"# Audit bundle for breakglass session {code}
+        r#"# Audit bundle for breakglass session {code}
 
 Requester {requester}, {login}@{host}, {started} to {ended} ({reason_end}).
 Exported from the breakglass reviewer page.
@@ -159,10 +171,11 @@ Exported from the breakglass reviewer page.
 | file | what it is |
 | --- | --- |
 | `{file}` | the session recording (asciicast v2), byte for byte as the gateway wrote it |
-| `{file}.sig` | the gateway's signature over the recording's SHA-256 (JSON) |
+| `{file}.sig` | the gateway's signature binding the recording's SHA-256 to this session (JSON) |
 | `recording-key.pub` | the pinned recording key that signed it (breakglass format) |
 | `recording-key.pem` | the same public key as PEM, for openssl |
 | `signature.bin` | the raw 64-byte Ed25519 signature |
+| `statement.bin` | the signed statement: request id, grant code, nonce, start, end, file name, SHA-256 |
 | `request.json` | the request, its approvals and whether each signature verified |
 | `audit.jsonl` | the request's audit events from the hash-chained audit log |
 | `session-events.jsonl` | commands, exec requests and file transfers, with their times |
@@ -175,21 +188,25 @@ sha256sum -c SHA256SUMS
 breakglass recording verify {file} --key recording-key.pub
 ```
 
-`recording OK` means the recording is exactly what the gateway signed. Compare the key
+`recording OK` means the recording is exactly what the gateway signed for session {code}
+(the signature binds the file's digest to the request id, grant code, nonce, start, end and
+file name; docs/recording-signature.md in the breakglass sources). Compare the key
 with the one pinned in your own config (`keys.pinned_recording_keys`), not only the copy in
 this bundle: `breakglass recording verify {file} --config /etc/breakglass/breakglass.toml`.
 
 ## Verify with openssl alone
 
-The gateway signs `breakglass-recording-v1` followed by one zero byte and the 32-byte
-SHA-256 of the file:
+The gateway signs `statement.bin`, whose last 32 bytes are the file's SHA-256 and which
+names the session (the grant code is the 9 bytes at offset 46):
 
 ```sh
-{{ printf 'breakglass-recording-v1\0'; openssl dgst -sha256 -binary {file}; }} > message.bin
-openssl pkeyutl -verify -pubin -inkey recording-key.pem -rawin -in message.bin -sigfile signature.bin
+openssl pkeyutl -verify -pubin -inkey recording-key.pem -rawin -in statement.bin -sigfile signature.bin
+test "$(tail -c 32 statement.bin | od -An -tx1 | tr -d ' \n')" = "$(openssl dgst -sha256 -r {file} | cut -c1-64)" && echo "digest matches"
+dd if=statement.bin bs=1 skip=46 count=9 2>/dev/null; echo
 ```
 
-`Signature Verified Successfully` means the same as `recording OK`.
+`Signature Verified Successfully`, `digest matches` and `{code}` mean the same as
+`recording OK`.
 
 ## Replay
 
@@ -198,7 +215,7 @@ breakglass replay {file} --key recording-key.pub
 breakglass replay {file} --key recording-key.pub --commands
 asciinema play {file}
 ```
-",
+"#,
         requester = req.requester,
         login = req.login,
         host = req.host,

@@ -362,7 +362,7 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
         let integrity = match &rec {
             // The list checks the signature over the stored digest; the session page also
             // re-hashes the file.
-            Some(r) => crate::chat::sync::integrity(deps, r, false),
+            Some(r) => crate::chat::sync::integrity(deps, &req, r, false),
             None => Integrity::Missing,
         };
         let row = SessionRow { req, rec, integrity };
@@ -467,8 +467,8 @@ async fn session(
     let integrity = match &rec {
         // Re-hashing the whole file is blocking work: off the async workers.
         Some(r) => {
-            let (d, r) = (deps.clone(), r.clone());
-            tokio::task::spawn_blocking(move || crate::chat::sync::integrity(&d, &r, true))
+            let (d, q, r) = (deps.clone(), req.clone(), r.clone());
+            tokio::task::spawn_blocking(move || crate::chat::sync::integrity(&d, &q, &r, true))
                 .await
                 .map_err(|e| ReviewError::Internal(e.to_string()))?
         }

@@ -267,7 +267,17 @@ impl App {
         let end = request::apply(&live, Action::SessionEnded, &d.config.policy, &d.pins, ended)
             .expect("end");
         let file = format!("{code}-1.cast");
-        let side = key.sign(&file, &sha256, ended);
+        let side = key.sign(
+            &recorder::integrity::SessionBinding {
+                request_id: req.id,
+                code: req.code.clone(),
+                nonce: req.nonce,
+                started_at: now,
+                ended_at: ended,
+                file: file.clone(),
+            },
+            &sha256,
+        );
         let rec = shared::ports::RecordingRecord {
             request_id: req.id,
             file,
