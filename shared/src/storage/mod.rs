@@ -660,6 +660,36 @@ impl Store for SqlStore {
         })
     }
 
+    async fn remember_chat_delivery(
+        &self,
+        platform: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        on_pool!(&self.db, pool => {
+            let inserted = sqlx::query(sql::REMEMBER_CHAT_DELIVERY)
+                .bind(platform)
+                .bind(id)
+                .bind(expires_at.unix())
+                .execute(pool)
+                .await
+                .map_err(error::db)?
+                .rows_affected();
+            Ok(inserted == 1)
+        })
+    }
+
+    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::PURGE_CHAT_DELIVERIES)
+                .bind(now.unix())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(error::db)
+        })
+    }
+
     async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError> {
         // Folded the same way as `command_folded`; LIKE's wildcards are literal.
         let mut pattern = String::from("%");
