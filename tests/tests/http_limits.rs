@@ -18,6 +18,8 @@ use tokio::net::{TcpSocket, TcpStream};
 const TOKEN: &str = "bg_http_limits_test_token";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+/// How late a timeout may fire on a busy machine (less than the gap between the two timeouts).
+const SLACK: Duration = Duration::from_secs(2);
 const PER_SOURCE: usize = 16;
 const MAX_CONNECTIONS: usize = 40;
 
@@ -195,13 +197,13 @@ async fn silent_and_stalled_connections_are_closed_after_their_timeouts() -> Tes
     let (closed, took) = silent?;
     assert!(closed, "a silent connection is closed");
     assert!(
-        took >= HEADER_TIMEOUT - Duration::from_millis(500) && took < HEADER_TIMEOUT * 2,
+        took >= HEADER_TIMEOUT - Duration::from_millis(500) && took < HEADER_TIMEOUT + SLACK,
         "a silent connection is closed at the header timeout: {took:?}"
     );
     let (closed, took) = stalled?;
     assert!(closed, "a stalled body is closed");
     assert!(
-        took >= IDLE_TIMEOUT - Duration::from_millis(500) && took < IDLE_TIMEOUT * 2,
+        took >= IDLE_TIMEOUT - Duration::from_millis(500) && took < IDLE_TIMEOUT + SLACK,
         "a stalled body is closed at the idle timeout: {took:?}"
     );
     Ok(())
