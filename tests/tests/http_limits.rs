@@ -208,3 +208,20 @@ async fn silent_and_stalled_connections_are_closed_after_their_timeouts() -> Tes
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_head_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let server = start(dir.path())?;
+    let to = addr_of(&server)?;
+    let mut s = connect_from(1, to).await?;
+    let pad = "a".repeat(100 * 1024);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: bg\r\nX-Pad: {pad}\r\n\r\n");
+    // The server may stop reading (and close) before the whole head is written.
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 431"), "a 100 KiB head is refused: {text}");
+    Ok(())
+}

@@ -9,6 +9,8 @@
 //!   response (hyper's header-read timer, which also closes idle kept-alive connections);
 //! - a connection with no byte either way for `idle_timeout` is closed (a stalled body, a
 //!   client that never reads its response);
+//! - a request head is at most [`MAX_HEAD_BYTES`] (431 otherwise), so a connection holds little
+//!   memory;
 //! - each source gets `requests_per_second_per_source` with bursts of
 //!   `request_burst_per_source` (governor's GCRA); more are answered 429 `rate_limited`.
 //!   Health checks are not counted.
@@ -43,6 +45,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use super::error::ApiError;
+
+/// Largest request head (request line and headers) read, in bytes; a longer one is answered
+/// 431 and the connection closed (hyper's default is its whole read buffer, about 400 KiB).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// File descriptors kept for everything else (the gateway, the database, recordings) when the
 /// connection cap is held to the open-file limit.
@@ -208,7 +214,10 @@ async fn connection(
     });
     let idle = shared.limits.idle_timeout;
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(shared.limits.header_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_header_size(MAX_HEAD_BYTES);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut draining = false;
