@@ -441,6 +441,10 @@ class Bench:
         kh.write_text(self.target["known_hosts"] + "\n" + self.probe["known_hosts"] + "\n")
         sha = {w: hashlib.sha256(t.encode()).hexdigest() for w, t in TOKENS.items()}
         cfg = f"""# written by bench/bench.py
+[server]
+# Every grant is requested and approved through the API from 127.0.0.1: no per-source rate.
+requests_per_second_per_source = 0
+
 [gateway]
 known_hosts_file = "{kh}"
 connect_timeout = "15s"

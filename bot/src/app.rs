@@ -269,10 +269,19 @@ pub async fn serve(
     deps: Deps,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, crate::http::router(deps))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+    let limits = deps.config.server.http.clone();
+    crate::http::server::serve(listener, crate::http::router(deps), limits, stop)
         .await
         .context("while serving HTTP")
+}
+
+/// Raises the soft open-file limit to the hard limit (so a flood of connections meets the
+/// connection caps before it meets `EMFILE`) and says what it is.
+pub fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// Everything `breakglass up` runs, on listeners the caller bound.

@@ -432,6 +432,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
+    if matches!(cli.command, Command::Up { .. } | Command::Bot { .. } | Command::Gateway { .. }) {
+        crate::app::raise_open_file_limit();
+    }
     match cli.command {
         Command::Up { config, data_dir, listen, ssh_listen } => {
             up(

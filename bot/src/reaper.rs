@@ -2,7 +2,7 @@
 //!
 //! Every tick it expires requests whose approval window or grant window passed, and every
 //! minute it deletes expired review sign-in links and sessions (links a day after they
-//! expired). Live sessions are cut by the gateway itself.
+//! expired) and the ids of chat deliveries whose replay window closed. Live sessions are cut by the gateway itself.
 
 use std::time::Duration;
 
@@ -36,6 +36,11 @@ pub async fn run(deps: Deps, every: Duration, stop: CancellationToken) {
                 Err(e) => {
                     tracing::warn!(error = %e, "reaper could not delete expired review links")
                 }
+            }
+            match deps.store.purge_chat_deliveries(deps.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "expired chat delivery ids deleted"),
+                Err(e) => tracing::warn!(error = %e, "reaper could not delete chat delivery ids"),
             }
         }
     }

@@ -20,6 +20,7 @@ const CH: &str = "1150000000000000001";
 const ALICE: &str = "1010000000000000001";
 const BOB: &str = "1010000000000000002";
 const CAROL: &str = "1010000000000000003";
+const ERIN: &str = "1010000000000000005";
 
 struct Discord {
     app: App,
@@ -27,6 +28,9 @@ struct Discord {
     signer: Signer,
     url: String,
     http: reqwest::Client,
+    /// The first interaction id this bot sees; each bot started gets its own range, so a
+    /// restarted bot sees new ids too.
+    first: u64,
     next: std::sync::atomic::AtomicU64,
     recording_key: recorder::integrity::RecordingSigner,
 }
@@ -58,13 +62,17 @@ impl Discord {
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let first = 1_500_000_000_000_000_000
+            + STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * 1_000_000;
         Self {
             app,
             fake,
             signer,
             url,
             http: reqwest::Client::new(),
-            next: std::sync::atomic::AtomicU64::new(1_500_000_000_000_000_000),
+            first,
+            next: std::sync::atomic::AtomicU64::new(first),
             recording_key,
         }
     }
@@ -222,6 +230,47 @@ async fn ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused(
     Ok(())
 }
 
+both!(a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_restart);
+async fn a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_restart(
+    db: TestDb,
+) -> TestResult {
+    let d = Discord::start(&db).await;
+    let (code, id, message, _) = d.request("replica lag").await;
+    // The exact signed interactions an eavesdropper could have kept: a command, a sign-in link
+    // request, a click.
+    let sent: Vec<(String, String, String)> = [
+        command(d.id(), ALICE, CH, "request", &[("host", "db-1"), ("reason", "again")]),
+        command(d.id(), ERIN, CH, "review", &[("id", &code)]),
+        component(d.id(), BOB, CH, &message, &format!("breakglass_approve:{id}")),
+    ]
+    .iter()
+    .map(|v| {
+        let body = v.to_string();
+        let (sig, ts) = d.signer.sign(Discord::now(), &body);
+        (body, sig, ts)
+    })
+    .collect();
+    for (body, sig, ts) in &sent {
+        assert_eq!(d.send_raw(body, sig, ts).await.0, 200, "{body}");
+    }
+    assert_eq!(d.app.request_count().await, 2, "the first copies did their work");
+    let (requests, audit) = (d.app.request_count().await, d.app.audit_len().await);
+    let approvals = d.app.deps.get(&code.parse()?).await?.approvals.len();
+    // The same bot, and a restarted one on the same database (nothing kept in memory).
+    let again = Discord::start(&db).await;
+    for bot in [&d, &again] {
+        for (body, sig, ts) in &sent {
+            let (status, v) = bot.send_raw(body, sig, ts).await;
+            assert_eq!(status, 401, "a replay is refused: {v}");
+            assert!(!v.to_string().contains("/review/login"), "no new sign-in link: {v}");
+        }
+    }
+    assert_eq!(d.app.request_count().await, requests, "no second request");
+    assert_eq!(d.app.audit_len().await, audit, "nothing recorded");
+    assert_eq!(d.app.deps.get(&code.parse()?).await?.approvals.len(), approvals);
+    Ok(())
+}
+
 both!(a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line);
 async fn a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line(
     db: TestDb,
@@ -279,7 +328,7 @@ async fn a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_c
             )
         })?;
     assert!(
-        followup.path.ends_with(&format!("interaction-token-{}", 1_500_000_000_000_000_000u64)),
+        followup.path.ends_with(&format!("interaction-token-{}", d.first)),
         "to alice's own interaction: {}",
         followup.path
     );

@@ -479,6 +479,25 @@ async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
     Ok(())
 }
 
+both!(a_long_search_is_refused_and_not_recorded);
+async fn a_long_search_is_refused_and_not_recorded(db: TestDb) -> TestResult {
+    let r = Review::new(&db);
+    let cookie = r.sign_in(&r.link("erin", None).await).await;
+    let before = r.app.audit_len().await;
+    let long = "x".repeat(201);
+    let page = r.get(&format!("/review?q={long}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text());
+    let got = r.app.get(&format!("/api/v1/search?q={long}"), "erin").await;
+    common::assert_error(&got, StatusCode::BAD_REQUEST, "invalid_value");
+    assert_eq!(r.app.audit_len().await, before, "nothing recorded");
+    // 200 characters (not bytes) are fine.
+    let at_most = "é".repeat(200);
+    let page = r.get(&format!("/review?q={at_most}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert_eq!(r.app.audit_len().await, before + 1, "the search is recorded");
+    Ok(())
+}
+
 both!(the_bundle_holds_what_an_auditor_needs_to_verify_offline);
 async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) -> TestResult {
     let r = Review::new(&db);

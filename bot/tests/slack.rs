@@ -266,18 +266,57 @@ async fn forged_or_stale_requests_are_refused_before_reading(db: TestDb) -> Test
     Ok(())
 }
 
+both!(a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart);
+async fn a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart(
+    db: TestDb,
+) -> TestResult {
+    let s = Slack::start(&db).await;
+    let (code, id, ts) = s.request("disk full").await;
+    let now = Slack::now();
+    // The exact signed requests an eavesdropper could have kept: a command, a sign-in link
+    // request, a click.
+    let request = command_body("U0ALICE", CHANNEL, "request db-1 --as postgres again");
+    let review = command_body("U0ERIN", CHANNEL, &format!("review {code}"));
+    let click = click_body("U0BOB", CHANNEL, &ts, "breakglass_approve", &id);
+    let sent =
+        [("/slack/commands", request), ("/slack/commands", review), ("/slack/interactions", click)]
+            .map(|(path, body)| {
+                let sig = sign(SECRET, now, &body);
+                (path, body, sig)
+            });
+    for (path, body, sig) in &sent {
+        assert_eq!(s.post(path, body, now, sig).await.0, 200, "{path}: {body}");
+    }
+    assert_eq!(s.app.request_count().await, 2, "the first copies did their work");
+    let (requests, audit) = (s.app.request_count().await, s.app.audit_len().await);
+    let approvals = s.app.deps.get(&code.parse()?).await?.approvals.len();
+    let again = Slack::start(&db).await;
+    for slack in [&s, &again] {
+        for (path, body, sig) in &sent {
+            let (status, v) = slack.post(path, body, now, sig).await;
+            assert_eq!(status, 401, "a replay of {path} is refused: {v}");
+            assert!(!v.to_string().contains("/review/login"), "no new sign-in link: {v}");
+        }
+    }
+    assert_eq!(s.app.request_count().await, requests, "no second request");
+    assert_eq!(s.app.audit_len().await, audit, "nothing recorded: no link, no approval");
+    assert_eq!(s.app.deps.get(&code.parse()?).await?.approvals.len(), approvals);
+    Ok(())
+}
+
 both!(the_same_click_twice_records_one_approval);
 async fn the_same_click_twice_records_one_approval(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let (code, id, ts) = s.request("disk full").await;
     let body = click_body("U0BOB", CHANNEL, &ts, "breakglass_approve", &id);
     let now = Slack::now();
-    let sig = sign(SECRET, now, &body);
-    assert_eq!(s.post("/slack/interactions", &body, now, &sig).await.0, 200);
+    assert_eq!(s.post("/slack/interactions", &body, now, &sign(SECRET, now, &body)).await.0, 200);
+    // A second click is a second delivery from Slack (its own timestamp and signature).
+    let later = now + 1;
     assert_eq!(
-        s.post("/slack/interactions", &body, now, &sig).await.0,
+        s.post("/slack/interactions", &body, later, &sign(SECRET, later, &body)).await.0,
         200,
-        "a replay is acknowledged"
+        "a second click is acknowledged"
     );
     let req = s.app.deps.get(&code.parse()?).await?;
     assert_eq!(req.approvals.len(), 1);

@@ -97,15 +97,28 @@ pub struct RawServer {
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    pub header_timeout: String,
+    pub idle_timeout: String,
+    pub max_connections: u32,
+    pub max_connections_per_source: u32,
+    pub requests_per_second_per_source: u32,
+    pub request_burst_per_source: u32,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
+        let d = HttpLimits::default();
         Self {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            header_timeout: humantime::format_duration(d.header_timeout).to_string(),
+            idle_timeout: humantime::format_duration(d.idle_timeout).to_string(),
+            max_connections: d.max_connections,
+            max_connections_per_source: d.max_connections_per_source,
+            requests_per_second_per_source: d.requests_per_second_per_source,
+            request_burst_per_source: d.request_burst_per_source,
         }
     }
 }
@@ -262,6 +275,41 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// May hold a password: `Debug` shows it as `***` (see [`redact_url`]).
     pub database_url: String,
+    /// What one client may hold of the HTTP server.
+    pub http: HttpLimits,
+}
+
+/// Limits on HTTP clients (`server.*`): timeouts, connection caps and per-source request rates.
+/// A source is an IPv4 address or an IPv6 /64. `0` turns a per-source limit off (behind a
+/// reverse proxy every client has the proxy's address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From connecting, or from the end of the previous response, to a complete request head.
+    pub header_timeout: std::time::Duration,
+    /// No byte in either direction for this long closes the connection (a stalled body, a
+    /// client that does not read its response).
+    pub idle_timeout: std::time::Duration,
+    /// Open connections at most; more are closed at once, not queued.
+    pub max_connections: u32,
+    pub max_connections_per_source: u32,
+    /// Sustained requests per second from one source (health checks are not counted); more
+    /// are answered 429 `rate_limited`.
+    pub requests_per_second_per_source: u32,
+    /// Requests one source may send at once above the sustained rate.
+    pub request_burst_per_source: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 1024,
+            max_connections_per_source: 64,
+            requests_per_second_per_source: 20,
+            request_burst_per_source: 100,
+        }
+    }
 }
 
 impl fmt::Debug for ServerSettings {
@@ -271,6 +319,7 @@ impl fmt::Debug for ServerSettings {
             .field("public_url", &self.public_url)
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -282,22 +331,41 @@ impl fmt::Debug for RawServer {
             .field("public_url", &self.public_url)
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_source", &self.max_connections_per_source)
+            .field("requests_per_second_per_source", &self.requests_per_second_per_source)
+            .field("request_burst_per_source", &self.request_burst_per_source)
             .finish()
     }
 }
 
-/// A database URL with its password (if any) shown as `***`, for messages and `Debug`.
+/// A database URL with every password in it shown as `***`, for messages, logs and `Debug`:
+/// the one in the user info (`postgres://user:***@host/db`) and any `password`-like parameter
+/// in the query (`?password=***`, `sslpassword=***`) or in a keyword string
+/// (`host=db password=***`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s && !url[s + 3..at].contains(['/', '?', '#']) => {
+            match url[s + 3..at].split_once(':') {
                 Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
                 None => url.to_owned(),
             }
         }
         _ => url.to_owned(),
+    };
+    // Parameters: `password=...` up to the next `&`, `;`, `#` or white space.
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=").map(|i| i + from) {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(|c: char| c == '&' || c == ';' || c == '#' || c.is_whitespace())
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+        from = start + 3;
     }
+    out
 }
 
 #[derive(Debug, Clone)]
@@ -534,6 +602,40 @@ fn figment_error(e: &figment::Error) -> ConfigError {
     err(key, format!("{}{source}", e.kind), fix)
 }
 
+fn http_limits(r: &RawServer) -> Result<HttpLimits, ConfigError> {
+    let positive = |key: &str, v: &str| {
+        humantime::parse_duration(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+            err(
+                format!("server.{key}"),
+                format!("`{v}` is not a positive duration"),
+                "write it like \"10s\"",
+            )
+        })
+    };
+    if r.max_connections == 0 {
+        return Err(err(
+            "server.max_connections",
+            "0 would refuse every connection",
+            "set a positive number (default 1024)",
+        ));
+    }
+    if r.requests_per_second_per_source > 0 && r.request_burst_per_source == 0 {
+        return Err(err(
+            "server.request_burst_per_source",
+            "0 with a rate set would refuse every request",
+            "set a positive burst (default 100), or requests_per_second_per_source = 0 for no limit",
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout: positive("header_timeout", &r.header_timeout)?,
+        idle_timeout: positive("idle_timeout", &r.idle_timeout)?,
+        max_connections: r.max_connections,
+        max_connections_per_source: r.max_connections_per_source,
+        requests_per_second_per_source: r.requests_per_second_per_source,
+        request_burst_per_source: r.request_burst_per_source,
+    })
+}
+
 fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     let server = ServerSettings {
         listen: parse_addr("server.listen", &raw.server.listen)?,
@@ -548,6 +650,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             format!("sqlite://{}", raw.server.data_dir.join("breakglass.db").display())
         }),
         data_dir: raw.server.data_dir.clone(),
+        http: http_limits(&raw.server)?,
     };
     let gw_listen = parse_addr("gateway.listen", &raw.gateway.listen)?;
     let data = &raw.server.data_dir;
@@ -1098,6 +1201,19 @@ mod tests {
         };
         assert!(!format!("{raw:?}").contains("s3cret-pw"));
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        for (url, shown) in [
+            ("postgres://bg:p@ss:w@db/bg", "postgres://bg:***@db/bg"),
+            (
+                "postgresql://bg@db/bg?password=s3cret&sslmode=require",
+                "postgresql://bg@db/bg?password=***&sslmode=require",
+            ),
+            ("postgres://db/bg?user=bg&PassWord=s3cret", "postgres://db/bg?user=bg&PassWord=***"),
+            ("postgres://db/bg?sslpassword=s3cret", "postgres://db/bg?sslpassword=***"),
+            ("host=db user=bg password=s3cret dbname=bg", "host=db user=bg password=*** dbname=bg"),
+            ("postgres://db/bg?x=a@b", "postgres://db/bg?x=a@b"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
         Ok(())
     }
 

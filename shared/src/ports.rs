@@ -257,6 +257,20 @@ pub trait Store: Send + Sync + Debug {
 
     async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError>;
 
+    /// Records that a chat delivery was handled, under a unique constraint: `Ok(true)` the
+    /// first time, `Ok(false)` when `(platform, id)` is already there (a replay). Kept until
+    /// `expires_at`, when the signed request's window has closed. `id` is short and made by
+    /// the caller (a hex digest, a numeric platform id), never raw client text.
+    async fn remember_chat_delivery(
+        &self,
+        platform: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes chat deliveries whose window closed at or before `now`; returns how many.
+    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError>;
+
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -64,6 +64,7 @@ on_both_backends!(
     a_session_ending_after_a_revoke_keeps_the_revoke,
     review_links_open_once_and_expire,
     commands_are_searchable,
+    chat_deliveries_are_remembered_once_until_they_expire,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -854,5 +855,21 @@ async fn commands_are_searchable(db: TestDb) -> TestResult {
     let mut late = q("rm");
     late.from = ts(T0 + 2);
     assert_eq!(found(store.search_commands(&late).await?), ["rm -rf /tmp/xa1"]);
+    Ok(())
+}
+
+/// A chat delivery is remembered once under a unique constraint (the second time is a replay),
+/// per platform, and forgotten only after its window closed.
+async fn chat_deliveries_are_remembered_once_until_they_expire(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0 + 600)).await?, "first time");
+    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0 + 900)).await?, "a replay");
+    assert!(store.remember_chat_delivery("discord", "ab12", ts(T0 + 600)).await?, "per platform");
+    assert!(store.remember_chat_delivery("slack", "cd34", ts(T0 + 1200)).await?);
+    assert_eq!(store.purge_chat_deliveries(ts(T0 + 599)).await?, 0, "not yet expired");
+    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0 + 600)).await?, "still a replay");
+    assert_eq!(store.purge_chat_deliveries(ts(T0 + 600)).await?, 2);
+    assert!(!store.remember_chat_delivery("slack", "cd34", ts(T0 + 1200)).await?, "kept");
+    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0 + 1800)).await?, "forgotten");
     Ok(())
 }

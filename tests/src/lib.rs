@@ -79,7 +79,23 @@ impl Server {
     /// # Panics
     /// When it exits or does not listen within 60 s (the message has its output).
     pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut c = Command::new(bin());
+        Self::start_under(&[], cwd, args, env)
+    }
+
+    /// [`Server::start`] run by `wrapper` (a program and its arguments, such as
+    /// `["prlimit", "--nofile=256:"]`), which gets the binary's path and arguments after its own.
+    ///
+    /// # Panics
+    /// As [`Server::start`].
+    pub fn start_under(wrapper: &[&str], cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut c = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.arg("up").args(args).args(["--listen", "127.0.0.1:0"]).current_dir(cwd);
         if !args.contains(&"--ssh-listen") {
             // Parallel tests must not fight over the default 127.0.0.1:2222.

@@ -280,3 +280,36 @@ mod sha2_hex {
             .to_owned()
     }
 }
+
+#[test]
+fn a_database_password_never_prints() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_str().ok_or("utf-8")?;
+    // `.invalid` never resolves (RFC 6761): the start fails at once, naming the database.
+    for url in [
+        "postgres://bg:Hunter2-userinfo@db.breakglass.invalid/bg",
+        "postgres://bg@db.breakglass.invalid/bg?sslmode=disable&password=Hunter2-query",
+        "host=db.breakglass.invalid password=Hunter2-keyword",
+    ] {
+        let env = [("BREAKGLASS__SERVER__DATABASE_URL", url), ("BREAKGLASS_LOG", "debug")];
+        for args in [
+            &["up", "--data-dir", data, "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0"][..],
+            &["bot", "--data-dir", data, "--listen", "127.0.0.1:0"],
+            &["gateway", "--data-dir", data, "--listen", "127.0.0.1:0"],
+            &["audit", "verify", "--data-dir", data],
+            &["config", "check"],
+        ] {
+            let out = cli(args, &env);
+            assert!(!out.all().contains("Hunter2"), "{args:?} with {url}:\n{}", out.all());
+            if args[0] != "config" {
+                assert_ne!(out.code, 0, "{args:?} with {url}: {}", out.all());
+                assert!(
+                    out.stderr.contains("database"),
+                    "{args:?} says what failed: {}",
+                    out.stderr
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -24,6 +24,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::core::{Request, Status, Timestamp};
 
+/// How long a handled delivery is remembered, in seconds: the platforms accept a timestamp up
+/// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
+pub const DELIVERY_MEMORY_SECS: i64 = 600;
+
+/// Whether a verified delivery (a Slack request, a Discord interaction) is handled for the
+/// first time. The id is stored under a unique constraint until its window has closed, so
+/// every replica and a restarted bot refuse a replayed copy alike.
+///
+/// # Errors
+/// The database not answering: the caller refuses the delivery (fail closed).
+pub async fn first_delivery(
+    store: &dyn shared::ports::Store,
+    platform: Platform,
+    id: &str,
+    now: Timestamp,
+) -> Result<bool, shared::ports::StoreError> {
+    let until = Timestamp::from_unix(now.unix().saturating_add(DELIVERY_MEMORY_SECS));
+    store.remember_chat_delivery(platform.as_str(), id, until).await
+}
+
 /// Which chat a request lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {

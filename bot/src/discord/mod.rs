@@ -4,7 +4,7 @@
 //!
 //! Every interaction is verified before anything in it is read: Ed25519 over timestamp ‖ body
 //! with the application's public key, a timestamp within 5 minutes, and an interaction id never
-//! seen before; anything else is a 401 (Discord probes endpoints with bad signatures).
+//! seen before (kept in the database, so replicas and restarts share it); anything else is a 401 (Discord probes endpoints with bad signatures).
 //! Clicks go through the same service path as the API and Slack.
 
 pub mod render;
@@ -46,8 +46,6 @@ const TOKEN_LIFE: Duration = Duration::from_secs(14 * 60);
 pub struct DiscordState {
     verifier: serenity::interactions_endpoint::Verifier,
     pub adapter: Arc<DiscordAdapter>,
-    /// Interaction ids already handled (replays are refused), with when they were seen.
-    seen: Mutex<HashMap<u64, Instant>>,
 }
 
 impl std::fmt::Debug for DiscordState {
@@ -66,7 +64,7 @@ impl DiscordState {
         let verifier = serenity::interactions_endpoint::Verifier::try_new(key).map_err(|_| {
             anyhow::anyhow!("config error at `discord.public_key`: not a valid Ed25519 key")
         })?;
-        Ok(Self { verifier, adapter, seen: Mutex::new(HashMap::new()) })
+        Ok(Self { verifier, adapter })
     }
 
     /// Signature, freshness (within 5 minutes of now). Nothing is parsed before this passes.
@@ -81,14 +79,6 @@ impl DiscordState {
             return false;
         }
         self.verifier.verify(sig, ts, body).is_ok()
-    }
-
-    /// True the first time an interaction id is seen (within the freshness window).
-    fn first_time(&self, id: u64) -> bool {
-        let Ok(mut seen) = self.seen.lock() else { return false };
-        let window = Duration::from_secs(u64::try_from(MAX_AGE_SECS * 2).unwrap_or(600));
-        seen.retain(|_, at| at.elapsed() < window);
-        seen.insert(id, Instant::now()).is_none()
     }
 }
 
@@ -446,8 +436,21 @@ pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: By
                 .into_response();
         }
     };
-    if !discord.first_time(interaction.id().get()) {
-        return (StatusCode::UNAUTHORIZED, "interaction already handled").into_response();
+    // Discord does not resend an interaction, so a second copy is a replay: 401, like a
+    // forged one, and nothing is done. The id is kept in the database, so every replica and a
+    // restarted bot refuse it alike.
+    let id = interaction.id().get().to_string();
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Discord, &id, deps.now()).await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(interaction = %id, "a replayed Discord interaction was refused");
+            return (StatusCode::UNAUTHORIZED, "interaction already handled").into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a Discord interaction: refused");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     }
     match interaction {
         Interaction::Ping(_) => Json(CreateInteractionResponse::Pong).into_response(),

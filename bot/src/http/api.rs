@@ -283,10 +283,11 @@ pub async fn search(
 ) -> Result<Json<SearchHits>, ApiError> {
     reviewer(&deps, &who)?;
     let text = q.q.trim();
-    if text.is_empty() || text.len() > 200 {
+    let max = crate::review::MAX_SEARCH_CHARS;
+    if text.is_empty() || text.chars().count() > max {
         return Err(ApiError::BadInput(shared::core::InvalidValue {
             what: "q",
-            why: "the search text must be 1 to 200 characters".into(),
+            why: format!("the search text must be 1 to {max} characters"),
         }));
     }
     let f = crate::review::ListFilters {

@@ -32,6 +32,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the request changed while this was decided; try again")]
     Busy,
+    #[error("too many requests from your address; retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("the database is unavailable; nothing was changed")]
     Unavailable,
     #[error("internal error; nothing was changed")]
@@ -62,6 +64,7 @@ impl ApiError {
             Self::Policy(p) => p.code(),
             Self::NotFound(_) => "not_found",
             Self::Busy => "conflict",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -74,6 +77,7 @@ impl ApiError {
             Self::Policy(p) => policy_status(p),
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Busy => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +141,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail { code: self.code().to_owned(), message: self.to_string() },
         };
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        resp
     }
 }

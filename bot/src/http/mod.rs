@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod error;
+pub mod server;
 pub mod views;
 
 use axum::extract::{DefaultBodyLimit, State};

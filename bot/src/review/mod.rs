@@ -49,6 +49,8 @@ frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 const LIST_LIMIT: u32 = 500;
 /// Most search hits shown.
 const HIT_LIMIT: u32 = 200;
+/// Longest search text, on the page and in the API (it is recorded in the audit log).
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// The reviewer routes (merged into the bot's router).
 pub fn routes() -> Router<Deps> {
@@ -424,6 +426,12 @@ async fn list(
     Reviewer(who, _): Reviewer,
     Query(f): Query<ListFilters>,
 ) -> Result<Response, ReviewError> {
+    // The search text goes into the append-only audit log: bounded like the API's.
+    if f.q.as_ref().is_some_and(|q| q.trim().chars().count() > MAX_SEARCH_CHARS) {
+        return Err(ReviewError::BadInput(format!(
+            "the search text must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
     let rows = sessions(&deps, &f).await?;
     let hits = match ListFilters::text(f.q.as_ref()) {
         Some(q) => Some(search(&deps, &f, q).await?),

@@ -3,7 +3,8 @@
 //!
 //! Every request from Slack is verified before anything in it is read: HMAC-SHA256 (`v0`)
 //! over the raw body with the signing secret, a timestamp within 5 minutes, a constant-time
-//! compare; anything else is a 401 and changes nothing. Clicks go through the same service
+//! compare; then a replay check against the database (the same signature and timestamp seen
+//! before, on any replica); anything else is a 401 and changes nothing. Clicks go through the same service
 //! path as the API, the bot's key signing for the approver whose click was verified.
 
 pub mod parse;
@@ -19,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sha2::Digest as _;
 use shared::config::Secret;
 use shared::core::{NewRequest, Origin, PrincipalName, Request, RequestRef, Status};
 use shared::ports::RequestFilter;
@@ -61,6 +63,39 @@ impl SlackState {
         };
         let Ok(body) = std::str::from_utf8(body) else { return false };
         self.verifier.verify(sig, body, ts).is_ok()
+    }
+}
+
+/// The signature check, then the replay check: a request whose signature and timestamp were
+/// seen before (by any replica, before a restart) is a replay. Slack never resends slash
+/// commands or interactions on its own, so a second copy is not Slack's and gets the same 401
+/// as a forged one; it changes nothing.
+async fn verified(
+    deps: &Deps,
+    slack: &SlackState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(), Response> {
+    if !slack.verify(headers, body) {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    }
+    let h =
+        |name: &str| headers.get(name).map(axum::http::HeaderValue::as_bytes).unwrap_or_default();
+    let mut digest = sha2::Sha256::new();
+    digest.update(h(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER));
+    digest.update(b"\n");
+    digest.update(h(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP));
+    let id = hex::encode(digest.finalize());
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &id, deps.now()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!("a replayed Slack request was refused");
+            Err((StatusCode::UNAUTHORIZED, "request already handled").into_response())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a Slack request: refused");
+            Err(StatusCode::SERVICE_UNAVAILABLE.into_response())
+        }
     }
 }
 
@@ -266,8 +301,8 @@ fn describe(deps: &Deps, r: &Request) -> String {
 /// `POST /slack/commands`: the `/breakglass` slash command.
 pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
-    if !slack.verify(&headers, &body) {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
+        return refused;
     }
     let Ok(ev) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
@@ -416,8 +451,8 @@ struct InteractionForm {
 /// `POST /slack/interactions`: Approve, Deny and Revoke clicks on cards.
 pub async fn interaction(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
-    if !slack.verify(&headers, &body) {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
+        return refused;
     }
     let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();

@@ -75,11 +75,18 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Db::Pg(postgres::connect(url).await?)
     } else {
-        let scheme = url.split(':').next().unwrap_or_default();
-        return Err(StoreError::Unavailable(format!(
-            "unsupported database URL scheme `{}`: use sqlite:// or postgres://",
-            scheme.escape_debug()
-        )));
+        // Name the scheme only when it looks like one: the text before a `:` may be anything,
+        // a password included (`host=db password=...`).
+        let scheme = url
+            .split_once(':')
+            .map(|(s, _)| s)
+            .filter(|s| s.len() <= 16 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'));
+        return Err(StoreError::Unavailable(match scheme {
+            Some(s) => {
+                format!("unsupported database URL scheme `{s}`: use sqlite:// or postgres://")
+            }
+            None => "unsupported database URL: use sqlite://PATH or postgres://USER@HOST/DB".into(),
+        }));
     };
     Ok(Arc::new(SqlStore { db }))
 }
@@ -650,6 +657,36 @@ impl Store for SqlStore {
                 .rows_affected();
             tx.commit().await.map_err(error::db)?;
             Ok(sessions + links)
+        })
+    }
+
+    async fn remember_chat_delivery(
+        &self,
+        platform: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        on_pool!(&self.db, pool => {
+            let inserted = sqlx::query(sql::REMEMBER_CHAT_DELIVERY)
+                .bind(platform)
+                .bind(id)
+                .bind(expires_at.unix())
+                .execute(pool)
+                .await
+                .map_err(error::db)?
+                .rows_affected();
+            Ok(inserted == 1)
+        })
+    }
+
+    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::PURGE_CHAT_DELIVERIES)
+                .bind(now.unix())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(error::db)
         })
     }
 

@@ -181,6 +181,13 @@ pub(super) const PURGE_REVIEW_SESSIONS: &str = "DELETE FROM review_sessions WHER
 
 pub(super) const PURGE_REVIEW_LINKS: &str = "DELETE FROM review_links WHERE expires_at <= $1";
 
+/// Inserts a delivery; no row is affected when it is already there (a replay).
+pub(super) const REMEMBER_CHAT_DELIVERY: &str = "INSERT INTO chat_deliveries \
+     (platform, delivery_id, expires_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (platform, delivery_id) DO NOTHING";
+
+pub(super) const PURGE_CHAT_DELIVERIES: &str = "DELETE FROM chat_deliveries WHERE expires_at <= $1";
+
 /// `$1` is a lower-case LIKE pattern with `\` as the escape character.
 pub(super) const SEARCH_COMMANDS: &str = "SELECT e.request_id, e.at, e.offset_ms, e.kind, e.detail \
      FROM session_events e JOIN requests r ON r.id = e.request_id \
