@@ -17,11 +17,14 @@
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
 //! - [`live`]: live sessions, cutting, and the revocation watcher.
+//! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
+//!   database.
 
 pub mod authz;
 pub mod cast;
 pub mod commands;
 pub mod integrity;
+pub mod journal;
 pub mod keys;
 pub mod live;
 pub mod recording;
@@ -67,6 +70,9 @@ pub struct GatewayDeps {
     pub ca: Arc<Ca>,
     pub recording_signer: Arc<RecordingSigner>,
     pub live: Arc<LiveSessions>,
+    /// The nonces this gateway opened sessions for: a grant in it is refused even if the
+    /// database forgot it was used. Load it with [`journal::NonceJournal::open`] at start.
+    pub journal: Arc<journal::NonceJournal>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
