@@ -61,7 +61,7 @@ fn a_grant_reused_by_a_database_writer(postgres: bool) {
             "breakglass: {code} was already used: one approval opens one session; request again with /breakglass request db-1"
         )
     );
-    assert_eq!(w.recordings(), [first.clone()], "a refused grant records nothing");
+    assert_eq!(w.recordings(), std::slice::from_ref(&first), "a refused grant records nothing");
     // The edit itself shows in the audit check.
     let v = w.cli(&["audit", "verify"]);
     assert_eq!(v.code, 1, "{}", v.all());
