@@ -410,12 +410,12 @@ async fn journal_consume(d: &GatewayDeps, req: &Request, at: Timestamp) -> Resul
     }
 }
 
-/// The refusal of a grant the journal has seen; the operators hear about it too, since the
-/// database let it through (it was edited, or another gateway shares the journal's grant).
+/// The refusal of a grant the journal has seen. The operators hear about it too: the database
+/// still showed the grant unused (two connections raced, or the database was edited).
 fn reused_per_journal(req: &Request) -> Refusal {
     tracing::error!(
         code = %req.code, request = %req.id,
-        "refused a grant this gateway already opened a session for, although the database let it through: check consumed_nonces and the audit log (breakglass audit verify)"
+        "refused a grant this gateway already opened a session for, which the database still showed unused: unless two connections raced, the database was edited; check consumed_nonces and run breakglass audit verify"
     );
     Refusal {
         code: "already_used",
