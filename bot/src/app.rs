@@ -156,15 +156,56 @@ pub type ChatParts = (
     Option<Arc<crate::discord::DiscordState>>,
 );
 
+/// Makes every file and directory this process creates private to its user (umask 077):
+/// recordings hold keystrokes (passwords typed at `read -s` too), the database the audit log.
+pub fn private_umask() {
+    use nix::sys::stat::{Mode, umask};
+    umask(Mode::from_bits_truncate(0o077));
+}
+
+/// Creates `dir` (and its parents) mode 0700 if it is missing.
+///
+/// # Errors
+/// The directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("while creating the directory {}", dir.display()))
+}
+
+/// The warning for an existing `dir` other users can enter or read, if it is one.
+pub fn open_dir_warning(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} is open to other users (mode {mode:o}); it holds recordings or the database; fix: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// At start: warns (one line each) about a data or recordings directory wider than 0700.
+pub fn warn_open_dirs(config: &Config) {
+    let mut dirs = vec![config.server.data_dir.as_path(), config.gateway.recordings_dir.as_path()];
+    dirs.dedup();
+    for line in dirs.into_iter().filter_map(open_dir_warning) {
+        tracing::warn!("{line}");
+    }
+}
+
 /// Opens the database and builds the service's dependencies.
 ///
 /// # Errors
 /// Key or database failures, each with what was being done.
 pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
+    warn_open_dirs(&config);
     if config.server.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-            format!("while creating the data directory {}", config.server.data_dir.display())
-        })?;
+        create_private_dir(&config.server.data_dir).context("while creating the data directory")?;
     }
     let (signer, source) = load_signer(&config)?;
     if !config.keys.pinned_bot_keys.is_empty()
@@ -205,6 +246,9 @@ pub fn build_gateway(
 ) -> anyhow::Result<(recorder::GatewayDeps, recorder::HostKey)> {
     let keys = recorder::load_keys(&config)?;
     let identities = recorder::authz::Identities::from_config(&config)?;
+    // Fail closed: without its journal the gateway could not tell a reused grant.
+    let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
+    tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
     let deps = recorder::GatewayDeps {
         config,
         store,
@@ -214,6 +258,7 @@ pub fn build_gateway(
         ca: Arc::new(keys.ca),
         recording_signer: Arc::new(keys.recording),
         live: Arc::new(recorder::live::LiveSessions::default()),
+        journal: Arc::new(journal),
     };
     Ok((deps, keys.host))
 }

@@ -271,8 +271,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain, re-verify every approval signature against the pinned keys, and
-    /// compare the request tables with the log. Exits 1 on the first break.
+    /// Walk the hash chain, re-verify every approval signature against the pinned keys,
+    /// compare the request tables with the log, flag a grant that opened two sessions, and
+    /// flag a recording in the recordings directory the database does not know. Exits 1 on a
+    /// break, naming each problem.
     #[command(
         after_help = "Example:\n  breakglass audit verify --config /etc/breakglass/breakglass.toml"
     )]
@@ -875,9 +877,10 @@ async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(
     let cfg = load_config(config_flag, &overrides)?;
     let pins =
         crate::app::gateway_pins(&cfg).map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+    crate::app::warn_open_dirs(&cfg);
     if cfg.server.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&cfg.server.data_dir)
-            .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+        crate::app::create_private_dir(&cfg.server.data_dir)
+            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     }
     let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
         Failure::new(
@@ -1061,7 +1064,32 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
             }
         }
     }
+    // From here on every problem is listed, then the command fails on the first.
+    let mut broken: Vec<(String, String)> = Vec::new();
+    for (req, seqs) in checker.reused_grants() {
+        let at: Vec<String> = seqs.iter().map(i64::to_string).collect();
+        broken.push((
+            format!(
+                "audit log BROKEN: grant {} ({}) opened {} sessions (session_started at seq {}): one approval set opens one session, so its consumed nonce was removed from the database",
+                req.code,
+                req.id,
+                seqs.len(),
+                at.join(", ")
+            ),
+            format!("grant {} was used for more than one session", req.code),
+        ));
+    }
     let mut requests = 0;
+    // Codes of sessions in progress (active, no recording yet): their file is not registered.
+    let mut live = Vec::new();
+    let ids: Vec<shared::core::RequestId> = checker.requests().map(|r| r.id).collect();
+    let mut registered = std::collections::HashMap::new();
+    for chunk in ids.chunks(500) {
+        let recs = store.recordings(chunk).await.map_err(|e| {
+            Failure::new(EXIT_UNREACHABLE, format!("cannot read the recordings table: {e}"))
+        })?;
+        registered.extend(recs.into_iter().map(|r| (r.request_id, r.file)));
+    }
     for logged in checker.requests() {
         let table = store.get_request(&RequestRef::Id(logged.id)).await.map_err(|e| {
             Failure::new(
@@ -1073,16 +1101,55 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
             )
         })?;
         if let Some(field) = first_difference(&table, logged) {
-            println!(
-                "audit log BROKEN: the requests table disagrees with the audit log for {} ({}): field `{field}`",
-                logged.code, logged.id
-            );
-            return Err(Failure::new(
-                EXIT_FAILURE,
+            broken.push((
+                format!(
+                    "audit log BROKEN: the requests table disagrees with the audit log for {} ({}): field `{field}`",
+                    logged.code, logged.id
+                ),
                 format!("request {} was altered outside the audit log", logged.code),
             ));
+        } else {
+            requests += 1;
         }
-        requests += 1;
+        if table.status == shared::core::Status::Active && !registered.contains_key(&table.id) {
+            live.push(format!("{}-", table.code));
+        }
+    }
+    let files: std::collections::HashSet<&str> = registered.values().map(String::as_str).collect();
+    let dir = &cfg.gateway.recordings_dir;
+    let on_disk = match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cast"))
+                .collect();
+            names.sort();
+            Some(names)
+        }
+        Err(_) => None,
+    };
+    for name in on_disk.iter().flatten() {
+        if files.contains(name.as_str()) || live.iter().any(|p| name.starts_with(p.as_str())) {
+            continue;
+        }
+        broken.push((
+            format!(
+                "recordings BROKEN: {} is on disk but no session in the database has it (a session the database never registered: its grant was used again, or its row was removed)",
+                dir.join(name).display()
+            ),
+            format!("recording {name} is not registered in the database"),
+        ));
+    }
+    if let Some((_, first)) = broken.first() {
+        for (line, _) in &broken {
+            println!("{line}");
+        }
+        let more = match broken.len() {
+            1 => String::new(),
+            n => format!(" (and {} more problem(s) above)", n - 1),
+        };
+        return Err(Failure::new(EXIT_FAILURE, format!("{first}{more}")));
     }
     let head = checker.head().map(hex::encode).unwrap_or_else(|| "(empty)".into());
     println!("audit log OK: {} events, hash chain intact, head {head}", checker.events());
@@ -1091,7 +1158,7 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         checker.approvals_checked(),
         pins.bot_key_ids().count() + pins.personal_keys().count()
     );
-    println!("requests OK: {requests} match the audit log");
+    println!("requests OK: {requests} match the audit log, each grant used once");
     let logged: std::collections::BTreeMap<_, _> =
         checker.requests().map(|r| (r.id, r.clone())).collect();
     let recording_pins = if ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
@@ -1122,6 +1189,17 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         recording_pins.len(),
         recordings.files
     );
+    match on_disk {
+        Some(names) => println!(
+            "recordings OK: {} file(s) in {}, each registered or in progress",
+            names.len(),
+            dir.display()
+        ),
+        None => println!(
+            "recordings: {} is not on this machine; files on disk not checked",
+            dir.display()
+        ),
+    }
     Ok(())
 }
 

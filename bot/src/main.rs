@@ -1,4 +1,7 @@
 //! The `breakglass` binary: parse the command line, set up tracing, run the command.
+//!
+//! Every file it creates is private: the umask is 077 from the first line (recordings hold
+//! keystrokes, the database holds the audit log).
 
 use std::process::ExitCode;
 
@@ -7,6 +10,7 @@ use std::io::IsTerminal as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    bot::app::private_umask();
     let cli = bot::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -580,6 +580,32 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
     Ok(())
 }
 
+both!(a_live_cast_download_has_no_keystrokes);
+async fn a_live_cast_download_has_no_keystrokes(db: TestDb) -> TestResult {
+    let r = Review::new(&db);
+    let code = r.started("watch").await;
+    std::fs::write(
+        r.dir.path().join(format!("{code}-1.cast")),
+        concat!(
+            "{\"version\":2,\"width\":80,\"height\":24}\n",
+            "[0.5,\"o\",\"Password: \"]\n",
+            "[0.6,\"b\",\"i:aHVudGVyMg0=\"]\n",
+            "[0.6,\"i\",\"hunter2\\r\"]\n",
+            "[0.7,\"o\",\"\\r\\nok\"]\n",
+        ),
+    )?;
+    let cookie = r.sign_in(&r.link("erin", None).await).await;
+    let dl = r.get(&format!("/review/s/{code}/cast"), Some(&cookie)).await;
+    assert_eq!(dl.status, StatusCode::OK);
+    let body = dl.text();
+    assert!(body.contains("Password: ") && body.contains("ok"), "the output is there: {body}");
+    assert!(!body.contains("hunter2") && !body.contains("aHVudGVyMg0"), "no keystrokes: {body}");
+    assert!(!body.contains(",\"i\","), "{body}");
+    let views = r.audit_views("erin").await;
+    assert_eq!(views.last().map(|v| v["view"].clone()), Some(json!("cast_live")));
+    Ok(())
+}
+
 both!(a_live_view_ends_when_the_viewers_browser_session_does);
 async fn a_live_view_ends_when_the_viewers_browser_session_does(db: TestDb) -> TestResult {
     let r = Review::new(&db);

@@ -19,11 +19,14 @@
 //! - [`live`]: live sessions, cutting, and the revocation watcher.
 //! - [`sever`]: a stream a cut can close from outside; [`limits`]: connections not logged in
 //!   yet, bounded in all and per source.
+//! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
+//!   database.
 
 pub mod authz;
 pub mod cast;
 pub mod commands;
 pub mod integrity;
+pub mod journal;
 pub mod keys;
 pub mod limits;
 pub mod live;
@@ -75,6 +78,9 @@ pub struct GatewayDeps {
     pub ca: Arc<Ca>,
     pub recording_signer: Arc<RecordingSigner>,
     pub live: Arc<LiveSessions>,
+    /// The nonces this gateway opened sessions for: a grant in it is refused even if the
+    /// database forgot it was used. Load it with [`journal::NonceJournal::open`] at start.
+    pub journal: Arc<journal::NonceJournal>,
 }
 
 impl std::fmt::Debug for GatewayDeps {

@@ -211,6 +211,10 @@ impl GatewaySession {
         let now = d.clock.now();
         let grant = decide(d.store.as_ref(), &d.config.policy, &d.pins, &who, &target, now).await?;
         let req = grant.request().clone();
+        // The gateway's own journal remembers every grant it opened, whatever the database says.
+        if d.journal.contains(&req.nonce) {
+            return Err(reused_per_journal(&req));
+        }
         let scope = d
             .config
             .policy
@@ -285,15 +289,23 @@ impl GatewaySession {
             }
         };
 
-        // The one session of this approval set: consume the nonce.
-        let consumed = match core_request::apply(
+        // The one session of this approval set: consume the nonce, in the gateway's journal
+        // (on disk before anything else, so no crash can let it open twice), then in the
+        // database.
+        let planned = core_request::apply(
             &req,
             Action::SessionStarted,
             &d.config.policy,
             &d.pins,
             started_at,
-        ) {
-            Err(e) => Err(Refusal { code: e.code(), message: format!("{}: {e}", req.code) }),
+        )
+        .map_err(|e| Refusal { code: e.code(), message: format!("{}: {e}", req.code) });
+        let planned = match planned {
+            Ok(t) => journal_consume(d, &req, started_at).await.map(|()| t),
+            Err(refusal) => Err(refusal),
+        };
+        let consumed = match planned {
+            Err(refusal) => Err(refusal),
             Ok(mut t) => {
                 t.annotate(
                     AuditKind::SessionStarted,
@@ -416,6 +428,48 @@ impl GatewaySession {
         if let Some(live) = self.live() {
             live.record(|r| r.note(kind, label, detail));
         }
+    }
+}
+
+/// Writes `req`'s nonce to the gateway's journal (off the async runtime: it waits for the
+/// disk). A nonce already there is refused as used; a journal that cannot be written opens
+/// nothing.
+async fn journal_consume(d: &GatewayDeps, req: &Request, at: Timestamp) -> Result<(), Refusal> {
+    let (journal, nonce, id) = (d.journal.clone(), req.nonce, req.id);
+    let written = tokio::task::spawn_blocking(move || journal.record(&nonce, id, at)).await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(crate::journal::JournalError::AlreadyUsed)) => Err(reused_per_journal(req)),
+        Ok(Err(e)) => {
+            tracing::error!(code = %req.code, error = %e, "cannot write the used-grant journal");
+            Err(Refusal {
+                code: e.code(),
+                message: format!(
+                    "the gateway cannot record that {} is used; no access was granted",
+                    req.code
+                ),
+            })
+        }
+        Err(e) => {
+            tracing::error!(code = %req.code, error = %e, "the journal write did not finish");
+            Err(Refusal::unavailable())
+        }
+    }
+}
+
+/// The refusal of a grant the journal has seen. The operators hear about it too: the database
+/// still showed the grant unused (two connections raced, or the database was edited).
+fn reused_per_journal(req: &Request) -> Refusal {
+    tracing::error!(
+        code = %req.code, request = %req.id,
+        "refused a grant this gateway already opened a session for, which the database still showed unused: unless two connections raced, the database was edited; check consumed_nonces and run breakglass audit verify"
+    );
+    Refusal {
+        code: "already_used",
+        message: format!(
+            "{} was already used: one approval opens one session; request again with /breakglass request {}",
+            req.code, req.host
+        ),
     }
 }
 

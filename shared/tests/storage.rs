@@ -54,6 +54,7 @@ on_both_backends!(
     same_approver_twice_conflicts,
     same_signature_on_a_second_request_conflicts,
     a_nonce_opens_one_session_only,
+    a_grant_reused_after_its_nonce_was_deleted_shows_in_the_audit_check,
     audit_chain_verifies_across_many_writes,
     concurrent_writers_keep_one_chain,
     append_only_tables_refuse_update_and_delete,
@@ -333,6 +334,44 @@ async fn a_nonce_opens_one_session_only(db: TestDb) -> TestResult {
     assert_eq!(get(store, &b).await?, b, "B stays approved, version unchanged");
     assert_eq!(audit_log(store).await?, before, "no session_started event for B");
     assert_eq!(get(store, &a).await?, active);
+    Ok(())
+}
+
+async fn a_grant_reused_after_its_nonce_was_deleted_shows_in_the_audit_check(
+    db: TestDb,
+) -> TestResult {
+    use shared::core::audit_verify::AuditChecker;
+    let store = db.store.as_ref();
+    let w = World::new();
+    let (r0, draft) = open(&w, "alice", "db-1");
+    store.create_request(&r0, &draft, ts(T0)).await?;
+    let r = apply(store, approve(&w, &r0, "bob", T0 + 60), T0 + 60).await?;
+    let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
+    let r = apply(store, step(&w, &r, Action::SessionStarted, T0 + 90), T0 + 90).await?;
+    apply(store, step(&w, &r, Action::SessionEnded, T0 + 95), T0 + 95).await?;
+    let check = |log: &[AuditEntry]| -> Vec<(RequestId, Vec<i64>)> {
+        let mut c = AuditChecker::new(&w.pins);
+        for e in log {
+            c.check(e).expect("a whole chain");
+        }
+        c.reused_grants().map(|(r, seqs)| (r.id, seqs.to_vec())).collect()
+    };
+    assert_eq!(check(&audit_log(store).await?), []);
+
+    // A writer of the database drops the guard, forgets the nonce and re-approves the grant:
+    // the store lets the same approvals open a second session.
+    db.admin.drop_trigger("consumed_nonces_no_delete", "consumed_nonces").await?;
+    assert_eq!(db.admin.exec("DELETE FROM consumed_nonces").await?, 1);
+    db.admin.exec("UPDATE requests SET status = 'approved'").await?;
+    let again = get(store, &r).await?;
+    apply(store, step(&w, &again, Action::SessionStarted, T0 + 200), T0 + 200).await?;
+
+    // The chain is intact, but the log shows two sessions for one grant.
+    let log = audit_log(store).await?;
+    assert_eq!(verify(&log), Ok(7));
+    let started: Vec<i64> =
+        log.iter().filter(|e| e.kind == "session_started").map(|e| e.seq).collect();
+    assert_eq!(check(&log), [(r.id, started)]);
     Ok(())
 }
 

@@ -558,13 +558,18 @@ channels = ["{channel}", "{discord_channel}"]
         }
     }
 
-    /// `breakglass ARGS` against this world's config and data directory.
+    /// `breakglass ARGS` against this world's config, data directory and database (the
+    /// environment `breakglass up` got, e.g. its PostgreSQL URL).
     pub fn cli(&self, args: &[&str]) -> crate::Output {
         let mut all: Vec<&str> = args.to_vec();
         let cfg = self.config.to_str().expect("utf-8").to_owned();
         let data = self.data_dir().to_str().expect("utf-8").to_owned();
         all.extend(["--config", &cfg, "--data-dir", &data]);
-        let out = Command::new(bin()).args(&all).output().expect("breakglass runs");
+        let out = Command::new(bin())
+            .args(&all)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("breakglass runs");
         crate::Output {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

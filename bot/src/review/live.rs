@@ -183,9 +183,54 @@ fn for_viewer(line: &str) -> Option<String> {
     }
 }
 
+/// The in-progress recording as a live viewer may download it (the player's "watch from the
+/// start"): the header, then whole lines of output (`o`), resizes (`r`) and markers (`m`)
+/// only. Keystrokes (`i`) and annotations (`b`, which can carry raw input bytes) stay out, as
+/// does a line that does not parse or is cut short.
+pub fn output_only(cast: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cast.len());
+    let mut lines = cast.split_inclusive(|b| *b == b'\n').filter(|l| l.ends_with(b"\n"));
+    if let Some(header) = lines.next() {
+        out.extend_from_slice(header);
+    }
+    for line in lines {
+        let keep = serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|ev| {
+            matches!(ev.get(1).and_then(serde_json::Value::as_str), Some("o" | "r" | "m"))
+        });
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::for_viewer;
+    use super::{for_viewer, output_only};
+
+    #[test]
+    fn a_live_download_has_output_resizes_and_markers_only() {
+        let cast = concat!(
+            "{\"version\":2,\"width\":80,\"height\":24}\n",
+            "[0.1,\"o\",\"Password: \"]\n",
+            "[0.2,\"b\",\"i:aHVudGVyMg0=\"]\n",
+            "[0.2,\"i\",\"hunter2\\r\"]\n",
+            "[0.3,\"r\",\"100x30\"]\n",
+            "[0.4,\"m\",\"ls\"]\n",
+            "not json\n",
+            "[0.5,\"i\",\"cut sho",
+        );
+        let got = String::from_utf8(output_only(cast.as_bytes())).expect("utf-8");
+        assert_eq!(
+            got,
+            concat!(
+                "{\"version\":2,\"width\":80,\"height\":24}\n",
+                "[0.1,\"o\",\"Password: \"]\n",
+                "[0.3,\"r\",\"100x30\"]\n",
+                "[0.4,\"m\",\"ls\"]\n",
+            )
+        );
+    }
 
     #[test]
     fn viewers_get_output_and_resizes_in_the_drivers_form_only() {

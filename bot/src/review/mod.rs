@@ -590,8 +590,9 @@ async fn download_cast(
     };
     let mut bytes = read_recording(&path, &req).await?;
     if what == "cast_live" {
-        // Whole lines only: the gateway may be midway through writing one.
-        bytes.truncate(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
+        // Live viewers never get keystrokes; whole lines only (the gateway may be midway
+        // through writing one).
+        bytes = live::output_only(&bytes);
     }
     audit_view(&deps, &who, Some(req.id), what, serde_json::json!({ "file": name })).await?;
     Ok(attachment(bytes, "application/x-asciicast", &name))

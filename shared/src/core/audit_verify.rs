@@ -4,7 +4,10 @@
 //! The log is self-contained: a `requested` event carries every bound field of its request, and
 //! an `approved` event the approver, key id, signing time and signature. So an auditor needs
 //! only the log and the pinned public keys; [`AuditChecker::requests`] also gives the requests
-//! as the log says they were, to compare with the live tables.
+//! as the log says they were, to compare with the live tables, and
+//! [`AuditChecker::reused_grants`] the grants the log shows opening more than one session
+//! (one approval set opens one session: a second `session_started` means the database's
+//! consumed nonce was removed by someone who could write to it).
 
 use std::collections::BTreeMap;
 
@@ -58,12 +61,20 @@ pub struct AuditChecker<'a> {
     chain: ChainVerifier,
     pins: &'a PinnedKeys,
     requests: BTreeMap<RequestId, Request>,
+    /// The seq of every `session_started`, per request.
+    sessions: BTreeMap<RequestId, Vec<i64>>,
     approvals_checked: u64,
 }
 
 impl<'a> AuditChecker<'a> {
     pub fn new(pins: &'a PinnedKeys) -> Self {
-        Self { chain: ChainVerifier::new(), pins, requests: BTreeMap::new(), approvals_checked: 0 }
+        Self {
+            chain: ChainVerifier::new(),
+            pins,
+            requests: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            approvals_checked: 0,
+        }
     }
 
     /// Checks the next entry.
@@ -149,6 +160,9 @@ impl<'a> AuditChecker<'a> {
                 let req = self.requests.get_mut(&id).ok_or_else(|| {
                     malformed(format!("`{kind}` of request {id}, which was never requested"))
                 })?;
+                if kind == AuditKind::SessionStarted {
+                    self.sessions.entry(id).or_default().push(e.seq);
+                }
                 req.status = match kind {
                     AuditKind::Granted => Status::Approved,
                     AuditKind::SessionStarted => Status::Active,
@@ -176,6 +190,15 @@ impl<'a> AuditChecker<'a> {
     /// The requests as the log records them (bound fields and verified approvals).
     pub fn requests(&self) -> impl Iterator<Item = &Request> {
         self.requests.values()
+    }
+    /// The requests whose grant opened more than one session, with the seq of each
+    /// `session_started`. One approval set opens one session, so each is a grant used again
+    /// after its consumed nonce was removed from the database.
+    pub fn reused_grants(&self) -> impl Iterator<Item = (&Request, &[i64])> {
+        self.sessions
+            .iter()
+            .filter(|(_, seqs)| seqs.len() > 1)
+            .filter_map(|(id, seqs)| Some((self.requests.get(id)?, seqs.as_slice())))
     }
 }
 
