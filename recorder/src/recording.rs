@@ -569,3 +569,115 @@ fn describe(ev: &TransferEvent) -> (String, Value) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use russh::keys::ssh_encoding::Decode as _;
+
+    use super::*;
+
+    fn channel(n: u32) -> ChannelId {
+        let bytes = n.to_be_bytes();
+        ChannelId::decode(&mut &bytes[..]).expect("a channel id")
+    }
+
+    fn recording(dir: &Path) -> (Recording, mpsc::Receiver<SessionEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let r = Recording::new(
+            "00000000-0000-0000-0000-000000000001".parse().expect("an id"),
+            dir.join("s.cast"),
+            json!({ "code": "bg-000001" }),
+            Timestamp::from_unix(1_700_000_000),
+            tx,
+            true,
+        )
+        .expect("recording");
+        (r, rx)
+    }
+
+    fn cast_of(dir: &Path) -> crate::cast::Cast {
+        crate::cast::parse_bytes(&std::fs::read(dir.join("s.cast")).expect("file")).expect("parses")
+    }
+
+    #[test]
+    fn the_last_command_is_written_before_the_end_marker_and_nothing_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut r, mut events) = recording(dir.path());
+        let ch = channel(0);
+        r.pty(ch, "xterm", 80, 24);
+        r.start(ch, ChannelKind::Shell);
+        r.output(ch, b"\x1b[?2004hroot@db-1:~# ");
+        // `exit` typed and echoed, its Enter sent, but the shell never answered: the tracker
+        // still holds the command when the session ends.
+        for b in b"exit" {
+            r.input(ch, &[*b]);
+            r.output(ch, &[*b]);
+        }
+        r.input(ch, b"\r");
+        assert!(r.finish("session ended: closed").is_some());
+        // Late bytes from a relay task: neither recorded nor reported.
+        r.output(ch, b"\r\nlogout\r\n");
+        r.note("forward", "late note", json!({}));
+        let cast = cast_of(dir.path());
+        let markers: Vec<&str> =
+            cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
+        assert_eq!(markers.last(), Some(&"session ended: closed"), "{markers:?}");
+        assert!(markers.contains(&"exit"), "the command is before the end: {markers:?}");
+        assert!(!cast.output_text().contains("logout"));
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            kinds.push((e.kind, e.detail));
+        }
+        assert!(kinds.iter().any(|(k, d)| k == "command" && d["command"] == "exit"), "{kinds:?}");
+        assert!(
+            kinds.iter().all(|(k, _)| k != "forward"),
+            "nothing reported after the end: {kinds:?}"
+        );
+    }
+
+    #[test]
+    fn a_program_that_only_looks_like_scp_is_recorded_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut r, _events) = recording(dir.path());
+        let ch = channel(0);
+        r.start(ch, ChannelKind::Exec("./scp -t .".into()));
+        r.input(ch, b"echo MARK-1; id\n");
+        r.output(ch, b"MARK-1\nuid=0(root)\n");
+        let other = channel(1);
+        // An sftp channel's bytes, and a forwarded connection's, are kept raw.
+        r.start(other, ChannelKind::Subsystem("sftp".into()));
+        r.input(other, b"\x00\x00\x00\x05\x01\x00\x00\x00\x03");
+        let tunnel = channel(2);
+        r.forward(tunnel, "port forwarding to db:5432", json!({}));
+        r.output(tunnel, b"tunnelled-bytes");
+        assert!(r.finish("session ended: closed").is_some());
+        let cast = cast_of(dir.path());
+        let mut all = cast.raw_stream(crate::cast::Stream::Input).expect("input");
+        all.extend(cast.raw_stream(crate::cast::Stream::Output).expect("output"));
+        all.extend(cast.binary(true).expect("binary in"));
+        all.extend(cast.binary(false).expect("binary out"));
+        let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+        for needle in [
+            &b"echo MARK-1; id"[..],
+            b"uid=0(root)",
+            b"\x00\x00\x00\x05\x01\x00\x00\x00\x03",
+            b"tunnelled-bytes",
+        ] {
+            assert!(has(needle), "{:?} is in the recording", String::from_utf8_lossy(needle));
+        }
+        // The terminal stream shows what a terminal would; raw channels stay out of it.
+        assert!(!cast.output_text().contains("tunnelled-bytes"));
+    }
+
+    #[test]
+    fn an_exec_with_a_terminal_is_never_a_transfer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut r, _events) = recording(dir.path());
+        let ch = channel(0);
+        r.pty(ch, "xterm", 80, 24);
+        r.start(ch, ChannelKind::Exec("scp -t /tmp".into()));
+        r.output(ch, b"$ interactive\r\n");
+        assert!(r.finish("session ended: closed").is_some());
+        assert!(cast_of(dir.path()).output_text().contains("$ interactive"));
+    }
+}
