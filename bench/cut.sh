@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 rounds="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/bg-target}"
 cargo build -q -p breakglass-bot
-cargo nextest run -q -p breakglass-e2e --test hostile --no-run >/dev/null 2>&1
+cargo nextest run -p breakglass-e2e --test hostile --no-run >/dev/null 2>&1
 out=$(mktemp)
 for i in $(seq "$rounds"); do
   printf 'round %s/%s\n' "$i" "$rounds" >&2

@@ -64,7 +64,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 
 /// After a cut asked for the client's connection to be dropped, how long russh may still take
 /// to flush what it has (the goodbye) before the connection is dropped anyway.
-const CUT_FLUSH: Duration = Duration::from_millis(200);
+const CUT_FLUSH: Duration = Duration::from_millis(100);
 
 /// Everything a connection needs. Cheap to clone.
 #[derive(Clone)]

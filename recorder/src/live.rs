@@ -99,7 +99,7 @@ impl OpenChannels {
 
 /// How long a cut tries to tell the user why (one line, exit status, close, disconnect)
 /// before it drops the connection anyway: a client that stops reading never holds a cut up.
-pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Cuts one session, once.
 ///
