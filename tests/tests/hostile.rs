@@ -770,3 +770,32 @@ fn a_client_killed_mid_transfer_ends_the_session_with_a_sealed_recording() {
     let len = std::fs::metadata(&remote).map(|m| m.len()).unwrap_or(0);
     assert!(len < payload.len() as u64, "the upload was cut mid-way ({len} bytes)");
 }
+
+#[test]
+fn a_huge_user_name_cannot_bloat_the_audit_log() {
+    let w = World::start();
+    // A configured key with no grant, and a user name of 20,000 characters: the refusal is
+    // audited, with the name bounded.
+    let user = "x".repeat(20_000);
+    let out = w.ssh_cmd("alice", &user, &["true"]).stdin(Stdio::null()).output().expect("ssh runs");
+    assert_ne!(out.status.code(), Some(0), "refused: {}", text(&out.stderr));
+    let export = w.cli(&["audit", "export"]);
+    assert_eq!(export.code, 0, "{}", export.all());
+    let refused: Vec<Value> = export
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "session_refused")
+        .collect();
+    assert!(!refused.is_empty(), "the refusal is audited: {}", export.stdout);
+    for e in &refused {
+        let line = e.to_string();
+        assert!(line.len() < 4_000, "an audit event stays small: {} bytes", line.len());
+    }
+    // The client did send the whole name (the bound is the gateway's, not ssh's): it was cut
+    // to 256 characters and marked.
+    assert!(
+        refused.iter().any(|e| e.to_string().contains(&format!("{}…", "x".repeat(256)))),
+        "{refused:?}"
+    );
+}
