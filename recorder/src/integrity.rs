@@ -86,14 +86,9 @@ impl SessionBinding {
     }
 }
 
-fn field(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    // Values are fixed-size, a validated code, or a file name of at most MAX_FILE_NAME bytes
-    // (checked before a statement is built), so this never truncates.
-    let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
-    out.push(tag);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&value[..usize::from(len)]);
-}
+// Values are fixed-size, a validated code, or a file name of at most MAX_FILE_NAME bytes
+// (checked before a statement is built), so the shared encoder never truncates.
+use shared::core::approval::field;
 
 /// The signature document written next to a recording. Version 2 carries the bound session;
 /// version 1 (older gateways) has none of those fields.

@@ -73,8 +73,11 @@ impl BoundFields<'_> {
     }
 }
 
-fn field(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
-    // Every value is a validated name (<= 64 bytes) or fixed-size, so this never truncates.
+/// Appends one field of the canonical encoding: tag byte, big-endian `u16` length, value.
+/// Shared by approvals and by the gateway's recording statements. Callers pass values of at
+/// most `u16::MAX` bytes (validated names, fixed-size values, bounded file names), so this
+/// never truncates.
+pub fn field(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
     let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
     out.push(tag);
     out.extend_from_slice(&len.to_be_bytes());
