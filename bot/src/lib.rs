@@ -20,6 +20,7 @@ pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod discord;
+pub mod fuzzing;
 pub mod http;
 pub mod reaper;
 pub mod review;

@@ -21,6 +21,7 @@
 pub mod authz;
 pub mod cast;
 pub mod commands;
+pub mod fuzzing;
 pub mod integrity;
 pub mod keys;
 pub mod live;

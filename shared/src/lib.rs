@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod core;
+pub mod fuzzing;
 pub mod keys;
 #[cfg(feature = "storage")]
 pub mod ports;
