@@ -10,8 +10,8 @@ use serenity::all::{Interaction, ResolvedOption, ResolvedValue};
 
 use crate::{discord, slack};
 
-/// The targets this crate owns: (name of `fuzz/fuzz_targets/NAME.rs`, body).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// The targets this crate owns.
+pub const TARGETS: &[shared::fuzzing::Target] = &[
     ("slash_command", slash_command),
     ("slack_command", slack_command),
     ("slack_interaction", slack_interaction),
@@ -19,16 +19,16 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// Every fuzz target of the workspace: this crate's, the gateway's and `shared`'s.
-pub fn all_targets() -> impl Iterator<Item = &'static (&'static str, fn(&[u8]))> {
+pub fn all_targets() -> impl Iterator<Item = &'static shared::fuzzing::Target> {
     TARGETS.iter().chain(recorder::fuzzing::TARGETS).chain(shared::fuzzing::TARGETS)
 }
 
 /// Fuzz target `slash_command`: the text after `/breakglass`, as typed.
 pub fn slash_command(data: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Err(e) = slack::parse::parse(text) {
-            let _ = (e.code(), e.to_string());
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Err(e) = slack::parse::parse(text)
+    {
+        let _ = (e.code(), e.to_string());
     }
 }
 

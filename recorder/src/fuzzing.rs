@@ -19,8 +19,8 @@ use crate::commands::CommandTracker;
 use crate::replay::{self, Sanitizer};
 use crate::transfer::{ScpTracker, SftpLimits, SftpTracker};
 
-/// The targets this crate owns: (name of `fuzz/fuzz_targets/NAME.rs`, body).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// The targets this crate owns.
+pub const TARGETS: &[shared::fuzzing::Target] = &[
     ("cast", cast),
     ("sanitizer", sanitizer),
     ("sftp", sftp),

@@ -16,8 +16,11 @@ use crate::core::{
     Reason, Request, RequestId, ScopeName, Status, Timestamp,
 };
 
-/// The targets this crate owns: (name of `fuzz/fuzz_targets/NAME.rs`, body).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[("approval", approval), ("config", config)];
+/// A fuzz target: the name of `fuzz/fuzz_targets/NAME.rs` and its body.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// The targets this crate owns.
+pub const TARGETS: &[Target] = &[("approval", approval), ("config", config)];
 
 struct Fixture {
     request: Request,
