@@ -66,3 +66,32 @@ fn the_approval_seeds_verify_so_the_fuzzer_starts_on_the_accepting_path() {
         assert!(!shared::fuzzing::approval_verifies(&forged), "{seed} changed still verifies");
     }
 }
+
+#[test]
+fn the_chat_seeds_are_what_the_handlers_accept() {
+    let corpus = fuzz_dir().join("corpus");
+    for path in files(&corpus.join("discord_interaction")) {
+        let data = std::fs::read(&path).expect("seed");
+        if let Err(e) = bot::discord::decode(&data) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+    for path in files(&corpus.join("slack_command")) {
+        let data = std::fs::read(&path).expect("seed");
+        assert!(bot::slack::decode_command(&data).is_some(), "{}", path.display());
+    }
+    let mut clicks = 0;
+    for path in files(&corpus.join("slack_interaction")) {
+        let data = std::fs::read(&path).expect("seed");
+        match bot::slack::decode_interaction(&data) {
+            Some(Some(ev)) => {
+                let actions = ev.actions.unwrap_or_default();
+                assert!(actions.iter().all(|a| bot::slack::click_of(a).is_some()));
+                clicks += actions.len();
+            }
+            Some(None) => {}
+            None => panic!("{}: not a form", path.display()),
+        }
+    }
+    assert!(clicks >= 3, "the click seeds decode to clicks ({clicks})");
+}
