@@ -14,6 +14,7 @@
 //! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
+//! - [`fuzzing`]: the bodies of the chat payload fuzz targets, and the list of every target.
 
 pub mod app;
 pub mod chat;

@@ -17,6 +17,7 @@
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
 //! - [`live`]: live sessions, cutting, and the revocation watcher.
+//! - [`fuzzing`]: the bodies of the fuzz targets for the parsers above (`fuzz/`).
 
 pub mod authz;
 pub mod cast;

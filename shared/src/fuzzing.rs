@@ -4,7 +4,7 @@
 //!
 //! Each function takes arbitrary bytes and must never panic; where a property holds for every
 //! input it is asserted. The cargo-fuzz targets in `fuzz/` call these, and
-//! `tests/fuzz_corpus.rs` replays every checked-in corpus file through them on stable.
+//! `bot/tests/fuzz_corpus.rs` replays every checked-in corpus file through them on stable.
 
 use std::sync::OnceLock;
 
