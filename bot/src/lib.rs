@@ -16,12 +16,14 @@
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
 //! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
 //!   rebuilt from the audit log, the `recordings` rows and the files must agree.
+//! - [`fuzzing`]: the bodies of the chat payload fuzz targets, and the list of every target.
 
 pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod discord;
+pub mod fuzzing;
 pub mod http;
 pub mod reaper;
 pub mod recording_check;

@@ -21,10 +21,12 @@
 //!   yet, bounded in all and per source.
 //! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
 //!   database.
+//! - [`fuzzing`]: the bodies of the fuzz targets for the parsers above (`fuzz/`).
 
 pub mod authz;
 pub mod cast;
 pub mod commands;
+pub mod fuzzing;
 pub mod integrity;
 pub mod journal;
 pub mod keys;

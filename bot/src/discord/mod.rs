@@ -429,7 +429,7 @@ pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: By
     if !discord.verify(&headers, &body, now) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let interaction: Interaction = match serde_json::from_slice(&body) {
+    let interaction = match decode(&body) {
         Ok(i) => i,
         Err(e) => {
             return (StatusCode::BAD_REQUEST, format!("malformed interaction: {e}"))
@@ -499,7 +499,8 @@ fn autocomplete(deps: &Deps, cmd: &CommandInteraction) -> Response {
     Json(CreateInteractionResponse::Autocomplete(resp)).into_response()
 }
 
-fn string_opt<'a>(opts: &'a [ResolvedOption<'a>], name: &str) -> Option<&'a str> {
+/// The text of option `name`, typed or autocompleted.
+pub fn string_opt<'a>(opts: &'a [ResolvedOption<'a>], name: &str) -> Option<&'a str> {
     opts.iter().find(|o| o.name == name).and_then(|o| match &o.value {
         ResolvedValue::String(s) => Some(*s),
         ResolvedValue::Autocomplete { value, .. } => Some(*value),
@@ -528,19 +529,16 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
     };
     match *sub {
         "request" => {
-            let parsed = (|| {
-                Ok::<_, shared::core::InvalidValue>(NewRequest {
+            let input = match request_options(args) {
+                Ok(RequestOptions { host, login, duration, reason }) => NewRequest {
                     requester: who.clone(),
-                    host: HostName::parse(string_opt(args, "host").unwrap_or_default())?,
+                    host,
                     scope: None::<ScopeName>,
-                    login: string_opt(args, "login").map(Login::parse).transpose()?,
-                    duration: string_opt(args, "duration").map(GrantDuration::parse).transpose()?,
-                    reason: Reason::parse(string_opt(args, "reason").unwrap_or_default())?,
+                    login,
+                    duration,
+                    reason,
                     origin: Origin::Discord { channel: channel.clone() },
-                })
-            })();
-            let input = match parsed {
-                Ok(i) => i,
+                },
                 Err(e) => return bad(e),
             };
             match deps.create_request(input).await {
@@ -629,10 +627,7 @@ async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
 }
 
 async fn component(deps: &Deps, click: &ComponentInteraction) -> Response {
-    let Some((action, id)) = click.data.custom_id.split_once(':') else {
-        return StatusCode::OK.into_response();
-    };
-    let (Some(button), Ok(r)) = (Button::from_action_id(action), id.parse::<RequestRef>()) else {
+    let Some((button, r)) = click_of(&click.data.custom_id) else {
         return StatusCode::OK.into_response();
     };
     let Some(who) = principal(deps, &click.user.id) else {
@@ -651,4 +646,44 @@ async fn component(deps: &Deps, click: &ComponentInteraction) -> Response {
         }
         Err(e) => private(refusal(&e)),
     }
+}
+
+/// Decodes a verified interaction body. Also the entry point of the `discord_interaction`
+/// fuzz target.
+///
+/// # Errors
+/// The body is not an interaction Discord could send.
+pub fn decode(body: &[u8]) -> Result<Interaction, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+/// The options of `/breakglass request`, validated.
+#[derive(Debug)]
+pub struct RequestOptions {
+    pub host: HostName,
+    pub login: Option<Login>,
+    pub duration: Option<GrantDuration>,
+    pub reason: Reason,
+}
+
+/// Validates the options of `/breakglass request` (a missing host or reason is invalid).
+///
+/// # Errors
+/// The first option that is not valid.
+pub fn request_options(
+    args: &[ResolvedOption<'_>],
+) -> Result<RequestOptions, shared::core::InvalidValue> {
+    Ok(RequestOptions {
+        host: HostName::parse(string_opt(args, "host").unwrap_or_default())?,
+        login: string_opt(args, "login").map(Login::parse).transpose()?,
+        duration: string_opt(args, "duration").map(GrantDuration::parse).transpose()?,
+        reason: Reason::parse(string_opt(args, "reason").unwrap_or_default())?,
+    })
+}
+
+/// The button and request a clicked component's `custom_id` (`action:id`) names; `None` for
+/// one that is not ours.
+pub fn click_of(custom_id: &str) -> Option<(Button, RequestRef)> {
+    let (action, id) = custom_id.split_once(':')?;
+    Some((Button::from_action_id(action)?, id.parse::<RequestRef>().ok()?))
 }

@@ -304,7 +304,7 @@ pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) 
     if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
         return refused;
     }
-    let Ok(ev) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
+    let Some(ev) = decode_command(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
     };
     reply(run_command(&deps, &ev).await)
@@ -407,10 +407,7 @@ pub async fn run_clicks(deps: &Deps, slack: &SlackState, ev: SlackInteractionBlo
     let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
     let who = principal(deps, &user);
     for action in ev.actions.unwrap_or_default() {
-        let Some(button) = Button::from_action_id(action.action_id.as_ref()) else { continue };
-        let Some(r) = action.value.as_deref().and_then(|v| v.parse::<RequestRef>().ok()) else {
-            continue;
-        };
+        let Some((button, r)) = click_of(&action) else { continue };
         let outcome = match &who {
             None => Err(not_configured(&user)),
             Some(who) => {
@@ -454,15 +451,37 @@ pub async fn interaction(State(deps): State<Deps>, headers: HeaderMap, body: Byt
     if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
         return refused;
     }
-    let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
+    let Some(decoded) = decode_interaction(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
     };
-    let Ok(SlackInteractionEvent::BlockActions(ev)) =
-        serde_json::from_str::<SlackInteractionEvent>(&form.payload)
-    else {
+    let Some(ev) = decoded else {
         // Other interaction kinds are not ours: acknowledge and ignore.
         return StatusCode::OK.into_response();
     };
     run_clicks(&deps, &slack, ev).await;
     StatusCode::OK.into_response()
+}
+
+/// Decodes a verified `/slack/commands` body (a URL-encoded form); `None` if malformed.
+/// Also the entry point of the `slack_command` fuzz target.
+pub fn decode_command(body: &[u8]) -> Option<SlackCommandEvent> {
+    serde_urlencoded::from_bytes::<SlackCommandEvent>(body).ok()
+}
+
+/// Decodes a verified `/slack/interactions` body: `None` if the form is malformed,
+/// `Some(None)` for an interaction kind other than button clicks. Also the entry point of the
+/// `slack_interaction` fuzz target.
+pub fn decode_interaction(body: &[u8]) -> Option<Option<SlackInteractionBlockActionsEvent>> {
+    let form = serde_urlencoded::from_bytes::<InteractionForm>(body).ok()?;
+    match serde_json::from_str::<SlackInteractionEvent>(&form.payload) {
+        Ok(SlackInteractionEvent::BlockActions(ev)) => Some(Some(ev)),
+        _ => Some(None),
+    }
+}
+
+/// The button and request one clicked action names; `None` for an action that is not ours.
+pub fn click_of(action: &SlackInteractionActionInfo) -> Option<(Button, RequestRef)> {
+    let button = Button::from_action_id(action.action_id.as_ref())?;
+    let r = action.value.as_deref()?.parse::<RequestRef>().ok()?;
+    Some((button, r))
 }

@@ -45,17 +45,23 @@ impl Timestamp {
     pub fn plus_secs(self, secs: i64) -> Self {
         Self(self.0.saturating_add(secs))
     }
-    /// RFC 3339 in UTC with second precision, e.g. `2026-11-23T03:14:00Z`.
+    /// RFC 3339 in UTC with second precision, e.g. `2026-11-23T03:14:00Z`; a time before
+    /// 1970 or after the year 9999 (which RFC 3339 cannot write) prints as `@<unix seconds>`.
     pub fn rfc3339(self) -> String {
         match u64::try_from(self.0) {
-            Ok(s) => humantime::format_rfc3339_seconds(
+            // humantime's Display fails past 9999-12-31T23:59:59Z, and `to_string` panics on
+            // that: a signed-at from a client reaches here through error messages.
+            Ok(s) if self.0 <= MAX_RFC3339_SECS => humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
             )
             .to_string(),
-            Err(_) => format!("@{}", self.0),
+            _ => format!("@{}", self.0),
         }
     }
 }
+
+/// 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
+const MAX_RFC3339_SECS: i64 = 253_402_300_799;
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -535,6 +541,18 @@ impl From<KeyId> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `approval` fuzz target: a signed-at past the year 9999 in an approval
+    /// made `SignatureOutOfWindow`'s message panic (humantime cannot format it).
+    #[test]
+    fn timestamps_rfc3339_cannot_write_print_as_unix_seconds() {
+        let t = Timestamp::from_unix;
+        assert_eq!(t(253_402_300_799).rfc3339(), "9999-12-31T23:59:59Z");
+        assert_eq!(t(253_402_300_800).rfc3339(), "@253402300800");
+        assert_eq!(t(i64::MAX).to_string(), format!("@{}", i64::MAX));
+        assert_eq!(t(-1).rfc3339(), "@-1");
+        assert_eq!(t(0).rfc3339(), "1970-01-01T00:00:00Z");
+    }
 
     #[track_caller]
     fn bad_reason(s: &str, expect_in_error: &str) {
