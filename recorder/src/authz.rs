@@ -10,10 +10,10 @@ use std::collections::HashMap;
 
 use russh::keys::ssh_key::PublicKey;
 use russh::keys::ssh_key::public::KeyData;
-use shared::config::Config;
+use shared::config::{Config, GatewaySettings};
 use shared::core::{
-    DenyReason, GrantCode, HostName, Login, PinnedKeys, Policy, PrincipalName, Request, RequestRef,
-    Status, Timestamp, VerifiedGrant, verify_grant,
+    DenyReason, GrantCode, HostName, Login, Origin, PinnedKeys, Policy, PrincipalName, Request,
+    RequestRef, Status, Timestamp, VerifiedGrant, verify_grant,
 };
 use shared::ports::{RequestFilter, Store, StoreError};
 
@@ -60,6 +60,44 @@ impl Identities {
     }
 }
 
+/// What refusals tell the user to type: this gateway's public address (from its config, as the
+/// connect line in chat shows it) and the request command of the place a request came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hints {
+    /// `ssh -p 2222` or, on port 22, `ssh`.
+    ssh: String,
+    host: String,
+}
+
+impl Hints {
+    pub fn new(gateway: &GatewaySettings) -> Self {
+        let ssh = match gateway.public_port {
+            22 => "ssh".to_owned(),
+            port => format!("ssh -p {port}"),
+        };
+        Self { ssh, host: gateway.public_host.clone() }
+    }
+
+    /// How to ask again, where the request was made: the slash command for a chat request,
+    /// the CLI for one made through the CLI or the API.
+    pub fn request_again(origin: &Origin, host: &HostName) -> String {
+        match origin {
+            Origin::Api => format!("request again with `breakglass request {host}`"),
+            Origin::Slack { .. } | Origin::Discord { .. } => {
+                format!("request again with /breakglass request {host}")
+            }
+        }
+    }
+
+    /// How to ask when there is no request to take the place from.
+    fn request_new(host: &str, login: Option<&Login>) -> String {
+        let as_login = login.map(|l| format!(" --as {l}")).unwrap_or_default();
+        format!(
+            "request access with /breakglass request {host}{as_login} in chat or `breakglass request {host}{as_login}`"
+        )
+    }
+}
+
 /// What the SSH user name asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -74,14 +112,15 @@ impl Target {
     ///
     /// # Errors
     /// A refusal line saying which forms are accepted.
-    pub fn parse(user: &str) -> Result<Self, Refusal> {
+    pub fn parse(user: &str, hints: &Hints) -> Result<Self, Refusal> {
+        let usage = || Refusal::usage(user, hints);
         if user.starts_with("bg-") {
-            return GrantCode::parse(user).map(Self::Code).map_err(|_| Refusal::usage(user));
+            return GrantCode::parse(user).map(Self::Code).map_err(|_| usage());
         }
-        let (login, host) = user.split_once('@').ok_or_else(|| Refusal::usage(user))?;
+        let (login, host) = user.split_once('@').ok_or_else(usage)?;
         Ok(Self::HostLogin {
-            login: Login::parse(login).map_err(|_| Refusal::usage(user))?,
-            host: HostName::parse(host).map_err(|_| Refusal::usage(user))?,
+            login: Login::parse(login).map_err(|_| usage())?,
+            host: HostName::parse(host).map_err(|_| usage())?,
         })
     }
 }
@@ -98,12 +137,25 @@ impl Refusal {
         Self { code, message: message.into() }
     }
 
-    fn usage(user: &str) -> Self {
+    fn usage(user: &str, hints: &Hints) -> Self {
+        let Hints { ssh, host } = hints;
         Self::new(
             "bad_user_name",
             format!(
-                "`{}` is not a grant: connect as the code from the approval (ssh -p 2222 bg-7f3a2c@gateway) or as LOGIN@HOST (ssh -p 2222 postgres@db-1@gateway)",
+                "`{}` is not a grant: connect as the code from the approval ({ssh} bg-7f3a2c@{host}) or as LOGIN@HOST ({ssh} postgres@db-1@{host})",
                 user.escape_debug()
+            ),
+        )
+    }
+
+    /// A grant that was already used: one approval set opens one session.
+    pub fn already_used(req: &Request) -> Self {
+        Self::new(
+            "already_used",
+            format!(
+                "{} was already used: one approval opens one session; {}",
+                req.code,
+                Hints::request_again(&req.origin, &req.host)
             ),
         )
     }
@@ -136,7 +188,8 @@ pub async fn decide(
                 return Err(Refusal::new(
                     "no_grant",
                     format!(
-                        "no grant {code} for {who}; check the code in the approval message, or request access with /breakglass request HOST"
+                        "no grant {code} for {who}; check the code in the approval message, or {}",
+                        Hints::request_new("HOST", None)
                     ),
                 ));
             }
@@ -151,12 +204,17 @@ pub async fn decide(
             };
             let mine = store.list_requests(&filter).await.map_err(|_| Refusal::unavailable())?;
             mine.into_iter()
-                .filter(|r| r.host == *host && r.login == *login && r.status_at(now) == Status::Approved)
+                .filter(|r| {
+                    r.host == *host && r.login == *login && r.status_at(now) == Status::Approved
+                })
                 .max_by_key(|r| r.not_after)
                 .ok_or_else(|| {
                     Refusal::new(
                         "no_grant",
-                        format!("no approved grant for {who} on {host} as {login}; request one with /breakglass request {host} --as {login}"),
+                        format!(
+                            "no approved grant for {who} on {host} as {login}; {}",
+                            Hints::request_new(host.as_str(), Some(login))
+                        ),
                     )
                 })?
         }
@@ -167,7 +225,7 @@ pub async fn decide(
 /// One line for the user from the core's reason.
 fn explain(req: &Request, e: &DenyReason) -> Refusal {
     let code = req.code.as_str();
-    let again = format!("request again with /breakglass request {}", req.host);
+    let again = Hints::request_again(&req.origin, &req.host);
     let (c, m) = match e {
         DenyReason::NotApproved("pending") => (
             "pending",
@@ -176,10 +234,7 @@ fn explain(req: &Request, e: &DenyReason) -> Refusal {
                 req.approvals.len()
             ),
         ),
-        DenyReason::NotApproved("active" | "closed") => (
-            "already_used",
-            format!("{code} was already used: one approval opens one session; {again}"),
-        ),
+        DenyReason::NotApproved("active" | "closed") => return Refusal::already_used(req),
         DenyReason::NotApproved("denied") => ("denied", format!("{code} was denied{}", by(req))),
         DenyReason::NotApproved("revoked") => {
             ("revoked", format!("{code} was revoked{}; {again}", by(req)))
@@ -204,4 +259,27 @@ fn explain(req: &Request, e: &DenyReason) -> Refusal {
 
 fn by(req: &Request) -> String {
     req.closed_by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_public_address_and_the_place_the_request_came_from() {
+        let host = HostName::parse("db-1").expect("host");
+        let chat = Origin::Slack { channel: "C1".into() };
+        assert_eq!(
+            Hints::request_again(&chat, &host),
+            "request again with /breakglass request db-1"
+        );
+        assert_eq!(
+            Hints::request_again(&Origin::Api, &host),
+            "request again with `breakglass request db-1`"
+        );
+        let hints = Hints { ssh: "ssh".into(), host: "gw.example.com".into() };
+        let usage = Target::parse("root", &hints).expect_err("not a grant");
+        assert!(usage.message.contains("(ssh bg-7f3a2c@gw.example.com)"), "{}", usage.message);
+        assert!(!usage.message.contains("2222"), "{}", usage.message);
+    }
 }

@@ -88,7 +88,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    pub fn new(every: std::time::Duration) -> Self {
+    pub const fn new(every: std::time::Duration) -> Self {
         Self { every, last: Mutex::new(None) }
     }
 

@@ -37,7 +37,7 @@ use shared::ports::{RecordingRecord, SessionEvent};
 use tokio::sync::mpsc;
 
 use crate::GatewayDeps;
-use crate::authz::{Refusal, Target, decide};
+use crate::authz::{Hints, Refusal, Target, decide};
 use crate::live::{Cutter, EndReason, OpenChannels};
 use crate::recording::{ChannelKind, Recording};
 use crate::upstream::{self, Inbound, Opened, TargetSession};
@@ -143,6 +143,33 @@ pub struct GatewaySession {
     /// Cancelled once the login is decided (live or refused): the accept loop then stops
     /// counting the connection as not logged in.
     logged_in: Option<tokio_util::sync::CancellationToken>,
+    /// Fingerprints of keys offered that no configured user has (a few at most), and the user
+    /// name they came with: if the connection ends without a login, an operator hears why.
+    unknown_keys: Vec<String>,
+    offered_as: Option<String>,
+}
+
+/// How many unknown key fingerprints one connection reports.
+const UNKNOWN_KEYS_KEPT: usize = 3;
+
+/// One warning about refused unknown keys per period, whatever a scanner sends.
+static UNKNOWN_KEY_LOG: crate::limits::Throttle =
+    crate::limits::Throttle::new(Duration::from_secs(10));
+
+impl Drop for GatewaySession {
+    fn drop(&mut self) {
+        let logged_in = self.pending.is_some() || !matches!(self.state, State::Connected);
+        if logged_in || self.unknown_keys.is_empty() || !UNKNOWN_KEY_LOG.allow() {
+            return;
+        }
+        // The user name is the client's: bounded when kept, escaped (`?`) when written.
+        tracing::warn!(
+            peer = ?self.peer,
+            user = ?self.offered_as.as_deref().unwrap_or_default(),
+            keys = %self.unknown_keys.join(", "),
+            "refused an SSH login: no configured user has the key(s) offered; if this is a user, add their public key under users.NAME.ssh_keys (at most one such line per 10 s)"
+        );
+    }
 }
 
 impl std::fmt::Debug for GatewaySession {
@@ -164,6 +191,8 @@ impl GatewaySession {
             chans: HashMap::new(),
             pending: None,
             logged_in: None,
+            unknown_keys: Vec::new(),
+            offered_as: None,
         }
     }
 
@@ -207,7 +236,7 @@ impl GatewaySession {
         handle: russh::server::Handle,
     ) -> Result<Arc<Live>, Refusal> {
         let d = &self.deps;
-        let target = Target::parse(user)?;
+        let target = Target::parse(user, &Hints::new(&d.config.gateway))?;
         let now = d.clock.now();
         let grant = decide(d.store.as_ref(), &d.config.policy, &d.pins, &who, &target, now).await?;
         let req = grant.request().clone();
@@ -317,13 +346,7 @@ impl GatewaySession {
                     }),
                 );
                 d.store.apply(&t, started_at).await.map_err(|e| match e {
-                    shared::ports::StoreError::Conflict(_) => Refusal {
-                        code: "already_used",
-                        message: format!(
-                            "{} was already used: one approval opens one session; request again with /breakglass request {}",
-                            req.code, req.host
-                        ),
-                    },
+                    shared::ports::StoreError::Conflict(_) => Refusal::already_used(&req),
                     _ => Refusal::unavailable(),
                 })
             }
@@ -464,13 +487,7 @@ fn reused_per_journal(req: &Request) -> Refusal {
         code = %req.code, request = %req.id,
         "refused a grant this gateway already opened a session for, which the database still showed unused: unless two connections raced, the database was edited; check consumed_nonces and run breakglass audit verify"
     );
-    Refusal {
-        code: "already_used",
-        message: format!(
-            "{} was already used: one approval opens one session; request again with /breakglass request {}",
-            req.code, req.host
-        ),
-    }
+    Refusal::already_used(req)
 }
 
 impl Handler for GatewaySession {
@@ -478,14 +495,18 @@ impl Handler for GatewaySession {
 
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Error> {
-        Ok(if self.deps.identities.identify(offer.public_key).is_some() {
-            Auth::Accept
-        } else {
-            Auth::reject()
-        })
+        if self.deps.identities.identify(offer.public_key).is_some() {
+            return Ok(Auth::Accept);
+        }
+        if self.unknown_keys.len() < UNKNOWN_KEYS_KEPT {
+            let sha256 = offer.public_key.fingerprint(russh::keys::HashAlg::Sha256);
+            self.unknown_keys.push(sha256.to_string());
+            self.offered_as = Some(bounded(user, MAX_USER_NAME));
+        }
+        Ok(Auth::reject())
     }
 
     async fn auth_publickey(

@@ -58,7 +58,7 @@ fn a_grant_reused_by_a_database_writer(postgres: bool) {
     assert_eq!(
         text(&out.stderr).trim_end(),
         format!(
-            "breakglass: {code} was already used: one approval opens one session; request again with /breakglass request db-1"
+            "breakglass: {code} was already used: one approval opens one session; request again with `breakglass request db-1`"
         )
     );
     assert_eq!(w.recordings(), std::slice::from_ref(&first), "a refused grant records nothing");

@@ -193,19 +193,33 @@ fn refusals_say_why_in_one_line() {
     let out = w.ssh_cmd("mallory", &code, &["true"]).stdin(Stdio::null()).output().expect("ssh");
     assert_eq!(out.status.code(), Some(255));
     assert!(text(&out.stderr).contains("Permission denied (publickey)"), "{}", text(&out.stderr));
+    // ...and the operator sees why, with the key's fingerprint and the (escaped) user name.
+    let mallory = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(w.dir.path().join("mallory.pub"))
+        .output()
+        .expect("ssh-keygen -l");
+    let fingerprint = text(&mallory.stdout).split_whitespace().nth(1).unwrap_or("?").to_owned();
+    eventually(10, "the unknown key is logged", || {
+        let log = w.server.log();
+        log.contains("no configured user has the key") && log.contains(&fingerprint)
+    });
 
-    // No such grant, and a malformed user name.
+    // No such grant, and a malformed user name: the hints name this gateway's public address
+    // (from config, not a hard-coded port) and how to request.
     let out = w.ssh("bg-000000", &["true"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim_end(),
-        "breakglass: no grant bg-000000 for alice; check the code in the approval message, or request access with /breakglass request HOST"
+        "breakglass: no grant bg-000000 for alice; check the code in the approval message, or request access with /breakglass request HOST in chat or `breakglass request HOST`"
     );
     let out = w.ssh("root", &["true"]);
-    assert!(
-        text(&out.stderr).contains("is not a grant: connect as the code"),
-        "{}",
-        text(&out.stderr)
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!(
+            "breakglass: `root` is not a grant: connect as the code from the approval (ssh -p {port} bg-7f3a2c@127.0.0.1) or as LOGIN@HOST (ssh -p {port} postgres@db-1@127.0.0.1)",
+            port = w.gw_port
+        )
     );
 
     // A pending grant.
@@ -247,7 +261,7 @@ fn refusals_say_why_in_one_line() {
     assert_eq!(
         text(&out.stderr).trim_end(),
         format!(
-            "breakglass: no grant {alices} for dave; check the code in the approval message, or request access with /breakglass request HOST"
+            "breakglass: no grant {alices} for dave; check the code in the approval message, or request access with /breakglass request HOST in chat or `breakglass request HOST`"
         )
     );
 
@@ -256,7 +270,9 @@ fn refusals_say_why_in_one_line() {
     assert_eq!(s, 200);
     let out = w.ssh(&alices, &["true"]);
     assert!(
-        text(&out.stderr).contains(&format!("{alices} was revoked by bob")),
+        text(&out.stderr).contains(&format!(
+            "{alices} was revoked by bob; request again with `breakglass request db-1`"
+        )),
         "{}",
         text(&out.stderr)
     );

@@ -195,6 +195,7 @@ pub struct OfflineApprovalBody {
 
 /// `GET /api/v1/requests` filters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Comma-separated stored statuses, e.g. `pending,approved`.
@@ -238,6 +239,7 @@ pub struct ReviewLinkView {
 
 /// `GET /api/v1/search` filters.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Text the command contains (case-insensitive).
