@@ -139,7 +139,9 @@ pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
         })?;
         let token = s.bot_token.load()?.ok_or_else(|| no_bot_token("slack.socket_mode is true"))?;
         if s.signing_secret.load()?.is_some() {
-            tracing::warn!("slack.socket_mode is true: the Slack signing secret is not used and the HTTP Slack endpoints are off");
+            tracing::warn!(
+                "slack.socket_mode is true: the Slack signing secret is not used and the HTTP Slack endpoints are off"
+            );
         }
         let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
         hub.add(adapter.clone());

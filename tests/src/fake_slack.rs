@@ -283,7 +283,11 @@ pub fn sign(secret: &str, ts: i64, body: &str) -> String {
 }
 
 /// The fields of a slash command, as Slack sends them (a form over HTTP, JSON in Socket Mode).
-fn command_fields<'a>(user: &'a str, channel: &'a str, text: &'a str) -> [(&'static str, &'a str); 13] {
+fn command_fields<'a>(
+    user: &'a str,
+    channel: &'a str,
+    text: &'a str,
+) -> [(&'static str, &'a str); 13] {
     [
         ("token", "deprecated-verification-token"),
         ("team_id", "T0TEAM"),

@@ -115,7 +115,8 @@ fn reads_field(src: &str, name: &str) -> bool {
 fn every_documented_config_key_is_read_by_the_product() {
     let keys = documented_keys();
     assert!(keys.len() > 60, "found the documented keys: {keys:?}");
-    for must in ["server.database_url", "slack.socket_mode", "slack.app_token_file", "scopes.*.quorum"]
+    for must in
+        ["server.database_url", "slack.socket_mode", "slack.app_token_file", "scopes.*.quorum"]
     {
         assert!(keys.iter().any(|k| k == must), "{must} is among the keys: {keys:?}");
     }
@@ -138,7 +139,10 @@ fn every_documented_config_key_is_read_by_the_product() {
 fn every_renamed_key_is_documented() {
     let keys = documented_keys();
     for (key, _, why) in READ_AS {
-        assert!(keys.iter().any(|k| k == key), "READ_AS lists {key} ({why}), which is not documented");
+        assert!(
+            keys.iter().any(|k| k == key),
+            "READ_AS lists {key} ({why}), which is not documented"
+        );
     }
 }
 

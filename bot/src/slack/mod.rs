@@ -5,7 +5,9 @@
 //! over the raw body with the signing secret, a timestamp within 5 minutes, a constant-time
 //! compare; then a replay check against the database (the same signature and timestamp seen
 //! before, on any replica); anything else is a 401 and changes nothing. Clicks go through the same service
-//! path as the API, the bot's key signing for the approver whose click was verified.
+//! path as the API, the bot's key signing for the approver whose click was verified. In Socket
+//! Mode ([`socket`]) there is no signing secret and the HTTP endpoints answer 404, reading
+//! nothing.
 
 pub mod parse;
 pub mod render;

@@ -130,10 +130,13 @@ async fn connect(slack: &SlackState, token: &SlackApiToken) -> Result<Socket, St
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME))
         .max_frame_size(Some(MAX_FRAME));
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(open.url.value().as_str(), Some(config), false)
-            .await
-            .map_err(|e| format!("the WebSocket handshake failed: {}", describe_ws_error(&e)))?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        open.url.value().as_str(),
+        Some(config),
+        false,
+    )
+    .await
+    .map_err(|e| format!("the WebSocket handshake failed: {}", describe_ws_error(&e)))?;
     Ok(ws)
 }
 
@@ -162,7 +165,10 @@ async fn serve(deps: &Deps, slack: &SlackState, mut ws: Socket, stop: &Cancellat
         };
         let msg = match next {
             Err(_) if pinged => {
-                return Ended::Lost { reason: format!("nothing from Slack for {:?}", IDLE * 2), hello };
+                return Ended::Lost {
+                    reason: format!("nothing from Slack for {:?}", IDLE * 2),
+                    hello,
+                };
             }
             Err(_) => {
                 pinged = true;
@@ -190,7 +196,10 @@ async fn serve(deps: &Deps, slack: &SlackState, mut ws: Socket, stop: &Cancellat
             }
             Handled::Disconnect(reason) => {
                 let _ = ws.close(None).await;
-                return Ended::Lost { reason: format!("Slack asked to reconnect ({reason})"), hello };
+                return Ended::Lost {
+                    reason: format!("Slack asked to reconnect ({reason})"),
+                    hello,
+                };
             }
             Handled::Ack(ack) => {
                 if let Err(e) = ws.send(Message::text(ack)).await {
@@ -264,7 +273,9 @@ async fn handle(deps: &Deps, slack: &SlackState, text: &str) -> Handled {
                     }
                     // Other interaction kinds are not ours: acknowledge and ignore.
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "a malformed Slack interaction was ignored"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a malformed Slack interaction was ignored")
+                    }
                 },
                 Ok(false) => {}
                 // Not acknowledged: Slack resends it, by when the database may answer.
