@@ -2,7 +2,8 @@
 //!
 //! Loads the approval key, pins the verification keys from config, opens the database
 //! (migrations run at connect), records the startup in the audit log, and runs the HTTP
-//! server and the reaper under one cancellation tree until a shutdown signal.
+//! server, the reaper and (with `slack.socket_mode`) the Slack Socket Mode connection under
+//! one cancellation tree until a shutdown signal.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,8 +113,12 @@ pub fn recording_pins_from(
 
 /// The chat hub (adapters for the configured platforms) and the Slack endpoints' state.
 ///
+/// Slack is on with a signing secret (HTTP endpoints) or with `slack.socket_mode` (the app
+/// token; no signing secret needed, and the HTTP endpoints are off).
+///
 /// # Errors
-/// Secret files that cannot be read; a signing secret without a bot token.
+/// Secret files that cannot be read; a signing secret or Socket Mode without a bot token;
+/// Socket Mode without an app token.
 pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
     let mut hub = crate::chat::sync::ChatHub::new(
         recording_pins(config)?,
@@ -121,17 +126,38 @@ pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
         config.server.public_url.clone(),
     );
     let s = &config.slack;
-    let slack = match (s.signing_secret.load()?, s.bot_token.load()?) {
-        (Some(secret), Some(token)) => {
-            let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
-            hub.add(adapter.clone());
-            tracing::info!(api = %s.api_url, "Slack enabled");
-            Some(Arc::new(crate::slack::SlackState::new(&secret, adapter)))
+    let no_bot_token = |why: &str| {
+        anyhow::anyhow!(
+            "config error at `slack.bot_token_file`: {why} but no bot token; fix: set BREAKGLASS_SLACK_BOT_TOKEN or slack.bot_token_file"
+        )
+    };
+    let slack = if s.socket_mode {
+        let app_token = s.app_token.load()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "config error at `slack.app_token_file`: slack.socket_mode is true but no app-level token is set; fix: set BREAKGLASS_SLACK_APP_TOKEN or slack.app_token_file (an xapp-… token with connections:write)"
+            )
+        })?;
+        let token = s.bot_token.load()?.ok_or_else(|| no_bot_token("slack.socket_mode is true"))?;
+        if s.signing_secret.load()?.is_some() {
+            tracing::warn!(
+                "slack.socket_mode is true: the Slack signing secret is not used and the HTTP Slack endpoints are off"
+            );
         }
-        (Some(_), None) => anyhow::bail!(
-            "config error at `slack.bot_token_file`: a Slack signing secret is set but no bot token; fix: set BREAKGLASS_SLACK_BOT_TOKEN or slack.bot_token_file"
-        ),
-        _ => None,
+        let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
+        hub.add(adapter.clone());
+        tracing::info!(api = %s.api_url, "Slack enabled in Socket Mode");
+        Some(Arc::new(crate::slack::SlackState::socket_mode(app_token, adapter)))
+    } else {
+        match (s.signing_secret.load()?, s.bot_token.load()?) {
+            (Some(secret), Some(token)) => {
+                let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
+                hub.add(adapter.clone());
+                tracing::info!(api = %s.api_url, "Slack enabled");
+                Some(Arc::new(crate::slack::SlackState::new(&secret, adapter)))
+            }
+            (Some(_), None) => return Err(no_bot_token("a Slack signing secret is set")),
+            _ => None,
+        }
     };
     let d = &config.discord;
     let discord = match (&d.public_key, d.application_id) {
@@ -349,6 +375,11 @@ pub async fn run(
             Duration::from_secs(1),
             stop.child_token(),
         ));
+    }
+    if let Some(slack) = deps.slack.clone()
+        && let Some(token) = slack.app_token.clone()
+    {
+        tracker.spawn(crate::slack::socket::run(deps.clone(), slack, token, stop.child_token()));
     }
     if let Some((ssh, gw, host_key)) = gateway {
         let gw_stop = stop.child_token();

@@ -8,6 +8,7 @@
 //!   3000 characters, a field's 2000, 10 fields, 50 blocks);
 //! - Socket Mode: `apps.connections.open` hands out a `ws://` URL served here; the fake says
 //!   `hello`, then [`FakeSlack::socket_send`] delivers envelopes and returns the app's ack;
+//!   [`FakeSlack::socket_drop`] cuts the connection as a network failure would;
 //! - [`sign`]: Slack's request signing (`v0` HMAC-SHA256 over `v0:{ts}:{body}`), so tests send
 //!   exactly what Slack sends to the bot's endpoints.
 
@@ -60,6 +61,10 @@ struct Inner {
     socket: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Acks received, by envelope id.
     acks: HashMap<String, Value>,
+    /// Socket Mode connections accepted so far.
+    connections: usize,
+    /// The tasks serving the current connection (aborted to drop it).
+    socket_tasks: Vec<tokio::task::AbortHandle>,
 }
 
 /// The running fake.
@@ -119,6 +124,33 @@ impl FakeSlack {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// Socket Mode connections accepted so far (a reconnect makes one more).
+    pub fn socket_connections(&self) -> usize {
+        self.inner.lock().map(|i| i.connections).unwrap_or(0)
+    }
+
+    /// Waits (up to `secs`) until `n` Socket Mode connections were accepted.
+    pub async fn socket_connected_times(&self, n: usize, secs: u64) -> bool {
+        for _ in 0..secs * 20 {
+            if self.socket_connections() >= n {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Drops the Socket Mode connection the way a network failure does: the TCP connection
+    /// goes away with no WebSocket close.
+    pub fn socket_drop(&self) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.socket = None;
+            for t in i.socket_tasks.drain(..) {
+                t.abort();
+            }
+        }
     }
 
     /// Delivers a Socket Mode envelope of `kind` (`slash_commands`, `interactive`) and waits
@@ -250,9 +282,13 @@ pub fn sign(secret: &str, ts: i64, body: &str) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The form body of a slash command, exactly as Slack sends it.
-pub fn command_body(user: &str, channel: &str, text: &str) -> String {
-    serde_urlencoded::to_string([
+/// The fields of a slash command, as Slack sends them (a form over HTTP, JSON in Socket Mode).
+fn command_fields<'a>(
+    user: &'a str,
+    channel: &'a str,
+    text: &'a str,
+) -> [(&'static str, &'a str); 13] {
+    [
         ("token", "deprecated-verification-token"),
         ("team_id", "T0TEAM"),
         ("team_domain", "example"),
@@ -266,11 +302,25 @@ pub fn command_body(user: &str, channel: &str, text: &str) -> String {
         ("is_enterprise_install", "false"),
         ("response_url", "https://hooks.slack.com/commands/T0TEAM/1/abc"),
         ("trigger_id", "1.2.abc"),
-    ])
-    .expect("form")
+    ]
 }
 
-/// The form body of a button click (`block_actions`), exactly as Slack sends it.
+/// The form body of a slash command, exactly as Slack sends it over HTTP.
+pub fn command_body(user: &str, channel: &str, text: &str) -> String {
+    serde_urlencoded::to_string(command_fields(user, channel, text)).expect("form")
+}
+
+/// The payload of a `slash_commands` Socket Mode envelope, exactly as Slack sends it.
+pub fn command_payload(user: &str, channel: &str, text: &str) -> Value {
+    Value::Object(
+        command_fields(user, channel, text)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .collect(),
+    )
+}
+
+/// The form body of a button click (`block_actions`), exactly as Slack sends it over HTTP.
 pub fn click_body(
     user: &str,
     channel: &str,
@@ -278,7 +328,20 @@ pub fn click_body(
     action_id: &str,
     request_id: &str,
 ) -> String {
-    let payload = json!({
+    let payload = click_payload(user, channel, message_ts, action_id, request_id);
+    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+}
+
+/// A button click (`block_actions`): the payload of an `interactive` Socket Mode envelope, and
+/// the `payload` field of the HTTP form.
+pub fn click_payload(
+    user: &str,
+    channel: &str,
+    message_ts: &str,
+    action_id: &str,
+    request_id: &str,
+) -> Value {
+    json!({
         "type": "block_actions",
         "team": {"id": "T0TEAM", "domain": "example"},
         "user": {"id": user, "username": "someone", "team_id": "T0TEAM"},
@@ -294,8 +357,7 @@ pub fn click_body(
             "text": {"type": "plain_text", "text": "Approve"},
             "value": request_id, "action_ts": "1795400000.000001"
         }]
-    });
-    serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form")
+    })
 }
 
 fn uuid_like() -> String {
@@ -314,10 +376,7 @@ async fn serve_socket(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let hello = json!({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake-slack", "approximate_connection_time": 3600}, "connection_info": {"app_id": "A0APP"}});
         let _ = tx.send(hello.to_string());
-        if let Ok(mut i) = inner.lock() {
-            i.socket = Some(tx);
-        }
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(text) = rx.recv().await {
                 if sink.send(Message::text(text)).await.is_err() {
                     break;
@@ -325,7 +384,7 @@ async fn serve_socket(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>
             }
         });
         let acks = inner.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = source.next().await {
                 if let Message::Text(t) = msg
                     && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
@@ -336,5 +395,10 @@ async fn serve_socket(listener: tokio::net::TcpListener, inner: Arc<Mutex<Inner>
                 }
             }
         });
+        if let Ok(mut i) = inner.lock() {
+            i.socket = Some(tx);
+            i.connections += 1;
+            i.socket_tasks = vec![writer.abort_handle(), reader.abort_handle()];
+        }
     }
 }

@@ -194,6 +194,9 @@ pub struct WorldOptions {
     pub postgres: bool,
     /// Enable Slack against this Web API URL (a `FakeSlack`), with the test signing secret.
     pub slack_api: Option<String>,
+    /// With `slack_api`: Socket Mode (`slack.socket_mode = true`, the app token in
+    /// `slack.app_token_file`, [`SLACK_APP_TOKEN`]) and no signing secret at all.
+    pub slack_socket: bool,
     /// Enable Discord against this REST base (a `FakeDiscord`), with the test application key.
     pub discord_api: Option<String>,
 }
@@ -203,6 +206,8 @@ pub const DISCORD_CHANNEL: &str = "1150000000000000001";
 
 /// The Slack signing secret of gateway worlds.
 pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
+/// The Slack app-level token of Socket Mode worlds.
+pub const SLACK_APP_TOKEN: &str = "xapp-1-e2e-socket-mode-app-token";
 /// The channel Slack requests come from.
 pub const SLACK_CHANNEL: &str = "C0INCIDENT";
 
@@ -283,6 +288,20 @@ impl World {
         let d = dir.path();
         let data = d.join("data");
         let slack_section = match &opts.slack_api {
+            Some(url) if opts.slack_socket => {
+                opts.env.push(("BREAKGLASS_SLACK_BOT_TOKEN".into(), "xoxb-e2e".into()));
+                let token_file = d.join("slack-app-token");
+                std::fs::write(&token_file, format!("{SLACK_APP_TOKEN}\n")).expect("app token");
+                std::fs::set_permissions(
+                    &token_file,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("chmod app token");
+                format!(
+                    "[slack]\napi_url = \"{url}\"\nsocket_mode = true\napp_token_file = \"{}\"\n",
+                    token_file.display()
+                )
+            }
             Some(url) => {
                 opts.env.push(("BREAKGLASS_SLACK_SIGNING_SECRET".into(), SLACK_SECRET.into()));
                 opts.env.push(("BREAKGLASS_SLACK_BOT_TOKEN".into(), "xoxb-e2e".into()));

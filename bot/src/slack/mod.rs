@@ -5,7 +5,9 @@
 //! over the raw body with the signing secret, a timestamp within 5 minutes, a constant-time
 //! compare; then a replay check against the database (the same signature and timestamp seen
 //! before, on any replica); anything else is a 401 and changes nothing. Clicks go through the same service
-//! path as the API, the bot's key signing for the approver whose click was verified.
+//! path as the API, the bot's key signing for the approver whose click was verified. In Socket
+//! Mode ([`socket`]) there is no signing secret and the HTTP endpoints answer 404, reading
+//! nothing.
 
 pub mod parse;
 pub mod render;
@@ -33,11 +35,16 @@ use crate::service::{Deps, ServiceError};
 use parse::{SlashCommand, USAGE};
 use render::{code, escape};
 
-/// What the Slack endpoints need: the verifier (signing secret) and the adapter.
+/// What Slack's deliveries need: the verifier (signing secret) for the HTTP endpoints, or the
+/// app-level token for Socket Mode, and the adapter.
 #[derive(Clone)]
 pub struct SlackState {
-    verifier: SlackEventSignatureVerifier,
+    /// `None` in Socket Mode: the HTTP endpoints then answer 404 and read nothing (with no
+    /// signing secret nothing could be verified).
+    verifier: Option<SlackEventSignatureVerifier>,
     pub adapter: Arc<SlackAdapter>,
+    /// The app-level token (`xapp-…`) in Socket Mode.
+    pub app_token: Option<Secret<String>>,
 }
 
 impl std::fmt::Debug for SlackState {
@@ -47,13 +54,20 @@ impl std::fmt::Debug for SlackState {
 }
 
 impl SlackState {
+    /// Deliveries over HTTP, checked with the signing secret.
     pub fn new(signing_secret: &Secret<String>, adapter: Arc<SlackAdapter>) -> Self {
         let secret = SlackSigningSecret::new(signing_secret.expose().clone());
-        Self { verifier: SlackEventSignatureVerifier::new(&secret), adapter }
+        Self { verifier: Some(SlackEventSignatureVerifier::new(&secret)), adapter, app_token: None }
+    }
+
+    /// Deliveries over Socket Mode with the app-level token; the HTTP endpoints are off.
+    pub fn socket_mode(app_token: Secret<String>, adapter: Arc<SlackAdapter>) -> Self {
+        Self { verifier: None, adapter, app_token: Some(app_token) }
     }
 
     /// Checks Slack's signature over the raw body. Nothing is parsed before this passes.
     fn verify(&self, headers: &HeaderMap, body: &Bytes) -> bool {
+        let Some(verifier) = &self.verifier else { return false };
         let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(sig), Some(ts)) = (
             h(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
@@ -62,7 +76,7 @@ impl SlackState {
             return false;
         };
         let Ok(body) = std::str::from_utf8(body) else { return false };
-        self.verifier.verify(sig, body, ts).is_ok()
+        verifier.verify(sig, body, ts).is_ok()
     }
 }
 
@@ -246,8 +260,9 @@ impl ChatAdapter for SlackAdapter {
     }
 }
 
+/// The Slack state when the HTTP endpoints are on (Slack configured, not in Socket Mode).
 fn slack_state(deps: &Deps) -> Option<Arc<SlackState>> {
-    deps.slack.clone()
+    deps.slack.clone().filter(|s| s.verifier.is_some())
 }
 
 /// An ephemeral answer to a slash command.
