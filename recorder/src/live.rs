@@ -393,7 +393,8 @@ mod tests {
         });
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            if let Ok(running) = russh::server::run_stream(config, server_io, Server(Some(tx))).await
+            if let Ok(running) =
+                russh::server::run_stream(config, server_io, Server(Some(tx))).await
             {
                 let _ = running.await;
             }
@@ -425,7 +426,11 @@ mod tests {
         )
         .await
         .expect("a cut never waits on the client");
-        assert!(began.elapsed() <= GOODBYE_TIMEOUT + Duration::from_secs(1), "{:?}", began.elapsed());
+        assert!(
+            began.elapsed() <= GOODBYE_TIMEOUT + Duration::from_secs(1),
+            "{:?}",
+            began.elapsed()
+        );
         assert!(cutter.is_cut(), "nothing more is relayed");
         assert!(upstream.is_cancelled(), "the cut severs the connection to the target");
         assert!(
@@ -443,7 +448,8 @@ mod tests {
         let (handle, _client, deaf) = logged_in().await;
         deaf.cancel();
         let upstream = CancellationToken::new();
-        let cutter = Arc::new(Cutter::new(handle, Arc::new(OpenChannels::default()), upstream.clone()));
+        let cutter =
+            Arc::new(Cutter::new(handle, Arc::new(OpenChannels::default()), upstream.clone()));
         let dropped = cutter.drop_client_token();
         cutter.cut_in_background(EndReason::Expired, "breakglass: window ended".into());
         // Relaying stopped and the target is severed before it returned.

@@ -983,7 +983,11 @@ fn a_recording_that_fails_mid_session_cuts_the_session() {
         "stderr: {stderr}\n{}",
         w.server.log()
     );
-    assert!(out.stdout.len() < 8_000_000, "the output stopped at the cut: {} bytes", out.stdout.len());
+    assert!(
+        out.stdout.len() < 8_000_000,
+        "the output stopped at the cut: {} bytes",
+        out.stdout.len()
+    );
     w.wait_status(&code, "closed", 10);
     let events = w.cli(&["audit", "export"]).stdout;
     let ended = events

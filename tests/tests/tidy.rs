@@ -183,8 +183,12 @@ fn the_guard_to_test_map_matches_the_code() {
             // Where the test lives: its integration test file, or the crate's sources.
             let mut files = Vec::new();
             match after("--test") {
-                Some(file) => files.push(root().join(dir.1).join("tests").join(format!("{file}.rs"))),
-                None if words.contains(&"--lib") => rust_files(&root().join(dir.1).join("src"), &mut files),
+                Some(file) => {
+                    files.push(root().join(dir.1).join("tests").join(format!("{file}.rs")))
+                }
+                None if words.contains(&"--lib") => {
+                    rust_files(&root().join(dir.1).join("src"), &mut files)
+                }
                 None => {}
             }
             let sources: String =
