@@ -160,10 +160,29 @@ impl Cutter {
     /// closes every channel, disconnects, and has the client's connection dropped. Only the
     /// first call does anything.
     pub async fn cut(&self, reason: EndReason, message: &str) {
+        if let Some(open) = self.begin(reason) {
+            self.goodbye(open, message).await;
+        }
+    }
+
+    /// Cuts on its own task: the caller never waits on this session. Relaying stops and the
+    /// target is severed before this returns (so a relay task that goes on cannot close a
+    /// channel before its goodbye); only the goodbye runs on the task.
+    pub fn cut_in_background(self: &Arc<Self>, reason: EndReason, message: String) {
+        if let Some(open) = self.begin(reason) {
+            let me = self.clone();
+            tokio::spawn(async move { me.goodbye(open, &message).await });
+        }
+    }
+
+    /// The part of a cut that does not wait: records the reason (the first cut only), stops
+    /// relaying and severs the target. The channels to say goodbye on, or `None` if the
+    /// session was cut already.
+    fn begin(&self, reason: EndReason) -> Option<Vec<(ChannelId, Open)>> {
         {
-            let Ok(mut r) = self.reason.lock() else { return };
+            let mut r = self.reason.lock().ok()?;
             if r.is_some() {
-                return;
+                return None;
             }
             *r = Some(reason);
         }
@@ -172,6 +191,12 @@ impl Cutter {
         let open = self.channels.snapshot();
         self.done.cancel();
         self.upstream.cancel();
+        Some(open)
+    }
+
+    /// One line to the user on each channel, exit status, close, disconnect: for at most
+    /// [`GOODBYE_TIMEOUT`]; then the client's connection is dropped.
+    async fn goodbye(&self, open: Vec<(ChannelId, Open)>, message: &str) {
         let goodbye = async {
             for (ch, what) in open {
                 match what {
@@ -200,12 +225,6 @@ impl Cutter {
             tracing::info!("the client did not take the goodbye in time; dropping its connection");
         }
         self.client.cancel();
-    }
-
-    /// Cuts on its own task: the caller never waits on this session.
-    pub fn cut_in_background(self: &Arc<Self>, reason: EndReason, message: String) {
-        let me = self.clone();
-        tokio::spawn(async move { me.cut(reason, &message).await });
     }
 }
 
@@ -300,5 +319,144 @@ pub async fn watch_revocations(
                 cutter.cut_in_background(EndReason::Revoked { by }, msg);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use russh::keys::PublicKeyOrCertificate;
+    use russh::keys::ssh_key::{Algorithm, PrivateKey};
+    use russh::server::{Auth, Session};
+    use russh::{MethodKind, MethodSet};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// The gateway's side: accepts anyone, and hands out the session's handle at login.
+    struct Server(Option<tokio::sync::oneshot::Sender<Handle>>);
+
+    impl russh::server::Handler for Server {
+        type Error = russh::Error;
+        async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+            Ok(Auth::Accept)
+        }
+        async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(session.handle());
+            }
+            Ok(())
+        }
+    }
+
+    struct Client;
+
+    impl russh::client::Handler for Client {
+        type Error = russh::Error;
+        async fn check_server_key(
+            &mut self,
+            _key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    /// A logged-in russh session over memory pipes, and a token that, once cancelled, makes
+    /// the client stop reading anything the gateway sends (the connection stays open).
+    async fn logged_in() -> (Handle, russh::client::Handle<Client>, CancellationToken) {
+        let (server_io, relay_s) = tokio::io::duplex(256);
+        let (client_io, relay_c) = tokio::io::duplex(256);
+        let (mut from_server, mut to_server) = tokio::io::split(relay_s);
+        let (mut from_client, mut to_client) = tokio::io::split(relay_c);
+        tokio::spawn(async move { tokio::io::copy(&mut from_client, &mut to_server).await });
+        let deaf = CancellationToken::new();
+        let stop = deaf.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    n = from_server.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => if to_client.write_all(&buf[..n]).await.is_err() { return },
+                    },
+                }
+            }
+            // The client reads nothing more, and does not close either.
+            std::future::pending::<()>().await;
+            drop((from_server, to_client));
+        });
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("host key");
+        let config = Arc::new(russh::server::Config {
+            keys: vec![key],
+            methods: MethodSet::from(&[MethodKind::None][..]),
+            ..russh::server::Config::default()
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok(running) =
+                russh::server::run_stream(config, server_io, Server(Some(tx))).await
+            {
+                let _ = running.await;
+            }
+        });
+        let config = Arc::new(russh::client::Config::default());
+        let mut client =
+            russh::client::connect_stream(config, client_io, Client).await.expect("handshake");
+        let auth = client.authenticate_none("alice").await.expect("auth");
+        assert!(auth.success(), "logged in");
+        let handle = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("login within 5 s")
+            .expect("the server's handle");
+        (handle, client, deaf)
+    }
+
+    #[tokio::test]
+    async fn a_cut_severs_the_target_and_drops_a_client_that_never_reads() {
+        let (handle, _client, deaf) = logged_in().await;
+        let upstream = CancellationToken::new();
+        let channels = Arc::new(OpenChannels::default());
+        let cutter = Cutter::new(handle, channels, upstream.clone());
+        assert!(!cutter.is_cut() && !upstream.is_cancelled());
+        deaf.cancel();
+        let began = std::time::Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            cutter.cut(EndReason::Revoked { by: Some("bob".into()) }, "breakglass: revoked"),
+        )
+        .await
+        .expect("a cut never waits on the client");
+        assert!(
+            began.elapsed() <= GOODBYE_TIMEOUT + Duration::from_secs(1),
+            "{:?}",
+            began.elapsed()
+        );
+        assert!(cutter.is_cut(), "nothing more is relayed");
+        assert!(upstream.is_cancelled(), "the cut severs the connection to the target");
+        assert!(
+            cutter.drop_client_token().is_cancelled(),
+            "the cut has the client's connection dropped"
+        );
+        assert_eq!(cutter.reason(), Some(EndReason::Revoked { by: Some("bob".into()) }));
+        // Only the first cut counts.
+        cutter.cut(EndReason::Expired, "later").await;
+        assert_eq!(cutter.reason(), Some(EndReason::Revoked { by: Some("bob".into()) }));
+    }
+
+    #[tokio::test]
+    async fn a_cut_in_the_background_returns_at_once_and_cuts() {
+        let (handle, _client, deaf) = logged_in().await;
+        deaf.cancel();
+        let upstream = CancellationToken::new();
+        let cutter =
+            Arc::new(Cutter::new(handle, Arc::new(OpenChannels::default()), upstream.clone()));
+        let dropped = cutter.drop_client_token();
+        cutter.cut_in_background(EndReason::Expired, "breakglass: window ended".into());
+        // Relaying stopped and the target is severed before it returned.
+        assert!(cutter.is_cut() && upstream.is_cancelled());
+        tokio::time::timeout(Duration::from_secs(5), dropped.cancelled())
+            .await
+            .expect("the background cut said goodbye and dropped the client");
+        assert_eq!(cutter.reason(), Some(EndReason::Expired));
     }
 }

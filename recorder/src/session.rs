@@ -91,15 +91,11 @@ impl Live {
             Err(_) => None,
         };
         if done.is_none() && self.cutter.reason().is_none() {
-            let cutter = self.cutter.clone();
-            tokio::spawn(async move {
-                cutter
-                    .cut(
-                        EndReason::RecordingFailed,
-                        "breakglass: the session recording failed; session closed",
-                    )
-                    .await;
-            });
+            // Relaying stops now; the goodbye goes on its own task.
+            self.cutter.cut_in_background(
+                EndReason::RecordingFailed,
+                "breakglass: the session recording failed; session closed".to_owned(),
+            );
         }
         done
     }

@@ -376,6 +376,29 @@ fn a_grant_row_that_was_not_signed_grants_nothing() {
 }
 
 #[test]
+fn the_gateway_does_not_count_the_requesters_own_approval() {
+    let w = World::new();
+    // bob may request (oncall) and approve (dba). A row written past the bot: his own request,
+    // approved by himself (a genuine, pinned signature, his personal key or the bot's) and
+    // by carol. Only carol's counts, so a quorum of 2 is not met.
+    let own = request::open(&w.policy, w.ask("bob", "db-1"), w.fresh(), Timestamp::from_unix(T0))
+        .expect("open")
+        .0;
+    for self_signed in [
+        w.bot_approval(&own, "bob", T0 + 5),
+        w.personal("bob").sign(&own, &name("bob"), Timestamp::from_unix(T0 + 5)),
+    ] {
+        let mut row = own.clone();
+        row.status = Status::Approved;
+        row.approvals = vec![self_signed, w.bot_approval(&own, "carol", T0 + 6)];
+        match verify_grant(&row, &w.policy, &w.pins, Timestamp::from_unix(T0 + 60)) {
+            Ok(_) => panic!("the requester's own approval counted towards the quorum"),
+            Err(e) => assert_eq!(e, DenyReason::QuorumNotMet { have: 1, need: 2 }, "{e}"),
+        }
+    }
+}
+
+#[test]
 fn any_field_changed_after_signing_voids_the_grant() {
     let w = World::new();
     type Edit = (&'static str, fn(&mut Request));

@@ -962,3 +962,55 @@ fn a_gateway_that_cannot_record_opens_nothing_and_keeps_the_grant() {
     let out = w.ssh(&code, &["echo", "recorded"]);
     assert_eq!(text(&out.stdout).trim(), "recorded", "{}", text(&out.stderr));
 }
+
+/// A recording that can no longer be written mid-session (here: the gateway reaches its limit
+/// on the size of a file) cuts the session at once, with one line saying why, and the end is
+/// stored as `recording_failed`: nothing goes on being relayed unrecorded.
+#[test]
+fn a_recording_that_fails_mid_session_cuts_the_session() {
+    let mut w = World::start();
+    // The same gateway again, under a 4 MiB limit on the size of any file it writes (the
+    // database stays far below it) and with SIGXFSZ ignored: a write past the limit fails
+    // (EFBIG) instead of killing the process.
+    w.server.kill9();
+    let listen = format!("127.0.0.1:{}", w.gw_port);
+    let data = w.data_dir();
+    w.server = e2e::Server::start_under(
+        &["sh", "-c", "trap '' XFSZ; ulimit -f 8192; exec \"$0\" \"$@\""],
+        w.dir.path(),
+        &[
+            "--config",
+            w.config.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--ssh-listen",
+            &listen,
+        ],
+        &[],
+    );
+    let code = w.grant("db-1", None);
+    // About 11 MB of output: the recording passes 4 MiB on the way.
+    let started = Instant::now();
+    let out = w.ssh(&code, &["head -c 8000000 /dev/zero | base64"]);
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("breakglass: the session recording failed; session closed"),
+        "stderr: {stderr}\n{}",
+        w.server.log()
+    );
+    assert!(
+        out.stdout.len() < 8_000_000,
+        "the output stopped at the cut: {} bytes",
+        out.stdout.len()
+    );
+    w.wait_status(&code, "closed", 10);
+    let events = w.cli(&["audit", "export"]).stdout;
+    let ended = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["kind"] == "session_ended")
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e["data"].as_str()?).ok())
+        .expect("a session_ended event");
+    assert_eq!(ended["end_reason"], "recording_failed", "{ended}");
+}

@@ -125,3 +125,84 @@ fn ci_runs_the_readme_test_command() {
     assert!(readme.contains("scripts/test"), "README gives scripts/test as the test command");
     assert!(ci.lines().any(|l| l.trim() == "scripts/test"), ".ci/run calls scripts/test");
 }
+
+/// scripts/mutants.toml (the guard-to-test map that `scripts/mutants` runs) matches the code:
+/// each guard's `find` occurs exactly once in its file, its `replace` differs, and every test
+/// it names exists, in the package and test target it names.
+#[test]
+fn the_guard_to_test_map_matches_the_code() {
+    let text = std::fs::read_to_string(root().join("scripts/mutants.toml")).expect("the map");
+    let map: toml::Table = text.parse().expect("scripts/mutants.toml is TOML");
+    let guards = map["guard"].as_array().expect("[[guard]] entries");
+    assert!(guards.len() >= 30, "the map lists the guards ({} found)", guards.len());
+    let crate_dirs = [
+        ("breakglass-shared", "shared"),
+        ("breakglass-recorder", "recorder"),
+        ("breakglass-bot", "bot"),
+        ("breakglass-e2e", "tests"),
+    ];
+    let mut names = std::collections::HashSet::new();
+    let mut problems = Vec::new();
+    for g in guards {
+        let field = |k: &str| g.get(k).and_then(toml::Value::as_str).unwrap_or_default();
+        let name = field("name");
+        if !names.insert(name.to_owned()) || name.is_empty() {
+            problems.push(format!("guard `{name}`: a name must be given, and only once"));
+        }
+        if field("why").is_empty() {
+            problems.push(format!("guard `{name}`: no `why`"));
+        }
+        let (find, replace) = (field("find"), field("replace"));
+        if find.is_empty() || find == replace {
+            problems.push(format!("guard `{name}`: `replace` must change a non-empty `find`"));
+        }
+        match std::fs::read_to_string(root().join(field("file"))) {
+            Ok(code) => {
+                let n = code.matches(find).count();
+                if n != 1 {
+                    problems.push(format!(
+                        "guard `{name}`: `find` occurs {n} times in {} (must be exactly once)",
+                        field("file")
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("guard `{name}`: {}: {e}", field("file"))),
+        }
+        let tests = g.get("tests").and_then(toml::Value::as_array).cloned().unwrap_or_default();
+        if tests.is_empty() {
+            problems.push(format!("guard `{name}`: no test catches it"));
+        }
+        for t in tests.iter().filter_map(toml::Value::as_str) {
+            let words: Vec<&str> = t.split_whitespace().collect();
+            let after = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1]);
+            let Some(dir) = after("-p").and_then(|p| crate_dirs.iter().find(|(n, _)| *n == p))
+            else {
+                problems.push(format!("guard `{name}`: `{t}` names no package of the workspace"));
+                continue;
+            };
+            // Where the test lives: its integration test file, or the crate's sources.
+            let mut files = Vec::new();
+            match after("--test") {
+                Some(file) => {
+                    files.push(root().join(dir.1).join("tests").join(format!("{file}.rs")))
+                }
+                None if words.contains(&"--lib") => {
+                    rust_files(&root().join(dir.1).join("src"), &mut files)
+                }
+                None => {}
+            }
+            let sources: String =
+                files.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+            // The test's own name: the last path segment that is not a backend module.
+            let filter = words.last().copied().unwrap_or_default();
+            let test = filter
+                .rsplit("::")
+                .find(|s| !matches!(*s, "sqlite" | "postgres"))
+                .unwrap_or(filter);
+            if sources.is_empty() || !sources.contains(&format!("fn {test}(")) {
+                problems.push(format!("guard `{name}`: test `{t}` does not exist"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "scripts/mutants.toml is out of date:\n{}", problems.join("\n"));
+}
