@@ -198,6 +198,16 @@ pub fn warn_open_dirs(config: &Config) {
     }
 }
 
+/// The exit code of a start-up failure: 4 when the database did not open or answer, 5 for
+/// every local problem (a key file, a secret file, the data directory), as README documents.
+pub fn startup_exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<shared::ports::StoreError>()) {
+        crate::cli::EXIT_UNREACHABLE
+    } else {
+        crate::cli::EXIT_LOCAL
+    }
+}
+
 /// Opens the database and builds the service's dependencies.
 ///
 /// # Errors
