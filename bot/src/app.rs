@@ -92,7 +92,9 @@ pub fn recording_pins_from(
         return Ok(config.keys.pinned_recording_keys.clone());
     }
     if let Some(p) = &config.keys.recording_signing_key_file {
-        return Ok(vec![shared::keys::read_signing_key(p)?.verifying_key()]);
+        let key = shared::keys::read_signing_key(p)
+            .context("while loading keys.recording_signing_key_file")?;
+        return Ok(vec![key.verifying_key()]);
     }
     let base = config.server.data_dir.join("keys").join("recording");
     if generate {

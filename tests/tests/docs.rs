@@ -229,6 +229,8 @@ fn subcommands(args: &[&str]) -> BTreeSet<String> {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // A wrapped description continues further in.
+        .filter(|l| !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_owned)
         .collect()
