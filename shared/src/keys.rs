@@ -159,8 +159,7 @@ pub fn load_or_generate(base: &Path) -> Result<(SigningKey, bool), KeyError> {
         return read_signing_key(&private_path).map(|k| (k, false));
     }
     if let Some(dir) = base.parent() {
-        fs::create_dir_all(dir)
-            .map_err(|error| KeyError::Write { path: dir.to_owned(), error })?;
+        fs::create_dir_all(dir).map_err(|error| KeyError::Write { path: dir.to_owned(), error })?;
     }
     generate_to_files(base)?;
     read_signing_key(&private_path).map(|k| (k, true))

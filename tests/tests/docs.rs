@@ -114,7 +114,10 @@ fn the_readme_try_it_blocks_work_as_pasted() -> TestResult {
     let out = fs::read_to_string(&out_path)?;
     let server_log = fs::read_to_string(demo.join("breakglass.log")).unwrap_or_default();
     let context = format!("{out}\n--- breakglass.log:\n{server_log}");
-    assert!(status.is_some_and(|s| s.success()), "the Try it blocks failed ({status:?}):\n{context}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Try it blocks failed ({status:?}):\n{context}"
+    );
 
     assert_eq!(fs::read_to_string(&cargo_log)?.trim(), "install --locked --path bot");
     for line in [
@@ -181,8 +184,7 @@ fn a_key_file_error_exits_5_with_the_os_error_once() -> TestResult {
     let data_s = data.to_str().ok_or("utf-8")?;
     let up = |cfg: &Path, env: &[(&str, &str)]| {
         let cfg = cfg.to_str().expect("utf-8");
-        let args =
-            ["up", "--config", cfg, "--data-dir", data_s, "--listen", "127.0.0.1:0"];
+        let args = ["up", "--config", cfg, "--data-dir", data_s, "--listen", "127.0.0.1:0"];
         cli(&[&args[..], &["--ssh-listen", "127.0.0.1:0"]].concat(), env)
     };
     let missing = d.join("missing.key");
@@ -267,7 +269,10 @@ fn every_command_readme_names_exists_in_help() {
     assert!(top.contains("up") && top.contains("audit"), "{top:?}");
     let check = |words: &[&str], whence: &str| -> Option<String> {
         let first = words.first().copied().filter(|w| is_word(w))?;
-        assert!(top.contains(first), "README names `breakglass {first}` ({whence}), which `breakglass --help` does not list: {top:?}");
+        assert!(
+            top.contains(first),
+            "README names `breakglass {first}` ({whence}), which `breakglass --help` does not list: {top:?}"
+        );
         let subs = subcommands(&[first]);
         if !subs.is_empty() {
             let second = words.get(1).copied().unwrap_or_default();
