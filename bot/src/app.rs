@@ -93,7 +93,9 @@ pub fn recording_pins_from(
         return Ok(config.keys.pinned_recording_keys.clone());
     }
     if let Some(p) = &config.keys.recording_signing_key_file {
-        return Ok(vec![shared::keys::read_signing_key(p)?.verifying_key()]);
+        let key = shared::keys::read_signing_key(p)
+            .context("while loading keys.recording_signing_key_file")?;
+        return Ok(vec![key.verifying_key()]);
     }
     let base = config.server.data_dir.join("keys").join("recording");
     if generate {
@@ -221,6 +223,16 @@ pub fn warn_open_dirs(config: &Config) {
     dirs.dedup();
     for line in dirs.into_iter().filter_map(open_dir_warning) {
         tracing::warn!("{line}");
+    }
+}
+
+/// The exit code of a start-up failure: 4 when the database did not open or answer, 5 for
+/// every local problem (a key file, a secret file, the data directory), as README documents.
+pub fn startup_exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<shared::ports::StoreError>()) {
+        crate::cli::EXIT_UNREACHABLE
+    } else {
+        crate::cli::EXIT_LOCAL
     }
 }
 

@@ -790,7 +790,7 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
     let db = config::redact_url(&cfg.server.database_url);
     let (deps, source) = crate::app::build_deps(cfg)
         .await
-        .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
+        .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
     if let crate::app::KeySource::DataDir { path, created: true } = &source {
         eprintln!(
             "breakglass: generated the approval key {} (key id {})",
@@ -864,7 +864,7 @@ async fn bot_only(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<
     bound_public_url(&mut cfg, bound);
     let (deps, _) = crate::app::build_deps(cfg)
         .await
-        .map_err(|e| Failure::new(EXIT_UNREACHABLE, format!("{e:#}")))?;
+        .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
     eprintln!(
         "breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
     );

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A scripted walk against a running demo server:
+# A scripted walk against a running demo server (deploy/demo/start.sh starts one, or
 #   breakglass up --config deploy/demo/breakglass.toml --data-dir ./data
+# does); it waits up to a minute for the server's /readyz first.
 # request -> first approval -> still pending -> second approval -> granted -> revoke, once
 # through the CLI and once through the HTTP API (curl). Exits non-zero at the first surprise.
 #   BREAKGLASS_SERVER  server URL (default http://127.0.0.1:8080)
@@ -19,6 +20,13 @@ check() { # check WHAT EXPECTED ACTUAL
   echo "walk: $1: $3"
 }
 as() { local who=$1; shift; local var="${who^^}_TOKEN"; BREAKGLASS_TOKEN=${!var} "$bg" --json "$@"; }
+
+for _ in $(seq 600); do
+  curl -fsS -o /dev/null "$BREAKGLASS_SERVER/readyz" 2>/dev/null && break
+  sleep 0.1
+done
+curl -fsS -o /dev/null "$BREAKGLASS_SERVER/readyz" ||
+  { echo "walk: no breakglass server answers at $BREAKGLASS_SERVER/readyz" >&2; exit 1; }
 
 echo "== through the CLI"
 code=$(as alice request db-1 --as postgres --for 30m replica lag, need to kill a query | field code)

@@ -16,8 +16,9 @@ use crate::core::ids::KeyId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // The OS error is part of the message, not a `source`: `{:#}` would print it twice.
+    #[error("cannot read key file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error(
         "key file {path} is not an Ed25519 private key in PKCS#8 PEM (as `breakglass keygen` writes)"
     )]
@@ -26,8 +27,8 @@ pub enum KeyError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("{path} already exists; refusing to overwrite a key (remove it first)")]
     Exists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("the key in {0} is not an Ed25519 private key in PKCS#8 PEM")]
     EnvFormat(&'static str),
 }
@@ -40,7 +41,7 @@ pub enum KeyError {
 /// # Security
 /// The error never includes the file's content.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let read = |source| KeyError::Read { path: path.to_owned(), source };
+    let read = |error| KeyError::Read { path: path.to_owned(), error };
     check_private(path)?;
     let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(read)?);
     SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format { path: path.to_owned() })
@@ -52,7 +53,7 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
 /// [`KeyError::Read`], [`KeyError::TooOpen`].
 pub fn check_private(path: &Path) -> Result<(), KeyError> {
     let meta =
-        fs::metadata(path).map_err(|source| KeyError::Read { path: path.to_owned(), source })?;
+        fs::metadata(path).map_err(|error| KeyError::Read { path: path.to_owned(), error })?;
     check_mode(path, &meta)
 }
 
@@ -132,7 +133,7 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
-    let err = |source| KeyError::Write { path: path.to_owned(), source };
+    let err = |error| KeyError::Write { path: path.to_owned(), error };
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -158,8 +159,7 @@ pub fn load_or_generate(base: &Path) -> Result<(SigningKey, bool), KeyError> {
         return read_signing_key(&private_path).map(|k| (k, false));
     }
     if let Some(dir) = base.parent() {
-        fs::create_dir_all(dir)
-            .map_err(|source| KeyError::Write { path: dir.to_owned(), source })?;
+        fs::create_dir_all(dir).map_err(|error| KeyError::Write { path: dir.to_owned(), error })?;
     }
     generate_to_files(base)?;
     read_signing_key(&private_path).map(|k| (k, true))
