@@ -1619,3 +1619,105 @@ async fn audit_export(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every command and subcommand, with its path (`breakglass audit export`).
+    fn walk(c: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_owned(), c.clone()));
+        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    fn commands() -> Vec<(String, clap::Command)> {
+        let mut all = Vec::new();
+        let mut root = Cli::command();
+        root.build();
+        walk(&root, "breakglass", &mut all);
+        all
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_and_argument_has_a_description() {
+        let mut missing = Vec::new();
+        for (path, c) in commands() {
+            for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options without a description: {missing:#?}");
+    }
+
+    #[test]
+    fn every_command_has_examples() {
+        let missing: Vec<String> = commands()
+            .into_iter()
+            .filter(|(_, c)| {
+                !c.get_after_help().is_some_and(|h| h.to_string().contains("Example"))
+            })
+            .map(|(p, _)| p)
+            .collect();
+        assert!(missing.is_empty(), "commands without examples: {missing:#?}");
+    }
+
+    /// `--server`, `--token-file` and `--json` show only where they do something.
+    #[test]
+    fn client_options_appear_only_on_client_commands() {
+        let remote = [
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review",
+            "search", "replay", "bundle",
+        ];
+        let json = [
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review",
+            "search",
+        ];
+        for (path, c) in commands() {
+            let name = c.get_name().to_owned();
+            let shown = |flag: &str| {
+                c.get_arguments().any(|a| !a.is_hide_set() && a.get_long() == Some(flag))
+            };
+            let leaf = c.get_subcommands().next().is_none();
+            assert_eq!(
+                shown("server") && shown("token-file"),
+                leaf && remote.contains(&name.as_str()),
+                "{path}"
+            );
+            assert_eq!(shown("json"), leaf && json.contains(&name.as_str()), "{path}");
+            assert_eq!(
+                shown("log-format"),
+                ["up", "bot", "gateway"].contains(&name.as_str()),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_codes_days_and_statuses_are_checked_before_any_request() {
+        assert!(super::request_ref("bg-7f3a2c").is_ok());
+        assert!(super::request_ref("6f1c1e0e-3c57-4d53-9f0b-8b1a2a3c4d5e").is_ok());
+        for bad in ["bg-7F3A2C", "bg-7f3a2", "bg-xyz", "7f3a2c", ""] {
+            let e = super::request_ref(bad).err().unwrap_or_default();
+            assert!(e.contains("`bg-` and six lowercase hex digits"), "{bad}: {e}");
+        }
+        assert!(super::day("2026-11-01").is_ok());
+        assert!(super::day("2026-13-01").is_err() && super::day("01/11/2026").is_err());
+        assert!(super::statuses("pending,approved").is_ok());
+        assert!(super::statuses("pending,aproved").is_err());
+    }
+}

@@ -1299,13 +1299,36 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown field");
+        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown key");
         refused(
             &MINIMAL.replace("logins =", "quorm = 2\nlogins ="),
             "scopes.prod-db.quorm",
-            "unknown field",
+            "unknown key",
         );
-        refused("secret_token = \"abc\"", "secret_token", "unknown field");
+        refused("secret_token = \"abc\"", "secret_token", "unknown key");
+    }
+
+    /// A near miss names the key meant; anything else names the valid keys; never nested
+    /// backticks, and one piece of advice.
+    #[test]
+    fn unknown_keys_suggest_the_near_miss() {
+        let near = from_toml_str(&MINIMAL.replace("logins =", "quorom = 2\nlogins ="))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(near.ends_with("unknown key; did you mean `quorum`?"), "{near}");
+        let far = from_toml_str(&format!("{MINIMAL}\n[server]\nsomething_else = 1"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(far.contains("fix: remove it; valid keys here: listen, "), "{far}");
+        for text in [&near, &far] {
+            assert_eq!(text.matches("fix:").count() + text.matches("did you mean").count(), 1);
+            assert!(!text.contains("``") && !text.contains("`one of"), "{text}");
+        }
+        assert_eq!(near_miss("lisen", &["listen", "public_url"]), Some("listen"));
+        assert_eq!(near_miss("lst", &["listen"]), None);
+        assert_eq!(near_miss("Quorum", &["quorum"]), Some("quorum"));
     }
 
     #[test]
