@@ -27,8 +27,8 @@ use shared::ports::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError};
-use crate::logging::BANNER;
 use crate::http::views::{ListQuery, NewRequestBody, OfflineApprovalBody, RequestView};
+use crate::logging::BANNER;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -636,9 +636,8 @@ impl Command {
             | Self::Whoami { remote, out }
             | Self::Review { remote, out, .. }
             | Self::Search { remote, out, .. } => Some((remote, Some(out.json))),
-            Self::Replay { remote, .. } | Self::Recording(RecordingCommand::Bundle { remote, .. }) => {
-                Some((remote, None))
-            }
+            Self::Replay { remote, .. }
+            | Self::Recording(RecordingCommand::Bundle { remote, .. }) => Some((remote, None)),
             _ => None,
         }
     }
@@ -768,7 +767,16 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::review_cli::search(&client(g)?, &q, g.json).await
         }
         Command::Replay {
-            target, key, config, data_dir, speed, idle_max, at, from, commands, ..
+            target,
+            key,
+            config,
+            data_dir,
+            speed,
+            idle_max,
+            at,
+            from,
+            commands,
+            ..
         } => {
             let args = crate::review_cli::ReplayArgs {
                 speed,
@@ -796,7 +804,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             print_view(g, &v, "approved");
             Ok(())
         }
-        Command::Approve { id, key: Some(key), yes, .. } => approve_offline(g, &id, &key, yes).await,
+        Command::Approve { id, key: Some(key), yes, .. } => {
+            approve_offline(g, &id, &key, yes).await
+        }
         Command::Deny { id, .. } => {
             let v = client(g)?.deny(&id).await?;
             print_view(g, &v, "denied");
@@ -1668,9 +1678,7 @@ mod tests {
     fn every_command_has_examples() {
         let missing: Vec<String> = commands()
             .into_iter()
-            .filter(|(_, c)| {
-                !c.get_after_help().is_some_and(|h| h.to_string().contains("Example"))
-            })
+            .filter(|(_, c)| !c.get_after_help().is_some_and(|h| h.to_string().contains("Example")))
             .map(|(p, _)| p)
             .collect();
         assert!(missing.is_empty(), "commands without examples: {missing:#?}");
@@ -1680,12 +1688,11 @@ mod tests {
     #[test]
     fn client_options_appear_only_on_client_commands() {
         let remote = [
-            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review",
-            "search", "replay", "bundle",
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review", "search",
+            "replay", "bundle",
         ];
         let json = [
-            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review",
-            "search",
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review", "search",
         ];
         for (path, c) in commands() {
             let name = c.get_name().to_owned();

@@ -613,7 +613,9 @@ fn figment_error(e: &figment::Error, file: Option<&Path>) -> ConfigError {
             "unknown key".to_owned(),
             match near_miss(found, expected) {
                 Some(m) => format!("did you mean `{m}`?"),
-                None if expected.is_empty() => format!("remove it ({EXAMPLE_PATH} lists every valid key)"),
+                None if expected.is_empty() => {
+                    format!("remove it ({EXAMPLE_PATH} lists every valid key)")
+                }
                 None => format!("remove it; valid keys here: {}", listed(expected)),
             },
         ),

@@ -203,7 +203,10 @@ impl GrantCode {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("grant code", "a grant code is `bg-` and six lowercase hex digits, like bg-7f3a2c"))
+            Err(invalid(
+                "grant code",
+                "a grant code is `bg-` and six lowercase hex digits, like bg-7f3a2c",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
