@@ -247,6 +247,9 @@ fn play_checked(
                 "no command {requested}: the recording has {available} (list them with --commands)"
             ),
         )),
+        Err(replay::PlayError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::output(&e))
+        }
         Err(e) => Err(Failure::new(EXIT_FAILURE, e.to_string())),
     }
 }

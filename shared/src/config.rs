@@ -601,11 +601,11 @@ fn figment_error(e: &figment::Error, file: Option<&Path>) -> ConfigError {
         Some(figment::Source::File(p)) => {
             format!(" in {}", file.map_or_else(|| p.display(), Path::display))
         }
-        Some(s) => format!(" in {s}"),
-        None if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+        _ if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
             format!(" in the environment variable {ENV_PREFIX}{}", e.path.join("__").to_uppercase())
         }
-        None => e.metadata.as_ref().map(|m| format!(" in {}", m.name)).unwrap_or_default(),
+        // Defaults, flags, inline text: the key says it all.
+        _ => String::new(),
     };
     let listed = |names: &[&str]| names.join(", ");
     let (problem, fix) = match &e.kind {
