@@ -293,6 +293,19 @@ fn replay_takes_a_data_dir() -> TestResult {
     Ok(())
 }
 
+/// The server's log once `needle` is in it (the harness hands out the URL before it stores
+/// the line that held it).
+fn logged(server: &Server, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = server.log();
+        if log.contains(needle) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 fn assert_json_lines(log: &str, what: &str) {
     assert!(!log.trim().is_empty(), "{what}: nothing logged");
     for line in log.lines() {
@@ -313,7 +326,7 @@ fn json_logs_from_start_to_stop() -> TestResult {
         let server = Server::start(dir.path(), args, env);
         let ready = reqwest::blocking::get(format!("{}/readyz", server.url))?;
         assert_eq!(ready.status().as_u16(), 200);
-        let log = server.log();
+        let log = logged(&server, "database ");
         assert!(log.contains("\"HTTP API on http://"), "{log}");
         assert!(log.contains("no config file"), "{log}");
         let stopped = Server::stop(server);
@@ -348,7 +361,7 @@ fn json_logs_from_start_to_stop() -> TestResult {
 fn text_logs_share_one_format() -> TestResult {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[], &[]);
-    let log = server.log();
+    let log = logged(&server, "HTTP API on");
     assert_eq!(server.stop(), Some(0));
     for line in log.lines() {
         assert!(
