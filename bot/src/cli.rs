@@ -5,9 +5,9 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | done |
+//! | 0 | done (also when the reader of the output went away: `breakglass list \| head -1`) |
 //! | 1 | failure: audit verification found a break, or an unexpected error |
-//! | 2 | usage error (unknown flag, missing argument) |
+//! | 2 | usage error or bad input (unknown flag, missing argument, malformed code, no token) |
 //! | 3 | refused by the server (policy, state, authentication); the message says why |
 //! | 4 | the server or database could not be reached |
 //! | 5 | local problem: config file, key file, input file |
