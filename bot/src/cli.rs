@@ -5,9 +5,9 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | done |
+//! | 0 | done (also when the reader of the output went away: `breakglass list \| head -1`) |
 //! | 1 | failure: audit verification found a break, or an unexpected error |
-//! | 2 | usage error (unknown flag, missing argument) |
+//! | 2 | usage error or bad input (unknown flag, missing argument, malformed code, no token) |
 //! | 3 | refused by the server (policy, state, authentication); the message says why |
 //! | 4 | the server or database could not be reached |
 //! | 5 | local problem: config file, key file, input file |
@@ -28,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError};
 use crate::http::views::{ListQuery, NewRequestBody, OfflineApprovalBody, RequestView};
+use crate::logging::BANNER;
 
 pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REFUSED: u8 = 3;
 pub const EXIT_UNREACHABLE: u8 = 4;
 pub const EXIT_LOCAL: u8 = 5;
@@ -40,30 +42,73 @@ pub const EXIT_LOCAL: u8 = 5;
     version,
     about = "Chat-ops break-glass access: short-lived, approved, recorded SSH sessions",
     long_about = "Chat-ops break-glass access: ask for minutes of access to one host, get it \
-approved by a quorum of humans, use it once through the gateway, and audit everything.\n\n\
+approved by a quorum of humans, use it once through the SSH gateway, and audit everything.\n\n\
 Client commands talk to a running server (--server, default http://127.0.0.1:8080) with \
 the API token in BREAKGLASS_TOKEN or --token-file.",
-    after_help = "Examples:\n  breakglass up\n  breakglass request db-1 --as postgres --for 30m replica lag, need to kill a query\n  breakglass approve bg-7f3a2c\n  breakglass approve bg-7f3a2c --key ~/.breakglass/erin.key\n  breakglass audit verify --config /etc/breakglass/breakglass.toml\n\nExit codes: 0 done, 1 failure (e.g. audit break), 2 usage, 3 refused by the server, 4 server unreachable, 5 local file or config problem."
+    after_help = "Examples:\n  breakglass up\n  breakglass request db-1 --as postgres --for 30m replica lag, need to kill a query\n  breakglass approve bg-7f3a2c\n  breakglass approve bg-7f3a2c --key ~/.breakglass/erin.key\n  breakglass audit verify --config /etc/breakglass/breakglass.toml\n\nExit codes: 0 done, 1 failure (e.g. audit break), 2 usage or bad input, 3 refused by the server, 4 server unreachable, 5 local file or config problem."
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub top: TopLevel,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The client options also accepted before the subcommand (`breakglass --json list`), for
+/// scripts written that way. Hidden: each client command shows them in its own help, and a
+/// command that does not use them refuses them.
 #[derive(Debug, Args)]
-pub struct Global {
-    /// URL of the breakglass server (client commands).
-    #[arg(long, global = true, env = "BREAKGLASS_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// File holding your API token (otherwise the BREAKGLASS_TOKEN environment variable).
-    #[arg(long, global = true, value_name = "FILE")]
+pub struct TopLevel {
+    /// URL of the breakglass server.
+    #[arg(long, hide = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// File holding your API token.
+    #[arg(long, hide = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Print JSON instead of text (client commands).
-    #[arg(long, global = true)]
+    /// Print the API's JSON instead of text.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
+
+/// Where the server is and who you are (every command that talks to a running server).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// URL of the breakglass server (default: BREAKGLASS_SERVER, else http://127.0.0.1:8080).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// File holding your API token (default: the BREAKGLASS_TOKEN environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `--json`, on the client commands that print an API answer.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct JsonArg {
+    /// Print the API's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The log format of the commands that run a service (`up`, `bot`, `gateway`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LogArg {
+    /// Log format on standard error: text, or json (one JSON object per line) [env:
+    /// BREAKGLASS_LOG_FORMAT].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::logging::LogFormat>,
+}
+
+/// The resolved client options: flags after the subcommand, then before it, then the
+/// environment, then the defaults.
+#[derive(Debug, Clone)]
+pub struct Global {
+    pub server: String,
+    pub token_file: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// The server URL when neither `--server` nor `BREAKGLASS_SERVER` gives one.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Args)]
 pub struct ConfigArg {
@@ -74,14 +119,16 @@ pub struct ConfigArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the whole system in one process (HTTP API and reaper) on embedded defaults.
+    /// Run the whole system in one process: the HTTP API, the chat endpoints, the SSH gateway
+    /// and the reaper (on embedded defaults when there is no config file).
     #[command(
-        after_help = "Examples:\n  breakglass up\n  breakglass up --config deploy/breakglass.example.toml --data-dir /var/lib/breakglass\n\nWith no config file it still starts, says what to configure, and refuses every request."
+        after_help = "Examples:\n  breakglass up\n  breakglass up --config deploy/breakglass.example.toml --data-dir /var/lib/breakglass\n  breakglass up --listen 0.0.0.0:8080 --ssh-listen 0.0.0.0:2222 --log-format json\n\nWith no config file it still starts, says what to configure, and refuses every request."
     )]
     Up {
         #[command(flatten)]
         config: ConfigArg,
-        /// Where the SQLite database and generated keys live.
+        /// Data directory: the SQLite database, generated keys and recordings (overrides
+        /// server.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// HTTP listen address (overrides server.listen).
@@ -90,6 +137,8 @@ pub enum Command {
         /// SSH gateway listen address (overrides gateway.listen).
         #[arg(long, value_name = "ADDR")]
         ssh_listen: Option<String>,
+        #[command(flatten)]
+        log: LogArg,
     },
     /// Run the bot alone: HTTP API, Slack and Discord endpoints, the reaper and the chat sync
     /// (no SSH gateway; run `breakglass gateway` where the hosts are).
@@ -99,11 +148,14 @@ pub enum Command {
     Bot {
         #[command(flatten)]
         config: ConfigArg,
+        /// Data directory: the SQLite database and generated keys (overrides server.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// HTTP listen address (overrides server.listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        log: LogArg,
     },
     /// Run the SSH gateway alone (in the network zone of the hosts, apart from the bot).
     #[command(
@@ -112,35 +164,48 @@ pub enum Command {
     Gateway {
         #[command(flatten)]
         config: ConfigArg,
+        /// Data directory: the host and CA keys and the recordings (overrides
+        /// server.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// SSH listen address (overrides gateway.listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        log: LogArg,
     },
     /// The gateway's SSH certificate authority.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  breakglass ca public-key > /etc/ssh/breakglass_ca.pub"
+    )]
     Ca(CaCommand),
-    /// Session recordings.
-    #[command(subcommand)]
+    /// Session recordings: check one against its signature, or download an audit bundle.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  breakglass recording verify data/recordings/bg-7f3a2c-1795403640.cast\n  breakglass recording bundle bg-7f3a2c -o bg-7f3a2c.tar.gz"
+    )]
     Recording(RecordingCommand),
     /// Discord setup.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  BREAKGLASS_DISCORD_BOT_TOKEN=… breakglass discord register --guild 1180000000000000000"
+    )]
     Discord(DiscordCommand),
     /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
     #[command(
         after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
     )]
     Keygen {
-        /// Path without extension.
-        #[arg(long, default_value = "breakglass")]
+        /// Where to write: the path without extension (a missing folder is created, private).
+        #[arg(long, value_name = "BASE", default_value = "breakglass")]
         out: PathBuf,
     },
     /// Generate an API token; prints it once and the hash to put in config.
     #[command(after_help = "Example:\n  breakglass token --for ci-deploy")]
     Token {
         /// Whose token it is (only used in the printed config line).
-        #[arg(long = "for", default_value = "NAME")]
+        #[arg(long = "for", value_name = "NAME", default_value = "NAME")]
         for_: String,
     },
     /// Ask for break-glass access to one host.
@@ -162,13 +227,18 @@ pub enum Command {
         /// Why you need access (the rest of the line).
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         reason: Vec<String>,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Approve a request (the bot signs for you, or --key signs here with your own key).
     #[command(
         after_help = "Examples:\n  breakglass approve bg-7f3a2c\n  breakglass approve bg-7f3a2c --key ~/.breakglass/erin.key\n\nWith --key the request's bound fields are fetched, shown, and signed locally; only the\nsignature is sent. Scopes with require_offline_signature accept only this form."
     )]
     Approve {
-        /// Request code (bg-xxxxxx) or id.
+        /// Request code (`bg-` and six hex digits, like bg-7f3a2c) or id.
+        #[arg(value_parser = request_ref)]
         id: String,
         /// Your personal private key (from `breakglass keygen`).
         #[arg(long, value_name = "FILE")]
@@ -176,39 +246,85 @@ pub enum Command {
         /// Sign without asking for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Deny a pending request.
     #[command(after_help = "Example:\n  breakglass deny bg-7f3a2c")]
-    Deny { id: String },
+    Deny {
+        /// Request code (`bg-` and six hex digits, like bg-7f3a2c) or id.
+        #[arg(value_parser = request_ref)]
+        id: String,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// Withdraw a pending request, or end an approved or live grant.
     #[command(after_help = "Example:\n  breakglass revoke bg-7f3a2c")]
-    Revoke { id: String },
+    Revoke {
+        /// Request code (`bg-` and six hex digits, like bg-7f3a2c) or id.
+        #[arg(value_parser = request_ref)]
+        id: String,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// List requests, newest first.
     #[command(
         after_help = "Examples:\n  breakglass list\n  breakglass list --status pending,approved --mine"
     )]
     List {
         /// Comma-separated statuses: pending, approved, active, closed, denied, expired, revoked.
-        #[arg(long)]
+        #[arg(long, value_name = "STATUSES", value_parser = statuses)]
         status: Option<String>,
         /// Only your own requests.
         #[arg(long)]
         mine: bool,
-        #[arg(long, default_value_t = 50)]
+        /// At most this many requests.
+        #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u32,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Show one request.
     #[command(after_help = "Example:\n  breakglass status bg-7f3a2c")]
-    Status { id: String },
+    Status {
+        /// Request code (`bg-` and six hex digits, like bg-7f3a2c) or id.
+        #[arg(value_parser = request_ref)]
+        id: String,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// Show who your token belongs to.
-    Whoami,
+    #[command(
+        after_help = "Examples:\n  breakglass whoami\n  breakglass whoami --token-file ~/.breakglass/token --server https://breakglass.example.com"
+    )]
+    Whoami {
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
+    },
     /// A single-use sign-in link to the reviewer page (reviewers only).
     #[command(
         after_help = "Examples:\n  breakglass review bg-7f3a2c\n  breakglass review            # the session list\n\nOpen the printed link in your browser within review.link_ttl (10 minutes by default); it\nworks once and signs you in for review.session_ttl."
     )]
     Review {
         /// Request code or id whose session to open (default: the session list).
+        #[arg(value_parser = request_ref)]
         id: Option<String>,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Search the commands of every recorded session (reviewers only).
     #[command(
@@ -225,11 +341,15 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
         /// Only sessions on or after this day (YYYY-MM-DD, UTC).
-        #[arg(long, value_name = "DAY")]
+        #[arg(long, value_name = "DAY", value_parser = day)]
         from: Option<String>,
         /// Only sessions on or before this day (YYYY-MM-DD, UTC).
-        #[arg(long, value_name = "DAY")]
+        #[arg(long, value_name = "DAY", value_parser = day)]
         to: Option<String>,
+        #[command(flatten)]
+        remote: ServerArgs,
+        #[command(flatten)]
+        out: JsonArg,
     },
     /// Replay a session in this terminal, after checking its signature.
     #[command(
@@ -245,6 +365,10 @@ pub enum Command {
         key: Option<PathBuf>,
         #[command(flatten)]
         config: ConfigArg,
+        /// Data directory whose recording key verifies a local file when no key is pinned
+        /// (overrides server.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Playback speed, 1/64 to 1024.
         #[arg(long, default_value = "1", value_parser = crate::review_cli::parse_speed)]
         speed: f64,
@@ -260,12 +384,20 @@ pub enum Command {
         /// List the commands with their times instead of playing.
         #[arg(long)]
         commands: bool,
+        #[command(flatten)]
+        remote: ServerArgs,
     },
     /// Verify or export the audit log (reads the database named in the config directly).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  breakglass audit verify --config /etc/breakglass/breakglass.toml\n  breakglass audit export -o audit.jsonl"
+    )]
     Audit(AuditCommand),
     /// Check a config file and print a summary.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  breakglass config check --config /etc/breakglass/breakglass.toml"
+    )]
     Config(ConfigCommand),
 }
 
@@ -288,18 +420,23 @@ pub enum AuditCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Write every audit event, then every session and its commands, one JSON object per
-    /// line (`"record"` says which: `audit`, `session` or `command`).
+    /// Write every audit event, then every session and what happened in it, one JSON object
+    /// per line. `"record"` says which: `audit` (an audit event), `session` (a finished
+    /// session's recording), or a session event: `shell`, `exec`, `subsystem`, `command`,
+    /// `transfer`, `forward`, `forward_refused`, `forward_failed`, `env`, `signal`.
     #[command(
-        after_help = "Example:\n  breakglass audit export --format jsonl --output audit.jsonl\n  breakglass audit export | jq 'select(.record == \"command\") | .command'"
+        after_help = "Examples:\n  breakglass audit export --format jsonl --output audit.jsonl\n  breakglass audit export | jq 'select(.record == \"command\") | .command'"
     )]
     Export {
         #[command(flatten)]
         config: ConfigArg,
+        /// Database URL (overrides server.database_url).
         #[arg(long, value_name = "URL")]
         database_url: Option<String>,
+        /// Data directory (overrides server.data_dir; the default database lives there).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Output format (one JSON object per line).
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
         /// File to write (default: standard output).
@@ -322,6 +459,7 @@ pub enum CaCommand {
     PublicKey {
         #[command(flatten)]
         config: ConfigArg,
+        /// Data directory holding the CA key (overrides server.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
@@ -347,13 +485,15 @@ pub enum DiscordCommand {
 pub enum RecordingCommand {
     /// Check a recording against its signature (FILE.sig) and the pinned recording keys.
     #[command(
-        after_help = "Example:\n  breakglass recording verify data/recordings/bg-7f3a2c-1795403640.cast\n\nExits 0 when the file is exactly what the gateway signed, 1 otherwise."
+        after_help = "Examples:\n  breakglass recording verify data/recordings/bg-7f3a2c-1795403640.cast\n  breakglass recording verify bundle/bg-7f3a2c-1795403640.cast --key bundle/recording-key.pub\n\nExits 0 when the file is exactly what the gateway signed, 1 when it is not (or has no\nsignature), 5 when the file cannot be read."
     )]
     Verify {
         /// The .cast file.
         file: PathBuf,
         #[command(flatten)]
         config: ConfigArg,
+        /// Data directory whose recording key verifies when no key is pinned (overrides
+        /// server.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// Verify with this public key (e.g. a bundle's recording-key.pub) instead of the
@@ -367,11 +507,14 @@ pub enum RecordingCommand {
         after_help = "Example:\n  breakglass recording bundle bg-7f3a2c -o bg-7f3a2c.tar.gz\n  tar xzf bg-7f3a2c.tar.gz && cat bg-7f3a2c/README.md"
     )]
     Bundle {
-        /// Request code or id.
+        /// Request code (`bg-` and six hex digits, like bg-7f3a2c) or id.
+        #[arg(value_parser = request_ref)]
         id: String,
         /// Where to write it (default: ID-bundle.tar.gz).
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        remote: ServerArgs,
     },
 }
 
@@ -398,6 +541,142 @@ impl Failure {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
+
+    /// A failed write of the command's output: quiet with 0 when the reader went away
+    /// (`breakglass audit export | head`), else a local problem.
+    pub fn output(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::new(0, "")
+        } else {
+            Self::new(EXIT_LOCAL, format!("cannot write the output: {e}"))
+        }
+    }
+}
+
+/// Writes one line of command output. The reader closing the pipe (`breakglass list | head -1`)
+/// ends the process at once, quietly, with 0: there is nobody left to tell. Any other write
+/// error (a full disk) ends it with 5 and says so.
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = written {
+        drop(out);
+        let f = Failure::output(&e);
+        if !f.message.is_empty() {
+            crate::logging::failure(&f.message);
+        }
+        std::process::exit(i32::from(f.code));
+    }
+}
+
+/// Clap value parser for a request named by its code or id: bad input is a usage error (2).
+///
+/// # Errors
+/// Anything but `bg-` and six lowercase hex digits, or a UUID.
+pub fn request_ref(s: &str) -> Result<String, String> {
+    s.parse::<RequestRef>().map(|_| s.trim().to_owned()).map_err(|_| {
+        "a request is named by its code, `bg-` and six lowercase hex digits (like bg-7f3a2c), or by its id (a UUID)".to_owned()
+    })
+}
+
+/// Clap value parser for `list --status`: comma-separated known statuses.
+///
+/// # Errors
+/// A name that is not a status.
+pub fn statuses(s: &str) -> Result<String, String> {
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        shared::core::Status::parse(part).map_err(|_| {
+            format!(
+                "`{part}` is not a status; use pending, approved, active, closed, denied, expired or revoked"
+            )
+        })?;
+    }
+    Ok(s.to_owned())
+}
+
+/// Clap value parser for a day: `YYYY-MM-DD`.
+///
+/// # Errors
+/// Anything else.
+pub fn day(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let shaped = t.len() == 10 && t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-';
+    if shaped && humantime::parse_rfc3339(&format!("{t}T00:00:00Z")).is_ok() {
+        Ok(t.to_owned())
+    } else {
+        Err("a day is written YYYY-MM-DD, like 2026-11-01".to_owned())
+    }
+}
+
+impl Command {
+    /// Whether the command runs a service (its logs and failure go through [`crate::logging`]).
+    pub fn is_service(&self) -> bool {
+        matches!(self, Self::Up { .. } | Self::Bot { .. } | Self::Gateway { .. })
+    }
+
+    /// `--log-format`, on the commands that run a service.
+    pub fn log_format(&self) -> Option<crate::logging::LogFormat> {
+        match self {
+            Self::Up { log, .. } | Self::Bot { log, .. } | Self::Gateway { log, .. } => {
+                log.log_format
+            }
+            _ => None,
+        }
+    }
+
+    /// The client options this command takes: its server flags, and `--json` when it has it.
+    fn client_options(&self) -> Option<(&ServerArgs, Option<bool>)> {
+        match self {
+            Self::Request { remote, out, .. }
+            | Self::Approve { remote, out, .. }
+            | Self::Deny { remote, out, .. }
+            | Self::Revoke { remote, out, .. }
+            | Self::List { remote, out, .. }
+            | Self::Status { remote, out, .. }
+            | Self::Whoami { remote, out }
+            | Self::Review { remote, out, .. }
+            | Self::Search { remote, out, .. } => Some((remote, Some(out.json))),
+            Self::Replay { remote, .. }
+            | Self::Recording(RecordingCommand::Bundle { remote, .. }) => Some((remote, None)),
+            _ => None,
+        }
+    }
+}
+
+/// The client options in force: the subcommand's flags, then those before it, then
+/// `BREAKGLASS_SERVER`, then the default. A flag before the subcommand that the subcommand
+/// does not use is a usage error.
+fn resolve(top: &TopLevel, command: &Command) -> Result<Global, Failure> {
+    let own = command.client_options();
+    let refuse = |flag: &str| {
+        Failure::new(EXIT_USAGE, format!("{flag} does not apply to this command (see its --help)"))
+    };
+    let Some((remote, json)) = own else {
+        if top.server.is_some() {
+            return Err(refuse("--server"));
+        }
+        if top.token_file.is_some() {
+            return Err(refuse("--token-file"));
+        }
+        if top.json {
+            return Err(refuse("--json"));
+        }
+        return Ok(Global { server: DEFAULT_SERVER.to_owned(), token_file: None, json: false });
+    };
+    if top.json && json.is_none() {
+        return Err(refuse("--json"));
+    }
+    let server = remote
+        .server
+        .clone()
+        .or_else(|| top.server.clone())
+        .or_else(|| std::env::var("BREAKGLASS_SERVER").ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    Ok(Global {
+        server,
+        token_file: remote.token_file.clone().or_else(|| top.token_file.clone()),
+        json: json.unwrap_or(false) || top.json,
+    })
 }
 
 impl From<ClientError> for Failure {
@@ -426,29 +705,31 @@ pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("breakglass: {}", f.message);
+            if !f.message.is_empty() {
+                crate::logging::failure(&f.message);
+            }
             ExitCode::from(f.code)
         }
     }
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
-    let g = &cli.global;
-    if matches!(cli.command, Command::Up { .. } | Command::Bot { .. } | Command::Gateway { .. }) {
+    let g = &resolve(&cli.top, &cli.command)?;
+    if cli.command.is_service() {
         crate::app::raise_open_file_limit();
     }
     match cli.command {
-        Command::Up { config, data_dir, listen, ssh_listen } => {
+        Command::Up { config, data_dir, listen, ssh_listen, log: _ } => {
             up(
                 config.config,
                 Overrides { listen, data_dir, gateway_listen: ssh_listen, ..Overrides::default() },
             )
             .await
         }
-        Command::Bot { config, data_dir, listen } => {
+        Command::Bot { config, data_dir, listen, log: _ } => {
             bot_only(config.config, Overrides { listen, data_dir, ..Overrides::default() }).await
         }
-        Command::Gateway { config, data_dir, listen } => {
+        Command::Gateway { config, data_dir, listen, log: _ } => {
             gateway(
                 config.config,
                 Overrides { data_dir, gateway_listen: listen, ..Overrides::default() },
@@ -459,7 +740,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let cfg = load_config(config.config, &Overrides { data_dir, ..Overrides::default() })?;
             let keys = recorder::load_keys(&cfg)
                 .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-            println!("{}", keys.ca.public_line());
+            outln!("{}", keys.ca.public_line());
             Ok(())
         }
         Command::Discord(DiscordCommand::Register { guild, config }) => {
@@ -475,17 +756,28 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             recording_verify(&file, &pins)
         }
-        Command::Recording(RecordingCommand::Bundle { id, output }) => {
+        Command::Recording(RecordingCommand::Bundle { id, output, remote: _ }) => {
             crate::review_cli::bundle(&client(g)?, &id, output.as_deref()).await
         }
-        Command::Review { id } => {
+        Command::Review { id, .. } => {
             crate::review_cli::review(&client(g)?, id.as_deref(), g.json).await
         }
-        Command::Search { query, who, host, from, to } => {
+        Command::Search { query, who, host, from, to, .. } => {
             let q = crate::http::views::SearchQuery { q: query.join(" "), who, host, from, to };
             crate::review_cli::search(&client(g)?, &q, g.json).await
         }
-        Command::Replay { target, key, config, speed, idle_max, at, from, commands } => {
+        Command::Replay {
+            target,
+            key,
+            config,
+            data_dir,
+            speed,
+            idle_max,
+            at,
+            from,
+            commands,
+            ..
+        } => {
             let args = crate::review_cli::ReplayArgs {
                 speed,
                 idle_max: idle_max.0,
@@ -493,14 +785,15 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 from,
                 list_commands: commands,
             };
-            replay(g, &target, key.as_deref(), config.config, &args).await
+            let o = Overrides { data_dir, ..Overrides::default() };
+            replay(g, &target, key.as_deref(), config.config, &o, &args).await
         }
         Command::Keygen { out } => keygen(&out),
         Command::Token { for_ } => {
             token(&for_);
             Ok(())
         }
-        Command::Request { host, login, duration, scope, reason } => {
+        Command::Request { host, login, duration, scope, reason, .. } => {
             let body = NewRequestBody { host, scope, login, duration, reason: reason.join(" ") };
             let v = client(g)?.create(&body).await?;
             print_view(g, &v, "requested");
@@ -511,31 +804,33 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             print_view(g, &v, "approved");
             Ok(())
         }
-        Command::Approve { id, key: Some(key), yes } => approve_offline(g, &id, &key, yes).await,
-        Command::Deny { id } => {
+        Command::Approve { id, key: Some(key), yes, .. } => {
+            approve_offline(g, &id, &key, yes).await
+        }
+        Command::Deny { id, .. } => {
             let v = client(g)?.deny(&id).await?;
             print_view(g, &v, "denied");
             Ok(())
         }
-        Command::Revoke { id } => {
+        Command::Revoke { id, .. } => {
             let v = client(g)?.revoke(&id).await?;
             print_view(g, &v, "revoked");
             Ok(())
         }
-        Command::List { status, mine, limit } => {
+        Command::List { status, mine, limit, .. } => {
             let list = client(g)?
                 .list(&ListQuery { status, mine: Some(mine), limit: Some(limit) })
                 .await?;
             if g.json {
-                println!("{}", to_json(&list));
+                outln!("{}", to_json(&list));
             } else if list.requests.is_empty() {
-                println!("no requests");
+                outln!("no requests");
             } else {
-                println!(
+                outln!(
                     "CODE       STATUS    REQUESTER    HOST           LOGIN      FOR    APPROVALS"
                 );
                 for r in &list.requests {
-                    println!(
+                    outln!(
                         "{:<10} {:<9} {:<12} {:<14} {:<10} {:<6} {}/{}",
                         r.code,
                         r.status,
@@ -550,17 +845,17 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Status { id } => {
+        Command::Status { id, .. } => {
             let v = client(g)?.get(&id).await?;
             print_view(g, &v, "status");
             Ok(())
         }
-        Command::Whoami => {
+        Command::Whoami { .. } => {
             let w = client(g)?.whoami().await?;
             if g.json {
-                println!("{}", to_json(&w));
+                outln!("{}", to_json(&w));
             } else {
-                println!("{} ({})", w.name, w.kind);
+                outln!("{} ({})", w.name, w.kind);
             }
             Ok(())
         }
@@ -598,12 +893,22 @@ fn client(g: &Global) -> Result<Client, Failure> {
         ),
         None => std::env::var("BREAKGLASS_TOKEN").ok(),
     };
-    Ok(Client::new(&g.server, token.map(Secret::new))?)
+    let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+        let empty = g.token_file.as_ref().map(|p| format!(" ({} is empty)", p.display()));
+        return Err(Failure::new(
+            EXIT_USAGE,
+            format!(
+                "no API token{}: set BREAKGLASS_TOKEN, or pass --token-file FILE (`breakglass token` makes one)",
+                empty.unwrap_or_default()
+            ),
+        ));
+    };
+    Ok(Client::new(&g.server, Some(Secret::new(token.trim().to_owned())))?)
 }
 
 fn print_view(g: &Global, v: &RequestView, verb: &str) {
     if g.json {
-        println!("{}", to_json(v));
+        outln!("{}", to_json(v));
         return;
     }
     let ts = |s: i64| Timestamp::from_unix(s).rfc3339();
@@ -617,14 +922,14 @@ fn print_view(g: &Global, v: &RequestView, verb: &str) {
         }
         (_, status) => format!("{} is {status}", v.code),
     };
-    println!("{head}");
-    println!("  id         {}", v.id);
-    println!("  status     {}", v.status);
-    println!("  requester  {}", v.requester);
-    println!("  target     {}@{} (scope {})", v.login, v.host, v.scope);
-    println!("  duration   {}", v.duration);
-    println!("  reason     {}", v.reason.escape_debug());
-    println!(
+    outln!("{head}");
+    outln!("  id         {}", v.id);
+    outln!("  status     {}", v.status);
+    outln!("  requester  {}", v.requester);
+    outln!("  target     {}@{} (scope {})", v.login, v.host, v.scope);
+    outln!("  duration   {}", v.duration);
+    outln!("  reason     {}", v.reason.escape_debug());
+    outln!(
         "  window     {} -> {} (approve by {})",
         ts(v.not_before),
         ts(v.not_after),
@@ -635,26 +940,33 @@ fn print_view(g: &Global, v: &RequestView, verb: &str) {
         .iter()
         .map(|a| format!("{} ({})", a.approver, a.signer.as_deref().unwrap_or("unpinned key")))
         .collect();
-    println!("  approvals  {}/{} {}", v.approvals.len(), v.quorum, approvers.join(", "));
+    outln!("  approvals  {}/{} {}", v.approvals.len(), v.quorum, approvers.join(", "));
     if let Some(by) = &v.closed_by {
-        println!("  closed by  {by}");
+        outln!("  closed by  {by}");
     }
     if let Some(c) = &v.connect {
-        println!("connect with:\n  {c}");
+        outln!("connect with:\n  {c}");
     }
 }
 
 fn keygen(out: &std::path::Path) -> Result<(), Failure> {
+    // A missing folder is created (private: the umask is 077), and said so.
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Failure::new(EXIT_LOCAL, format!("cannot create the folder {}: {e}", dir.display()))
+        })?;
+        outln!("created the folder {} (mode 0700)", dir.display());
+    }
     let w = shared::keys::generate_to_files(out)
         .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-    println!(
+    outln!(
         "wrote {} (private, mode 0600) and {}",
         w.private_path.display(),
         w.public_path.display()
     );
-    println!("key id:     {}", w.key_id);
-    println!("public key: {}", w.public_line);
-    println!(
+    outln!("key id:     {}", w.key_id);
+    outln!("public key: {}", w.public_line);
+    outln!(
         "pin it in the config, e.g.\n  [keys.pinned_approver_keys]\n  yourname = [\"{}\"]",
         w.public_line
     );
@@ -664,8 +976,8 @@ fn keygen(out: &std::path::Path) -> Result<(), Failure> {
 fn token(who: &str) {
     let token = crate::service::random_token("bgt_");
     let hash = hex::encode(crate::service::sha256(&token));
-    println!("token (shown once; give it to {who} and keep it secret):\n  {token}");
-    println!(
+    outln!("token (shown once; give it to {who} and keep it secret):\n  {token}");
+    outln!(
         "config line (users.{who}.api_token_sha256 or service_accounts.{who}.token_sha256):\n  \"{hash}\""
     );
 }
@@ -690,25 +1002,26 @@ async fn approve_offline(
     })?;
     let now = shared::core::Clock::now(&shared::core::SystemClock);
     let ts = |t: Timestamp| t.rfc3339();
-    eprintln!(
+    errln!(
         "You are about to approve, signing with key {} ({}):",
         signer.key_id(),
         public_key_text(&signer.verifying_key())
     );
-    eprintln!("  request    {} ({})", req.code, req.id);
-    eprintln!("  requester  {}", req.requester);
-    eprintln!("  scope      {}", req.scope);
-    eprintln!("  host       {}", req.host);
-    eprintln!("  login      {}", req.login);
-    eprintln!("  duration   {}", req.duration);
-    eprintln!("  window     {} -> {}", ts(req.not_before), ts(req.not_after));
-    eprintln!("  reason     {}", req.reason.as_str().escape_debug());
-    eprintln!("  reason sha {}", hex::encode(req.reason.sha256()));
-    eprintln!("  nonce      {}", req.nonce.to_hex());
-    eprintln!("  approver   {approver}");
+    errln!("  request    {} ({})", req.code, req.id);
+    errln!("  requester  {}", req.requester);
+    errln!("  scope      {}", req.scope);
+    errln!("  host       {}", req.host);
+    errln!("  login      {}", req.login);
+    errln!("  duration   {}", req.duration);
+    errln!("  window     {} -> {}", ts(req.not_before), ts(req.not_after));
+    errln!("  reason     {}", req.reason.as_str().escape_debug());
+    errln!("  reason sha {}", hex::encode(req.reason.sha256()));
+    errln!("  nonce      {}", req.nonce.to_hex());
+    errln!("  approver   {approver}");
     if !yes {
-        eprint!("Sign this approval? [y/N] ");
-        let _ = std::io::stderr().flush();
+        let mut err = std::io::stderr();
+        let _ = write!(err, "Sign this approval? [y/N] ");
+        let _ = err.flush();
         let mut line = String::new();
         std::io::stdin()
             .lock()
@@ -739,15 +1052,15 @@ fn config_check(flag: Option<PathBuf>) -> Result<(), Failure> {
     let path = crate::app::config_path(flag.as_deref())
         .ok_or_else(|| Failure::new(EXIT_LOCAL, "no config file: pass --config FILE"))?;
     let c = config::load(Some(&path), &Overrides::default())?;
-    println!("{}: ok", path.display());
-    println!(
+    outln!("{}: ok", path.display());
+    outln!(
         "  {} scope(s), {} principal(s), {} API token(s)",
         c.policy.scopes().count(),
         c.policy.principals().count(),
         c.tokens.len()
     );
     for s in c.policy.scopes() {
-        println!(
+        outln!(
             "  scope {}: {} host(s), quorum {}, max {}{}",
             s.name,
             s.hosts.len(),
@@ -763,14 +1076,21 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
     let path = crate::app::config_path(config_flag.as_deref());
     let cfg = config::load(path.as_deref(), &overrides)?;
     match &path {
-        None => eprintln!(
-            "breakglass: no config file (looked for --config, BREAKGLASS_CONFIG and ./breakglass.toml).\n\
-             Running on embedded defaults with no users and no scopes: every request will be refused.\n\
-             To configure: copy {} to ./breakglass.toml, set [users], [scopes] and [keys], and restart.",
-            config::EXAMPLE_PATH
-        ),
-        Some(p) if cfg.is_empty() => eprintln!(
-            "breakglass: {} defines no users or no scopes: every request will be refused. See {}.",
+        None => {
+            tracing::warn!(
+                target: BANNER,
+                "no config file (looked for --config, BREAKGLASS_CONFIG and ./breakglass.toml): \
+                 running on embedded defaults with no users and no scopes: every request will be refused"
+            );
+            tracing::warn!(
+                target: BANNER,
+                "to configure: copy {} to ./breakglass.toml, set [users], [scopes] and [keys], and restart",
+                config::EXAMPLE_PATH
+            );
+        }
+        Some(p) if cfg.is_empty() => tracing::warn!(
+            target: BANNER,
+            "{} defines no users or no scopes: every request will be refused; see {}",
             p.display(),
             config::EXAMPLE_PATH
         ),
@@ -792,8 +1112,9 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
         .await
         .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
     if let crate::app::KeySource::DataDir { path, created: true } = &source {
-        eprintln!(
-            "breakglass: generated the approval key {} (key id {})",
+        tracing::info!(
+            target: BANNER,
+            "generated the approval key {} (key id {})",
             path.display(),
             deps.signer.key_id()
         );
@@ -802,8 +1123,8 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
         crate::app::build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
             .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     announce_gateway(&gw, &ssh);
-    eprintln!("breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
-    eprintln!("breakglass: database {db}, data directory {}", data.display());
+    tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
+    tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());
     let stop = stop_on_signal();
     crate::app::run(deps, http, Some((ssh, gw, host_key)), stop, Duration::from_secs(10))
         .await
@@ -816,7 +1137,7 @@ fn stop_on_signal() -> CancellationToken {
     let signal_stop = stop.clone();
     tokio::spawn(async move {
         crate::app::shutdown_signal().await;
-        tracing::info!("shutdown requested");
+        tracing::info!(target: BANNER, "shutdown requested");
         signal_stop.cancel();
     });
     stop
@@ -831,18 +1152,21 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpL
 /// Says where the gateway listens and what targets must trust.
 fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &tokio::net::TcpListener) {
     let bound = ssh.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!(
-        "breakglass: SSH gateway on {bound}; targets must trust the CA (breakglass ca public-key): {}",
+    tracing::info!(
+        target: BANNER,
+        "SSH gateway on {bound}; targets must trust the CA (breakglass ca public-key): {}",
         gw.ca.public_line()
     );
-    eprintln!(
-        "breakglass: target host keys are pinned in {}, recordings go to {}",
+    tracing::info!(
+        target: BANNER,
+        "target host keys are pinned in {}, recordings go to {}",
         gw.config.gateway.known_hosts_file.display(),
         gw.config.gateway.recordings_dir.display()
     );
     if gw.identities.is_empty() {
-        eprintln!(
-            "breakglass: no SSH keys configured for any user: nobody can log in to the gateway"
+        tracing::warn!(
+            target: BANNER,
+            "no SSH keys configured for any user: nobody can log in to the gateway"
         );
     }
 }
@@ -865,8 +1189,9 @@ async fn bot_only(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<
     let (deps, _) = crate::app::build_deps(cfg)
         .await
         .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
-    eprintln!(
-        "breakglass: HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
+    tracing::info!(
+        target: BANNER,
+        "HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
     );
     crate::app::run(deps, http, None, stop_on_signal(), Duration::from_secs(10))
         .await
@@ -925,7 +1250,7 @@ async fn discord_register(guild: u64, config_flag: Option<PathBuf>) -> Result<()
     let n = crate::discord::register(&adapter, guild, &logins).await.map_err(|e| {
         Failure::new(EXIT_REFUSED, format!("Discord refused the registration: {e}"))
     })?;
-    println!("registered /breakglass in guild {guild} ({n} command(s) now in the guild)");
+    outln!("registered /breakglass in guild {guild} ({n} command(s) now in the guild)");
     Ok(())
 }
 
@@ -948,6 +1273,7 @@ async fn replay(
     target: &str,
     key: Option<&std::path::Path>,
     config_flag: Option<PathBuf>,
+    overrides: &Overrides,
     args: &crate::review_cli::ReplayArgs,
 ) -> Result<(), Failure> {
     let path = std::path::Path::new(target);
@@ -958,7 +1284,7 @@ async fn replay(
         None => {
             let has_config = crate::app::config_path(config_flag.as_deref()).is_some();
             if has_config || is_file {
-                let cfg = load_config(config_flag, &Overrides::default())?;
+                let cfg = load_config(config_flag, overrides)?;
                 match recording_pins(&cfg) {
                     Ok(p) => (p, "the config's pinned recording key".to_owned()),
                     Err(_) => (Vec::new(), String::new()),
@@ -992,7 +1318,7 @@ fn recording_verify(
 ) -> Result<(), Failure> {
     match recorder::integrity::verify_file(file, pins) {
         Ok(v) => {
-            println!(
+            outln!(
                 "recording OK: {} is exactly what the gateway signed for session {} (request {}, nonce {}, {} to {}; sha256 {}, key {})",
                 file.display(),
                 v.session.code,
@@ -1005,8 +1331,12 @@ fn recording_verify(
             );
             Ok(())
         }
+        // The file itself missing or unreadable is a local input problem (5), not a verdict.
+        Err(recorder::integrity::IntegrityError::Read { path, source }) if path == file => {
+            Err(Failure::new(EXIT_LOCAL, format!("cannot read {}: {source}", path.display())))
+        }
         Err(e) => {
-            println!("recording NOT VERIFIED: {}: {e}", file.display());
+            outln!("recording NOT VERIFIED: {}: {e}", file.display());
             Err(Failure::new(
                 EXIT_FAILURE,
                 format!("{} does not verify ({})", file.display(), e.code()),
@@ -1053,7 +1383,7 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         after = last.seq;
         for e in &page {
             if let Err(p) = checker.check(e) {
-                println!("audit log BROKEN: {p}");
+                outln!("audit log BROKEN: {p}");
                 return Err(Failure::new(
                     EXIT_FAILURE,
                     format!("audit verification failed at seq {}", problem_seq(&p)),
@@ -1143,7 +1473,7 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
     }
     if let Some((_, first)) = broken.first() {
         for (line, _) in &broken {
-            println!("{line}");
+            outln!("{line}");
         }
         let more = match broken.len() {
             1 => String::new(),
@@ -1152,13 +1482,13 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         return Err(Failure::new(EXIT_FAILURE, format!("{first}{more}")));
     }
     let head = checker.head().map(hex::encode).unwrap_or_else(|| "(empty)".into());
-    println!("audit log OK: {} events, hash chain intact, head {head}", checker.events());
-    println!(
+    outln!("audit log OK: {} events, hash chain intact, head {head}", checker.events());
+    outln!(
         "approvals OK: {} signatures re-verified against {} pinned key(s)",
         checker.approvals_checked(),
         pins.bot_key_ids().count() + pins.personal_keys().count()
     );
-    println!("requests OK: {requests} match the audit log, each grant used once");
+    outln!("requests OK: {requests} match the audit log, each grant used once");
     let logged: std::collections::BTreeMap<_, _> =
         checker.requests().map(|r| (r.id, r.clone())).collect();
     let recording_pins = if ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
@@ -1172,7 +1502,7 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
     .await;
     if !recordings.problems.is_empty() {
         for p in &recordings.problems {
-            println!("recording NOT VERIFIED: {}", recorder::replay::printable(p));
+            outln!("recording NOT VERIFIED: {}", recorder::replay::printable(p));
         }
         return Err(Failure::new(
             EXIT_FAILURE,
@@ -1183,19 +1513,19 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
             ),
         ));
     }
-    println!(
+    outln!(
         "recordings OK: {} signature(s) bound to their sessions re-verified against {} pinned recording key(s), {} file(s) on this machine re-hashed",
         recordings.checked,
         recording_pins.len(),
         recordings.files
     );
     match on_disk {
-        Some(names) => println!(
+        Some(names) => outln!(
             "recordings OK: {} file(s) in {}, each registered or in progress",
             names.len(),
             dir.display()
         ),
-        None => println!(
+        None => outln!(
             "recordings: {} is not on this machine; files on disk not checked",
             dir.display()
         ),
@@ -1227,7 +1557,7 @@ async fn audit_export(
         Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
     };
     let mut write = |v: &serde_json::Value| -> Result<(), Failure> {
-        writeln!(out, "{v}").map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))
+        writeln!(out, "{v}").map_err(|e| Failure::output(&e))
     };
     let mut after = 0;
     let (mut n, mut sessions, mut commands) = (0u64, 0u64, 0u64);
@@ -1290,12 +1620,111 @@ async fn audit_export(
             commands += 1;
         }
     }
-    out.flush().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    out.flush().map_err(|e| Failure::output(&e))?;
     if let Some(p) = output {
-        eprintln!(
+        errln!(
             "wrote {n} audit events, {sessions} session(s) and {commands} session event(s) to {}",
             p.display()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// Every command and subcommand, with its path (`breakglass audit export`).
+    fn walk(c: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_owned(), c.clone()));
+        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    fn commands() -> Vec<(String, clap::Command)> {
+        let mut all = Vec::new();
+        let mut root = Cli::command();
+        root.build();
+        walk(&root, "breakglass", &mut all);
+        all
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_and_argument_has_a_description() {
+        let mut missing = Vec::new();
+        for (path, c) in commands() {
+            for a in c.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options without a description: {missing:#?}");
+    }
+
+    #[test]
+    fn every_command_has_examples() {
+        let missing: Vec<String> = commands()
+            .into_iter()
+            .filter(|(_, c)| !c.get_after_help().is_some_and(|h| h.to_string().contains("Example")))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(missing.is_empty(), "commands without examples: {missing:#?}");
+    }
+
+    /// `--server`, `--token-file` and `--json` show only where they do something.
+    #[test]
+    fn client_options_appear_only_on_client_commands() {
+        let remote = [
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review", "search",
+            "replay", "bundle",
+        ];
+        let json = [
+            "request", "approve", "deny", "revoke", "list", "status", "whoami", "review", "search",
+        ];
+        for (path, c) in commands() {
+            let name = c.get_name().to_owned();
+            let shown = |flag: &str| {
+                c.get_arguments().any(|a| !a.is_hide_set() && a.get_long() == Some(flag))
+            };
+            let leaf = c.get_subcommands().next().is_none();
+            assert_eq!(
+                shown("server") && shown("token-file"),
+                leaf && remote.contains(&name.as_str()),
+                "{path}"
+            );
+            assert_eq!(shown("json"), leaf && json.contains(&name.as_str()), "{path}");
+            assert_eq!(
+                shown("log-format"),
+                ["up", "bot", "gateway"].contains(&name.as_str()),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_codes_days_and_statuses_are_checked_before_any_request() {
+        assert!(super::request_ref("bg-7f3a2c").is_ok());
+        assert!(super::request_ref("6f1c1e0e-3c57-4d53-9f0b-8b1a2a3c4d5e").is_ok());
+        for bad in ["bg-7F3A2C", "bg-7f3a2", "bg-xyz", "7f3a2c", ""] {
+            let e = super::request_ref(bad).err().unwrap_or_default();
+            assert!(e.contains("`bg-` and six lowercase hex digits"), "{bad}: {e}");
+        }
+        assert!(super::day("2026-11-01").is_ok());
+        assert!(super::day("2026-13-01").is_err() && super::day("01/11/2026").is_err());
+        assert!(super::statuses("pending,approved").is_ok());
+        assert!(super::statuses("pending,aproved").is_err());
+    }
 }

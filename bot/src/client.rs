@@ -34,6 +34,9 @@ impl ClientError {
     }
 }
 
+/// What to do when the server says no token came.
+pub const NO_TOKEN: &str = "no API token: set BREAKGLASS_TOKEN, or pass --token-file FILE";
+
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
@@ -82,6 +85,12 @@ impl Client {
             return Ok(bytes.to_vec());
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
+            // The server names the HTTP header; a person gives the token another way.
+            Ok(b) if b.error.code == "missing_token" => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: NO_TOKEN.to_owned(),
+            }),
             Ok(b) => Err(ClientError::Api {
                 status: status.as_u16(),
                 code: b.error.code,

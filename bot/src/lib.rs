@@ -17,6 +17,22 @@
 //! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
 //!   rebuilt from the audit log, the `recordings` rows and the files must agree.
 //! - [`fuzzing`]: the bodies of the chat payload fuzz targets, and the list of every target.
+//! - [`logging`]: one format on standard error (text or JSON lines) for logs, the service
+//!   banner and a failed command's last line.
+
+/// `println!` for command output that never panics: a closed pipe (`breakglass list | head -1`)
+/// ends the process quietly (see [`cli::stdout_line`]).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::stdout_line(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics (standard error may be a closed pipe too).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 pub mod app;
 pub mod chat;
@@ -25,6 +41,7 @@ pub mod client;
 pub mod discord;
 pub mod fuzzing;
 pub mod http;
+pub mod logging;
 pub mod reaper;
 pub mod recording_check;
 pub mod review;

@@ -20,12 +20,12 @@ use crate::http::views::SearchQuery;
 pub async fn review(c: &Client, id: Option<&str>, json: bool) -> Result<(), Failure> {
     let link = c.review_link(id).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&link).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&link).unwrap_or_default());
         return Ok(());
     }
     let expires = shared::core::Timestamp::from_unix(link.expires_at).rfc3339();
-    println!("{}", link.url);
-    eprintln!("open it in your browser before {expires}; it works once and is yours alone");
+    outln!("{}", link.url);
+    errln!("open it in your browser before {expires}; it works once and is yours alone");
     Ok(())
 }
 
@@ -33,16 +33,16 @@ pub async fn review(c: &Client, id: Option<&str>, json: bool) -> Result<(), Fail
 pub async fn search(c: &Client, q: &SearchQuery, json: bool) -> Result<(), Failure> {
     let hits = c.search(q).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&hits).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&hits).unwrap_or_default());
         return Ok(());
     }
     if hits.hits.is_empty() {
-        println!("no command contains {:?}", q.q);
+        outln!("no command contains {:?}", q.q);
         return Ok(());
     }
     for h in &hits.hits {
         let when = shared::core::Timestamp::from_unix(h.at).rfc3339();
-        println!(
+        outln!(
             "{:<10} {:<20} {}@{}  +{}  {}\n           {}",
             replay::printable(&h.code),
             when,
@@ -53,7 +53,7 @@ pub async fn search(c: &Client, q: &SearchQuery, json: bool) -> Result<(), Failu
             replay::printable(&h.url)
         );
     }
-    println!("{} hit(s)", hits.hits.len());
+    outln!("{} hit(s)", hits.hits.len());
     Ok(())
 }
 
@@ -65,7 +65,7 @@ pub async fn bundle(c: &Client, id: &str, out: Option<&Path>) -> Result<(), Fail
         out.map_or_else(|| PathBuf::from(format!("{safe}-bundle.tar.gz")), Path::to_path_buf);
     std::fs::write(&path, &bytes)
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot write {}: {e}", path.display())))?;
-    println!(
+    outln!(
         "wrote {} ({} bytes); verify it offline: tar xzf {} and follow its README.md",
         path.display(),
         bytes.len(),
@@ -197,10 +197,10 @@ fn play_checked(
     let commands = replay::commands(&cast);
     if args.list_commands {
         if commands.is_empty() {
-            println!("no commands in this recording");
+            outln!("no commands in this recording");
         }
         for (i, (t, label)) in commands.iter().enumerate() {
-            println!("{:>4}  +{:<9} {}", i + 1, clock(*t), replay::printable(label));
+            outln!("{:>4}  +{:<9} {}", i + 1, clock(*t), replay::printable(label));
         }
         return Ok(());
     }
@@ -247,6 +247,9 @@ fn play_checked(
                 "no command {requested}: the recording has {available} (list them with --commands)"
             ),
         )),
+        Err(replay::PlayError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::output(&e))
+        }
         Err(e) => Err(Failure::new(EXIT_FAILURE, e.to_string())),
     }
 }

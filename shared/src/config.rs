@@ -63,8 +63,15 @@ pub struct ConfigError {
 }
 
 impl fmt::Display for ConfigError {
+    /// One line: the key, the problem, then one piece of advice (a near-miss suggestion,
+    /// `did you mean ...?`, stands on its own; any other fix follows `fix:`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config error at `{}`: {}; fix: {}", self.key, self.problem, self.fix)
+        write!(f, "config error at `{}`: {}; ", self.key, self.problem)?;
+        if self.fix.starts_with("did you mean") {
+            f.write_str(&self.fix)
+        } else {
+            write!(f, "fix: {}", self.fix)
+        }
     }
 }
 impl std::error::Error for ConfigError {}
@@ -548,7 +555,7 @@ pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigErro
     }
     fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
     fig = merge_flags(fig, flags);
-    let raw: RawConfig = fig.extract().map_err(|e| figment_error(&e))?;
+    let raw: RawConfig = fig.extract().map_err(|e| figment_error(&e, file))?;
     let mut cfg = validate(&raw)?;
     cfg.source = source;
     Ok(cfg)
@@ -562,7 +569,7 @@ pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
         .merge(Toml::string(text))
         .extract()
-        .map_err(|e| figment_error(&e))?;
+        .map_err(|e| figment_error(&e, None))?;
     let mut cfg = validate(&raw)?;
     cfg.source = Some((PathBuf::from("(inline)"), Sha256::digest(text.as_bytes()).into()));
     Ok(cfg)
@@ -584,22 +591,56 @@ fn merge_flags(mut fig: Figment, flags: &Overrides) -> Figment {
     fig
 }
 
-fn figment_error(e: &figment::Error) -> ConfigError {
+/// A figment error as a [`ConfigError`]: where the value came from (the config file by the
+/// path as given, or the environment variable), what is wrong with no nested quoting, and one
+/// piece of advice (for an unknown key, the nearest valid one when it is a near miss).
+fn figment_error(e: &figment::Error, file: Option<&Path>) -> ConfigError {
+    use figment::error::Kind;
     let key = if e.path.is_empty() { "(top level)".to_owned() } else { e.path.join(".") };
-    let source = match &e.metadata {
-        Some(m) => match &m.source {
-            Some(s) => format!(" (from {s})"),
-            None => format!(" (from {})", m.name),
-        },
-        None => String::new(),
-    };
-    let fix = match &e.kind {
-        figment::error::Kind::UnknownField(..) => {
-            format!("remove or correct the key; {EXAMPLE_PATH} lists every valid key")
+    let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(p)) => {
+            format!(" in {}", file.map_or_else(|| p.display(), Path::display))
         }
-        _ => format!("see {EXAMPLE_PATH} for the expected form"),
+        _ if e.metadata.as_ref().is_some_and(|m| m.name.contains("environment")) => {
+            format!(" in the environment variable {ENV_PREFIX}{}", e.path.join("__").to_uppercase())
+        }
+        // Defaults, flags, inline text: the key says it all.
+        _ => String::new(),
     };
-    err(key, format!("{}{source}", e.kind), fix)
+    let listed = |names: &[&str]| names.join(", ");
+    let (problem, fix) = match &e.kind {
+        Kind::UnknownField(found, expected) => (
+            "unknown key".to_owned(),
+            match near_miss(found, expected) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None if expected.is_empty() => {
+                    format!("remove it ({EXAMPLE_PATH} lists every valid key)")
+                }
+                None => format!("remove it; valid keys here: {}", listed(expected)),
+            },
+        ),
+        Kind::UnknownVariant(found, expected) => (
+            format!("unknown value {found:?}"),
+            match near_miss(found, expected) {
+                Some(m) => format!("did you mean `{m}`?"),
+                None => format!("use one of: {}", listed(expected)),
+            },
+        ),
+        other => (other.to_string(), format!("see {EXAMPLE_PATH} for the expected form")),
+    };
+    err(key, format!("{problem}{source}"), fix)
+}
+
+/// The valid name `found` is most likely a typo of: within two edits (one for short names),
+/// closest first.
+fn near_miss<'a>(found: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let allowed = if found.chars().count() <= 4 { 1 } else { 2 };
+    valid
+        .iter()
+        .map(|v| (strsim::damerau_levenshtein(&found.to_lowercase(), v), *v))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
 }
 
 fn http_limits(r: &RawServer) -> Result<HttpLimits, ConfigError> {
@@ -1260,13 +1301,36 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown field");
+        refused(&format!("{MINIMAL}\n[server]\nlisen = \"x\""), "server.lisen", "unknown key");
         refused(
             &MINIMAL.replace("logins =", "quorm = 2\nlogins ="),
             "scopes.prod-db.quorm",
-            "unknown field",
+            "unknown key",
         );
-        refused("secret_token = \"abc\"", "secret_token", "unknown field");
+        refused("secret_token = \"abc\"", "secret_token", "unknown key");
+    }
+
+    /// A near miss names the key meant; anything else names the valid keys; never nested
+    /// backticks, and one piece of advice.
+    #[test]
+    fn unknown_keys_suggest_the_near_miss() {
+        let near = from_toml_str(&MINIMAL.replace("logins =", "quorom = 2\nlogins ="))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(near.ends_with("unknown key; did you mean `quorum`?"), "{near}");
+        let far = from_toml_str(&format!("{MINIMAL}\n[server]\nsomething_else = 1"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(far.contains("fix: remove it; valid keys here: listen, "), "{far}");
+        for text in [&near, &far] {
+            assert_eq!(text.matches("fix:").count() + text.matches("did you mean").count(), 1);
+            assert!(!text.contains("``") && !text.contains("`one of"), "{text}");
+        }
+        assert_eq!(near_miss("lisen", &["listen", "public_url"]), Some("listen"));
+        assert_eq!(near_miss("lst", &["listen"]), None);
+        assert_eq!(near_miss("Quorum", &["quorum"]), Some("quorum"));
     }
 
     #[test]

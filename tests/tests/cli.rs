@@ -70,13 +70,13 @@ fn a_config_with_an_unknown_key_names_it_and_exits_5() -> Result<(), Box<dyn std
     let out = cli(&["config", "check", "--config", p], &[]);
     assert_eq!(out.code, 5, "{}", out.all());
     assert!(
-        out.stderr.contains("`scopes.prod.quorom`") && out.stderr.contains("unknown field"),
+        out.stderr.contains("`scopes.prod.quorom`") && out.stderr.contains("unknown key"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("deploy/breakglass.example.toml"),
-        "says where the keys are documented: {}",
+        out.stderr.contains(&format!("in {p}; did you mean `quorum`?")),
+        "names the file as given and the key meant: {}",
         out.stderr
     );
 

@@ -173,7 +173,12 @@ impl FromStr for RequestId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s.trim())
             .map(Self)
-            .map_err(|_| invalid("request id", "not a request id (a UUID) or code (bg-xxxxxx)"))
+            .map_err(|_| {
+                invalid(
+                    "request id",
+                    "not a request id (a UUID) or code (`bg-` and six lowercase hex digits, like bg-7f3a2c)",
+                )
+            })
     }
 }
 
@@ -198,7 +203,10 @@ impl GrantCode {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid("grant code", "a grant code looks like bg-7f3a2c"))
+            Err(invalid(
+                "grant code",
+                "a grant code is `bg-` and six lowercase hex digits, like bg-7f3a2c",
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
