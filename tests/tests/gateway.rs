@@ -529,12 +529,16 @@ fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_ar
     let user_port = user_side.local_addr().expect("addr").port();
     let greeter = std::thread::spawn(move || {
         let (mut conn, _) = user_side.accept().expect("a forwarded connection arrives");
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&conn), &mut first)
+            .expect("the target speaks first");
         conn.write_all(b"greetings-from-the-user-side\n").expect("greet");
+        first
     });
     let remote_port = free_port();
     let code = w.grant("db-1", None);
     let command = format!(
-        "ssh-add -L; bash -c 'exec 3<>/dev/tcp/127.0.0.1/{remote_port}; cat <&3'; echo done=$?"
+        "ssh-add -L; bash -c 'exec 3<>/dev/tcp/127.0.0.1/{remote_port}; echo hello-from-the-target >&3; cat <&3'; echo done=$?"
     );
     let forward = format!("{remote_port}:127.0.0.1:{user_port}");
     let out = w
@@ -552,7 +556,7 @@ fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_ar
     assert!(stdout.contains(&agent.public), "the target reaches the user's agent: {all}");
     assert!(stdout.contains("greetings-from-the-user-side"), "{all}");
     assert!(stdout.contains("done=0"), "{all}");
-    greeter.join().expect("greeter");
+    assert_eq!(greeter.join().expect("greeter"), "hello-from-the-target\n");
 
     // Set up (agent, remote port) and used (the agent once, one connection): four events.
     let events = forward_events(&w, &code, 4);
@@ -574,6 +578,12 @@ fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_ar
         markers.iter().any(|m| m.starts_with("remote forwarding: connection to")),
         "{markers:?}"
     );
+    // The forwarded connection's bytes are in the recording both ways, as raw `d` events.
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let from_target = cast.binary(false).expect("d events");
+    let to_target = cast.binary(true).expect("d events");
+    assert!(contains(&from_target, b"hello-from-the-target\n"), "target's bytes recorded");
+    assert!(contains(&to_target, b"greetings-from-the-user-side\n"), "user's bytes recorded");
 }
 
 /// An X11 client for the target: reads the session's cookie with xauth, connects to
@@ -854,6 +864,15 @@ fn sftp_and_scp_pass_through_and_are_recorded_as_transfers() {
         "sftp carried the bytes unchanged"
     );
     let t = transfers(&w, &code, 2);
+    // Summarising is on top of recording: the file's bytes are in the recording both ways
+    // (a stretch from inside the first SFTP write and the first read answer).
+    w.wait_status(&code, "closed", 10);
+    let cast = cast::parse(&std::fs::read_to_string(w.recording_of(&code, 10)).expect("recording"))
+        .expect("parses");
+    let stretch = &payload[100..612];
+    let contains = |hay: &[u8]| hay.windows(stretch.len()).any(|w| w == stretch);
+    assert!(contains(&cast.binary(true).expect("d events")), "uploaded bytes recorded");
+    assert!(contains(&cast.binary(false).expect("d events")), "downloaded bytes recorded");
     let up = t.iter().find(|e| e["direction"] == "upload").expect("upload event");
     let down = t.iter().find(|e| e["direction"] == "download").expect("download event");
     for e in [up, down] {
