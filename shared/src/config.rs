@@ -1159,7 +1159,8 @@ fn check_ssh_keys(key: &str, keys: &[String]) -> Result<(), ConfigError> {
     for (i, k) in keys.iter().enumerate() {
         let mut parts = k.split_whitespace();
         let ok = matches!((parts.next(), parts.next()), (Some(t), Some(b))
-            if (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-")) && b.len() > 16);
+            if (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
+                && ssh_key_blob_is_plausible(t, b));
         if !ok {
             return Err(err(
                 format!("{key}[{i}]"),
@@ -1169,6 +1170,28 @@ fn check_ssh_keys(key: &str, keys: &[String]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether `b64` decodes to an OpenSSH public key blob of type `kind`: the blob starts with
+/// its own type name, and an Ed25519 key has exactly 32 bytes of key. The gateway parses the
+/// key fully at start; this keeps `config check` from passing a line `up` would refuse
+/// (a made-up or cut base64 body) without a dependency on the SSH stack in the core.
+fn ssh_key_blob_is_plausible(kind: &str, b64: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(b64) else { return false };
+    let field = |at: usize| -> Option<(&[u8], usize)> {
+        let len = u32::from_be_bytes(blob.get(at..at + 4)?.try_into().ok()?) as usize;
+        let end = at.checked_add(4)?.checked_add(len)?;
+        Some((blob.get(at + 4..end)?, end))
+    };
+    let Some((name, next)) = field(0) else { return false };
+    if name != kind.as_bytes() {
+        return false;
+    }
+    match kind {
+        "ssh-ed25519" => field(next).is_some_and(|(key, end)| key.len() == 32 && end == blob.len()),
+        _ => field(next).is_some(),
+    }
 }
 
 fn parse_sha256(key: &str, v: &str) -> Result<[u8; 32], ConfigError> {
@@ -1308,6 +1331,38 @@ mod tests {
             "unknown key",
         );
         refused("secret_token = \"abc\"", "secret_token", "unknown key");
+    }
+
+    /// `config check` refuses an SSH key line the gateway would refuse at start.
+    #[test]
+    fn ssh_key_lines_are_checked_as_up_would_check_them() {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let blob = |name: &str, key: &[u8]| {
+            let mut v = Vec::new();
+            for part in [name.as_bytes(), key] {
+                v.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
+                v.extend_from_slice(part);
+            }
+            v
+        };
+        let good = blob("ssh-ed25519", &[7; 32]);
+        assert!(ssh_key_blob_is_plausible("ssh-ed25519", &b64(&good)));
+        // Made-up or cut bodies, and a type that disagrees with the blob, are refused.
+        assert!(!ssh_key_blob_is_plausible(
+            "ssh-ed25519",
+            "AAAAC3NzaC1lZDI1NTE5AAAAIFAKEKEYFAKEKEY"
+        ));
+        assert!(!ssh_key_blob_is_plausible("ssh-ed25519", &b64(&good[..40])));
+        assert!(!ssh_key_blob_is_plausible("ssh-rsa", &b64(&good)));
+        assert!(!ssh_key_blob_is_plausible("ssh-ed25519", &b64(&blob("ssh-ed25519", &[7; 31]))));
+        assert!(!ssh_key_blob_is_plausible("ssh-ed25519", "not base64!"));
+        let line = format!("ssh-ed25519 {} alice@laptop", b64(&good));
+        assert!(check_ssh_keys("users.alice.ssh_keys", &[line]).is_ok());
+        let fake =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAliceAliceAliceAliceAliceAliceAliceAlice alice"
+                .to_owned();
+        assert!(check_ssh_keys("users.alice.ssh_keys", &[fake]).is_err());
     }
 
     /// A near miss names the key meant; anything else names the valid keys; never nested
