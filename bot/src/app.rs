@@ -268,6 +268,7 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         chat: Arc::new(chat),
         slack,
         discord,
+        changed: Arc::default(),
     };
     Ok((deps, source))
 }

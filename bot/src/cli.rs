@@ -1119,9 +1119,11 @@ async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Fa
             deps.signer.key_id()
         );
     }
-    let (gw, host_key) =
+    let (mut gw, host_key) =
         crate::app::build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
             .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+    // One process: a revoke through this bot wakes this gateway's watcher at once.
+    gw.live = std::sync::Arc::new(recorder::live::LiveSessions::woken_by(deps.changed.clone()));
     announce_gateway(&gw, &ssh);
     tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
     tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());

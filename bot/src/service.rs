@@ -32,6 +32,10 @@ pub struct Deps {
     pub slack: Option<Arc<crate::slack::SlackState>>,
     /// The Discord endpoint's state, when Discord is configured.
     pub discord: Option<Arc<crate::discord::DiscordState>>,
+    /// Notified after every change a decision makes. In `breakglass up` the gateway's
+    /// revocation watcher waits on it, so a revoke cuts the session at once, not at the next
+    /// poll.
+    pub changed: Arc<tokio::sync::Notify>,
 }
 
 /// Why an operation did not happen. Nothing was written in any case.
@@ -173,6 +177,7 @@ impl Deps {
             match self.store.apply(&t, now).await {
                 Ok(()) => {
                     tracing::info!(code = %t.next.code, status = t.next.status.as_str(), "request changed");
+                    self.changed.notify_one();
                     return Ok(t.next);
                 }
                 Err(StoreError::Conflict(_)) => continue,

@@ -192,7 +192,7 @@ pub async fn serve(
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
         deps.store.clone(),
-        Duration::from_millis(250),
+        deps.config.gateway.revocation_poll,
         stop.child_token(),
     ));
     loop {

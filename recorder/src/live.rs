@@ -232,9 +232,23 @@ impl Cutter {
 #[derive(Debug, Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<RequestId, (String, Arc<Cutter>)>>,
+    /// Wakes the revocation watcher before its next poll (a request changed in this process).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl LiveSessions {
+    /// Live sessions whose revocation watcher also wakes when `wake` is notified: in
+    /// `breakglass up`, the service notifies it on every decision, so a revoke cuts at once
+    /// instead of at the next poll.
+    pub fn woken_by(wake: Arc<tokio::sync::Notify>) -> Self {
+        Self { map: Mutex::default(), wake }
+    }
+
+    /// Asks the watcher to look now (a permit is kept if it is busy, so no wake is lost).
+    pub fn recheck(&self) {
+        self.wake.notify_one();
+    }
+
     pub fn insert(&self, id: RequestId, host: String, cutter: Arc<Cutter>) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, (host, cutter));
@@ -272,8 +286,9 @@ impl LiveSessions {
 /// Live sessions checked per query (the list adapter returns at most 1000 rows).
 const REVOCATION_BATCH: usize = 500;
 
-/// Polls the database every `every` for revocations of live grants, and cuts those sessions.
-/// A database that does not answer cuts nothing (the signed deadline still holds).
+/// Polls the database every `every` (and whenever [`LiveSessions::recheck`] is called) for
+/// revocations of live grants, and cuts those sessions. A database that does not answer cuts
+/// nothing (the signed deadline still holds).
 pub async fn watch_revocations(
     live: Arc<LiveSessions>,
     store: Arc<dyn Store>,
@@ -286,6 +301,7 @@ pub async fn watch_revocations(
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
+            () = live.wake.notified() => {}
         }
         let all = live.all();
         // One query per tick for every live session (not one per session): which of them are

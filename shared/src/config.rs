@@ -141,6 +141,7 @@ pub struct RawGateway {
     pub recordings_dir: Option<PathBuf>,
     pub connect_timeout: String,
     pub login_grace_time: String,
+    pub revocation_poll: String,
     pub env_allowlist: Vec<String>,
     pub record_input: bool,
     pub max_channels_per_session: usize,
@@ -159,6 +160,7 @@ impl Default for RawGateway {
             recordings_dir: None,
             connect_timeout: "10s".into(),
             login_grace_time: "30s".into(),
+            revocation_poll: "250ms".into(),
             env_allowlist: vec!["LANG".into(), "LC_*".into(), "TZ".into()],
             record_input: true,
             max_channels_per_session: 10,
@@ -392,6 +394,9 @@ pub struct GatewaySettings {
     /// How long a client may take from connecting to being logged in before it is
     /// disconnected (like sshd's `LoginGraceTime`).
     pub login_grace_time: std::time::Duration,
+    /// How often the gateway asks the database which live sessions' grants were revoked. A
+    /// revoke made in the same process (`breakglass up`) wakes it at once.
+    pub revocation_poll: std::time::Duration,
     /// Environment variables passed to the target (`*` at the end matches a prefix).
     pub env_allowlist: Vec<String>,
     /// Record the user's keystrokes (`i` events) as well as the output.
@@ -713,6 +718,16 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
                 "write it like \"30s\"",
             )
         })?;
+    let revocation_poll = humantime::parse_duration(&g.revocation_poll)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            err(
+                "gateway.revocation_poll",
+                format!("`{}` is not a positive duration", g.revocation_poll),
+                "write it like \"250ms\"",
+            )
+        })?;
     for (i, v) in g.env_allowlist.iter().enumerate() {
         let name = v.strip_suffix('*').unwrap_or(v);
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -748,6 +763,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         recordings_dir: g.recordings_dir.clone().unwrap_or_else(|| data.join("recordings")),
         connect_timeout,
         login_grace_time,
+        revocation_poll,
         env_allowlist: g.env_allowlist.clone(),
         record_input: g.record_input,
         max_channels_per_session: g.max_channels_per_session,

@@ -186,6 +186,8 @@ impl Drop for Agent {
 pub struct WorldOptions {
     /// Extra lines for `[scopes.prod]` (e.g. `max_duration = "5s"`).
     pub scope_extra: String,
+    /// Extra lines for `[gateway]` (e.g. `revocation_poll = "1h"`).
+    pub gateway_extra: String,
     /// Pin a wrong host key for db-1 instead of the real one.
     pub wrong_host_key: bool,
     /// Extra environment for `breakglass up`.
@@ -366,6 +368,7 @@ impl World {
 [gateway]
 known_hosts_file = "{kh}"
 connect_timeout = "5s"
+{gateway_extra}
 
 [users.alice]
 slack_id = "U0ALICE"
@@ -413,6 +416,7 @@ channels = ["{channel}", "{discord_channel}"]
             te = sha256_hex(&token("erin")),
             port = sshd.port,
             extra = opts.scope_extra,
+            gateway_extra = opts.gateway_extra,
             channel = SLACK_CHANNEL,
             discord_channel = DISCORD_CHANNEL,
         );

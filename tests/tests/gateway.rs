@@ -747,6 +747,44 @@ fn a_revoke_cuts_the_live_session() {
     let _ = bystander.wait();
 }
 
+/// In `breakglass up` the bot and the gateway share a process: a revoke wakes the gateway's
+/// revocation watcher at once. With the database poll set to an hour, only that wake can cut.
+#[test]
+fn a_revoke_in_the_same_process_cuts_without_waiting_for_the_poll() {
+    let w = World::with(WorldOptions {
+        gateway_extra: "revocation_poll = \"1h\"\n".into(),
+        ..WorldOptions::default()
+    });
+    let code = w.grant("db-1", None);
+    let mut child = w
+        .ssh_cmd("alice", &code, &["-tt", "sleep 600"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh");
+    w.wait_status(&code, "active", 10);
+    let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
+    assert_eq!(s, 200, "{v}");
+    let until = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!(
+                "the session outlived the revoke: the watcher was not woken\n{}",
+                w.server.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("ssh output");
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        all.contains(&format!("the grant {code} for db-1 was revoked by bob; session closed")),
+        "{all}"
+    );
+}
+
 #[test]
 fn a_recording_cut_by_a_crash_still_parses() {
     let mut w = World::start();

@@ -147,6 +147,7 @@ impl App {
             chat: Arc::new(bot::chat::sync::ChatHub::default()),
             slack: None,
             discord: None,
+            changed: std::sync::Arc::default(),
         };
         Self { deps, clock }
     }
