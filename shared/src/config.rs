@@ -708,26 +708,10 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             "write it like \"10s\"",
         )
     })?;
-    let login_grace_time = humantime::parse_duration(&g.login_grace_time)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            err(
-                "gateway.login_grace_time",
-                format!("`{}` is not a positive duration", g.login_grace_time),
-                "write it like \"30s\"",
-            )
-        })?;
-    let revocation_poll = humantime::parse_duration(&g.revocation_poll)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            err(
-                "gateway.revocation_poll",
-                format!("`{}` is not a positive duration", g.revocation_poll),
-                "write it like \"250ms\"",
-            )
-        })?;
+    let login_grace_time =
+        positive_duration("gateway.login_grace_time", &g.login_grace_time, "30s")?;
+    let revocation_poll =
+        positive_duration("gateway.revocation_poll", &g.revocation_poll, "250ms")?;
     for (i, v) in g.env_allowlist.iter().enumerate() {
         let name = v.strip_suffix('*').unwrap_or(v);
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -1208,6 +1192,21 @@ fn ssh_key_blob_is_plausible(kind: &str, b64: &str) -> bool {
         "ssh-ed25519" => field(next).is_some_and(|(key, end)| key.len() == 32 && end == blob.len()),
         _ => field(next).is_some(),
     }
+}
+
+/// A duration above zero (`30s`, `250ms`), or an error at `key` showing `example`.
+fn positive_duration(
+    key: &str,
+    v: &str,
+    example: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    humantime::parse_duration(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        err(
+            key,
+            format!("`{v}` is not a positive duration"),
+            format!("write it like \"{example}\""),
+        )
+    })
 }
 
 fn parse_sha256(key: &str, v: &str) -> Result<[u8; 32], ConfigError> {

@@ -695,28 +695,27 @@ fn the_window_end_cuts_a_live_session_with_a_message() {
     assert!(cast.events.iter().any(|e| e.data == "session ended: expired"), "{:?}", cast.events);
 }
 
-#[test]
-fn a_revoke_cuts_the_live_session() {
-    let w = World::start();
-    let code = w.grant("db-1", None);
+/// A session of `code` running `sleep SECS` under a terminal, once the grant shows `active`.
+fn live_session(w: &World, code: &str, secs: u32) -> std::process::Child {
     let child = w
-        .ssh_cmd("alice", &code, &["-tt", "sleep 60"])
+        .ssh_cmd("alice", code, &["-tt", &format!("sleep {secs}")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ssh");
-    w.wait_status(&code, "active", 10);
+    w.wait_status(code, "active", 10);
+    child
+}
+
+#[test]
+fn a_revoke_cuts_the_live_session() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let child = live_session(&w, &code, 60);
     // Another live session, whose grant stays: the revoke must not touch it.
     let other = w.grant("db-1", None);
-    let mut bystander = w
-        .ssh_cmd("alice", &other, &["-tt", "sleep 60"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ssh");
-    w.wait_status(&other, "active", 10);
+    let mut bystander = live_session(&w, &other, 60);
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
     let revoked = Instant::now();
@@ -756,14 +755,7 @@ fn a_revoke_in_the_same_process_cuts_without_waiting_for_the_poll() {
         ..WorldOptions::default()
     });
     let code = w.grant("db-1", None);
-    let mut child = w
-        .ssh_cmd("alice", &code, &["-tt", "sleep 600"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    w.wait_status(&code, "active", 10);
+    let mut child = live_session(&w, &code, 600);
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
     let until = Instant::now() + Duration::from_secs(30);
