@@ -199,7 +199,9 @@ impl Recording {
         let (cols, rows) = st.pty.unwrap_or((80, 24));
         let term = st.term.clone();
         match &kind {
-            ChannelKind::Shell if st.pty.is_some() => {
+            // Whatever started it (a login shell, `ssh -t gw bash -i`, `ssh -t gw sudo -i`), a
+            // channel with a terminal is read for commands: what the user typed is on screen.
+            ChannelKind::Shell | ChannelKind::Exec(_) if st.pty.is_some() => {
                 st.commands = Some(CommandTracker::new(rows, cols))
             }
             // scp never asks for a terminal: an exec with one is interactive, whatever the
@@ -679,5 +681,37 @@ mod tests {
         r.output(ch, b"$ interactive\r\n");
         assert!(r.finish("session ended: closed").is_some());
         assert!(cast_of(dir.path()).output_text().contains("$ interactive"));
+    }
+
+    /// `ssh -t gw bash -i`: an exec with a terminal is an interactive shell, read for commands
+    /// like a login shell; an exec without one is not.
+    #[test]
+    fn an_exec_with_a_terminal_is_read_for_commands() {
+        let typed = |pty: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (mut r, mut events) = recording(dir.path());
+            let ch = channel(0);
+            if pty {
+                r.pty(ch, "xterm", 80, 24);
+            }
+            r.start(ch, ChannelKind::Exec("bash -i".into()));
+            r.output(ch, b"root@db-1:~# ");
+            for b in b"id -u" {
+                r.input(ch, &[*b]);
+                r.output(ch, &[*b]);
+            }
+            r.input(ch, b"\r");
+            r.output(ch, b"\r\n0\r\nroot@db-1:~# ");
+            assert!(r.finish("session ended: closed").is_some());
+            let mut commands = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                if e.kind == "command" {
+                    commands.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            commands
+        };
+        assert_eq!(typed(true), ["id -u"]);
+        assert!(typed(false).is_empty());
     }
 }

@@ -127,6 +127,49 @@ fn binary_exec_output_arrives_intact_and_is_kept_byte_for_byte() {
     assert_eq!(data["output_sha256"], digest.as_str(), "{data}");
 }
 
+/// `ssh -tt gw bash -i` is an interactive shell started by exec: its typed commands are in
+/// the command index and the recording like a login shell's (issue 18's first case).
+#[test]
+fn a_shell_started_by_exec_with_a_terminal_has_its_commands_indexed() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let mut child = w
+        .ssh_cmd("alice", &code, &["-tt", "bash --norc -i"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh starts");
+    let out = collect(&mut child);
+    let mut input = child.stdin.take().expect("stdin");
+    let mut send = |s: &str| {
+        input.write_all(s.as_bytes()).expect("type");
+        input.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    send("export PS1='bg-exec# '\r");
+    wait_for(&out, "bg-exec# ", 1, "prompt");
+    send("echo exec-$((6*7))\r");
+    wait_for(&out, "exec-42", 1, "the command ran");
+    send("exit\r");
+    let status = child.wait().expect("ssh exits");
+    assert!(status.success(), "{:?}", out.lock().map(|b| text(&b)));
+    w.wait_status(&code, "closed", 10);
+    let rec = w.recording_of(&code, 10);
+    let cmds = w.commands(&code);
+    for typed in ["export PS1='bg-exec# '", "echo exec-$((6*7))", "exit"] {
+        assert!(
+            cmds.iter().any(|c| c == typed),
+            "{typed} is indexed: {cmds:?}\n{}",
+            std::fs::read_to_string(&rec).unwrap_or_default()
+        );
+    }
+    let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
+    assert!(cast.events.iter().any(|e| e.code == "m" && e.data == "echo exec-$((6*7))"));
+}
+
 #[test]
 fn an_interactive_shell_records_commands_as_the_user_saw_them() {
     let w = World::start();
