@@ -88,13 +88,17 @@ fn request_approve_connect_revoke_and_summary_through_discord() {
         connect.body
     );
 
-    let child = w
+    let mut child = w
         .ssh_cmd("alice", &code, &["echo discord-session; sleep 30"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ssh");
+    // The command's output arrived before the revoke (a revoke in the same process cuts at
+    // once, faster than a first line can travel).
+    let stdout = e2e::collect(&mut child);
+    e2e::wait_for(&stdout, "discord-session", 1, "the session's output");
     w.wait_status(&code, "active", 10);
     wait_for(&fake, "session live in the thread", |c| {
         c.path == format!("channels/{thread}/messages")
@@ -110,8 +114,9 @@ fn request_approve_connect_revoke_and_summary_through_discord() {
     ));
     assert_eq!(s, 200);
     let out = child.wait_with_output().expect("ssh ends");
+    let printed = stdout.lock().map(|b| b.clone()).unwrap_or_default();
     let seen =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        String::from_utf8_lossy(&printed).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(seen.contains("discord-session") && seen.contains("revoked by bob"), "{seen}");
 
     let summary = wait_for(&fake, "the summary", |c| {

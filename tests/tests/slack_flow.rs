@@ -65,13 +65,17 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
 
     // The session through the real gateway.
-    let child = w
+    let mut child = w
         .ssh_cmd("alice", &code, &["echo session-started; sleep 30"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("ssh");
+    // The command's output arrived before the revoke (a revoke in the same process cuts at
+    // once, faster than a first line can travel).
+    let stdout = e2e::collect(&mut child);
+    e2e::wait_for(&stdout, "session-started", 1, "the session's output");
     w.wait_status(&code, "active", 10);
     wait_for(&fake, "the session-live note", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
@@ -89,8 +93,9 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     );
     assert_eq!(s, 200);
     let out = child.wait_with_output().expect("ssh ends");
+    let printed = stdout.lock().map(|b| b.clone()).unwrap_or_default();
     let seen =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        String::from_utf8_lossy(&printed).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(seen.contains("session-started") && seen.contains("revoked by bob"), "{seen}");
 
     // The summary, once, in the thread.
