@@ -937,6 +937,56 @@ fn non_empty(text: String) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The longest line [`StdinLines`] keeps, in characters (longer ones end in `…`).
+pub const MAX_STDIN_LINE: usize = 1024;
+
+/// Lines written to a shell's standard input with no terminal (`ssh gw bash < script.sh`,
+/// `ssh gw sh -s`): each non-empty line is a command the shell will read. Data the script's
+/// own commands read from stdin is listed too: this is an index of the input, not a parse.
+#[derive(Debug, Default)]
+pub struct StdinLines {
+    line: Vec<u8>,
+    /// The current line passed [`MAX_STDIN_LINE`]: the rest of it is dropped.
+    cut: bool,
+}
+
+impl StdinLines {
+    /// Feeds bytes the user sent; returns the lines they completed.
+    pub fn input(&mut self, data: &[u8]) -> Vec<String> {
+        let mut done = Vec::new();
+        for &b in data {
+            if b == b'\n' {
+                done.extend(self.take());
+            } else if self.line.len() < MAX_STDIN_LINE * MAX_CHAR_BYTES {
+                self.line.push(b);
+            } else {
+                self.cut = true;
+            }
+        }
+        done
+    }
+
+    /// The last line, if the input ended without a newline.
+    pub fn finish(&mut self) -> Vec<String> {
+        self.take().into_iter().collect()
+    }
+
+    fn take(&mut self) -> Option<String> {
+        let raw = std::mem::take(&mut self.line);
+        let cut = std::mem::take(&mut self.cut);
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim_end_matches('\r').trim();
+        if text.is_empty() {
+            return None;
+        }
+        let mut line: String = text.chars().take(MAX_STDIN_LINE).collect();
+        if cut || text.chars().count() > MAX_STDIN_LINE {
+            line.push('…');
+        }
+        Some(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

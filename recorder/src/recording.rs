@@ -23,8 +23,8 @@ use shared::ports::SessionEvent;
 use tokio::sync::mpsc;
 
 use crate::cast::{CastWriter, Header, Summary};
-use crate::commands::CommandTracker;
-use crate::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent};
+use crate::commands::{CommandTracker, StdinLines};
+use crate::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent, reads_commands_on_stdin};
 
 /// What kind of work a channel does, once the client said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,8 @@ struct ChannelState {
     term: Option<String>,
     kind: Option<ChannelKind>,
     commands: Option<CommandTracker>,
+    /// Lines fed to a shell on stdin with no terminal (`ssh gw bash < script.sh`).
+    stdin_lines: Option<StdinLines>,
     transfer: Option<Transfer>,
     /// A forwarded connection (port, agent, X11): its bytes are not terminal output.
     tunnel: bool,
@@ -207,7 +209,10 @@ impl Recording {
             // scp never asks for a terminal: an exec with one is interactive, whatever the
             // program is called.
             ChannelKind::Exec(cmd) if st.pty.is_none() => {
-                st.transfer = ScpTracker::from_command(cmd).map(Transfer::Scp)
+                st.transfer = ScpTracker::from_command(cmd).map(Transfer::Scp);
+                if st.transfer.is_none() && reads_commands_on_stdin(cmd) {
+                    st.stdin_lines = Some(StdinLines::default());
+                }
             }
             ChannelKind::Subsystem(name) if name == "sftp" => {
                 st.transfer = Some(Transfer::Sftp(SftpTracker::new()))
@@ -284,11 +289,15 @@ impl Recording {
         }
         let t = self.elapsed();
         let mut found = Vec::new();
+        let mut from_stdin = Vec::new();
         let mut transfers = Vec::new();
         let mut binary = false;
         if let Some(st) = self.channels.get_mut(&ch) {
             if let Some(c) = st.commands.as_mut() {
                 found = c.input(data);
+            }
+            if let Some(l) = st.stdin_lines.as_mut() {
+                from_stdin = l.input(data);
             }
             match st.transfer.as_mut() {
                 Some(Transfer::Sftp(s)) => transfers = s.client_to_server(data),
@@ -307,6 +316,7 @@ impl Recording {
             self.io(r);
         }
         self.commands_found(t, found);
+        self.stdin_commands_found(t, from_stdin);
         self.transfers_found(ch, t, transfers);
     }
 
@@ -428,14 +438,17 @@ impl Recording {
         let t = self.elapsed();
         let Some(st) = self.channels.get_mut(&ch) else { return };
         let found = st.commands.as_mut().map(CommandTracker::finish).unwrap_or_default();
+        let from_stdin = st.stdin_lines.as_mut().map(StdinLines::finish).unwrap_or_default();
         let transfers = match st.transfer.as_mut() {
             Some(Transfer::Sftp(s)) => s.finish(),
             Some(Transfer::Scp(s)) => s.finish(),
             None => Vec::new(),
         };
         st.commands = None;
+        st.stdin_lines = None;
         st.transfer = None;
         self.commands_found(t, found);
+        self.stdin_commands_found(t, from_stdin);
         self.transfers_found(ch, t, transfers);
     }
 
@@ -447,6 +460,18 @@ impl Recording {
                 self.io(r);
             }
             self.event("command", json!({ "command": cmd }));
+        }
+    }
+
+    /// Lines a shell read on stdin: commands like typed ones, marked with where they came from.
+    fn stdin_commands_found(&mut self, t: Duration, found: Vec<String>) {
+        for cmd in found {
+            self.commands += 1;
+            if let Some(w) = self.writer.as_mut() {
+                let r = w.marker(t, &cmd);
+                self.io(r);
+            }
+            self.event("command", json!({ "command": cmd, "source": "stdin" }));
         }
     }
 
@@ -684,7 +709,8 @@ mod tests {
     }
 
     /// `ssh -t gw bash -i`: an exec with a terminal is an interactive shell, read for commands
-    /// like a login shell; an exec without one is not.
+    /// off the screen like a login shell; without a terminal the same shell's commands are
+    /// the lines it reads on stdin.
     #[test]
     fn an_exec_with_a_terminal_is_read_for_commands() {
         let typed = |pty: bool| {
@@ -706,12 +732,48 @@ mod tests {
             let mut commands = Vec::new();
             while let Ok(e) = events.try_recv() {
                 if e.kind == "command" {
-                    commands.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
+                    let command = e.detail["command"].as_str().unwrap_or_default().to_owned();
+                    commands.push((command, e.detail["source"].as_str().map(str::to_owned)));
                 }
             }
             commands
         };
-        assert_eq!(typed(true), ["id -u"]);
-        assert!(typed(false).is_empty());
+        assert_eq!(typed(true), [("id -u".to_owned(), None)]);
+        assert_eq!(typed(false), [("id -u".to_owned(), Some("stdin".to_owned()))]);
+    }
+
+    /// `ssh gw bash < script.sh`: each line the shell reads on stdin is a command, marked as
+    /// from stdin, before the end marker even without a last newline; other programs' input
+    /// is not indexed.
+    #[test]
+    fn lines_fed_to_a_shell_on_stdin_are_commands() {
+        let fed = |program: &str| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (mut r, mut events) = recording(dir.path());
+            let ch = channel(0);
+            r.start(ch, ChannelKind::Exec(program.into()));
+            r.input(ch, b"echo one\n\n  uname -a\r\nrm -rf /tmp/x");
+            assert!(r.finish("session ended: closed").is_some());
+            let mut commands = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                if e.kind == "command" {
+                    assert_eq!(e.detail["source"], "stdin");
+                    commands.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            let markers: Vec<String> = cast_of(dir.path())
+                .events
+                .iter()
+                .filter(|e| e.code == "m")
+                .map(|e| e.data.clone())
+                .collect();
+            (commands, markers)
+        };
+        let (commands, markers) = fed("bash -s");
+        assert_eq!(commands, ["echo one", "uname -a", "rm -rf /tmp/x"]);
+        let end = markers.iter().position(|m| m == "session ended: closed").expect("end");
+        assert!(markers[..end].contains(&"rm -rf /tmp/x".to_owned()), "{markers:?}");
+        assert!(fed("cat > notes.txt").0.is_empty());
+        assert!(fed("bash -c 'read x'").0.is_empty());
     }
 }

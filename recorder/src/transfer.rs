@@ -2445,6 +2445,37 @@ fn has_glob(name: &[u8]) -> bool {
     name.iter().any(|b| matches!(b, b'*' | b'?' | b'['))
 }
 
+/// Shells whose standard input, with no terminal, is a script of commands.
+const STDIN_SHELLS: [&[u8]; 7] = [b"sh", b"bash", b"dash", b"zsh", b"ksh", b"mksh", b"ash"];
+
+/// Whether `command` starts a shell that reads its commands from standard input: `bash`,
+/// `sh -s`, `bash -x`, `zsh -l`, but not `bash -c '…'` (commands in the argument) or
+/// `bash script.sh` (commands in a file). A guess from the command line: it only adds an
+/// index of the lines, never removes a byte from the recording.
+pub fn reads_commands_on_stdin(command: impl AsRef<[u8]>) -> bool {
+    let Some((words, _)) = shell_words(command.as_ref()) else { return false };
+    let mut words = words.into_iter();
+    let Some(program) = words.next() else { return false };
+    if !STDIN_SHELLS.contains(&basename(&program)) {
+        return false;
+    }
+    for word in words {
+        if word == b"--" || word == b"-" {
+            return true;
+        }
+        if word.starts_with(b"--") {
+            continue; // --norc, --login, --posix…
+        }
+        match word.strip_prefix(b"-").or_else(|| word.strip_prefix(b"+")) {
+            Some(flags) if flags.contains(&b'c') => return false,
+            Some(flags) if flags.contains(&b's') => return true,
+            Some(_) => {}
+            None => return false, // a script file
+        }
+    }
+    true
+}
+
 /// Splits a simple shell command into words, undoing quoting. Returns whether
 /// the shell would expand something (`~`, `$`, globs, braces), or `None` for
 /// anything beyond a simple command.
@@ -2516,6 +2547,26 @@ fn shell_words(command: &[u8]) -> Option<(Vec<Vec<u8>>, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shells_reading_commands_on_stdin_are_told_apart() {
+        for yes in
+            ["bash", "sh -s", "/bin/bash -x", "zsh -l", "bash --norc", "sh -s arg1 arg2", "dash -"]
+        {
+            assert!(reads_commands_on_stdin(yes), "{yes}");
+        }
+        for no in [
+            "bash -c 'id'",
+            "sh -xc id",
+            "bash script.sh",
+            "python3",
+            "scp -t /tmp",
+            "cat",
+            "./bash-like",
+        ] {
+            assert!(!reads_commands_on_stdin(no), "{no}");
+        }
+    }
 
     use std::fs;
     use std::io::{Read, Write};
