@@ -244,11 +244,6 @@ impl LiveSessions {
         Self { map: Mutex::default(), wake }
     }
 
-    /// Asks the watcher to look now (a permit is kept if it is busy, so no wake is lost).
-    pub fn recheck(&self) {
-        self.wake.notify_one();
-    }
-
     pub fn insert(&self, id: RequestId, host: String, cutter: Arc<Cutter>) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, (host, cutter));
@@ -286,7 +281,8 @@ impl LiveSessions {
 /// Live sessions checked per query (the list adapter returns at most 1000 rows).
 const REVOCATION_BATCH: usize = 500;
 
-/// Polls the database every `every` (and whenever [`LiveSessions::recheck`] is called) for
+/// Polls the database every `every` (and whenever the wake of [`LiveSessions::woken_by`] is
+/// notified; a notice while it queries is kept, so none is lost) for
 /// revocations of live grants, and cuts those sessions. A database that does not answer cuts
 /// nothing (the signed deadline still holds).
 pub async fn watch_revocations(

@@ -315,8 +315,8 @@ impl Recording {
             let r = if binary { w.binary(t, true, ch.number(), data) } else { w.input(t, data) };
             self.io(r);
         }
-        self.commands_found(t, found);
-        self.stdin_commands_found(t, from_stdin);
+        self.commands_found(t, found, None);
+        self.commands_found(t, from_stdin, Some("stdin"));
         self.transfers_found(ch, t, transfers);
     }
 
@@ -368,7 +368,7 @@ impl Recording {
             };
             self.io(r);
         }
-        self.commands_found(t, found);
+        self.commands_found(t, found, None);
         self.transfers_found(ch, t, transfers);
     }
 
@@ -447,31 +447,25 @@ impl Recording {
         st.commands = None;
         st.stdin_lines = None;
         st.transfer = None;
-        self.commands_found(t, found);
-        self.stdin_commands_found(t, from_stdin);
+        self.commands_found(t, found, None);
+        self.commands_found(t, from_stdin, Some("stdin"));
         self.transfers_found(ch, t, transfers);
     }
 
-    fn commands_found(&mut self, t: Duration, found: Vec<String>) {
+    /// Commands read off a terminal (`source` none) or lines a shell read on stdin
+    /// (`Some("stdin")`): a marker in the recording and a `command` event each.
+    fn commands_found(&mut self, t: Duration, found: Vec<String>, source: Option<&str>) {
         for cmd in found {
             self.commands += 1;
             if let Some(w) = self.writer.as_mut() {
                 let r = w.marker(t, &cmd);
                 self.io(r);
             }
-            self.event("command", json!({ "command": cmd }));
-        }
-    }
-
-    /// Lines a shell read on stdin: commands like typed ones, marked with where they came from.
-    fn stdin_commands_found(&mut self, t: Duration, found: Vec<String>) {
-        for cmd in found {
-            self.commands += 1;
-            if let Some(w) = self.writer.as_mut() {
-                let r = w.marker(t, &cmd);
-                self.io(r);
+            let mut detail = json!({ "command": cmd });
+            if let Some(source) = source {
+                detail["source"] = source.into();
             }
-            self.event("command", json!({ "command": cmd, "source": "stdin" }));
+            self.event("command", detail);
         }
     }
 

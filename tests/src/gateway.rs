@@ -504,6 +504,57 @@ channels = ["{channel}", "{discord_channel}"]
         c
     }
 
+    /// A session of alice's running `echo LINE; sleep 30`, once LINE arrived and the grant shows
+    /// `active` (so a revoke that follows cannot cut it before its first output): the child
+    /// and what it printed.
+    pub fn printing(
+        &self,
+        code: &str,
+        line: &str,
+    ) -> (Child, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+        let mut child = self
+            .ssh_cmd("alice", code, &[&format!("echo {line}; sleep 30")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh");
+        let stdout = crate::collect(&mut child);
+        crate::wait_for(&stdout, line, 1, "the session's output");
+        self.wait_status(code, "active", 10);
+        (child, stdout)
+    }
+
+    /// An interactive session of alice's under a terminal (`ssh -tt`, plus `args`: none for a
+    /// login shell, or a command such as `bash -i`): the child, what it printed so far, and a
+    /// way to type (each call writes, flushes and gives the far side 250 ms).
+    pub fn typing(
+        &self,
+        code: &str,
+        args: &[&str],
+    ) -> (Child, std::sync::Arc<std::sync::Mutex<Vec<u8>>>, impl FnMut(&str) + use<>) {
+        let mut all = vec!["-tt"];
+        all.extend_from_slice(args);
+        let mut child = self
+            .ssh_cmd("alice", code, &all)
+            .env("TERM", "xterm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh starts");
+        let out = crate::collect(&mut child);
+        let mut input = child.stdin.take().expect("stdin");
+        let send = move |s: &str| {
+            use std::io::Write as _;
+            input.write_all(s.as_bytes()).expect("type");
+            input.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        std::thread::sleep(Duration::from_millis(800));
+        (child, out, send)
+    }
+
     /// Options every client command uses: this key only, no host key prompts, no config.
     pub fn ssh_opts(&self, key_name: &str) -> Vec<String> {
         [

@@ -133,22 +133,7 @@ fn binary_exec_output_arrives_intact_and_is_kept_byte_for_byte() {
 fn a_shell_started_by_exec_with_a_terminal_has_its_commands_indexed() {
     let w = World::start();
     let code = w.grant("db-1", None);
-    let mut child = w
-        .ssh_cmd("alice", &code, &["-tt", "bash --norc -i"])
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh starts");
-    let out = collect(&mut child);
-    let mut input = child.stdin.take().expect("stdin");
-    let mut send = |s: &str| {
-        input.write_all(s.as_bytes()).expect("type");
-        input.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    std::thread::sleep(Duration::from_millis(800));
+    let (mut child, out, mut send) = w.typing(&code, &["bash --norc -i"]);
     send("export PS1='bg-exec# '\r");
     wait_for(&out, "bg-exec# ", 1, "prompt");
     send("echo exec-$((6*7))\r");
@@ -206,22 +191,7 @@ fn commands_fed_to_a_shell_on_stdin_are_indexed() {
 fn an_interactive_shell_records_commands_as_the_user_saw_them() {
     let w = World::start();
     let code = w.grant("db-1", None);
-    let mut child = w
-        .ssh_cmd("alice", &code, &["-tt"])
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh starts");
-    let out = collect(&mut child);
-    let mut input = child.stdin.take().expect("stdin");
-    let mut send = |s: &str| {
-        input.write_all(s.as_bytes()).expect("type");
-        input.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    std::thread::sleep(Duration::from_millis(800));
+    let (mut child, out, mut send) = w.typing(&code, &[]);
     send("export PS1='bg-test# '\r");
     wait_for(&out, "bg-test# ", 1, "prompt");
     // Tab completion: `ech` + TAB becomes `echo ` on the screen.

@@ -3,14 +3,14 @@
 //! and verifies it offline (with `breakglass` and with `openssl` alone); a live session is
 //! watched while it runs.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::gateway::{World, WorldOptions};
-use e2e::{collect, root, wait_for};
+use e2e::{root, wait_for};
 use serde_json::{Value, json};
 
 const REASON: &str = "<script>document.title='pwned'</script> disk full on db-1";
@@ -31,28 +31,6 @@ fn granted(w: &World, reason: &str) -> String {
         assert_eq!(s, 200, "{v}");
     }
     code
-}
-
-/// An interactive `ssh -tt` session through the gateway; returns the child, its output and a
-/// way to type.
-fn shell(w: &World, code: &str) -> (Child, Arc<Mutex<Vec<u8>>>, impl FnMut(&str)) {
-    let mut child = w
-        .ssh_cmd("alice", code, &["-tt"])
-        .env("TERM", "xterm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh starts");
-    let out = collect(&mut child);
-    let mut input = child.stdin.take().expect("stdin");
-    let send = move |s: &str| {
-        input.write_all(s.as_bytes()).expect("type");
-        input.flush().expect("flush");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    std::thread::sleep(Duration::from_millis(800));
-    (child, out, send)
 }
 
 /// Opens a sign-in link without following the redirect; returns (status, Set-Cookie).
@@ -79,7 +57,7 @@ fn run(cmd: &mut Command) -> std::process::Output {
 fn a_reviewer_finds_the_rm_rf_jumps_to_it_in_the_browser_and_verifies_the_bundle_offline() {
     let w = World::start();
     let code = granted(&w, REASON);
-    let (mut child, out, mut send) = shell(&w, &code);
+    let (mut child, out, mut send) = w.typing(&code, &[]);
     send("export PS1='bg-review# '\r");
     wait_for(&out, "bg-review# ", 1, "prompt");
     send("mkdir -p /tmp/bg-review-x && ls -d /tmp/bg-review-x\r");
@@ -278,7 +256,7 @@ fn a_live_session_is_watched_while_it_runs() {
         ..WorldOptions::default()
     });
     let code = granted(&w, "watch me");
-    let (mut child, out, mut send) = shell(&w, &code);
+    let (mut child, out, mut send) = w.typing(&code, &[]);
     send("export PS1='live# '\r");
     wait_for(&out, "live# ", 1, "prompt");
     w.wait_status(&code, "active", 10);

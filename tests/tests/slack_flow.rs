@@ -4,7 +4,6 @@
 //! the audit summary in the card's thread with the commands that ran. Slack's Web API is the
 //! local fake; every request to the bot is signed exactly as Slack signs it.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use e2e::fake_slack::{Call, FakeSlack, click_body, command_body};
@@ -65,18 +64,8 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
 
     // The session through the real gateway.
-    let mut child = w
-        .ssh_cmd("alice", &code, &["echo session-started; sleep 30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    // The command's output arrived before the revoke (a revoke in the same process cuts at
-    // once, faster than a first line can travel).
-    let stdout = e2e::collect(&mut child);
-    e2e::wait_for(&stdout, "session-started", 1, "the session's output");
-    w.wait_status(&code, "active", 10);
+    // Its first line arrives before the revoke (a revoke in the same process cuts at once).
+    let (child, stdout) = w.printing(&code, "session-started");
     wait_for(&fake, "the session-live note", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
     });

@@ -7,7 +7,6 @@
 //! audit summary posted in the card's thread with the bot token. The HTTP Slack endpoints are
 //! off, and start-up refuses Socket Mode without its tokens, naming the key.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use e2e::fake_slack::{Call, FakeSlack, click_payload, command_body, command_payload};
@@ -96,16 +95,7 @@ fn socket_mode_request_reconnect_approve_connect_revoke_and_summary() {
     assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
 
     // The session through the real gateway, revoked from the card.
-    let mut child = w
-        .ssh_cmd("alice", &code, &["echo socket-session; sleep 30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    let stdout = e2e::collect(&mut child);
-    e2e::wait_for(&stdout, "socket-session", 1, "the session's output");
-    w.wait_status(&code, "active", 10);
+    let (child, _) = w.printing(&code, "socket-session");
     wait_for(&fake, "the session-live note", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
     });
