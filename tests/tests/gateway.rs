@@ -740,27 +740,16 @@ fn the_window_end_cuts_a_live_session_with_a_message() {
     assert!(cast.events.iter().any(|e| e.data == "session ended: expired"), "{:?}", cast.events);
 }
 
-/// A session of `code` running `sleep SECS` under a terminal, once the grant shows `active`.
-fn live_session(w: &World, code: &str, secs: u32) -> std::process::Child {
-    let child = w
-        .ssh_cmd("alice", code, &["-tt", &format!("sleep {secs}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh");
-    w.wait_status(code, "active", 10);
-    child
-}
-
 #[test]
 fn a_revoke_cuts_the_live_session() {
     let w = World::start();
     let code = w.grant("db-1", None);
-    let child = live_session(&w, &code, 60);
+    // Both sessions printed their first line: they are up, not just logged in, so the revoke
+    // message has a channel to go to.
+    let (child, printed) = w.printing(&code, "revoke-me");
     // Another live session, whose grant stays: the revoke must not touch it.
     let other = w.grant("db-1", None);
-    let mut bystander = live_session(&w, &other, 60);
+    let (mut bystander, _) = w.printing(&other, "bystander");
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
     let revoked = Instant::now();
@@ -768,7 +757,7 @@ fn a_revoke_cuts_the_live_session() {
     let took = revoked.elapsed();
     eprintln!("revoke to disconnect: {took:?}");
     assert!(took < Duration::from_secs(3), "cut promptly after the revoke: {took:?}");
-    let all = text(&out.stdout) + &text(&out.stderr);
+    let all = text(&printed.lock().expect("output").clone()) + &text(&out.stderr);
     assert!(
         all.contains(&format!("the grant {code} for db-1 was revoked by bob; session closed")),
         "{all}"
@@ -800,7 +789,7 @@ fn a_revoke_in_the_same_process_cuts_without_waiting_for_the_poll() {
         ..WorldOptions::default()
     });
     let code = w.grant("db-1", None);
-    let mut child = live_session(&w, &code, 600);
+    let (mut child, printed) = w.printing(&code, "wake-me");
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
     let until = Instant::now() + Duration::from_secs(30);
@@ -815,7 +804,7 @@ fn a_revoke_in_the_same_process_cuts_without_waiting_for_the_poll() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().expect("ssh output");
-    let all = text(&out.stdout) + &text(&out.stderr);
+    let all = text(&printed.lock().expect("output").clone()) + &text(&out.stderr);
     assert!(
         all.contains(&format!("the grant {code} for db-1 was revoked by bob; session closed")),
         "{all}"
