@@ -17,6 +17,8 @@
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
 //! - [`live`]: live sessions, cutting, and the revocation watcher.
+//! - [`to_target`]: client to target, one writer task per channel, with flow control per
+//!   channel (the connection's loop never waits on the target).
 //! - [`sever`]: a stream a cut can close from outside; [`limits`]: connections not logged in
 //!   yet, bounded in all and per source.
 //! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
@@ -36,6 +38,7 @@ pub mod recording;
 pub mod replay;
 pub mod session;
 pub mod sever;
+pub mod to_target;
 pub mod transfer;
 pub mod upstream;
 
@@ -132,15 +135,25 @@ pub fn load_keys(config: &Config) -> anyhow::Result<GatewayKeys> {
     Ok(GatewayKeys { host, ca: Ca::new(&ca), recording: RecordingSigner::new(rec) })
 }
 
-/// The SSH server configuration: public keys only, constant-time refusals, large windows.
+/// The window each client channel gets: what the client may send before the target took it.
+/// With flow control per channel ([`to_target`]) it is also the most one channel holds in
+/// the gateway's memory.
+pub const CLIENT_WINDOW: u32 = 8 * 1024 * 1024;
+/// The largest packet a client may send.
+pub const CLIENT_PACKET: u32 = 32 * 1024;
+
+/// The SSH server configuration: public keys only, constant-time refusals, large windows,
+/// flow control per channel (the client's window is given back as the target takes its bytes:
+/// [`to_target`], russh patched in `vendor/russh`).
 pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
     Arc::new(russh::server::Config {
         keys: vec![host],
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
-        window_size: 8 * 1024 * 1024,
-        maximum_packet_size: 32 * 1024,
+        window_size: CLIENT_WINDOW,
+        maximum_packet_size: CLIENT_PACKET,
+        manual_window_adjust: true,
         // Room for the relay to run ahead of the session loop without a hand-off per chunk.
         event_buffer_size: 256,
         channel_buffer_size: 256,

@@ -30,6 +30,9 @@ pub enum EndReason {
     Shutdown,
     /// The recording could not be written: nothing may be relayed unrecorded.
     RecordingFailed,
+    /// The client broke the protocol in a way that would cost the gateway unbounded memory
+    /// (it sent past its window).
+    ProtocolViolation,
 }
 
 impl EndReason {
@@ -40,6 +43,7 @@ impl EndReason {
             Self::Revoked { .. } => "revoked",
             Self::Shutdown => "gateway_shutdown",
             Self::RecordingFailed => "recording_failed",
+            Self::ProtocolViolation => "protocol_violation",
         }
     }
 }

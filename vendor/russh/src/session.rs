@@ -302,6 +302,39 @@ impl Encrypted {
         }
     }
 
+    /// Vendor patch (breakglass): manual flow control. Debits `len` received bytes from the
+    /// peer's window on `channel` without granting any back.
+    pub fn debit_window(&mut self, channel: ChannelId, len: usize) {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            channel.sender_window_size = channel.sender_window_size.saturating_sub(len);
+        }
+    }
+
+    /// Vendor patch (breakglass): grants the peer up to `amount` more bytes on `channel`,
+    /// never beyond `target`; returns the bytes granted.
+    pub fn grant_window(
+        &mut self,
+        channel: ChannelId,
+        amount: u32,
+        target: u32,
+    ) -> Result<u32, crate::Error> {
+        let Some(channel) = self.channels.get_mut(&channel) else {
+            return Ok(0);
+        };
+        let grant = amount.min(target.saturating_sub(channel.sender_window_size));
+        if grant == 0 {
+            return Ok(0);
+        }
+        push_packet!(self.write, {
+            self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+            channel.recipient_channel.encode(&mut self.write)?;
+            grant.encode(&mut self.write)?;
+        });
+        channel.sender_window_size += grant;
+        Ok(grant)
+    }
+
     pub fn adjust_window_size(
         &mut self,
         channel: ChannelId,

@@ -837,6 +837,7 @@ mod tests {
 
         Session {
             target_window_size: config.window_size,
+            released: HashMap::new(),
             common: CommonSession {
                 packet_writer: PacketWriter::clear(),
                 auth_user: String::new(),
@@ -1488,10 +1489,14 @@ impl Session {
                 let data = map_err!(Bytes::decode(r))?;
                 map_err!(ensure_end(r))?;
                 let target = self.target_window_size;
+                let manual = self.common.config.manual_window_adjust;
 
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    if manual {
+                        // Vendor patch: granted when the application consumes it.
+                        enc.debit_window(channel_num, data.len());
+                    } else if enc.adjust_window_size(channel_num, &data, target)? {
                         let window = handler.adjust_window(channel_num, self.target_window_size);
                         if window > 0 {
                             self.target_window_size = window

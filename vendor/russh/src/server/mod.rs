@@ -99,6 +99,11 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Vendor patch (breakglass): per-channel flow control. When set, data received on a
+    /// channel only debits the client's window; more window is granted when the application
+    /// reports the bytes consumed ([`Handle::window_consumed`], [`Session::window_consumed`]),
+    /// never on receipt. Off by default (the released behaviour: granted on receipt).
+    pub manual_window_adjust: bool,
 }
 
 impl Default for Config {
@@ -126,6 +131,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            manual_window_adjust: false,
         }
     }
 }
@@ -153,6 +159,7 @@ impl Debug for Config {
             .field("inactivity_timeout", &self.inactivity_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_max", &self.keepalive_max)
+            .field("manual_window_adjust", &self.manual_window_adjust)
             .finish()
     }
 }
@@ -1117,6 +1124,7 @@ where
     let common = read_ssh_id(config, &mut stream).await?;
     let mut session = Session {
         target_window_size: common.config.window_size,
+        released: HashMap::new(),
         common,
         priority_receiver,
         receiver,

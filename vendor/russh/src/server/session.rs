@@ -24,6 +24,8 @@ pub struct Session {
     pub(crate) priority_receiver: UnboundedReceiver<Msg>,
     pub(crate) receiver: Receiver<Msg>,
     pub(crate) target_window_size: u32,
+    /// Vendor patch: bytes the application consumed per channel, not yet granted back.
+    pub(crate) released: HashMap<ChannelId, u32>,
     pub(crate) pending_reads: Vec<Vec<u8>>,
     pub(crate) pending_len: u32,
     pub(crate) channels: HashMap<ChannelId, ChannelRef>,
@@ -84,6 +86,11 @@ pub enum Msg {
         language_tag: String,
     },
     Channel(ChannelId, ChannelMsg),
+    /// Vendor patch: the application consumed `amount` bytes received on the channel.
+    WindowConsumed {
+        id: ChannelId,
+        amount: u32,
+    },
     ChannelOpenReply {
         pending: PendingChannelOpen,
         result: Result<(), ChannelOpenFailure>,
@@ -116,6 +123,17 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Vendor patch (breakglass): with [`Config::manual_window_adjust`], tells the session
+    /// that the application has consumed `amount` bytes received on channel `id`, so the
+    /// client may send that much more. Goes through the priority queue: it is handled even
+    /// while output to the client waits for the client's window. Fails only when the session
+    /// is gone.
+    pub fn window_consumed(&self, id: ChannelId, amount: u32) -> Result<(), ()> {
+        self.priority_sender
+            .send(Msg::WindowConsumed { id, amount })
+            .map_err(|_| ())
+    }
+
     /// Send data to the session referenced by this handler.
     pub async fn data(
         &self,
@@ -497,6 +515,9 @@ impl Session {
     /// pre-`select!` backlog drain so the two can't drift apart.
     fn dispatch_msg(&mut self, msg: Msg) -> Result<(), Error> {
         match msg {
+            Msg::WindowConsumed { id, amount } => {
+                self.window_consumed(id, amount)?;
+            }
             Msg::Channel(id, ChannelMsg::Data { data }) => {
                 self.data(id, data)?;
             }
@@ -964,6 +985,31 @@ impl Session {
             .encrypted
             .as_ref()?
             .rekey_time_remaining(&self.common.config.limits, &self.common.packet_writer)
+    }
+
+    /// Vendor patch (breakglass): with [`Config::manual_window_adjust`], the application
+    /// consumed `amount` bytes received on `channel`. They are granted back to the client in
+    /// batches (at least three packets' worth, or at once when the client's window fell below
+    /// half), never beyond the configured window.
+    pub fn window_consumed(&mut self, channel: ChannelId, amount: u32) -> Result<(), Error> {
+        let target = self.target_window_size;
+        let batch = self
+            .common
+            .config
+            .maximum_packet_size
+            .saturating_mul(3)
+            .min(target / 2);
+        let released = self.released.entry(channel).or_insert(0);
+        *released = released.saturating_add(amount);
+        let released = *released;
+        if let Some(ref mut enc) = self.common.encrypted {
+            let window = enc.sender_window_size(channel) as u32;
+            if released >= batch || window < target / 2 {
+                enc.grant_window(channel, released, target)?;
+                self.released.remove(&channel);
+            }
+        }
+        Ok(())
     }
 
     pub fn flush_pending(&mut self, channel: ChannelId) -> Result<usize, Error> {
@@ -1667,6 +1713,7 @@ mod tests {
             priority_receiver,
             receiver,
             target_window_size: config.window_size,
+            released: HashMap::new(),
             pending_reads: Vec::new(),
             pending_len: 0,
             channels: HashMap::new(),
