@@ -486,7 +486,7 @@ requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
 
-# The same target under another name, for grants of a few seconds (expiry -> cut, 6.)
+# The same target under another name, for grants of a few seconds (expiry -> cut, 7.)
 [scopes.cuts]
 hosts = {{ cut = "127.0.0.1:{self.target['port']}" }}
 logins = ["{self.login}"]
@@ -966,7 +966,7 @@ quorum = 2
                 "fds_before": fds_before, "fds_after": fds_after,
                 "threads_before": threads_before, "threads_after": threads_after}
 
-    # ---- 6. cuts, time to grant, interactive memory ------------------------------------------
+    # ---- 7.-9. cuts, time to grant, interactive memory ------------------------------------------
 
     def open_watched(self, code: str, marks: Path) -> dict:
         """A session through the gateway whose remote shell notes (in `marks/CODE`, wall-clock
@@ -1221,13 +1221,13 @@ quorum = 2
         return res
 
     def timing(self, res: dict) -> None:
-        """6.-8.: cuts, time to grant, interactive memory (issue 13, items 3-5)."""
+        """7.-9.: cuts, time to grant, interactive memory (issue 13, items 3-5)."""
         res["cuts"] = self.cuts(self.a.cut_sessions)
         res["grant_latency"] = self.grant_latency(self.a.grant_requests, self.a.approval_rate)
         res["pty"] = self.pty_memory(self.a.pty_sessions)
 
     def run_timing(self, res: dict) -> dict:
-        """--only-timing: 6.-8. alone, on a fresh gateway."""
+        """--only-timing: 7.-9. alone, on a fresh gateway."""
         self.timing(res)
         res["load_end"] = os.getloadavg()
         res["elapsed_s"] = time.time() - res["started"]
@@ -1507,7 +1507,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
 
 
 def render_timing_goals(res: dict) -> list[str]:
-    """The goals table's rows for 6.-8. (with its header first, for --only-timing)."""
+    """The goals table's rows for 7.-9. (with its header first, for --only-timing)."""
     def verdict(ok: bool) -> str:
         return "**pass**" if ok else "**FAIL**"
     c, g, m = res["cuts"], res["grant_latency"], res["pty"]
@@ -1529,9 +1529,9 @@ def render_timing_goals(res: dict) -> list[str]:
 
 
 def render_timing(res: dict, args: argparse.Namespace) -> list[str]:
-    """Sections 6.-8.: cuts, time to grant, interactive memory."""
+    """Sections 7.-9.: cuts, time to grant, interactive memory."""
     c, g, m = res["cuts"], res["grant_latency"], res["pty"]
-    L = ["### 6. Cuts on time", ""]
+    L = ["### 7. Cuts on time", ""]
     L.append(f"{c['n']} sessions for each, opened 10 at a time, each an interactive shell on the target that "
              "notes (bash `$EPOCHREALTIME`) when its terminal hangs up: that is when the target's sshd lost the "
              "gateway's connection, so nothing more can run (**target severed**, the security moment). "
@@ -1546,14 +1546,14 @@ def render_timing(res: dict, args: argparse.Namespace) -> list[str]:
         L.append(f"| {label} | {summary_ms([r['severed'] for r in c[key]])} | "
                  f"{summary_ms([r['closed'] for r in c[key]])} |")
     L.append("")
-    L.append("### 7. Time to a usable grant")
+    L.append("### 8. Time to a usable grant")
     L.append("")
     L.append(f"{g['n']} requests made first (not timed); then their {2 * g['n']} approvals (two per request) sent "
              f"through the HTTP API at {g['rate']:.0f} a second on a fixed schedule ({g['sent_s']:.1f} s). From "
              "each quorum-completing approval sent to its answer, which comes once the grant is committed and "
              f"usable: {summary_ms(g['lat'])}. {g['usable']} of {g['tried']} grants then connected.")
     L.append("")
-    L.append("### 8. Memory and idle CPU per interactive session")
+    L.append("### 9. Memory and idle CPU per interactive session")
     L.append("")
     L.append(f"{m['n']} interactive login shells through the gateway, each in a local {m['cols']}x{m['rows']} pty "
              f"(`ssh -tt`), one command typed in each, opened {args.open_concurrency} at a time (in "
@@ -1609,12 +1609,12 @@ def main() -> int:
     ap.add_argument("--no-perf", action="store_true",
                     help="skip the extra gateway bulk run under `perf record` (done when perf is installed)")
     ap.add_argument("--json", help="also write the raw results as JSON here")
-    ap.add_argument("--cut-sessions", type=int, help="sessions for revoke -> cut and for expiry -> cut (6.)")
-    ap.add_argument("--grant-requests", type=int, help="requests approved at --approval-rate (7.)")
-    ap.add_argument("--approval-rate", type=float, default=200.0, help="approvals a second (7.)")
-    ap.add_argument("--pty-sessions", type=int, help="interactive 200x50 sessions held open (8.)")
+    ap.add_argument("--cut-sessions", type=int, help="sessions for revoke -> cut and for expiry -> cut (7.)")
+    ap.add_argument("--grant-requests", type=int, help="requests approved at --approval-rate (8.)")
+    ap.add_argument("--approval-rate", type=float, default=200.0, help="approvals a second (8.)")
+    ap.add_argument("--pty-sessions", type=int, help="interactive 200x50 sessions held open (9.)")
     ap.add_argument("--only-timing", action="store_true",
-                    help="measure 6.-8. only (cuts, time to grant, interactive memory) and print them")
+                    help="measure 7.-9. only (cuts, time to grant, interactive memory) and print them")
     ap.add_argument("--tmpdir", help="where to make the temporary directory")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory and recordings")
     ap.add_argument("--command", default="bench/bench.py " + " ".join(sys.argv[1:]))
