@@ -16,9 +16,10 @@
 //! - [`cast`], [`commands`], [`transfer`]: the pure parts (asciicast v2, command extraction
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
-//! - [`live`]: live sessions, cutting, and the revocation watcher.
 //! - [`to_target`]: client to target, one writer task per channel, with flow control per
 //!   channel (the connection's loop never waits on the target).
+//! - [`live`]: live sessions, cutting, the deadline timer and the revocation watcher;
+//!   [`flush`]: the one flush timer of every recording.
 //! - [`sever`]: a stream a cut can close from outside; [`limits`]: connections not logged in
 //!   yet, bounded in all and per source.
 //! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
@@ -28,6 +29,7 @@
 pub mod authz;
 pub mod cast;
 pub mod commands;
+pub mod flush;
 pub mod fuzzing;
 pub mod integrity;
 pub mod journal;
@@ -202,6 +204,7 @@ pub async fn serve(
         deps.config.gateway.max_startups,
         deps.config.gateway.max_startups_per_source,
     );
+    tracker.spawn(flush::run(deps.live.flusher().clone(), stop.child_token()));
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
         deps.store.clone(),

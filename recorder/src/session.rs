@@ -74,6 +74,9 @@ pub struct Live {
     /// ([`finish`] lets them hand the target what the client sent before it left).
     pub relays: Relays,
     pub writers: tokio_util::task::TaskTracker,
+    /// The gateway's one flush timer, which this session's recording joins when it has
+    /// something to write (see [`crate::flush`]).
+    pub flusher: Arc<crate::flush::Flusher>,
 }
 
 /// Forwarding set up on the target for this session.
@@ -90,13 +93,17 @@ impl Live {
     /// its lock was poisoned by a panic) the session is cut and `None` comes back: callers
     /// relay nothing that was not recorded.
     pub fn record<R>(&self, f: impl FnOnce(&mut Recording) -> R) -> Option<R> {
-        let done = match self.recording.lock() {
+        let (done, schedule) = match self.recording.lock() {
             Ok(mut r) => {
                 let out = f(&mut r);
-                r.failure().is_none().then_some(out)
+                let schedule = r.wants_ticks();
+                (r.failure().is_none().then_some(out), schedule)
             }
-            Err(_) => None,
+            Err(_) => (None, false),
         };
+        if schedule {
+            self.flusher.schedule(&self.recording, &self.cutter);
+        }
         if done.is_none() && self.cutter.reason().is_none() {
             // Relaying stops now; the goodbye goes on its own task.
             self.cutter.cut_in_background(
@@ -381,6 +388,7 @@ impl GatewaySession {
             tasks: tokio_util::task::TaskTracker::new(),
             relays: Relays::new(crate::CLIENT_WINDOW as usize + crate::CLIENT_PACKET as usize),
             writers: tokio_util::task::TaskTracker::new(),
+            flusher: d.live.flusher().clone(),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
         live.tasks.spawn(bridge_inbound(
@@ -390,7 +398,6 @@ impl GatewaySession {
             d.config.gateway.max_channels_per_session,
         ));
         tokio::spawn(enforce_deadline(live.clone(), self.deps.clock.clone()));
-        tokio::spawn(flush_ticker(live.clone()));
         tracing::info!(code = %req.code, who = %live.who, host = %req.host, login = %req.login, "session started");
         Ok(live)
     }
@@ -1338,14 +1345,14 @@ async fn write_events(store: Arc<dyn shared::ports::Store>, mut rx: mpsc::Receiv
     }
 }
 
-/// Cuts the session at the grant's end, from the signed deadline (no database needed), to
-/// the millisecond: the wait is measured against the wall clock, not in whole seconds.
+/// Cuts the session at the grant's end, from the signed deadline (no database needed), at the
+/// deadline itself ([`crate::live::until_deadline`]: counted below the second, never late by
+/// either clock). The cut runs on this session's own task, so it waits on no other session.
 async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) {
     let deadline = live.grant.session_deadline();
-    let left = until(deadline, clock.now());
     let cut = live.cutter.cut_token();
     tokio::select! {
-        () = tokio::time::sleep(left) => {}
+        () = crate::live::until_deadline(clock.as_ref(), deadline) => {}
         () = live.finished.cancelled() => return,
         () = cut.cancelled() => return,
     }
@@ -1358,25 +1365,6 @@ async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) 
     );
     tracing::info!(code = %req.code, "grant window ended: cutting the session");
     live.cutter.cut(EndReason::Expired, &msg).await;
-}
-
-/// How long from `now` (the injected clock, whole seconds) until `deadline`. With the real
-/// clock the fraction of the current second is taken from the wall clock, so the cut lands
-/// on the deadline rather than up to a second after it.
-fn until(deadline: Timestamp, now: Timestamp) -> Duration {
-    let secs = deadline.unix() - now.unix();
-    if secs <= 0 {
-        return Duration::ZERO;
-    }
-    let wall =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let whole = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    if i64::try_from(wall.as_secs()).is_ok_and(|w| w == now.unix()) {
-        // The same second as the injected clock: subtract the part of it already gone.
-        whole.saturating_sub(Duration::from_nanos(u64::from(wall.subsec_nanos())))
-    } else {
-        whole
-    }
 }
 
 /// A client-supplied string bounded to `max` characters (with `…` when cut), so it can be
@@ -1409,19 +1397,6 @@ fn signal_name(sig: &Sig) -> String {
         Sig::Custom(c) => return bounded(c, 32),
     };
     name.to_owned()
-}
-
-/// Flushes the recording at least every 100 ms while the session lives.
-async fn flush_ticker(live: Arc<Live>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                live.record(Recording::tick);
-            }
-            () = live.finished.cancelled() => break,
-        }
-    }
 }
 
 /// After the connection ended: closes the recording, signs it, disconnects the target, and
