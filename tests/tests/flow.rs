@@ -113,3 +113,23 @@ fn a_stream_echoed_back_while_it_is_sent_arrives_whole() {
     let v = w.cli(&["recording", "verify", rec.to_str().expect("utf-8")]);
     assert_eq!(v.code, 0, "{}", v.all());
 }
+
+/// An honest client that sends faster than the target reads (here the target does not read
+/// at all for 3 s) is held back by its window, not cut, and everything arrives: the window is
+/// given back as the target takes the bytes, never on receipt. (Granted on receipt, the
+/// gateway's queue would grow past the window and cut this honest client.)
+#[test]
+fn a_target_slower_than_the_client_gets_every_byte() {
+    let w = World::start();
+    let code = w.grant("db-1", None);
+    let file = w.dir.path().join("upload");
+    std::fs::write(&file, payload(32 * MIB)).expect("payload");
+    let out = w
+        .ssh_cmd("alice", &code, &["sleep 3; wc -c"])
+        .stdin(std::fs::File::open(&file).expect("payload"))
+        .output()
+        .expect("ssh runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (32 * MIB).to_string(), "{err}");
+    assert!(out.status.success(), "{err}");
+}
