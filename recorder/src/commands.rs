@@ -53,6 +53,19 @@
 //! **Full-screen programs.** Keystrokes while the alternate screen is active (vim, less, top)
 //! are not commands; the command line that started the program is.
 //!
+//! **Shell integration (OSC 133).** A shell that prints the prompt marks (`ESC ] 133 ; A`
+//! prompt start, `B` input start, `C` command start, `D` command end, each ended by BEL or
+//! ST) makes the boundaries exact: the command is the screen text from where the cursor was at
+//! B to the line the shell ended before C, whatever key accepted it (a custom `bind`, vi mode).
+//! The heuristic stays the fallback and keeps running: its reading of a line begun after a B
+//! mark is held until the C mark, which replaces it when the two agree; if they differ (the
+//! shell redrew the line before C) both are reported, so marks can never hide what the screen
+//! showed at the line feed; if no C comes (a shell printing only A and B), the held reading is
+//! reported at the next prompt or at the end. At every A, B or D mark, lines still waiting for
+//! an echo are dropped (input read with echo off by the last command). Between C and the next
+//! prompt the heuristic alone reads lines: a program's input, and the shells nested in the
+//! command (`su -`, `bash`, a second `ssh`), which may print no marks of their own.
+//!
 //! # Security
 //!
 //! Command text always comes from the screen, never from the keystrokes: what is typed with
@@ -75,7 +88,8 @@
 //!   flushed by Ctrl-C) is dropped, at the latest when a later line is read. So is a
 //!   typed-ahead line whose echo comes only after the user started another line at a prompt.
 //! - Lines are submitted only by Enter, Ctrl-J, Ctrl-M and Ctrl-O. A line accepted by another
-//!   key (a custom `bind`, vi-mode mappings) is not reported.
+//!   key (a custom `bind`, vi-mode mappings) is not reported, unless the shell prints OSC 133
+//!   marks.
 //! - Commands typed inside tmux or screen, or any program using the alternate screen, are not
 //!   seen. Text written into the line by something else (a background job, zsh's right prompt)
 //!   is part of the command, as it was on the screen.
@@ -84,6 +98,9 @@
 //!   the accepted line with one; a shell that moved down by cursor addressing instead would
 //!   leave lines waiting until the next line feed.
 //! - At most 256 submitted lines wait for their echo; beyond that the oldest is dropped.
+//! - In a shell with OSC 133 marks, a line typed ahead while a command runs is listed twice:
+//!   once as the terminal driver echoed it, once between the B and C marks when the shell
+//!   reads it.
 //! - A screen put to sleep ([`CommandTracker::sleep`], after a quiet spell) forgets a scroll
 //!   region, a saved cursor and a half-received escape sequence; the text, cursor, wraps and
 //!   input modes come back. A screen on the alternate screen is never put to sleep.
@@ -1189,6 +1206,8 @@ pub const MAX_STDIN_LINE: usize = 1024;
 /// Lines written to a shell's standard input with no terminal (`ssh gw bash < script.sh`,
 /// `ssh gw sh -s`): each non-empty line is a command the shell will read. Data the script's
 /// own commands read from stdin is listed too: this is an index of the input, not a parse.
+/// Blanks before a line's text are not kept, so padding cannot fill the kept part and leave
+/// the command out; a line cut short always shows, ending in `…`.
 #[derive(Debug, Default)]
 pub struct StdinLines {
     line: Vec<u8>,
@@ -1203,6 +1222,8 @@ impl StdinLines {
         for &b in data {
             if b == b'\n' {
                 done.extend(self.take());
+            } else if self.line.is_empty() && b.is_ascii_whitespace() {
+                // Leading blanks: dropped, never counted against the kept length.
             } else if self.line.len() < MAX_STDIN_LINE * MAX_CHAR_BYTES {
                 self.line.push(b);
             } else {
@@ -1222,7 +1243,7 @@ impl StdinLines {
         let cut = std::mem::take(&mut self.cut);
         let text = String::from_utf8_lossy(&raw);
         let text = text.trim_end_matches('\r').trim();
-        if text.is_empty() {
+        if text.is_empty() && !cut {
             return None;
         }
         let mut line: String = text.chars().take(MAX_STDIN_LINE).collect();
@@ -1236,6 +1257,22 @@ impl StdinLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Padding before a line fed on stdin cannot push its command out of the kept part, and a
+    /// line cut short is listed (ending in `…`) whatever it holds.
+    #[test]
+    fn a_padded_or_overlong_stdin_line_still_shows() {
+        let mut lines = StdinLines::default();
+        let padded = format!("{}rm -rf /tmp/x\n", " \t".repeat(5000));
+        assert_eq!(lines.input(padded.as_bytes()), ["rm -rf /tmp/x"]);
+        // Blanks that are not ASCII fill the kept part: the line still shows as cut.
+        let wide = format!("{}rm -rf /tmp/x\n", "\u{3000}".repeat(5000));
+        let got = lines.input(wide.as_bytes());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].ends_with('…'), "{got:?}");
+        // Blank lines are still not commands.
+        assert!(lines.input(b"   \n\n\t\r\n").is_empty());
+    }
 
     #[test]
     fn a_huge_terminal_is_emulated_at_a_bounded_size() {
@@ -2651,6 +2688,29 @@ mod tests {
                 Out(MARK_C),
             ],
             &["rm -rf /tmp/x", "rm -rf /tmp/y", "ls"],
+        );
+    }
+
+    #[test]
+    fn limit_osc_133_typed_ahead_during_a_command_is_listed_twice() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("sleep 1"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Keys("ls\r"),
+                Out("ls\r\n"),
+                Out(MARKED_PROMPT),
+                Out("ls"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("notes.txt\r\n"),
+            ],
+            &["sleep 1", "ls", "ls"],
         );
     }
 
