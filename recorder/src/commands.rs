@@ -961,7 +961,11 @@ impl MarkScanner {
                 // An ESC that was not ST's first byte starts a sequence of its own.
                 (MarkState::Escape | MarkState::ParamsEscape(_), b']') => MarkState::Osc(0),
                 (MarkState::Osc(n), _) if PREFIX.get(n) == Some(&byte) => {
-                    if n + 1 == PREFIX.len() { MarkState::Letter } else { MarkState::Osc(n + 1) }
+                    if n + 1 == PREFIX.len() {
+                        MarkState::Letter
+                    } else {
+                        MarkState::Osc(n + 1)
+                    }
                 }
                 (MarkState::Letter, _) => MarkState::Params(match byte {
                     b'A' => Some(Mark::PromptStart),
@@ -1243,7 +1247,7 @@ impl StdinLines {
         let cut = std::mem::take(&mut self.cut);
         let text = String::from_utf8_lossy(&raw);
         let text = text.trim_end_matches('\r').trim();
-        if text.is_empty() && !cut {
+        if text.is_empty() {
             return None;
         }
         let mut line: String = text.chars().take(MAX_STDIN_LINE).collect();
@@ -1265,8 +1269,9 @@ mod tests {
         let mut lines = StdinLines::default();
         let padded = format!("{}rm -rf /tmp/x\n", " \t".repeat(5000));
         assert_eq!(lines.input(padded.as_bytes()), ["rm -rf /tmp/x"]);
-        // Blanks that are not ASCII fill the kept part: the line still shows as cut.
-        let wide = format!("{}rm -rf /tmp/x\n", "\u{3000}".repeat(5000));
+        // Blanks that are not ASCII (U+0085, two bytes) fill the kept part exactly: the line
+        // still shows, as cut.
+        let wide = format!("{}rm -rf /tmp/x\n", "\u{85}".repeat(5000));
         let got = lines.input(wide.as_bytes());
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].ends_with('…'), "{got:?}");

@@ -203,12 +203,11 @@ fn a_script_fed_on_stdin_is_indexed_in_replay_search_and_the_summary() {
     let (code, ts) = c.granted("script on stdin");
     let script = c.w.dir.path().join("script.sh");
     std::fs::write(&script, "echo fed-$((6*7))\nuname -s\nexit 0\n").expect("script");
-    let out = c
-        .w
-        .ssh_cmd("alice", &code, &["bash"])
-        .stdin(std::fs::File::open(&script).expect("script"))
-        .output()
-        .expect("ssh runs");
+    let out =
+        c.w.ssh_cmd("alice", &code, &["bash"])
+            .stdin(std::fs::File::open(&script).expect("script"))
+            .output()
+            .expect("ssh runs");
     assert!(String::from_utf8_lossy(&out.stdout).contains("fed-42"));
     c.assert_everywhere(&code, &ts, &["echo fed-$((6*7))", "uname -s", "exit 0"]);
 }
