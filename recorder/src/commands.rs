@@ -1247,7 +1247,7 @@ impl StdinLines {
         let cut = std::mem::take(&mut self.cut);
         let text = String::from_utf8_lossy(&raw);
         let text = text.trim_end_matches('\r').trim();
-        if text.is_empty() {
+        if text.is_empty() && !cut {
             return None;
         }
         let mut line: String = text.chars().take(MAX_STDIN_LINE).collect();
