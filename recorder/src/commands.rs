@@ -53,6 +53,19 @@
 //! **Full-screen programs.** Keystrokes while the alternate screen is active (vim, less, top)
 //! are not commands; the command line that started the program is.
 //!
+//! **Shell integration (OSC 133).** A shell that prints the prompt marks (`ESC ] 133 ; A`
+//! prompt start, `B` input start, `C` command start, `D` command end, each ended by BEL or
+//! ST) makes the boundaries exact: the command is the screen text from where the cursor was at
+//! B to the line the shell ended before C, whatever key accepted it (a custom `bind`, vi mode).
+//! The heuristic stays the fallback and keeps running: its reading of a line begun after a B
+//! mark is held until the C mark, which replaces it when the two agree; if they differ (the
+//! shell redrew the line before C) both are reported, so marks can never hide what the screen
+//! showed at the line feed; if no C comes (a shell printing only A and B), the held reading is
+//! reported at the next prompt or at the end. At every A, B or D mark, lines still waiting for
+//! an echo are dropped (input read with echo off by the last command). Between C and the next
+//! prompt the heuristic alone reads lines: a program's input, and the shells nested in the
+//! command (`su -`, `bash`, a second `ssh`), which may print no marks of their own.
+//!
 //! # Security
 //!
 //! Command text always comes from the screen, never from the keystrokes: what is typed with
@@ -75,7 +88,8 @@
 //!   flushed by Ctrl-C) is dropped, at the latest when a later line is read. So is a
 //!   typed-ahead line whose echo comes only after the user started another line at a prompt.
 //! - Lines are submitted only by Enter, Ctrl-J, Ctrl-M and Ctrl-O. A line accepted by another
-//!   key (a custom `bind`, vi-mode mappings) is not reported.
+//!   key (a custom `bind`, vi-mode mappings) is not reported, unless the shell prints OSC 133
+//!   marks.
 //! - Commands typed inside tmux or screen, or any program using the alternate screen, are not
 //!   seen. Text written into the line by something else (a background job, zsh's right prompt)
 //!   is part of the command, as it was on the screen.
@@ -84,6 +98,9 @@
 //!   the accepted line with one; a shell that moved down by cursor addressing instead would
 //!   leave lines waiting until the next line feed.
 //! - At most 256 submitted lines wait for their echo; beyond that the oldest is dropped.
+//! - In a shell with OSC 133 marks, a line typed ahead while a command runs is listed twice:
+//!   once as the terminal driver echoed it, once between the B and C marks when the shell
+//!   reads it.
 //! - A screen put to sleep ([`CommandTracker::sleep`], after a quiet spell) forgets a scroll
 //!   region, a saved cursor and a half-received escape sequence; the text, cursor, wraps and
 //!   input modes come back. A screen on the alternate screen is never put to sleep.
@@ -139,6 +156,13 @@ pub struct CommandTracker {
     last_anchor_prompt: Option<String>,
     /// Whether the host moved the cursor down a line since the last line was submitted.
     fed_since_submit: bool,
+    /// Finds OSC 133 shell-integration marks in the output.
+    marks: MarkScanner,
+    /// Where the shell's input starts, from a B mark (OSC 133) until the C mark that ends it.
+    input_mark: Option<Anchor>,
+    /// Commands the screen heuristic read from lines begun after a B mark: the C mark replaces
+    /// them with the exact text; a shell that never prints C gets them at its next prompt.
+    held: Vec<String>,
 }
 
 /// A screen put to sleep: its size and `vt100`'s `state_formatted`, which redraws it.
@@ -188,6 +212,9 @@ impl CommandTracker {
             prompt: None,
             last_anchor_prompt: None,
             fed_since_submit: false,
+            marks: MarkScanner::default(),
+            input_mark: None,
+            held: Vec::new(),
         }
     }
 
@@ -270,6 +297,19 @@ impl CommandTracker {
         }
         self.wake();
         let mut rest = bytes;
+        while let Some((end, mark)) = self.marks.next_mark(rest) {
+            let (head, tail) = rest.split_at(end);
+            self.feed(head, &mut commands);
+            self.mark(mark, &mut commands);
+            rest = tail;
+        }
+        self.feed(rest, &mut commands);
+        commands
+    }
+
+    /// Hands output to the emulator, reading waiting lines at each line feed that may end one.
+    fn feed(&mut self, bytes: &[u8], commands: &mut Vec<String>) {
+        let mut rest = bytes;
         while !self.pending.is_empty() {
             let Some((start, end)) = self.moves.next_move(rest) else { break };
             let (head, tail) = rest.split_at(end);
@@ -281,12 +321,61 @@ impl CommandTracker {
             if self.cursor_row() > before {
                 self.fed_since_submit = true;
                 if let Some(end_row) = self.ended_row() {
-                    self.line_ended(end_row, &mut commands);
+                    self.line_ended(end_row, commands);
                 }
             }
         }
         self.parser.process(rest);
-        commands
+    }
+
+    /// The host printed an OSC 133 mark (its bytes are already on the screen).
+    fn mark(&mut self, mark: Mark, commands: &mut Vec<String>) {
+        match mark {
+            Mark::CommandStart => {
+                let Some(anchor) = self.input_mark.take() else { return };
+                // The exact command: the screen from the input's start to the line the shell
+                // just ended. The heuristic's reading of the same keystrokes is dropped when it
+                // agrees; when it does not (the shell redrew the line before its C mark), both
+                // are reported, so marks can never hide what the heuristic saw.
+                let held = std::mem::take(&mut self.held);
+                self.pending.retain(|line| !line.marked);
+                if self.current.as_ref().is_some_and(|line| line.marked) {
+                    self.current = None;
+                }
+                let exact = self.read_marked(&anchor);
+                commands.extend(held.into_iter().filter(|seen| Some(seen) != exact.as_ref()));
+                commands.extend(exact);
+            }
+            Mark::PromptStart | Mark::InputStart | Mark::CommandEnd => {
+                // A new prompt: the shell read no command since the B mark (a shell that
+                // prints no C mark: the heuristic's reading stands), and any line still
+                // waiting for its echo was never echoed (a password read with echo off).
+                commands.append(&mut self.held);
+                self.input_mark = None;
+                self.pending.clear();
+                self.current = None;
+                if mark == Mark::InputStart {
+                    self.input_mark = Some(self.anchor_at_cursor());
+                }
+            }
+        }
+    }
+
+    /// The command between a B mark at `anchor` and the C mark now: from the anchor to the end
+    /// of the last line the shell ended (the cursor's row, if it ended none).
+    fn read_marked(&self, anchor: &Anchor) -> Option<String> {
+        let screen = self.screen();
+        let (cursor_row, cursor_col) = screen.cursor_position();
+        let (row, col) = match u16::try_from(anchor.row - self.scrolled()) {
+            Ok(row) => (row, anchor.col),
+            // Scrolled off the top: what is left of the command starts at the top row.
+            Err(_) => (0, 0),
+        };
+        let end = if cursor_row > row && cursor_col == 0 { cursor_row - 1 } else { cursor_row };
+        if end < row {
+            return None;
+        }
+        non_empty(clean(&text_to_end(screen, row, col, end)))
     }
 
     /// Bytes the user typed. Returns commands only when a new line shows that earlier ones
@@ -313,8 +402,24 @@ impl CommandTracker {
     pub fn finish(&mut self) -> Vec<String> {
         self.wake();
         self.current = None;
+        let mut commands = std::mem::take(&mut self.held);
         let pending: Vec<Line> = self.pending.drain(..).collect();
-        pending.iter().filter(|line| line.settled).filter_map(|line| self.read_now(line)).collect()
+        for line in pending.iter().filter(|line| line.settled) {
+            let command = self.read_now(line);
+            self.emit(line.marked, command, &mut commands);
+        }
+        commands
+    }
+
+    /// A command the heuristic read for a line: held if the line began after a B mark (see
+    /// [`held`](Self::held)), reported otherwise.
+    fn emit(&mut self, marked: bool, command: Option<String>, commands: &mut Vec<String>) {
+        let Some(command) = command else { return };
+        if marked && self.input_mark.is_some() {
+            self.held.push(command);
+        } else {
+            commands.push(command);
+        }
     }
 
     fn screen(&self) -> &vt100::Screen {
@@ -353,7 +458,8 @@ impl CommandTracker {
                 return;
             }
             if let Some(line) = self.pending.pop_front() {
-                commands.extend(self.read_ended(&line, end_row));
+                let command = self.read_ended(&line, end_row);
+                self.emit(line.marked, command, commands);
             }
             return;
         }
@@ -368,7 +474,8 @@ impl CommandTracker {
             if let Some(line) = line
                 && let Some(row) = self.anchor_within(&line, start, end_row)
             {
-                commands.extend(self.read_anchored(&line, row));
+                let command = self.read_anchored(&line, row);
+                self.emit(line.marked, command, commands);
             }
             return;
         }
@@ -376,8 +483,9 @@ impl CommandTracker {
         let mut at = 0;
         while let Some(line) = self.pending.get(at) {
             if let Some(command) = self.match_typed_ahead(line, &whole) {
+                let marked = line.marked;
                 self.pending.drain(..=at);
-                commands.extend(command);
+                self.emit(marked, command, commands);
                 return;
             }
             // Only a blank line may have gone by unrecognised (its prompt changed, say).
@@ -536,6 +644,7 @@ impl CommandTracker {
                     typed: None,
                     extra_lines: 0,
                     ends_seen: 0,
+                    marked: self.input_mark.is_some(),
                 });
             }
             Key::Interrupt => self.current = None,
@@ -598,6 +707,7 @@ impl CommandTracker {
             typed: Some(Vec::new()),
             extra_lines: 0,
             ends_seen: 0,
+            marked: self.input_mark.is_some(),
         }
     }
 
@@ -632,6 +742,7 @@ impl CommandTracker {
                     typed: Some(Vec::new()),
                     extra_lines: 0,
                     ends_seen: 0,
+                    marked: self.input_mark.is_some(),
                 }
             }
         };
@@ -675,9 +786,10 @@ impl CommandTracker {
             return;
         }
         let stale: Vec<Line> = self.pending.drain(..).collect();
-        commands.extend(
-            stale.iter().filter(|line| line.settled).filter_map(|line| self.read_now(line)),
-        );
+        for line in stale.iter().filter(|line| line.settled) {
+            let command = self.read_now(line);
+            self.emit(line.marked, command, commands);
+        }
     }
 
     /// Whether the line being typed shows nothing (for Ctrl-D, which ends input only then).
@@ -707,6 +819,8 @@ struct Line {
     extra_lines: usize,
     /// Line feeds that ended a logical line since the line was submitted.
     ends_seen: usize,
+    /// Begun at a shell's input after a B mark (OSC 133): the C mark has the last word.
+    marked: bool,
 }
 
 impl fmt::Debug for Line {
@@ -716,6 +830,7 @@ impl fmt::Debug for Line {
             .field("settled", &self.settled)
             .field("extra_lines", &self.extra_lines)
             .field("ends_seen", &self.ends_seen)
+            .field("marked", &self.marked)
             .finish_non_exhaustive()
     }
 }
@@ -787,6 +902,82 @@ impl MoveScanner {
                 }
                 _ => {}
             }
+        }
+        None
+    }
+}
+
+/// The OSC 133 shell-integration marks (`ESC ] 133 ; X …` ended by BEL or ST) the tracker
+/// uses; the others (`E`, `P`, …) and any parameters are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// `A`: the prompt starts.
+    PromptStart,
+    /// `B`: the prompt ends, the user's input starts.
+    InputStart,
+    /// `C`: the input was accepted, the command starts.
+    CommandStart,
+    /// `D`: the command ended.
+    CommandEnd,
+}
+
+/// Finds OSC 133 marks in output, across chunk boundaries.
+#[derive(Debug, Default)]
+struct MarkScanner {
+    state: MarkState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum MarkState {
+    #[default]
+    Ground,
+    Escape,
+    /// Inside `ESC ]`, with how many bytes of `133;` matched so far.
+    Osc(usize),
+    /// After `ESC ] 133;`: the mark's letter is next.
+    Letter,
+    /// In the mark's parameters, until BEL or ST; `None` for a letter the tracker ignores.
+    Params(Option<Mark>),
+    ParamsEscape(Option<Mark>),
+}
+
+impl MarkScanner {
+    /// The next mark in `bytes`: the index just past its terminator, and the mark.
+    fn next_mark(&mut self, bytes: &[u8]) -> Option<(usize, Mark)> {
+        const PREFIX: &[u8] = b"133;";
+        for (at, &byte) in bytes.iter().enumerate() {
+            self.state = match (self.state, byte) {
+                // CAN and SUB cancel a sequence; ESC starts a new one (or is ST's first byte).
+                (_, 0x18 | 0x1a) => MarkState::Ground,
+                (MarkState::Params(mark), 0x1b) => MarkState::ParamsEscape(mark),
+                (MarkState::ParamsEscape(mark), b'\\') | (MarkState::Params(mark), 0x07) => {
+                    self.state = MarkState::Ground;
+                    match mark {
+                        Some(mark) => return Some((at + 1, mark)),
+                        None => continue,
+                    }
+                }
+                (_, 0x1b) => MarkState::Escape,
+                // An ESC that was not ST's first byte starts a sequence of its own.
+                (MarkState::Escape | MarkState::ParamsEscape(_), b']') => MarkState::Osc(0),
+                (MarkState::Osc(n), _) if PREFIX.get(n) == Some(&byte) => {
+                    if n + 1 == PREFIX.len() {
+                        MarkState::Letter
+                    } else {
+                        MarkState::Osc(n + 1)
+                    }
+                }
+                (MarkState::Letter, _) => MarkState::Params(match byte {
+                    b'A' => Some(Mark::PromptStart),
+                    b'B' => Some(Mark::InputStart),
+                    b'C' => Some(Mark::CommandStart),
+                    b'D' => Some(Mark::CommandEnd),
+                    _ => None,
+                }),
+                // A BEL ends the string however far it got.
+                (MarkState::Params(mark), _) if byte >= 0x20 => MarkState::Params(mark),
+                _ => MarkState::Ground,
+            };
         }
         None
     }
@@ -1019,6 +1210,8 @@ pub const MAX_STDIN_LINE: usize = 1024;
 /// Lines written to a shell's standard input with no terminal (`ssh gw bash < script.sh`,
 /// `ssh gw sh -s`): each non-empty line is a command the shell will read. Data the script's
 /// own commands read from stdin is listed too: this is an index of the input, not a parse.
+/// Blanks before a line's text are not kept, so padding cannot fill the kept part and leave
+/// the command out; a line cut short always shows, ending in `…`.
 #[derive(Debug, Default)]
 pub struct StdinLines {
     line: Vec<u8>,
@@ -1033,6 +1226,8 @@ impl StdinLines {
         for &b in data {
             if b == b'\n' {
                 done.extend(self.take());
+            } else if self.line.is_empty() && b.is_ascii_whitespace() {
+                // Leading blanks: dropped, never counted against the kept length.
             } else if self.line.len() < MAX_STDIN_LINE * MAX_CHAR_BYTES {
                 self.line.push(b);
             } else {
@@ -1052,7 +1247,7 @@ impl StdinLines {
         let cut = std::mem::take(&mut self.cut);
         let text = String::from_utf8_lossy(&raw);
         let text = text.trim_end_matches('\r').trim();
-        if text.is_empty() {
+        if text.is_empty() && !cut {
             return None;
         }
         let mut line: String = text.chars().take(MAX_STDIN_LINE).collect();
@@ -1066,6 +1261,23 @@ impl StdinLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Padding before a line fed on stdin cannot push its command out of the kept part, and a
+    /// line cut short is listed (ending in `…`) whatever it holds.
+    #[test]
+    fn a_padded_or_overlong_stdin_line_still_shows() {
+        let mut lines = StdinLines::default();
+        let padded = format!("{}rm -rf /tmp/x\n", " \t".repeat(5000));
+        assert_eq!(lines.input(padded.as_bytes()), ["rm -rf /tmp/x"]);
+        // Blanks that are not ASCII (U+0085, two bytes) fill the kept part exactly: the line
+        // still shows, as cut.
+        let wide = format!("{}rm -rf /tmp/x\n", "\u{85}".repeat(5000));
+        let got = lines.input(wide.as_bytes());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].ends_with('…'), "{got:?}");
+        // Blank lines are still not commands.
+        assert!(lines.input(b"   \n\n\t\r\n").is_empty());
+    }
 
     #[test]
     fn a_huge_terminal_is_emulated_at_a_bounded_size() {
@@ -2298,6 +2510,229 @@ mod tests {
                 assert_eq!(command.trim(), command);
             }
         }
+    }
+
+    /// bash with shell integration: D (last status) and A before the prompt, B after it, as
+    /// `PS1='\[\e]133;D;$?\a\e]133;A\a\]osc$ \[\e]133;B\a\]'` draws it.
+    const MARKED_PROMPT: &str = "\x1b]133;D;0\x07\x1b]133;A\x07\x1b[?2004hosc$ \x1b]133;B\x07";
+    /// The C mark, from `PS0='\e]133;C\a'`, printed once the line is accepted.
+    const MARK_C: &str = "\x1b]133;C\x07";
+
+    #[test]
+    fn osc_133_marks_bound_the_command() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("ls -la"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("total 0\r\n"),
+                Out(MARKED_PROMPT),
+                // ST instead of BEL, and a C mark with parameters.
+                Out("\x1b]133;B\x1b\\"),
+                Type("uptime"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("\x1b]133;C;cmdline=uptime\x1b\\"),
+                Out(MARKED_PROMPT),
+                // Ctrl-C: no C mark, no command.
+                Type("badcmd"),
+                Keys("\x03"),
+                Out("^C\r\n"),
+                Out(MARKED_PROMPT),
+            ],
+            &["ls -la", "uptime"],
+        );
+    }
+
+    /// The limit of `limit_other_accept_keys_are_not_seen` is gone where the shell prints marks:
+    /// the C mark says the line was accepted, whatever the key.
+    #[test]
+    fn osc_133_a_line_accepted_by_any_key() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("echo hi"),
+                Keys("\x14"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("hi\r\n"),
+                Out(MARKED_PROMPT),
+                Keys("\x1b[200~echo three\recho four\x1b[201~"),
+                Out("echo three\r\necho four"),
+                Keys("\r"),
+                Out("\r\n\x1b[?2004l\r"),
+                Out(MARK_C),
+            ],
+            &["echo hi", "echo three\necho four"],
+        );
+    }
+
+    /// Input read by a command after its C mark with echo off is never a command: not the
+    /// password, and not the prompt drawn after it on the same row.
+    #[test]
+    fn osc_133_password_after_the_c_mark_is_never_a_command() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("read -s -p 'Token: ' t"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("Token: "),
+                Keys("s3cret\r"),
+                Out(MARKED_PROMPT),
+                Type("sudo ls"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("[sudo] password for root: "),
+                Keys("hunter2\r"),
+                Out("\r\nnotes.txt\r\n"),
+                Out(MARKED_PROMPT),
+                Type("pwd"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("/root\r\n"),
+                Out(MARKED_PROMPT),
+                // Typed ahead of the prompt, password included.
+                Keys("sudo -k ls\rhunter2\r"),
+                Out("sudo -k ls"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("[sudo] password for root: "),
+                Out("\r\n"),
+                Out(MARKED_PROMPT),
+            ],
+            &["read -s -p 'Token: ' t", "sudo ls", "pwd", "sudo -k ls"],
+        );
+    }
+
+    /// `su -` from a shell with marks: the inner shell prints none, so its commands are read by
+    /// the heuristic, and the outer shell's marks take over again after it.
+    #[test]
+    fn osc_133_nested_shell_without_marks_falls_back_to_the_screen() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("su -"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out(PROMPT),
+                Type("id -u"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("0\r\n"),
+                Out(PROMPT),
+                Type("exit"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("logout\r\n"),
+                Out(MARKED_PROMPT),
+                Type("echo back"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+            ],
+            &["su -", "id -u", "exit", "echo back"],
+        );
+    }
+
+    /// A shell that prints A and B but no C (no PS0): the heuristic's reading stands, reported
+    /// at the next prompt or at the end.
+    #[test]
+    fn osc_133_without_a_c_mark_keeps_the_heuristic() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("ls"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("notes.txt\r\n"),
+                Out(MARKED_PROMPT),
+                Type("pwd"),
+                Keys("\r"),
+                Out(ACCEPT),
+            ],
+            &["ls", "pwd"],
+        );
+    }
+
+    /// Marks cannot hide a command: a PS0 that erases or rewrites the line before its C mark
+    /// leaves what the heuristic read at the line feed in the index.
+    #[test]
+    fn osc_133_a_line_redrawn_before_its_c_mark_is_still_reported() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("rm -rf /tmp/x"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("\x1b[A\x1b[2K"),
+                Out(MARK_C),
+                Out(MARKED_PROMPT),
+                Type("rm -rf /tmp/y"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out("\x1b[A\r\x1b[2Kosc$ ls\r\n"),
+                Out(MARK_C),
+            ],
+            &["rm -rf /tmp/x", "rm -rf /tmp/y", "ls"],
+        );
+    }
+
+    #[test]
+    fn limit_osc_133_typed_ahead_during_a_command_is_listed_twice() {
+        check(
+            24,
+            80,
+            &[
+                Out(MARKED_PROMPT),
+                Type("sleep 1"),
+                Keys("\r"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Keys("ls\r"),
+                Out("ls\r\n"),
+                Out(MARKED_PROMPT),
+                Out("ls"),
+                Out(ACCEPT),
+                Out(MARK_C),
+                Out("notes.txt\r\n"),
+            ],
+            &["sleep 1", "ls", "ls"],
+        );
+    }
+
+    /// Other OSC strings, other 133 letters and broken marks are not marks.
+    #[test]
+    fn osc_133_scanner_finds_only_whole_marks() {
+        let mut scanner = MarkScanner::default();
+        let stream = b"\x1b]0;title\x07\x1b]133;P;k=i\x07\x1b]1337;A\x07\x1b]133;\x18A\x07\
+            \x1b]133;A\x07x\x1b]133;B\x1b\\\x1b]133;C\x1b]133;D;0\x07";
+        let mut rest: &[u8] = stream;
+        let mut found = Vec::new();
+        while let Some((end, mark)) = scanner.next_mark(rest) {
+            found.push(mark);
+            rest = &rest[end..];
+        }
+        // The C mark is cut by the next ESC: ESC `]` is no ST.
+        assert_eq!(found, [Mark::PromptStart, Mark::InputStart, Mark::CommandEnd]);
     }
 
     fn parse_fixture(text: &str) -> Vec<Event> {

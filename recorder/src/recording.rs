@@ -11,6 +11,7 @@
 //! `d` events. Trackers (commands, transfers) summarise on top of the recording; what they
 //! guess never removes a byte from it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -476,7 +477,7 @@ impl Recording {
         for cmd in found {
             self.commands += 1;
             if let Some(w) = self.writer.as_mut() {
-                let r = w.marker(t, &cmd);
+                let r = w.marker(t, &command_label(&cmd));
                 self.io(r);
             }
             let mut detail = json!({ "command": cmd });
@@ -584,6 +585,18 @@ impl Recording {
                 None
             }
         }
+    }
+}
+
+/// The marker label of a command: the command itself, unless it starts like a marker the
+/// gateway writes (`exit 0`, `upload x; rm -rf /`, `shell;id`), which a replay would take for
+/// one and leave out of the command list: then it gets `command: ` in front. So no typed or
+/// fed line can hide among the gateway's own markers.
+fn command_label(cmd: &str) -> Cow<'_, str> {
+    if crate::replay::is_command(cmd) {
+        Cow::Borrowed(cmd)
+    } else {
+        Cow::Owned(format!("command: {cmd}"))
     }
 }
 
@@ -819,5 +832,58 @@ mod tests {
         assert!(markers[..end].contains(&"rm -rf /tmp/x".to_owned()), "{markers:?}");
         assert!(fed("cat > notes.txt").0.is_empty());
         assert!(fed("bash -c 'read x'").0.is_empty());
+    }
+
+    /// A command that starts like one of the gateway's own markers (`exit 0`, `upload …`,
+    /// `shell;…`, `session ended…`), typed at a terminal or fed on stdin, is still listed by
+    /// `replay --commands`: its marker says `command: ` first. The database keeps it as typed.
+    #[test]
+    fn a_command_shaped_like_a_gateway_marker_is_still_a_command_in_the_replay() {
+        let sneaky = [
+            "exit 0",
+            "upload x; rm -rf /tmp/x",
+            "shell;id",
+            "session ended: closed; id",
+            "exec: true; id",
+        ];
+        let listed = |pty: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (mut r, mut events) = recording(dir.path());
+            let ch = channel(0);
+            if pty {
+                r.pty(ch, "xterm", 80, 24);
+                r.start(ch, ChannelKind::Shell);
+                r.output(ch, b"root@db-1:~# ");
+                for cmd in sneaky {
+                    for b in cmd.as_bytes() {
+                        r.input(ch, &[*b]);
+                        r.output(ch, &[*b]);
+                    }
+                    r.input(ch, b"\r");
+                    r.output(ch, b"\r\nroot@db-1:~# ");
+                }
+            } else {
+                r.start(ch, ChannelKind::Exec("bash -s".into()));
+                r.input(ch, format!("{}\n", sneaky.join("\n")).as_bytes());
+            }
+            assert!(r.finish("session ended: closed").is_some());
+            let mut stored = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                if e.kind == "command" {
+                    stored.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            assert_eq!(stored, sneaky, "the database keeps the commands as typed");
+            crate::replay::commands(&cast_of(dir.path()))
+                .into_iter()
+                .map(|(_, label)| label)
+                .filter(|label| !label.starts_with("exec: ") && label != "shell")
+                .collect::<Vec<_>>()
+        };
+        let expected: Vec<String> = sneaky.iter().map(|c| format!("command: {c}")).collect();
+        assert_eq!(listed(true), expected, "typed at a terminal");
+        assert_eq!(listed(false), expected, "fed on stdin");
+        // An ordinary command's marker is the command itself.
+        assert_eq!(command_label("ls -la"), "ls -la");
     }
 }
