@@ -423,7 +423,8 @@ class Bench:
         base = ["ssh", "-F", str(self.client_cfg)] + (extra or [])
         if path == "gateway":
             assert code
-            return base + ["-p", str(self.gw_port), f"{code}@127.0.0.1"]
+            pin = ["-c", self.a.gateway_cipher] if self.a.gateway_cipher else []
+            return base + pin + ["-p", str(self.gw_port), f"{code}@127.0.0.1"]
         if path == "direct":
             return base + ["-p", str(self.target["port"]), f"{self.login}@127.0.0.1"]
         if path == "jump":
@@ -967,8 +968,9 @@ quorum = 2
             "target sshd + cat": cpu_seconds(self.target["proc"].pid, children=True) - c0["tgt"],
             "bench reader": (me.ru_utime + me.ru_stime) - (c0["self"].ru_utime + c0["self"].ru_stime),
         }
-        cpu["other processes"] = max(0.0, system_busy_seconds() - c0["sys"] - sum(cpu.values()))
-        return cpu
+        busy = system_busy_seconds() - c0["sys"]
+        cpu["other processes"] = max(0.0, busy - sum(cpu.values()))
+        return {"cpu": cpu, "system_busy_s": busy}
 
     @staticmethod
     def _stdin_pos(pid: int) -> int:
@@ -1074,7 +1076,7 @@ quorum = 2
             log(f"{direction} {path:8s} HANG: no progress for {self.a.stall_s:.0f} s after {got} bytes back "
                 f"(sent {last_mark[0]}); killed")
         if c0 is not None:
-            res["cpu"] = self._cpu_end(c0, wait_reaped=not hang)
+            res.update(self._cpu_end(c0, wait_reaped=not hang))
             res["wall_s"] = t_end - t0
         if path == "gateway" and not hang:
             cast = self.sealed_recording(code)  # type: ignore[arg-type]
@@ -1604,6 +1606,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int)
     ap.add_argument("--open-concurrency", type=int, default=8, help="idle sessions opened at once")
     ap.add_argument("--cipher", help="pin this cipher on every client and sshd (default: negotiate)")
+    ap.add_argument("--gateway-cipher", help="pin this cipher on the client's leg to the gateway only (what a "
+                    "gateway offering only it would get from OpenSSH), to try a cipher list without a rebuild")
     ap.add_argument("--kex", help="pin this key exchange on every client and sshd (default: negotiate)")
     ap.add_argument("--quiet-wait", type=float,
                     help="before each measurement, wait up to this many seconds for the machine to be "
