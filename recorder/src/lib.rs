@@ -132,9 +132,22 @@ pub fn load_keys(config: &Config) -> anyhow::Result<GatewayKeys> {
     Ok(GatewayKeys { host, ca: Ca::new(&ca), recording: RecordingSigner::new(rec) })
 }
 
-/// The SSH server configuration: public keys only, constant-time refusals, large windows.
+/// Ciphers offered to the gateway's SSH clients: AES-GCM only. In SSH the client's order
+/// wins, and OpenSSH's default order puts chacha20-poly1305 and the CTR modes (with a separate
+/// HMAC) before AES-GCM, so offering any of those would choose it. With AES instructions GCM
+/// is the cheapest on both ends (BENCHMARKS.md, `bench/run.sh --gateway-cipher`). Every
+/// maintained client speaks it (OpenSSH since 6.2, PuTTY 0.76, paramiko, Go's x/crypto, russh).
+pub const CLIENT_CIPHERS: &[russh::cipher::Name] =
+    &[russh::cipher::AES_128_GCM, russh::cipher::AES_256_GCM];
+
+/// The SSH server configuration: public keys only, constant-time refusals, large windows,
+/// AES-GCM ([`CLIENT_CIPHERS`]).
 pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
     Arc::new(russh::server::Config {
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CLIENT_CIPHERS),
+            ..russh::Preferred::DEFAULT
+        },
         keys: vec![host],
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
