@@ -171,6 +171,23 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
+def summary_ms(values: list[float | None]) -> str:
+    """`p50 … p99 … max … ms (n=…)` of seconds; a missing value (never happened) is named."""
+    v = sorted(x for x in values if x is not None)
+    missing = len(values) - len(v)
+    if not v:
+        return f"no samples ({missing} missing)"
+    return (f"p50 {percentile(v, 50) * 1000:.0f} ms, p99 {percentile(v, 99) * 1000:.0f} ms, "
+            f"max {v[-1] * 1000:.0f} ms (n={len(v)}" + (f", {missing} MISSING" if missing else "") + ")")
+
+
+def p99_ms(values: list[float | None]) -> float:
+    """p99 in ms; infinite when a value is missing (a cut that never came fails its goal)."""
+    if not values or any(x is None for x in values):
+        return math.inf
+    return percentile(sorted(values), 99) * 1000  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------------------------
 # The bench
 
@@ -471,6 +488,16 @@ default_duration = "1h"
 requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
+
+# The same target under another name, for grants of a few seconds (expiry -> cut, 7.)
+[scopes.cuts]
+hosts = {{ cut = "127.0.0.1:{self.target['port']}" }}
+logins = ["{self.login}"]
+max_duration = "1h"
+default_duration = "1h"
+requester_groups = ["oncall"]
+approver_groups = ["dba"]
+quorum = 2
 """
         self.gw_config = self.tmp / "gateway.toml"
         self.gw_config.write_text(cfg)
@@ -532,10 +559,10 @@ quorum = 2
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
-    def grant(self, host: str = "target") -> str:
+    def grant(self, host: str = "target", duration: str = "1h") -> str:
         """Requests `host` as alice, approves as bob and carol; returns the grant code."""
         s, v = self.api("alice", "POST", "/api/v1/requests",
-                        {"host": host, "login": self.login, "reason": "benchmark run", "duration": "1h"})
+                        {"host": host, "login": self.login, "reason": "benchmark run", "duration": duration})
         if s != 201:
             raise BenchError(f"request refused ({s}): {v}")
         code = v["code"]
@@ -1146,6 +1173,237 @@ quorum = 2
             log(f"transfers {key:14s} {len(rs)} runs, {hangs} hangs, median "
                 f"{statistics.median([r['mibps'] for r in rs if not r['hang']] or [float('nan')]):.1f} MiB/s")
         return {"size": self.a.transfer_mib * MIB, "runs": runs}
+    # ---- 7.-9. cuts, time to grant, interactive memory ------------------------------------------
+
+    def open_watched(self, code: str, marks: Path) -> dict:
+        """A session through the gateway whose remote shell notes (in `marks/CODE`, wall-clock
+        seconds) when its terminal hangs up: the moment the target's sshd lost the gateway's
+        connection, i.e. the target leg was severed and nothing more can run. A thread notes
+        when the client's connection closed (ssh's stdout at EOF)."""
+        mark = marks / code
+        script = f"trap '' HUP; echo up; read -r x; echo ${{EPOCHREALTIME:-$(date +%s.%N)}} > {mark}; exit 0"
+        p = self.spawn(self.ssh_argv("gateway", code, ["-tt"]) + [script], f"cut-{code}",
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        fd = p.stdout.fileno()  # type: ignore[union-attr]
+        got = b""
+        deadline = time.monotonic() + 60
+        while b"up" not in got:
+            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 256) if r else b""
+            if not chunk:
+                p.kill()
+                raise BenchError(f"cut session {code} did not start (got {got!r}): {self.err_text(p)}")
+            got += chunk
+        s = {"code": code, "p": p, "mark": mark, "closed_at": None}
+
+        def watch() -> None:
+            while os.read(fd, 4096):
+                pass
+            s["closed_at"] = time.time()
+        threading.Thread(target=watch, daemon=True).start()
+        return s
+
+    def finish_watched(self, s: dict, origin: float, timeout: float = 10) -> tuple[float | None, float | None]:
+        """Seconds from `origin` to the target leg severed and to the client closed."""
+        deadline = time.monotonic() + timeout
+        severed = None
+        while time.monotonic() < deadline:
+            try:
+                text = s["mark"].read_text().strip()
+                if text:
+                    severed = float(text) - origin
+            except (OSError, ValueError):
+                pass
+            if severed is not None and s["closed_at"] is not None:
+                break
+            time.sleep(0.01)
+        closed = s["closed_at"] - origin if s["closed_at"] is not None else None
+        p = s["p"]
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        for f in (p.stdin, p.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.forget(p)
+        return severed, closed
+
+    def session_deadline(self, code: str) -> float:
+        """The signed deadline of `code`'s live session, from its recording's header."""
+        for _ in range(200):
+            for rec in self.recordings.glob(f"{code}*.cast"):
+                first = rec.read_text(errors="replace").split("\n", 1)[0]
+                if first:
+                    return float(json.loads(first)["breakglass"]["session_deadline"])
+            time.sleep(0.05)
+        raise BenchError(f"no recording header for {code}")
+
+    def cuts(self, n: int, batch: int = 10) -> dict:
+        """Revoke -> cut and expiry -> cut over `n` sessions each, `batch` open at a time."""
+        marks = self.tmp / "cut-marks"
+        marks.mkdir(exist_ok=True)
+        out: dict = {"n": n, "revoke": [], "expiry": []}
+        self.wait_quiet("cuts")
+        done = 0
+        while done < n:
+            k = min(batch, n - done)
+            codes = [self.grant("cut") for _ in range(k)]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=k) as ex:
+                sessions = list(ex.map(lambda c: self.open_watched(c, marks), codes))
+            for s in sessions:
+                time.sleep(0.2)
+                t0 = time.time()  # the revoke request is sent: the bot's own time counts
+                st, v = self.api("bob", "POST", f"/api/v1/requests/{s['code']}/revoke")
+                if st != 200:
+                    raise BenchError(f"revoke refused ({st}): {v}")
+                severed, closed = self.finish_watched(s, t0)
+                out["revoke"].append({"severed": severed, "closed": closed, "api": time.time() - t0})
+            done += k
+        log("revoke -> cut: " + summary_ms([r["severed"] for r in out["revoke"]]) + " (target severed), "
+            + summary_ms([r["closed"] for r in out["revoke"]]) + " (client closed)")
+        done = 0
+        while done < n:
+            k = min(batch, n - done)
+            codes = [self.grant("cut", "6s") for _ in range(k)]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=k) as ex:
+                sessions = list(ex.map(lambda c: self.open_watched(c, marks), codes))
+            for s in sessions:
+                deadline = self.session_deadline(s["code"])
+                severed, closed = self.finish_watched(s, deadline, max(0.0, deadline - time.time()) + 10)
+                out["expiry"].append({"severed": severed, "closed": closed})
+            done += k
+        log("expiry -> cut: " + summary_ms([r["severed"] for r in out["expiry"]]) + " (target severed), "
+            + summary_ms([r["closed"] for r in out["expiry"]]) + " (client closed)")
+        return out
+
+    def grant_latency(self, n: int, rate: float) -> dict:
+        """Time from the last approval sent to a usable grant, with approvals arriving at `rate`
+        a second: `n` requests are made first (not timed), then their 2n approvals (bob, then
+        carol) are sent on a fixed schedule. The quorum-completing call answers once the
+        approval is committed, which is when the gateway accepts the grant; the bench checks
+        the answer says `approved`, and connects with a few of the grants."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+            codes = list(ex.map(lambda _: self.request_only(), range(n)))
+        self.wait_quiet("time to grant")
+        slots = [(code, who) for code in codes for who in ("bob", "carol")]
+        lat: list[float] = []
+        bad: list[str] = []
+        lock = threading.Lock()
+
+        approved: set[str] = set()
+
+        def approve(code: str, who: str, at: float) -> None:
+            # Two approvals a request, sent 1/rate apart: whichever is applied second completes
+            # the quorum, and its answer says `approved`.
+            st, v = self.api(who, "POST", f"/api/v1/requests/{code}/approve")
+            took = time.monotonic() - at
+            with lock:
+                if st != 200:
+                    bad.append(f"{who} {code}: {st} {v}")
+                elif v.get("status") == "approved":
+                    lat.append(took)
+                    approved.add(code)
+        t0 = time.monotonic() + 0.2
+        with concurrent.futures.ThreadPoolExecutor(max_workers=64) as ex:
+            for i, (code, who) in enumerate(slots):
+                at = t0 + i / rate
+                time.sleep(max(0.0, at - time.monotonic()))
+                ex.submit(approve, code, who, at)
+        sent_s = len(slots) / rate
+        bad += [f"{c} is not approved after its two approvals" for c in codes if c not in approved]
+        if bad:
+            raise BenchError(f"{len(bad)} approvals failed: {bad[:3]}")
+        usable = 0
+        for code in codes[:3]:
+            r = subprocess.run(self.ssh_argv("gateway", code) + ["true"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=60)
+            usable += r.returncode == 0
+        lat.sort()
+        log(f"time to grant at {rate:.0f} approvals/s: {summary_ms(lat)}; {usable}/3 grants connected")
+        return {"n": n, "rate": rate, "sent_s": sent_s, "lat": lat, "usable": usable, "tried": 3}
+
+    def request_only(self) -> str:
+        s, v = self.api("alice", "POST", "/api/v1/requests",
+                        {"host": "target", "login": self.login, "reason": "benchmark run", "duration": "1h"})
+        if s != 201:
+            raise BenchError(f"request refused ({s}): {v}")
+        return v["code"]
+
+    def open_pty(self, code: str, rows: int, cols: int) -> dict:
+        """An interactive login shell through the gateway in a local pty of `rows` x `cols`
+        (ssh asks the gateway for a terminal of that size); one command typed and run."""
+        import pty
+        import struct
+        import termios
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        try:
+            p = self.spawn(self.ssh_argv("gateway", code, ["-tt"]), f"pty-{code}",
+                           stdin=slave, stdout=slave)
+        finally:
+            os.close(slave)
+        os.write(master, b"echo bg-up\n")
+        got = b""
+        deadline = time.monotonic() + 60
+        while not re.search(rb"[\r\n]bg-up\r\n", got):  # the output line, not the typed one
+            r, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            try:
+                chunk = os.read(master, 4096) if r else b""
+            except OSError:
+                chunk = b""
+            if not chunk:
+                p.kill()
+                raise BenchError(f"interactive session {code} did not start (got {got[-200:]!r}): {self.err_text(p)}")
+            got += chunk
+        return {"code": code, "p": p, "master": master}
+
+    def pty_memory(self, n: int, rows: int = 50, cols: int = 200, idle_s: float = 10) -> dict:
+        """Gateway memory per interactive session at `n` open `rows` x `cols` shells, and the
+        gateway's CPU while they sit idle."""
+        gw = self.gw.pid  # type: ignore[union-attr]
+        log(f"requesting and approving {n} grants for interactive sessions")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
+            codes = list(ex.map(lambda _: self.grant(), range(n)))
+        self.wait_quiet("interactive sessions")
+        time.sleep(1)
+        before = status_kib(gw, "VmRSS")
+        log(f"opening {n} interactive {cols}x{rows} sessions (gateway VmRSS {before} KiB)")
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
+            sessions = list(ex.map(lambda c: self.open_pty(c, rows, cols), codes))
+        open_s = time.monotonic() - t0
+        time.sleep(5)  # past the 2 s after which a quiet screen sleeps
+        after = status_kib(gw, "VmRSS")
+        cpu0, w0 = cpu_seconds(gw), time.monotonic()
+        time.sleep(idle_s)
+        idle_cpu = (cpu_seconds(gw) - cpu0) / (time.monotonic() - w0)
+        alive = sum(1 for s in sessions if s["p"].poll() is None)
+        log(f"{alive}/{n} interactive sessions open after {open_s:.1f} s: gateway VmRSS {after} KiB, "
+            f"{(after - before) / n:.1f} KiB per session; idle gateway CPU {idle_cpu * 100:.2f}% of a core")
+        for s in sessions:
+            try:
+                os.write(s["master"], b"exit\n")
+            except OSError:
+                pass
+        for s in sessions:
+            try:
+                s["p"].wait(30)
+            except subprocess.TimeoutExpired:
+                s["p"].kill()
+                s["p"].wait()
+            os.close(s["master"])
+            self.forget(s["p"])
+        for code in codes:
+            self.sealed_recording(code, 60)
+        if alive != n:
+            raise BenchError(f"only {alive} of {n} interactive sessions stayed open")
+        return {"n": n, "rows": rows, "cols": cols, "before_kib": before, "after_kib": after,
+                "per_session_kib": (after - before) / n, "open_s": open_s, "idle_cpu": idle_cpu,
+                "idle_s": idle_s}
 
     # ---- driver ----------------------------------------------------------------------------
 
@@ -1158,6 +1416,8 @@ quorum = 2
         load0 = os.getloadavg()
         self.setup()
         res: dict = {"started": started, "load_start": load0}
+        if self.a.only_timing:
+            return self.run_timing(res)
         res["algorithms"] = self.probe_algorithms()
         # RSS first, on a gateway that has served only the probes: the bulk runs would leave
         # freed memory in the allocator that new sessions could reuse unseen.
@@ -1174,6 +1434,8 @@ quorum = 2
             res["upload"] = self.upload()
         if self.wants("transfers"):
             res["transfers"] = self.transfers()
+        if self.wants("timing"):
+            self.timing(res)
         # last: through a relay that can deadlock, its hung sessions may linger in the gateway
         if self.wants("bidi"):
             res["bidi"] = self.bidi()
@@ -1181,6 +1443,20 @@ quorum = 2
         res["gw_hwm_kib"] = status_kib(self.gw.pid, "VmHWM")  # type: ignore[union-attr]
         res["load_end"] = os.getloadavg()
         res["elapsed_s"] = time.time() - started
+        res["quiet"] = self.quiet
+        return res
+
+    def timing(self, res: dict) -> None:
+        """7.-9.: cuts, time to grant, interactive memory (issue 13, items 3-5)."""
+        res["cuts"] = self.cuts(self.a.cut_sessions)
+        res["grant_latency"] = self.grant_latency(self.a.grant_requests, self.a.approval_rate)
+        res["pty"] = self.pty_memory(self.a.pty_sessions)
+
+    def run_timing(self, res: dict) -> dict:
+        """--only-timing: 7.-9. alone, on a fresh gateway."""
+        self.timing(res)
+        res["load_end"] = os.getloadavg()
+        res["elapsed_s"] = time.time() - res["started"]
         res["quiet"] = self.quiet
         return res
 
@@ -1353,6 +1629,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
     L.extend(fmt_goal_rows(throughput_goals(res)))
     L.append(f"| keystroke echo p99 < 0.5 ms over direct | {d99:+.3f} ms | {verdict(d99 < 0.5)} |")
     L.append(f"| recording ≤ 1.3× the output | {cast_ratio:.3f}× | {verdict(cast_ratio <= 1.3)} |")
+    L.extend(render_timing_goals(res)[2:])
     L.append("")
     L.append("### 1. Bulk output throughput")
     L.append("")
@@ -1450,6 +1727,8 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
     mid = sorted(gws, key=lambda r: r["cast_bytes"])[len(gws) // 2]
     L.append(f"| {mid['bytes']} | {mid['cast_bytes']} | {cast_ratio:.3f}× | "
              + ", ".join(f"{x:.3f}×" for x in cast_ratios) + " |")
+    L.append("")
+    L.extend(render_timing(res, args))
     L.append("")
     L.append(RESULTS_END)
     return "\n".join(L) + "\n"
@@ -1571,7 +1850,69 @@ def render_focused(res: dict, facts: dict, args: argparse.Namespace) -> str:
             L += ["", "| share | symbol |", "|---|---|"]
             L += [f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{t['symbol']}` |" for t in prof]
     L += fmt_more_throughput(res, args)
+    if "cuts" in res:
+        L += [""] + render_timing_goals(res) + [""] + render_timing(res, args)
     return "\n".join(L) + "\n"
+
+
+def render_timing_goals(res: dict) -> list[str]:
+    """The goals table's rows for 7.-9. (with its header first, for --only-timing)."""
+    def verdict(ok: bool) -> str:
+        return "**pass**" if ok else "**FAIL**"
+    c, g, m = res["cuts"], res["grant_latency"], res["pty"]
+    rv = p99_ms([r["severed"] for r in c["revoke"]])
+    ex = p99_ms([r["severed"] for r in c["expiry"]])
+    gl = p99_ms(g["lat"])
+    return [
+        "| goal | measured | |",
+        "|---|---|---|",
+        f"| revoke → target severed p99 < 100 ms (one node) | {rv:.0f} ms | {verdict(rv < 100)} |",
+        f"| expiry → target severed p99 < 50 ms after the signed deadline | {ex:.0f} ms | {verdict(ex < 50)} |",
+        f"| last approval → usable grant at {g['rate']:.0f} approvals/s, p99 | {gl:.0f} ms | "
+        f"{verdict(gl < 1000 and g['usable'] == g['tried'])} (goal: under 1 s, no failure) |",
+        f"| memory per interactive {m['cols']}x{m['rows']} session at {m['n']} sessions < 256 KiB | "
+        f"{m['per_session_kib']:.0f} KiB | {verdict(m['per_session_kib'] < 256)} |",
+        f"| gateway CPU with {m['n']} idle interactive sessions near zero (< 1% of a core) | "
+        f"{m['idle_cpu'] * 100:.2f}% | {verdict(m['idle_cpu'] < 0.01)} |",
+    ]
+
+
+def render_timing(res: dict, args: argparse.Namespace) -> list[str]:
+    """Sections 7.-9.: cuts, time to grant, interactive memory."""
+    c, g, m = res["cuts"], res["grant_latency"], res["pty"]
+    L = ["### 7. Cuts on time", ""]
+    L.append(f"{c['n']} sessions for each, opened 10 at a time, each an interactive shell on the target that "
+             "notes (bash `$EPOCHREALTIME`) when its terminal hangs up: that is when the target's sshd lost the "
+             "gateway's connection, so nothing more can run (**target severed**, the security moment). "
+             "**Client closed** is when the client's `ssh` saw its connection end, after the goodbye line "
+             "(given up after 250 ms if the client does not read). Revoke: from the API call sent (`breakglass "
+             "up`: the revoke wakes the gateway in the same process). Expiry: from the signed deadline "
+             "(`session_deadline` in the recording's header).")
+    L.append("")
+    L.append("| | target severed | client closed |")
+    L.append("|---|---|---|")
+    for key, label in (("revoke", "revoke → cut"), ("expiry", "signed deadline → cut")):
+        L.append(f"| {label} | {summary_ms([r['severed'] for r in c[key]])} | "
+                 f"{summary_ms([r['closed'] for r in c[key]])} |")
+    L.append("")
+    L.append("### 8. Time to a usable grant")
+    L.append("")
+    L.append(f"{g['n']} requests made first (not timed); then their {2 * g['n']} approvals (two per request) sent "
+             f"through the HTTP API at {g['rate']:.0f} a second on a fixed schedule ({g['sent_s']:.1f} s). From "
+             "each quorum-completing approval sent to its answer, which comes once the grant is committed and "
+             f"usable: {summary_ms(g['lat'])}. {g['usable']} of {g['tried']} grants then connected.")
+    L.append("")
+    L.append("### 9. Memory and idle CPU per interactive session")
+    L.append("")
+    L.append(f"{m['n']} interactive login shells through the gateway, each in a local {m['cols']}x{m['rows']} pty "
+             f"(`ssh -tt`), one command typed in each, opened {args.open_concurrency} at a time (in "
+             f"{m['open_s']:.1f} s), then left idle.")
+    L.append("")
+    L.append("| VmRSS before | with all open (5 s idle) | per session | gateway CPU while idle |")
+    L.append("|---|---|---|---|")
+    L.append(f"| {m['before_kib']} KiB | {m['after_kib']} KiB | **{m['per_session_kib']:.1f} KiB** | "
+             f"{m['idle_cpu'] * 100:.2f}% of a core over {m['idle_s']:.0f} s |")
+    return L
 
 
 DEFAULT_HEAD = """# Benchmarks
@@ -1623,22 +1964,30 @@ def main() -> int:
     ap.add_argument("--transfer-mib", type=int, help="MiB per transfer in the hang count (default 16, 4 with --quick)")
     ap.add_argument("--stall-s", type=float, default=10.0, help="a transfer with no progress for this long is a hang (default 10)")
     ap.add_argument("--only", type=lambda v: set(v.split(",")),
-                    help="measure only these, comma-separated: rss, connect, keys, bulk, upload, bidi, transfers "
+                    help="measure only these, comma-separated: rss, connect, keys, bulk, upload, bidi, transfers, timing "
                     "(a focused run: prints the throughput tables and goals, never writes BENCHMARKS.md)")
     ap.add_argument("--json", help="also write the raw results as JSON here")
+    ap.add_argument("--cut-sessions", type=int, help="sessions for revoke -> cut and for expiry -> cut (7.)")
+    ap.add_argument("--grant-requests", type=int, help="requests approved at --approval-rate (8.)")
+    ap.add_argument("--approval-rate", type=float, default=200.0, help="approvals a second (8.)")
+    ap.add_argument("--pty-sessions", type=int, help="interactive 200x50 sessions held open (9.)")
+    ap.add_argument("--only-timing", action="store_true",
+                    help="measure 7.-9. only (cuts, time to grant, interactive memory) and print them")
     ap.add_argument("--tmpdir", help="where to make the temporary directory")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory and recordings")
     ap.add_argument("--command", default="bench/bench.py " + " ".join(sys.argv[1:]))
     ap.add_argument("--git", help="what was built, for the report (default: the repository's HEAD and state)")
     a = ap.parse_args()
     full = {"size_mib": 512, "runs": 3, "keystrokes": 1000, "connects": 10, "sessions": 200, "quiet_wait": 30.0,
-            "bidi_mib": 64, "transfers": 32, "transfer_mib": 16}
+            "bidi_mib": 64, "transfers": 32, "transfer_mib": 16,
+            "cut_sessions": 50, "grant_requests": 200, "pty_sessions": 1000}
     quick = {"size_mib": 64, "runs": 1, "keystrokes": 200, "connects": 5, "sessions": 20, "quiet_wait": 5.0,
-             "bidi_mib": 16, "transfers": 4, "transfer_mib": 4}
+             "bidi_mib": 16, "transfers": 4, "transfer_mib": 4,
+             "cut_sessions": 10, "grant_requests": 50, "pty_sessions": 50}
     for key, v in (quick if a.quick else full).items():
         if getattr(a, key) is None:
             setattr(a, key, v)
-    known = {"rss", "connect", "keys", "bulk", "upload", "bidi", "transfers"}
+    known = {"rss", "connect", "keys", "bulk", "upload", "bidi", "transfers", "timing"}
     if a.only and not a.only <= known:
         ap.error(f"--only: unknown {', '.join(sorted(a.only - known))} (known: {', '.join(sorted(known))})")
     if a.output is None and not a.quick and not a.only:
@@ -1654,7 +2003,7 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     except (ValueError, OSError):
         pass
-    need = 4 * a.sessions + 200
+    need = 4 * max(a.sessions, a.pty_sessions) + 200
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < need:
         log(f"warning: the open-file limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} is below {need}; "
             "raise it (ulimit -n) for this many sessions")
@@ -1692,6 +2041,10 @@ def main() -> int:
         facts["git"] = a.git
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "facts": facts, "results": res}, indent=1, default=str))
+    if a.only_timing:
+        print("\n".join(render_timing_goals(res) + [""] + render_timing(res, a)))
+        log(f"done in {res['elapsed_s'] / 60:.1f} min")
+        return 0
     try:
         section = render_focused(res, facts, a) if a.only else render(res, facts, a)
     except Exception:

@@ -84,8 +84,14 @@
 //!   the accepted line with one; a shell that moved down by cursor addressing instead would
 //!   leave lines waiting until the next line feed.
 //! - At most 256 submitted lines wait for their echo; beyond that the oldest is dropped.
+//! - A screen put to sleep ([`CommandTracker::sleep`], after a quiet spell) forgets a scroll
+//!   region, a saved cursor and a half-received escape sequence; the text, cursor, wraps and
+//!   input modes come back. A screen on the alternate screen is never put to sleep.
 //!
 //! # Cost
+//!
+//! Memory: the emulated screen is 32 bytes a cell while awake (320 KiB at 200x50); the
+//! recording puts a quiet one to sleep, as the escape codes that redraw it (a few KiB).
 //!
 //! With no line waiting for its echo, [`CommandTracker::output`] only runs the emulator: 10 MiB
 //! of `cat` output take as long as in `vt100` alone. While a typed-ahead line waits, every line
@@ -116,7 +122,11 @@ const SEARCH_LABELS: [&str; 4] =
 /// window changes, and [`finish`](Self::finish) at the end. Each call returns the commands it
 /// completed, oldest first.
 pub struct CommandTracker {
+    /// The emulated screen; a 1x1 stand-in while [`asleep`](Self::asleep) holds the real one.
     parser: vt100::Parser<ScrollCounter>,
+    /// The screen as text and escape codes while the session is quiet (see
+    /// [`sleep`](Self::sleep)).
+    asleep: Option<Asleep>,
     keys: KeyDecoder,
     moves: MoveScanner,
     /// The line being typed, from its first keystroke to Enter.
@@ -131,9 +141,19 @@ pub struct CommandTracker {
     fed_since_submit: bool,
 }
 
+/// A screen put to sleep: its size and `vt100`'s `state_formatted`, which redraws it.
+struct Asleep {
+    rows: NonZeroU16,
+    cols: NonZeroU16,
+    state: Box<[u8]>,
+}
+
 impl fmt::Debug for CommandTracker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (rows, cols) = self.screen().size();
+        let (rows, cols) = match &self.asleep {
+            Some(a) => (a.rows, a.cols),
+            None => self.screen().size(),
+        };
         // Never the keystrokes: they may hold a password typed with echo off.
         f.debug_struct("CommandTracker")
             .field("rows", &rows)
@@ -141,6 +161,7 @@ impl fmt::Debug for CommandTracker {
             .field("typing", &self.current.is_some())
             .field("pending", &self.pending.len())
             .field("prompt", &self.prompt)
+            .field("asleep", &self.asleep.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +180,7 @@ impl CommandTracker {
                 0,
                 ScrollCounter::default(),
             ),
+            asleep: None,
             keys: KeyDecoder::default(),
             moves: MoveScanner::default(),
             current: None,
@@ -169,8 +191,56 @@ impl CommandTracker {
         }
     }
 
+    /// The session went quiet: keep the screen as the escape codes that redraw it (a few
+    /// KiB at most, usually far less) instead of its grid of cells (32 bytes each, 320 KiB
+    /// for 200x50), until the next call. Nothing the tracker reads is lost: the text, the
+    /// cursor, soft wraps, attributes and the input modes (bracketed paste) come back as
+    /// they were, and so does the count of rows scrolled away that anchors use. A scroll
+    /// region, a saved cursor and a half-received escape sequence do not; so a screen on the
+    /// alternate screen (a full-screen program) is kept awake.
+    pub fn sleep(&mut self) {
+        if !self.can_sleep() {
+            return;
+        }
+        let (rows, cols) = self.screen().size();
+        let state = self.screen().state_formatted().into_bytes().into_boxed_slice();
+        let scrolled = self.scrolled();
+        self.parser = vt100::Parser::new_with_callbacks(
+            non_zero(1),
+            non_zero(1),
+            0,
+            ScrollCounter { scrolled },
+        );
+        self.asleep = Some(Asleep { rows, cols, state });
+    }
+
+    /// Whether the screen is asleep (see [`sleep`](Self::sleep)).
+    #[must_use]
+    pub fn is_asleep(&self) -> bool {
+        self.asleep.is_some()
+    }
+
+    /// Whether [`sleep`](Self::sleep) would put the screen to sleep now.
+    #[must_use]
+    pub fn can_sleep(&self) -> bool {
+        self.asleep.is_none() && !self.screen().alternate_screen()
+    }
+
+    /// Redraws a sleeping screen into a fresh emulator of its size.
+    fn wake(&mut self) {
+        if let Some(a) = self.asleep.take() {
+            let scrolled = self.scrolled();
+            self.parser =
+                vt100::Parser::new_with_callbacks(a.rows, a.cols, 0, ScrollCounter::default());
+            self.parser.process(&a.state);
+            // Redrawing writes rows in place; it scrolls nothing.
+            self.parser.callbacks_mut().scrolled = scrolled;
+        }
+    }
+
     /// The client's window changed to `rows` by `cols` (a zero is taken as 1).
     pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.wake();
         let alternate = self.screen().alternate_screen();
         let before = self.screen().cursor_position().0;
         let scrolled = self.scrolled();
@@ -198,6 +268,7 @@ impl CommandTracker {
         if bytes.is_empty() {
             return commands;
         }
+        self.wake();
         let mut rest = bytes;
         while !self.pending.is_empty() {
             let Some((start, end)) = self.moves.next_move(rest) else { break };
@@ -223,6 +294,10 @@ impl CommandTracker {
     #[must_use]
     pub fn input(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut commands = Vec::new();
+        if bytes.is_empty() {
+            return commands;
+        }
+        self.wake();
         for &byte in bytes {
             let paste_enabled = self.screen().bracketed_paste();
             if let Some(key) = self.keys.feed(byte, paste_enabled) {
@@ -236,6 +311,7 @@ impl CommandTracker {
     /// the screen shows them now; a line typed but never submitted is not a command.
     #[must_use]
     pub fn finish(&mut self) -> Vec<String> {
+        self.wake();
         self.current = None;
         let pending: Vec<Line> = self.pending.drain(..).collect();
         pending.iter().filter(|line| line.settled).filter_map(|line| self.read_now(line)).collect()
@@ -1019,6 +1095,35 @@ mod tests {
         assert_eq!(found, ["echo hi"]);
     }
 
+    #[test]
+    fn a_quiet_screen_sleeps_small_and_wakes_as_it_was() {
+        let mut tracker = CommandTracker::new(MAX_ROWS, MAX_COLS);
+        let _ = tracker.output(b"\x1b[?2004hroot@db-1:~# ");
+        let _ = tracker.input(b"e");
+        let _ = tracker.output(b"e");
+        let before = tracker.screen().contents();
+        let cursor = tracker.screen().cursor_position();
+        tracker.sleep();
+        assert!(tracker.is_asleep());
+        // What it keeps is the drawn text, not a 500x200 grid of 32-byte cells (3.2 MB).
+        let kept = tracker.asleep.as_ref().map_or(0, |a| a.state.len());
+        assert!(kept < 4096, "{kept} bytes kept");
+        assert_eq!(tracker.screen().size(), (non_zero(1), non_zero(1)));
+        let mut found = tracker.input(b"cho hi");
+        found.extend(tracker.output(b"cho hi"));
+        assert!(!tracker.is_asleep(), "woken by the keystrokes");
+        found.extend(tracker.input(b"\r"));
+        found.extend(tracker.output(b"\r\nhi\r\n"));
+        assert_eq!(found, ["echo hi"]);
+        assert_eq!(tracker.screen().size(), (rows_of(MAX_ROWS), cols_of(MAX_COLS)));
+        assert!(before.starts_with("root@db-1:~# e") && cursor == (0, 14));
+        // A full-screen program keeps its screen awake (the main screen behind it would be
+        // lost).
+        let _ = tracker.output(b"\x1b[?1049h");
+        tracker.sleep();
+        assert!(!tracker.is_asleep());
+    }
+
     /// bash's prompt, with the bracketed-paste switch it writes before each prompt.
     const PROMPT: &str = "\x1b[?2004hroot@db-1:~# ";
     /// What bash writes when a line is accepted: newline, bracketed paste off.
@@ -1103,10 +1208,28 @@ mod tests {
             .collect()
     }
 
-    /// Runs the events as given, with output merged and byte by byte: all three must agree.
+    /// Like [`feed`], with the screen put to sleep after every event, as a quiet session's is.
+    fn feed_sleeping(rows: u16, cols: u16, events: &[Event]) -> Vec<String> {
+        let mut tracker = CommandTracker::new(rows, cols);
+        let mut commands = Vec::new();
+        for event in events {
+            match event {
+                Event::Out(bytes) => commands.extend(tracker.output(bytes)),
+                Event::In(bytes) => commands.extend(tracker.input(bytes)),
+                Event::Resize(rows, cols) => tracker.resize(*rows, *cols),
+            }
+            tracker.sleep();
+        }
+        commands.extend(tracker.finish());
+        commands
+    }
+
+    /// Runs the events as given, with output merged, byte by byte, and with the screen put
+    /// to sleep after every event: all four must agree.
     #[track_caller]
     fn run_events(rows: u16, cols: u16, events: &[Event]) -> Vec<String> {
         let commands = feed(rows, cols, events);
+        assert_eq!(feed_sleeping(rows, cols, events), commands, "asleep after every event");
         assert_eq!(feed(rows, cols, &merged(events)), commands, "output merged into one chunk");
         assert_eq!(feed(rows, cols, &bytewise(events)), commands, "fed byte by byte");
         commands

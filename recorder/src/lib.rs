@@ -16,7 +16,10 @@
 //! - [`cast`], [`commands`], [`transfer`]: the pure parts (asciicast v2, command extraction
 //!   from a terminal emulation, SFTP/SCP transfer observation).
 //! - [`integrity`]: signing and verifying recordings.
-//! - [`live`]: live sessions, cutting, and the revocation watcher.
+//! - [`to_target`]: client to target, one writer task per channel, with flow control per
+//!   channel (the connection's loop never waits on the target).
+//! - [`live`]: live sessions, cutting, the deadline timer and the revocation watcher;
+//!   [`flush`]: the one flush timer of every recording.
 //! - [`sever`]: a stream a cut can close from outside; [`limits`]: connections not logged in
 //!   yet, bounded in all and per source.
 //! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
@@ -26,6 +29,7 @@
 pub mod authz;
 pub mod cast;
 pub mod commands;
+pub mod flush;
 pub mod fuzzing;
 pub mod integrity;
 pub mod journal;
@@ -36,6 +40,7 @@ pub mod recording;
 pub mod replay;
 pub mod session;
 pub mod sever;
+pub mod to_target;
 pub mod transfer;
 pub mod upstream;
 
@@ -140,8 +145,16 @@ pub fn load_keys(config: &Config) -> anyhow::Result<GatewayKeys> {
 pub const CLIENT_CIPHERS: &[russh::cipher::Name] =
     &[russh::cipher::AES_128_GCM, russh::cipher::AES_256_GCM];
 
+/// The window each client channel gets: what the client may send before the target took it.
+/// With flow control per channel ([`to_target`]) it is also the most one channel holds in
+/// the gateway's memory.
+pub const CLIENT_WINDOW: u32 = 8 * 1024 * 1024;
+/// The largest packet a client may send.
+pub const CLIENT_PACKET: u32 = 32 * 1024;
+
 /// The SSH server configuration: public keys only, constant-time refusals, large windows,
-/// AES-GCM ([`CLIENT_CIPHERS`]).
+/// flow control per channel (the client's window is given back as the target takes its bytes:
+/// [`to_target`], russh patched in `vendor/russh`), AES-GCM ([`CLIENT_CIPHERS`]).
 pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
     Arc::new(russh::server::Config {
         preferred: russh::Preferred {
@@ -152,8 +165,9 @@ pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
-        window_size: 8 * 1024 * 1024,
-        maximum_packet_size: 32 * 1024,
+        window_size: CLIENT_WINDOW,
+        maximum_packet_size: CLIENT_PACKET,
+        manual_window_adjust: true,
         // Room for the relay to run ahead of the session loop without a hand-off per chunk.
         event_buffer_size: 256,
         channel_buffer_size: 256,
@@ -202,6 +216,7 @@ pub async fn serve(
         deps.config.gateway.max_startups,
         deps.config.gateway.max_startups_per_source,
     );
+    tracker.spawn(flush::run(deps.live.flusher().clone(), stop.child_token()));
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
         deps.store.clone(),

@@ -5,7 +5,9 @@
 //! to the user's terminal (bounded in time), and drops the client's connection whatever the
 //! client does; the session's task then finishes the recording.
 //! The deadline is enforced by a timer in the session itself (from the signed grant, so it
-//! holds even when the database is down); revocations come from the database, polled here.
+//! holds even when the database is down; [`until_deadline`] makes it fire at the deadline
+//! itself, not in whole seconds); revocations come from the database, polled here, or at once
+//! when this process decided them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use russh::server::Handle;
 use russh::{ChannelId, Disconnect};
-use shared::core::{RequestId, Status};
+use shared::core::{Clock, RequestId, Status, Timestamp};
 use shared::ports::{RequestFilter, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +32,9 @@ pub enum EndReason {
     Shutdown,
     /// The recording could not be written: nothing may be relayed unrecorded.
     RecordingFailed,
+    /// The client broke the protocol in a way that would cost the gateway unbounded memory
+    /// (it sent past its window).
+    ProtocolViolation,
 }
 
 impl EndReason {
@@ -40,6 +45,7 @@ impl EndReason {
             Self::Revoked { .. } => "revoked",
             Self::Shutdown => "gateway_shutdown",
             Self::RecordingFailed => "recording_failed",
+            Self::ProtocolViolation => "protocol_violation",
         }
     }
 }
@@ -228,12 +234,49 @@ impl Cutter {
     }
 }
 
+/// Waits longer than this are cut short and measured again against the clock (see
+/// [`until_deadline`]).
+const RECHECK_OVER: Duration = Duration::from_secs(1);
+
+/// Resolves at `deadline` by `clock` (wall time, as the signed deadline is), to the
+/// millisecond of tokio's timer, and never later than the monotonic timer says the deadline
+/// is from when it started.
+///
+/// The wait is slept on the monotonic timer, which an NTP correction does not move but whose
+/// rate the wall clock may drift from (slewing, up to 0.05%: 1.8 s over an hour). So a long
+/// wait wakes a little early (1/512 of what is left) and measures again; a one-hour wait
+/// wakes three or four times in all. Of the two clocks the earlier one wins: a cut may come
+/// early by the drift, never late.
+///
+/// # Security
+/// A wall clock set back does not extend a session: the monotonic bound still holds.
+pub async fn until_deadline(clock: &dyn Clock, deadline: Timestamp) {
+    let started = tokio::time::Instant::now();
+    let by_monotonic = started.checked_add(clock.until(deadline));
+    loop {
+        let now = tokio::time::Instant::now();
+        let mono_left = by_monotonic.map_or(Duration::MAX, |at| at.saturating_duration_since(now));
+        let left = clock.until(deadline).min(mono_left);
+        if left.is_zero() {
+            return;
+        }
+        let nap = if left > RECHECK_OVER { left - left / 512 } else { left };
+        match now.checked_add(nap) {
+            Some(at) => tokio::time::sleep_until(at).await,
+            // Centuries away: sleep a year at a time.
+            None => tokio::time::sleep(Duration::from_secs(365 * 86_400)).await,
+        }
+    }
+}
+
 /// Every live session of this gateway, by grant.
 #[derive(Debug, Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<RequestId, (String, Arc<Cutter>)>>,
     /// Wakes the revocation watcher before its next poll (a request changed in this process).
     wake: Arc<tokio::sync::Notify>,
+    /// The one flush timer of every live session's recording.
+    flusher: Arc<crate::flush::Flusher>,
 }
 
 impl LiveSessions {
@@ -241,7 +284,13 @@ impl LiveSessions {
     /// `breakglass up`, the service notifies it on every decision, so a revoke cuts at once
     /// instead of at the next poll.
     pub fn woken_by(wake: Arc<tokio::sync::Notify>) -> Self {
-        Self { map: Mutex::default(), wake }
+        Self { map: Mutex::default(), wake, flusher: Arc::default() }
+    }
+
+    /// The flusher shared by the recordings of these sessions ([`crate::flush::run`] ticks
+    /// it).
+    pub fn flusher(&self) -> &Arc<crate::flush::Flusher> {
+        &self.flusher
     }
 
     pub fn insert(&self, id: RequestId, host: String, cutter: Arc<Cutter>) {
@@ -421,6 +470,67 @@ mod tests {
             .expect("login within 5 s")
             .expect("the server's handle");
         (handle, client, deaf)
+    }
+
+    /// A wall clock over tokio's (paused) timer: `rate` wall seconds per timer second, from
+    /// `origin` at the timer's start.
+    #[derive(Debug)]
+    struct Drifting {
+        start: tokio::time::Instant,
+        origin: f64,
+        rate: f64,
+    }
+
+    impl Drifting {
+        fn wall(&self) -> f64 {
+            self.origin + self.start.elapsed().as_secs_f64() * self.rate
+        }
+    }
+
+    impl Clock for Drifting {
+        fn now(&self) -> Timestamp {
+            #[allow(clippy::cast_possible_truncation)]
+            Timestamp::from_unix(self.wall().floor() as i64)
+        }
+        fn until(&self, deadline: Timestamp) -> Duration {
+            #[allow(clippy::cast_precision_loss)]
+            let left = deadline.unix() as f64 - self.wall();
+            Duration::try_from_secs_f64(left.max(0.0)).unwrap_or(Duration::MAX)
+        }
+    }
+
+    /// How long, on the timer, [`until_deadline`] took with `clock`.
+    async fn fired_after(clock: &Drifting, deadline: i64) -> Duration {
+        let began = tokio::time::Instant::now();
+        until_deadline(clock, Timestamp::from_unix(deadline)).await;
+        began.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_fires_at_the_deadline_to_the_millisecond() {
+        // 0.4 s into a second: a timer counting whole seconds would fire 0.4 s late.
+        let start = tokio::time::Instant::now();
+        let clock = Drifting { start, origin: 1000.4, rate: 1.0 };
+        let took = fired_after(&clock, 1003).await;
+        assert!(took.abs_diff(Duration::from_millis(2600)) <= Duration::from_millis(1), "{took:?}");
+        // A deadline that passed fires at once.
+        assert_eq!(fired_after(&clock, 900).await, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_running_fast_or_slow_never_makes_the_cut_late() {
+        let start = tokio::time::Instant::now();
+        // The wall clock runs 0.05% fast (NTP slewing it forward): over an hour it gains
+        // 1.8 s, and the cut follows it, on the wall clock's deadline within a millisecond.
+        let fast = Drifting { start, origin: 0.0, rate: 1.0005 };
+        let took = fired_after(&fast, 3600).await;
+        let wall = Duration::from_secs_f64(3600.0 / 1.0005);
+        assert!(took.abs_diff(wall) <= Duration::from_millis(1), "{took:?} vs {wall:?}");
+        // The wall clock runs slow or is set back: the monotonic bound from the start holds.
+        let start = tokio::time::Instant::now();
+        let slow = Drifting { start, origin: 0.0, rate: 0.5 };
+        let took = fired_after(&slow, 3600).await;
+        assert!(took.abs_diff(Duration::from_secs(3600)) <= Duration::from_millis(1), "{took:?}");
     }
 
     #[tokio::test]

@@ -76,7 +76,18 @@ pub struct Recording {
     failed: Option<String>,
     /// Set by [`Recording::finish`]: nothing is recorded or reported after the end marker.
     finished: bool,
+    /// Something was handed to the writer since the last [`Recording::tick`].
+    unflushed: bool,
+    /// When a terminal last moved (output, input, resize): its screen sleeps after
+    /// [`SCREEN_QUIET`] without.
+    active_at: Duration,
+    /// In the shared flusher's list (see [`Recording::wants_ticks`]).
+    scheduled: bool,
 }
+
+/// A terminal with no traffic for this long has its emulated screen put to sleep
+/// ([`CommandTracker::sleep`]): an idle shell then costs a few KiB instead of its grid.
+pub const SCREEN_QUIET: Duration = Duration::from_secs(2);
 
 /// Session events waiting for the database, per session, at most.
 pub const EVENT_QUEUE: usize = 4096;
@@ -112,6 +123,9 @@ impl Recording {
             exit_status: None,
             failed: None,
             finished: false,
+            unflushed: false,
+            active_at: Duration::ZERO,
+            scheduled: false,
         })
     }
 
@@ -156,6 +170,7 @@ impl Recording {
     }
 
     fn io<T>(&mut self, r: std::io::Result<T>) {
+        self.unflushed = true;
         if let Err(e) = r
             && self.failed.is_none()
         {
@@ -288,6 +303,7 @@ impl Recording {
             return;
         }
         let t = self.elapsed();
+        self.active_at = t;
         let mut found = Vec::new();
         let mut from_stdin = Vec::new();
         let mut transfers = Vec::new();
@@ -341,6 +357,7 @@ impl Recording {
             return;
         }
         let t = self.elapsed();
+        self.active_at = t;
         let mut found = Vec::new();
         let mut transfers = Vec::new();
         let mut pty = true;
@@ -390,6 +407,7 @@ impl Recording {
             return;
         }
         let t = self.elapsed();
+        self.active_at = t;
         let (c, r) = (clamp(cols, 80), clamp(rows, 24));
         if let Some(st) = self.channels.get_mut(&ch) {
             st.pty = Some((c, r));
@@ -488,16 +506,48 @@ impl Recording {
         }
     }
 
-    /// Flushes the file if the last flush is at least 100 ms old.
-    pub fn tick(&mut self) {
+    /// Whether the recording needs [`Recording::tick`] calls and is not in the shared
+    /// flusher's list yet: lines wait in the writer's buffer, or a terminal's screen is awake
+    /// and could sleep. `true` once, until a tick takes it off the list; the caller then puts
+    /// it there ([`crate::flush::Flusher::schedule`]).
+    pub fn wants_ticks(&mut self) -> bool {
+        if self.scheduled || self.finished {
+            return false;
+        }
+        self.scheduled = self.unflushed || self.screens_can_sleep();
+        self.scheduled
+    }
+
+    /// Whether some terminal's screen is awake and could sleep.
+    fn screens_can_sleep(&self) -> bool {
+        self.channels.values().any(|st| st.commands.as_ref().is_some_and(CommandTracker::can_sleep))
+    }
+
+    /// The shared flusher's tick (every [`crate::cast::FLUSH_INTERVAL`] while listed): writes
+    /// the buffered lines to the file, and puts the screens of a session quiet for
+    /// [`SCREEN_QUIET`] to sleep. Returns whether it stays in the list (it is taken off when
+    /// nothing is left to do, and comes back with the next write).
+    pub fn tick(&mut self) -> bool {
         if self.finished {
-            return;
+            self.scheduled = false;
+            return false;
         }
-        let t = self.elapsed();
-        if let Some(w) = self.writer.as_mut() {
-            let r = w.maybe_flush(t);
-            self.io(r);
+        if self.unflushed {
+            if let Some(w) = self.writer.as_mut() {
+                let r = w.flush();
+                self.io(r);
+            }
+            self.unflushed = false;
         }
+        if self.elapsed().saturating_sub(self.active_at) >= SCREEN_QUIET {
+            for st in self.channels.values_mut() {
+                if let Some(c) = st.commands.as_mut() {
+                    c.sleep();
+                }
+            }
+        }
+        self.scheduled = self.failed.is_none() && self.screens_can_sleep();
+        self.scheduled
     }
 
     /// Ends the recording: a final marker, every buffer written and synced to disk. A session

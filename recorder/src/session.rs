@@ -11,8 +11,10 @@
 //!    session can then do nothing but print it.
 //! 2. Channel requests (pty, env, shell, exec, subsystem, window-change, signal) are forwarded
 //!    to the target, and the client gets the target's answer, in order.
-//! 3. Data flows through: client to target here (awaiting the target's window, so the client
-//!    cannot outrun it), target to client in one reader task per channel.
+//! 3. Data flows through: client to target through one writer task per channel
+//!    ([`crate::to_target`], which gives the client its window back as the target takes the
+//!    bytes, so the client cannot outrun the target and the connection's loop never waits on
+//!    it), target to client in one reader task per channel.
 //! 4. The session ends when the client leaves, the target closes, the deadline passes, or the
 //!    grant is revoked; [`finish`] then closes the recording and records the end.
 
@@ -40,6 +42,7 @@ use crate::GatewayDeps;
 use crate::authz::{Hints, Refusal, Target, decide};
 use crate::live::{Cutter, EndReason, OpenChannels};
 use crate::recording::{ChannelKind, Recording};
+use crate::to_target::{self, Relays, Routed, Up};
 use crate::upstream::{self, Inbound, Opened, TargetSession};
 
 /// The handler's error: russh's, as the trait requires.
@@ -67,6 +70,13 @@ pub struct Live {
     /// The relay tasks (one per channel): [`finish`] waits for them, so whatever they still
     /// carry is recorded before the end marker.
     pub tasks: tokio_util::task::TaskTracker,
+    /// Client to target, per channel: the queues, and the writer tasks that drain them
+    /// ([`finish`] lets them hand the target what the client sent before it left).
+    pub relays: Relays,
+    pub writers: tokio_util::task::TaskTracker,
+    /// The gateway's one flush timer, which this session's recording joins when it has
+    /// something to write (see [`crate::flush`]).
+    pub flusher: Arc<crate::flush::Flusher>,
 }
 
 /// Forwarding set up on the target for this session.
@@ -83,13 +93,17 @@ impl Live {
     /// its lock was poisoned by a panic) the session is cut and `None` comes back: callers
     /// relay nothing that was not recorded.
     pub fn record<R>(&self, f: impl FnOnce(&mut Recording) -> R) -> Option<R> {
-        let done = match self.recording.lock() {
+        let (done, schedule) = match self.recording.lock() {
             Ok(mut r) => {
                 let out = f(&mut r);
-                r.failure().is_none().then_some(out)
+                let schedule = r.wants_ticks();
+                (r.failure().is_none().then_some(out), schedule)
             }
-            Err(_) => None,
+            Err(_) => (None, false),
         };
+        if schedule {
+            self.flusher.schedule(&self.recording, &self.cutter);
+        }
         if done.is_none() && self.cutter.reason().is_none() {
             // Relaying stops now; the goodbye goes on its own task.
             self.cutter.cut_in_background(
@@ -122,7 +136,9 @@ enum State {
 
 /// One upstream channel as the client's channel sees it.
 struct Chan {
-    up: ChannelWriteHalf<ClientMsg>,
+    /// For requests that want the target's answer; data, EOF, close, window changes and
+    /// signals go in order through the channel's queue ([`Live::relays`]).
+    up: Arc<ChannelWriteHalf<ClientMsg>>,
     /// The target's answers to our want-reply requests, in order.
     replies: mpsc::UnboundedReceiver<bool>,
 }
@@ -370,6 +386,9 @@ impl GatewaySession {
             forwarding: scope.forwarding,
             forwards: Mutex::new(Forwards::default()),
             tasks: tokio_util::task::TaskTracker::new(),
+            relays: Relays::new(crate::CLIENT_WINDOW as usize + crate::CLIENT_PACKET as usize),
+            writers: tokio_util::task::TaskTracker::new(),
+            flusher: d.live.flusher().clone(),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
         live.tasks.spawn(bridge_inbound(
@@ -379,7 +398,6 @@ impl GatewaySession {
             d.config.gateway.max_channels_per_session,
         ));
         tokio::spawn(enforce_deadline(live.clone(), self.deps.clock.clone()));
-        tokio::spawn(flush_ticker(live.clone()));
         tracing::info!(code = %req.code, who = %live.who, host = %req.host, login = %req.login, "session started");
         Ok(live)
     }
@@ -551,7 +569,8 @@ impl Handler for GatewaySession {
             Ok(up) => {
                 let (read, write) = up.split();
                 let (tx, rx) = mpsc::unbounded_channel();
-                self.chans.insert(id, Chan { up: write, replies: rx });
+                let up = start_writer(&live, id, write, session.handle());
+                self.chans.insert(id, Chan { up, replies: rx });
                 live.channels.open(id);
                 live.tasks.spawn(pump_target(read, session.handle(), id, live.clone(), tx));
                 reply.accept().await;
@@ -679,9 +698,8 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         if let Some(live) = self.live() {
             live.record(|r| r.resize(ch, cols, rows));
-        }
-        if let Some(c) = self.chans.get(&ch) {
-            let _ = c.up.window_change(cols, rows, pw, ph).await;
+            let change = Up::WindowChange { cols, rows, pix_width: pw, pix_height: ph };
+            live.relays.route(ch, change, |_| true);
         }
         Ok(())
     }
@@ -698,9 +716,7 @@ impl Handler for GatewaySession {
             if live.record(|r| r.note("signal", &label, json!({ "signal": name }))).is_none() {
                 return Ok(());
             }
-        }
-        if let Some(c) = self.chans.get(&ch) {
-            let _ = c.up.signal(sig).await;
+            live.relays.route(ch, Up::Signal(sig), |_| true);
         }
         Ok(())
     }
@@ -709,20 +725,19 @@ impl Handler for GatewaySession {
         &mut self,
         ch: ChannelId,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Error> {
-        // Channels the gateway opened towards the user (remote, agent and X11 forwarding)
-        // are relayed by their own task (`relay_tunnel`), from the channel itself.
-        let Some(c) = self.chans.get(&ch) else { return Ok(()) };
-        // Nothing reaches the target unrecorded, and nothing at all once the session is cut.
-        if let Some(live) = self.live()
-            && (live.cutter.is_cut() || live.record(|r| r.input(ch, data)).is_none())
-        {
+        let Some(live) = self.live() else { return session.window_consumed(ch, len32(data)) };
+        // Nothing at all once the session is cut.
+        if live.cutter.is_cut() {
             return Ok(());
         }
-        // Awaits the target's window: the client cannot outrun the target.
-        c.up.data_bytes(Bytes::copy_from_slice(data)).await?;
-        Ok(())
+        // Queued for the channel's writer, never awaited here (see `to_target`); nothing
+        // reaches the queue unrecorded.
+        let routed = live.relays.route(ch, Up::Data(Bytes::copy_from_slice(data)), |_| {
+            live.record(|r| r.input(ch, data)).is_some()
+        });
+        after_route(&live, ch, data, routed, session)
     }
 
     async fn extended_data(
@@ -730,30 +745,32 @@ impl Handler for GatewaySession {
         ch: ChannelId,
         code: u32,
         data: &[u8],
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Error> {
-        let Some(c) = self.chans.get(&ch) else { return Ok(()) };
-        if let Some(live) = self.live()
-            && (live.cutter.is_cut() || live.record(|r| r.input_extended(ch, code, data)).is_none())
-        {
+        let Some(live) = self.live() else { return session.window_consumed(ch, len32(data)) };
+        if live.cutter.is_cut() {
             return Ok(());
         }
-        c.up.extended_data_bytes(code, Bytes::copy_from_slice(data)).await?;
-        Ok(())
+        let routed =
+            live.relays.route(ch, Up::Extended(code, Bytes::copy_from_slice(data)), |_| {
+                live.record(|r| r.input_extended(ch, code, data)).is_some()
+            });
+        after_route(&live, ch, data, routed, session)
     }
 
     async fn channel_eof(&mut self, ch: ChannelId, _session: &mut Session) -> Result<(), Error> {
-        if let Some(c) = self.chans.get(&ch) {
-            let _ = c.up.eof().await;
+        if let Some(live) = self.live() {
+            live.relays.route(ch, Up::Eof, |_| true);
         }
         Ok(())
     }
 
     async fn channel_close(&mut self, ch: ChannelId, _session: &mut Session) -> Result<(), Error> {
-        if let Some(c) = self.chans.remove(&ch) {
-            let _ = c.up.close().await;
-        }
+        self.chans.remove(&ch);
         if let Some(l) = self.live() {
+            // After whatever the client sent before it.
+            l.relays.route(ch, Up::Close, |_| true);
+            l.relays.forget(ch);
             l.channels.close(ch);
         }
         Ok(())
@@ -945,7 +962,8 @@ impl Handler for GatewaySession {
                 }
                 let (read, write) = up.split();
                 let (tx, rx) = mpsc::unbounded_channel();
-                self.chans.insert(id, Chan { up: write, replies: rx });
+                let up = start_writer(&live, id, write, session.handle());
+                self.chans.insert(id, Chan { up, replies: rx });
                 live.channels.open_tunnel(id);
                 live.tasks.spawn(pump_target(read, session.handle(), id, live.clone(), tx));
                 reply.accept().await;
@@ -1029,6 +1047,54 @@ impl GatewaySession {
             }
         }
     }
+}
+
+/// Starts channel `ch`'s writer (client to target, [`to_target::write`]) on `up`; returns `up`
+/// for the requests that want the target's answer.
+fn start_writer(
+    live: &Arc<Live>,
+    ch: ChannelId,
+    up: ChannelWriteHalf<ClientMsg>,
+    client: russh::server::Handle,
+) -> Arc<ChannelWriteHalf<ClientMsg>> {
+    let up = Arc::new(up);
+    let queue = live.relays.open(ch, |_| true);
+    live.writers.spawn(to_target::write(queue, ch, up.clone(), client, live.cutter.cut_token()));
+    up
+}
+
+/// What follows routing a chunk from the client: a chunk the target side no longer takes
+/// gives the client its window back at once; a client past its window is cut.
+fn after_route(
+    live: &Arc<Live>,
+    ch: ChannelId,
+    data: &[u8],
+    routed: Routed,
+    session: &mut Session,
+) -> Result<(), Error> {
+    match routed {
+        Routed::Queued | Routed::Unrecorded => Ok(()),
+        Routed::Gone => session.window_consumed(ch, len32(data)),
+        Routed::Overrun => {
+            let limit = live.relays.limit();
+            live.record(|r| {
+                r.note(
+                    "flow_control",
+                    &format!("the client sent more than its window ({limit} bytes) on one channel"),
+                    json!({ "channel": u32::from(ch), "limit": limit }),
+                );
+            });
+            live.cutter.cut_in_background(
+                EndReason::ProtocolViolation,
+                "breakglass: the client ignored SSH flow control; session closed".to_owned(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn len32(data: &[u8]) -> u32 {
+    u32::try_from(data.len()).unwrap_or(u32::MAX)
 }
 
 /// Target to client for one channel: records, then forwards, in order; the target's answers
@@ -1186,8 +1252,14 @@ async fn bridge_inbound(
                     continue;
                 }
                 live.channels.open_tunnel(id);
+                // What the user sent before this point waited in the channel's queue: it is
+                // recorded now, after the forward event, and goes first.
+                let queue = live.relays.open(id, |op| match op {
+                    Up::Data(data) => live.record(|r| r.input(id, data)).is_some(),
+                    _ => true,
+                });
                 reply.accept().await;
-                live.tasks.spawn(relay_tunnel(live.clone(), user, channel));
+                live.tasks.spawn(relay_tunnel(live.clone(), user, channel, queue, handle.clone()));
             }
             Err(e) => {
                 let mut detail = detail;
@@ -1201,17 +1273,24 @@ async fn bridge_inbound(
 
 /// Relays one forwarded connection the target opened (`user` is the gateway's channel to the
 /// user, `target` the target's), both ways, until both sides closed. Its bytes pass through
-/// the recording, which keeps them out of the terminal recording.
-async fn relay_tunnel(live: Arc<Live>, user: Channel<Msg>, target: Channel<ClientMsg>) {
+/// the recording, which keeps them out of the terminal recording. The user's side arrives
+/// through the handler, like every channel's ([`to_target`]): the channel object's own
+/// reader is dropped, so it never holds up the connection.
+async fn relay_tunnel(
+    live: Arc<Live>,
+    user: Channel<Msg>,
+    target: Channel<ClientMsg>,
+    queue: to_target::Queue,
+    client: russh::server::Handle,
+) {
     let id = user.id();
     let (from_user, to_user) = user.split();
+    drop(from_user);
     let (from_target, to_target) = target.split();
     let cut = live.cutter.cut_token();
     let relay = async {
         tokio::join!(
-            pipe(from_user, to_target, |data| {
-                !live.cutter.is_cut() && live.record(|r| r.input(id, data)).is_some()
-            }),
+            to_target::write(queue, id, Arc::new(to_target), client, cut.clone()),
             pipe(from_target, to_user, |data| {
                 !live.cutter.is_cut() && live.record(|r| r.output(id, data)).is_some()
             }),
@@ -1266,14 +1345,14 @@ async fn write_events(store: Arc<dyn shared::ports::Store>, mut rx: mpsc::Receiv
     }
 }
 
-/// Cuts the session at the grant's end, from the signed deadline (no database needed), to
-/// the millisecond: the wait is measured against the wall clock, not in whole seconds.
+/// Cuts the session at the grant's end, from the signed deadline (no database needed), at the
+/// deadline itself ([`crate::live::until_deadline`]: counted below the second, never late by
+/// either clock). The cut runs on this session's own task, so it waits on no other session.
 async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) {
     let deadline = live.grant.session_deadline();
-    let left = until(deadline, clock.now());
     let cut = live.cutter.cut_token();
     tokio::select! {
-        () = tokio::time::sleep(left) => {}
+        () = crate::live::until_deadline(clock.as_ref(), deadline) => {}
         () = live.finished.cancelled() => return,
         () = cut.cancelled() => return,
     }
@@ -1286,25 +1365,6 @@ async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) 
     );
     tracing::info!(code = %req.code, "grant window ended: cutting the session");
     live.cutter.cut(EndReason::Expired, &msg).await;
-}
-
-/// How long from `now` (the injected clock, whole seconds) until `deadline`. With the real
-/// clock the fraction of the current second is taken from the wall clock, so the cut lands
-/// on the deadline rather than up to a second after it.
-fn until(deadline: Timestamp, now: Timestamp) -> Duration {
-    let secs = deadline.unix() - now.unix();
-    if secs <= 0 {
-        return Duration::ZERO;
-    }
-    let wall =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let whole = Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    if i64::try_from(wall.as_secs()).is_ok_and(|w| w == now.unix()) {
-        // The same second as the injected clock: subtract the part of it already gone.
-        whole.saturating_sub(Duration::from_nanos(u64::from(wall.subsec_nanos())))
-    } else {
-        whole
-    }
 }
 
 /// A client-supplied string bounded to `max` characters (with `…` when cut), so it can be
@@ -1339,19 +1399,6 @@ fn signal_name(sig: &Sig) -> String {
     name.to_owned()
 }
 
-/// Flushes the recording at least every 100 ms while the session lives.
-async fn flush_ticker(live: Arc<Live>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                live.record(Recording::tick);
-            }
-            () = live.finished.cancelled() => break,
-        }
-    }
-}
-
 /// After the connection ended: closes the recording, signs it, disconnects the target, and
 /// records the end (retrying while the database is away; the recording already holds it).
 /// The signature file is written first (the recording verifies even with the database gone);
@@ -1362,6 +1409,10 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     let req = live.grant.request().clone();
     let reason = live.cutter.reason().unwrap_or(EndReason::Closed);
     let ended_at = deps.clock.now();
+    // What the client sent before it left goes to the target first (it is recorded already).
+    live.relays.close_all();
+    live.writers.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), live.writers.wait()).await;
     // The target's side closes (politely first, then severed, so the target's sshd ends the
     // session's processes whatever its state), then the relay tasks record what they still
     // carry: every command found is written before the end marker.

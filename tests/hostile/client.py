@@ -5,7 +5,9 @@ It does what a well-behaved client never does: it opens a channel and never read
 channel requests, sends extended data towards the server, opens every channel it may with a
 huge terminal, and fills the gateway's pre-auth slots with idle TCP connections.
 
-Usage: client.py SCENARIO [options]   (scenarios: decoy, steps, channels, flood)
+It can also ignore SSH flow control: send past the window the server gave it.
+
+Usage: client.py SCENARIO [options]   (scenarios: decoy, steps, channels, flood, overrun)
 
 Every line it prints on stdout is one JSON object with an "event" key, flushed at once, for
 the Rust test to read. Times ("at") are Unix seconds (float) from this machine's clock, which
@@ -296,6 +298,41 @@ def scenario_channels(args):
     return 0
 
 
+def scenario_overrun(args):
+    """Runs --script on one channel and sends --count MiB to it, ignoring the window the
+    server gave (paramiko is patched to never wait for window). Prints "sent" every MiB and
+    "closed" (with the MiB sent) when the server ends the connection, or "done" when all was
+    sent and the connection still stands after --max-seconds."""
+
+    def greedy(self, size):
+        # Never waits and never counts: as much as one packet holds, whatever the window.
+        return min(size, self.out_max_packet_size - 64)
+
+    paramiko.Channel._wait_for_send_window = greedy
+    c = Conn(args)
+    chan = c.transport.open_session()
+    chan.exec_command(args.script)
+    chunk = b"overrun " * 4096
+    sent = 0
+    total = args.count * 1024 * 1024
+    try:
+        while sent < total and c.transport.is_active():
+            chan.sendall(chunk)
+            sent += len(chunk)
+            if sent % (1024 * 1024) == 0:
+                say("sent", mib=sent // (1024 * 1024))
+    except Exception as e:
+        say("send_failed", mib=sent / (1024 * 1024), error=str(e) or type(e).__name__)
+    end = time.time() + args.max_seconds
+    while c.transport.is_active() and time.time() < end:
+        time.sleep(0.05)
+    if c.transport.is_active():
+        say("done", mib=sent / (1024 * 1024))
+    else:
+        say("closed", mib=sent / (1024 * 1024), tcp_closed=c.tcp_closed_by_server(5) is not None)
+    return 0
+
+
 def scenario_flood(args):
     """Opens --count TCP connections from --source to the gateway and never sends a byte (not
     even the SSH banner). Reports how many were opened, then every 250 ms how many the server
@@ -356,7 +393,7 @@ def scenario_flood(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("scenario", choices=["decoy", "steps", "channels", "flood"])
+    p.add_argument("scenario", choices=["decoy", "steps", "channels", "flood", "overrun"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", default="")
@@ -377,6 +414,7 @@ def main():
             "steps": scenario_steps,
             "channels": scenario_channels,
             "flood": scenario_flood,
+            "overrun": scenario_overrun,
         }[args.scenario](args)
     except Exception as e:
         say("error", error="%s: %s" % (type(e).__name__, e))

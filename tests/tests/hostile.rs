@@ -799,3 +799,46 @@ fn a_huge_user_name_cannot_bloat_the_audit_log() {
         "{refused:?}"
     );
 }
+
+/// A client that ignores SSH flow control (sends past its window, to a program that never
+/// reads) would make the gateway queue whatever it sends: the gateway cuts it once one
+/// channel holds more than its window, and its memory stays small. Far side: the gateway's
+/// RSS, the client's TCP connection, the target's process.
+#[test]
+fn a_client_that_ignores_its_window_is_cut_and_the_gateway_stays_small() {
+    let w = World::start();
+    let pid = w.server.pid();
+    cap_address_space(pid);
+    let code = w.grant("db-1", None);
+    let tag = unique("never-reads-");
+    // Never reads its input; prints now and then, so it ends once its session is gone.
+    let script = format!("while sleep 0.2; do echo tick; done; : {tag}");
+    let before = rss_mib(pid).expect("gateway RSS").0;
+    let mut c = Hostile::start(
+        &w,
+        "overrun",
+        &code,
+        &["--script", &script, "--count", "96", "--max-seconds", "20"],
+        &[],
+    );
+    let end = c.expect("closed", 90.0, "the gateway ends a connection that ignores its window");
+    let (rss, peak) = rss_mib(pid).expect("gateway RSS");
+    let mib = end["mib"].as_f64().unwrap_or_default();
+    assert!(mib < 96.0, "the client sent everything ({mib} MiB) before the gateway cut it: {end}");
+    assert!(
+        peak < before + 48,
+        "the gateway grew from {before} MiB to a peak of {peak} MiB (now {rss}) while a client ignored its window"
+    );
+    assert!(end["tcp_closed"] == true, "the gateway closed the client's TCP connection: {end}");
+    assert!(
+        within(10.0, || !running(&tag)),
+        "the session's program still runs on the target after the cut"
+    );
+    let rec = w.recording_of(&code, 20);
+    let text = std::fs::read_to_string(&rec).expect("recording");
+    let tail: Vec<&str> = text.lines().rev().take(6).collect();
+    assert!(
+        text.contains("more than its window"),
+        "the recording says why; it ends with {tail:#?}"
+    );
+}
