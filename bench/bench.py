@@ -8,7 +8,9 @@ upstream leg negotiates), and `breakglass up` with its HTTP API and SSH gateway.
 measures, side by side:
 
 1. bulk output throughput: `cat` of a printable file through the gateway (recording on),
-   direct to the target, and through a ProxyJump hop;
+   direct to the target, and through a ProxyJump hop; the same for upload (to `cat >
+   /dev/null`) and a bidirectional stream (`cat` echoing what the client sends), and 32
+   transfers each way with a hang count (no progress for 10 s = a hang, killed and counted);
 2. keystroke echo latency: single-byte round trips in a PTY (`stty raw -echo; cat`);
 3. connect time: `ssh ... true`;
 4. gateway RSS per idle session;
@@ -438,7 +440,8 @@ class Bench:
         base = ["ssh", "-F", str(self.client_cfg)] + (extra or [])
         if path == "gateway":
             assert code
-            return base + ["-p", str(self.gw_port), f"{code}@127.0.0.1"]
+            pin = ["-c", self.a.gateway_cipher] if self.a.gateway_cipher else []
+            return base + pin + ["-p", str(self.gw_port), f"{code}@127.0.0.1"]
         if path == "direct":
             return base + ["-p", str(self.target["port"]), f"{self.login}@127.0.0.1"]
         if path == "jump":
@@ -966,6 +969,210 @@ quorum = 2
                 "fds_before": fds_before, "fds_after": fds_after,
                 "threads_before": threads_before, "threads_after": threads_after}
 
+    # ---- 6. upload, bidirectional stream, transfers with a hang count -----------------------
+    # (issue 13: the bench covers what users do. Each transfer is watched for progress; one
+    # that makes none for --stall-s seconds is a hang: it is killed, counted, and the bench
+    # goes on.)
+
+    def _cpu_begin(self) -> dict:
+        return {"ru": resource.getrusage(resource.RUSAGE_CHILDREN), "self": resource.getrusage(resource.RUSAGE_SELF),
+                "sys": system_busy_seconds(), "gw": cpu_seconds(self.gw.pid),  # type: ignore[union-attr]
+                "tgt": cpu_seconds(self.target["proc"].pid, children=True),
+                "jmp": cpu_seconds(self.jump["proc"].pid, children=True)}
+
+    def _cpu_end(self, c0: dict, wait_reaped: bool = True) -> dict:
+        self.reap_orphans()
+        if wait_reaped:  # the sshd session processes, so the listeners' children times include them
+            for l in (self.target["proc"], self.jump["proc"]):
+                deadline = time.monotonic() + 10
+                while descendants(l.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        ru, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+        cpu = {
+            "client ssh": (ru.ru_utime + ru.ru_stime) - (c0["ru"].ru_utime + c0["ru"].ru_stime),
+            "gateway": cpu_seconds(self.gw.pid) - c0["gw"],  # type: ignore[union-attr]
+            "jump sshd": cpu_seconds(self.jump["proc"].pid, children=True) - c0["jmp"],
+            "target sshd + cat": cpu_seconds(self.target["proc"].pid, children=True) - c0["tgt"],
+            "bench reader": (me.ru_utime + me.ru_stime) - (c0["self"].ru_utime + c0["self"].ru_stime),
+        }
+        busy = system_busy_seconds() - c0["sys"]
+        cpu["other processes"] = max(0.0, busy - sum(cpu.values()))
+        return {"cpu": cpu, "system_busy_s": busy}
+
+    @staticmethod
+    def _stdin_pos(pid: int) -> int:
+        """How far a process has read its stdin (a regular file): /proc/PID/fdinfo/0."""
+        try:
+            with open(f"/proc/{pid}/fdinfo/0") as f:
+                for line in f:
+                    if line.startswith("pos:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return -1
+
+    def _after_hang(self) -> None:
+        """A hung session leaves processes on the target (and maybe the jump host): end them,
+        so that they do not skew the runs after it. The hang is in the report."""
+        for l in (self.target["proc"], self.jump["proc"]):
+            for pid in descendants(l.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.reap_orphans(2)
+
+    def transfer_once(self, path: str, direction: str, file: Path, cpu: bool = False) -> dict:
+        """One transfer of `file` through `path`: `down` (`cat FILE`, the client reads it),
+        `up` (the client sends it to `cat > /dev/null`) or `bidi` (the client sends it to `cat`
+        and reads the echo back at once). MiB/s from the first byte moved to the last; a
+        transfer with no progress for --stall-s seconds is killed and reported as a hang."""
+        code = self.grant() if path == "gateway" else None
+        size = file.stat().st_size
+        remote = {"down": f"cat {file}", "up": "cat > /dev/null", "bidi": "cat"}[direction]
+        argv = self.ssh_argv(path, code) + [remote]
+        quiet = self.wait_quiet(f"{direction} {path}") if cpu else None
+        c0 = self._cpu_begin() if cpu else None
+        stdin = open(file, "rb") if direction != "down" else subprocess.DEVNULL
+        t0 = time.perf_counter()
+        try:
+            p = self.spawn(argv, f"{direction}-{path}", stdin=stdin,
+                           stdout=subprocess.PIPE if direction != "up" else subprocess.DEVNULL)
+        finally:
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()  # type: ignore[union-attr]
+        fd = p.stdout.fileno() if p.stdout else None
+        if fd is not None:
+            try:
+                fcntl.fcntl(fd, F_SETPIPE_SZ, MIB)
+            except OSError:
+                pass
+        buf = bytearray(MIB)
+        got = 0  # bytes the client printed
+        t_first = t_last = None
+        last_progress, last_mark = time.monotonic(), (-1, -1)
+        hang = False
+        eof = fd is None
+        sent, last_pos_check = 0, 0.0  # how far the client read the file it sends
+        while True:
+            if fd is not None and not eof:
+                r, _, _ = select.select([fd], [], [], 0.05)
+                if r:
+                    n = os.readv(fd, [buf])
+                    if n == 0:
+                        eof = True
+                    else:
+                        got += n
+                        if t_first is None:
+                            t_first = time.perf_counter()
+                        t_last = time.perf_counter()
+            else:
+                time.sleep(0.002 if t_first is None else 0.05)
+            if direction != "down" and (t_first is None or time.monotonic() - last_pos_check >= 0.05):
+                sent, last_pos_check = max(sent, self._stdin_pos(p.pid)), time.monotonic()
+                if direction == "up" and t_first is None and sent > 0:
+                    t_first = time.perf_counter()
+            if eof and p.poll() is not None:
+                break
+            now = time.monotonic()
+            if (sent, got) != last_mark:
+                last_mark, last_progress = (sent, got), now
+            elif now - last_progress >= self.a.stall_s:
+                hang = True
+                p.kill()
+                p.wait(10)
+                break
+        rc = p.wait(30)
+        t_end = time.perf_counter()
+        if p.stdout:
+            p.stdout.close()
+        self.forget(p)
+        if hang:
+            self._after_hang()
+        if direction == "up":
+            t_last = t_end  # the upload is over when the remote `cat` got EOF and the session closed
+        res = {"path": path, "dir": direction, "code": code, "bytes": size, "echoed": got,
+               "sent": last_mark[0], "hang": hang, "rc": rc, "busy_before": quiet}
+        stream_s = (t_last or t_end) - (t_first or t_end)
+        res["stream_s"] = stream_s
+        res["mibps"] = size / MIB / stream_s if not hang and stream_s > 0 else float("nan")
+        res["mibps_wall"] = size / MIB / (t_end - t0) if not hang else float("nan")
+        if not hang and (rc != 0 or (direction != "up" and got != size)):
+            raise BenchError(f"{direction} {path}: exit {rc}, {got} of {size} bytes back: {self.err_text(p)}")
+        if hang:
+            log(f"{direction} {path:8s} HANG: no progress for {self.a.stall_s:.0f} s after {got} bytes back "
+                f"(sent {last_mark[0]}); killed")
+        if c0 is not None:
+            res.update(self._cpu_end(c0, wait_reaped=not hang))
+            res["wall_s"] = t_end - t0
+        if path == "gateway" and not hang:
+            cast = self.sealed_recording(code)  # type: ignore[arg-type]
+            if c0 is not None:
+                res["gw_cpu_incl_seal"] = cpu_seconds(self.gw.pid) - c0["gw"]  # type: ignore[union-attr]
+                res["cast_bytes"] = cast.stat().st_size
+            if not self.a.keep_tmp:
+                cast.unlink()
+        if not hang and cpu:
+            log(f"{direction} {path:8s} {res['mibps']:8.1f} MiB/s, gateway "
+                f"{res['cpu']['gateway'] / (size / MIB) * 1000:.2f} ms/MiB")
+        return res
+
+    def make_text_file(self, name: str, mib: int) -> Path:
+        """`mib` MiB of base64 text in 76-character lines (printable), read once into the cache."""
+        f = self.tmp / name
+        size = mib * MIB
+        with open(f, "wb") as out:
+            b64 = subprocess.Popen(["base64", "-w", "76", "/dev/urandom"], stdout=subprocess.PIPE)
+            head = subprocess.Popen(["head", "-c", str(size)], stdin=b64.stdout, stdout=out)
+            b64.stdout.close()  # type: ignore[union-attr]
+            head.wait()
+            b64.wait()
+        if f.stat().st_size != size:
+            raise BenchError(f"{f} has {f.stat().st_size} bytes, expected {size}")
+        with open(f, "rb") as r:
+            while r.read(8 * MIB):
+                pass
+        return f
+
+    def upload(self) -> dict:
+        """Upload throughput: the client sends --size-mib MiB to `cat > /dev/null`, N runs per
+        path, interleaved (the same file and CPU accounting as the bulk download)."""
+        f = self.make_text_file("upload.txt", self.a.size_mib)
+        runs: dict[str, list[dict]] = {"gateway": [], "direct": [], "jump": []}
+        for _ in range(self.a.runs):
+            for path in ("gateway", "direct", "jump"):
+                runs[path].append(self.transfer_once(path, "up", f, cpu=True))
+        f.unlink()
+        return {"size": self.a.size_mib * MIB, "runs": runs}
+
+    def bidi(self) -> dict:
+        """A bidirectional stream: the client sends --bidi-mib MiB to `cat` and reads the echo
+        back as it comes, N runs per path. Through a relay whose directions depend on each
+        other this deadlocks; the stall detector reports it as a hang and the bench goes on."""
+        f = self.make_text_file("bidi.txt", self.a.bidi_mib)
+        runs: dict[str, list[dict]] = {"gateway": [], "direct": [], "jump": []}
+        for _ in range(self.a.runs):
+            for path in ("gateway", "direct", "jump"):
+                runs[path].append(self.transfer_once(path, "bidi", f, cpu=True))
+        f.unlink()
+        return {"size": self.a.bidi_mib * MIB, "runs": runs}
+
+    def transfers(self) -> dict:
+        """--transfers transfers of --transfer-mib MiB each way (download and upload) through the
+        gateway and direct, interleaved, counting hangs."""
+        f = self.make_text_file("transfer.txt", self.a.transfer_mib)
+        runs: dict[str, list[dict]] = {}
+        self.wait_quiet("transfers")
+        for i in range(self.a.transfers):
+            for direction in ("down", "up"):
+                for path in ("gateway", "direct"):
+                    runs.setdefault(f"{path} {direction}", []).append(self.transfer_once(path, direction, f))
+        f.unlink()
+        for key, rs in runs.items():
+            hangs = sum(r["hang"] for r in rs)
+            log(f"transfers {key:14s} {len(rs)} runs, {hangs} hangs, median "
+                f"{statistics.median([r['mibps'] for r in rs if not r['hang']] or [float('nan')]):.1f} MiB/s")
+        return {"size": self.a.transfer_mib * MIB, "runs": runs}
     # ---- 7.-9. cuts, time to grant, interactive memory ------------------------------------------
 
     def open_watched(self, code: str, marks: Path) -> dict:
@@ -1200,6 +1407,10 @@ quorum = 2
 
     # ---- driver ----------------------------------------------------------------------------
 
+    def wants(self, section: str) -> bool:
+        """Whether this run measures `section` (every one unless --only names some)."""
+        return not self.a.only or section in self.a.only
+
     def run(self) -> dict:
         started = time.time()
         load0 = os.getloadavg()
@@ -1210,12 +1421,24 @@ quorum = 2
         res["algorithms"] = self.probe_algorithms()
         # RSS first, on a gateway that has served only the probes: the bulk runs would leave
         # freed memory in the allocator that new sessions could reuse unseen.
-        res["rss"] = self.rss(self.a.sessions)
-        res["connect"] = self.connect_times(self.a.connects)
-        res["keys"] = self.keystrokes(self.a.keystrokes)
-        res["bulk"] = self.bulk()
-        res["primitives"] = self.primitives(res["algorithms"])
-        self.timing(res)
+        if self.wants("rss"):
+            res["rss"] = self.rss(self.a.sessions)
+        if self.wants("connect"):
+            res["connect"] = self.connect_times(self.a.connects)
+        if self.wants("keys"):
+            res["keys"] = self.keystrokes(self.a.keystrokes)
+        if self.wants("bulk"):
+            res["bulk"] = self.bulk()
+            res["primitives"] = self.primitives(res["algorithms"])
+        if self.wants("upload"):
+            res["upload"] = self.upload()
+        if self.wants("transfers"):
+            res["transfers"] = self.transfers()
+        if self.wants("timing"):
+            self.timing(res)
+        # last: through a relay that can deadlock, its hung sessions may linger in the gateway
+        if self.wants("bidi"):
+            res["bidi"] = self.bidi()
         res["gw_rss_end_kib"] = status_kib(self.gw.pid, "VmRSS")  # type: ignore[union-attr]
         res["gw_hwm_kib"] = status_kib(self.gw.pid, "VmHWM")  # type: ignore[union-attr]
         res["load_end"] = os.getloadavg()
@@ -1305,7 +1528,8 @@ def fmt_bound(res: dict, facts: dict, med: dict, cast_ratio: float) -> list[str]
     r = median_run(res["bulk"]["runs"]["gateway"])
     mib = r["bytes"] / MIB
     others = {k: r["cpu"][k] / mib * 1000 for k in ("client ssh", "target sshd + cat", "bench reader")}
-    floor = ms["decrypt"] + ms["encrypt"] + ms["sha256"] * (1 + cast_ratio)
+    # One SHA-256 pass: the recording file's (the raw streams are covered by it, see cast.rs).
+    floor = ms["decrypt"] + ms["encrypt"] + ms["sha256"] * cast_ratio
     chain = sum(others.values()) + floor
     d = median_run(res["bulk"]["runs"]["direct"])
     busy_direct = d["system_busy_s"] / d["wall_s"]
@@ -1314,14 +1538,14 @@ def fmt_bound(res: dict, facts: dict, med: dict, cast_ratio: float) -> list[str]
     alg = prim["algorithm"]
     L = ["", "What this machine allows a gateway that records, whatever its design. Per MiB of output the "
          f"gateway must at least decrypt the target's leg (`{alg['decrypt']}`), encrypt the client's "
-         f"(`{alg['encrypt']}`) and compute SHA-256 twice (the raw output stream's digest, and the "
-         f"recording file's, {cast_ratio:.3f}× the output). Single-core speeds from `openssl speed -seconds 2 "
+         f"(`{alg['encrypt']}`) and compute the SHA-256 of the recording file ({cast_ratio:.3f}× the output; "
+         "its signed digest covers the raw streams, which get no digest of their own). Single-core speeds from `openssl speed -seconds 2 "
          "-bytes 32768 -evp ALG`, measured in this run; client, target and reader CPU per MiB from the "
          "gateway's median bulk run above:", "",
          "| work per MiB of output | ms of CPU |", "|---|---|"]
     L.append(f"| gateway: decrypt `{alg['decrypt']}` | {ms['decrypt']:.2f} |")
     L.append(f"| gateway: encrypt `{alg['encrypt']}` | {ms['encrypt']:.2f} |")
-    L.append(f"| gateway: SHA-256 of the output and of the recording | {ms['sha256'] * (1 + cast_ratio):.2f} |")
+    L.append(f"| gateway: SHA-256 of the recording | {ms['sha256'] * cast_ratio:.2f} |")
     L.append(f"| **gateway floor** (nothing else: no JSON, no copies, no system calls) | **{floor:.2f}** |")
     for k, v in others.items():
         L.append(f"| {k} (measured) | {v:.2f} |")
@@ -1402,7 +1626,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
     L.append("")
     L.append("| goal | measured | |")
     L.append("|---|---|---|")
-    L.append(f"| bulk throughput through the gateway ≥ 0.85× direct | {ratio:.2f}× | {verdict(ratio >= 0.85)} |")
+    L.extend(fmt_goal_rows(throughput_goals(res)))
     L.append(f"| keystroke echo p99 < 0.5 ms over direct | {d99:+.3f} ms | {verdict(d99 < 0.5)} |")
     L.append(f"| recording ≤ 1.3× the output | {cast_ratio:.3f}× | {verdict(cast_ratio <= 1.3)} |")
     L.extend(render_timing_goals(res)[2:])
@@ -1445,6 +1669,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
             sym = t["symbol"].replace("|", "\\|")
             L.append(f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{sym}` |")
     L.extend(fmt_bound(res, facts, med, cast_ratio))
+    L.extend(fmt_more_throughput(res, args))
     L.append("")
     L.append("### 2. Keystroke echo latency")
     L.append("")
@@ -1506,6 +1731,127 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
     L.extend(render_timing(res, args))
     L.append("")
     L.append(RESULTS_END)
+    return "\n".join(L) + "\n"
+
+
+# ---- upload, bidirectional stream, transfers: tables and goals (issue 13) -------------------
+
+
+def _med(vals) -> float:
+    vals = [v for v in vals if not math.isnan(v)]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def _ms_per_mib(runs: list[dict]) -> float:
+    """The gateway's CPU per MiB moved (recording sealed included), median of the runs."""
+    return _med([r["gw_cpu_incl_seal"] / (r["bytes"] / MIB) * 1000 for r in runs if "gw_cpu_incl_seal" in r])
+
+
+def throughput_goals(res: dict) -> list[tuple[str, str, bool]]:
+    """Issue 13's throughput goals: (goal, measured, met), for what this run measured."""
+    rows: list[tuple[str, str, bool]] = []
+    for key, what, goal in (("bulk", "download", 0.80), ("upload", "upload", 0.75)):
+        if key not in res:
+            continue
+        runs = res[key]["runs"]
+        m = {p: _med([r["mibps"] for r in rs]) for p, rs in runs.items()}
+        ratio, jump = m["gateway"] / m["direct"], m["jump"] / m["direct"]
+        rows.append((f"{what} through the gateway ≥ {goal:.2f}× direct (recording on, printable)",
+                     f"{ratio:.2f}×", ratio >= goal))
+        rows.append((f"{what} through the gateway ahead of ProxyJump", f"{ratio:.2f}× vs {jump:.2f}×", ratio > jump))
+        ms = _ms_per_mib(runs["gateway"])
+        rows.append((f"gateway CPU ≤ 2.5 ms per MiB ({what})", f"{ms:.2f} ms", ms <= 2.5))
+    hangs, total, parts = 0, 0, []
+    for key, label in (("transfers", None), ("bidi", "bidirectional")):
+        if key not in res:
+            continue
+        for name, rs in res[key]["runs"].items():
+            if not name.startswith("gateway"):
+                continue
+            h = sum(r["hang"] for r in rs)
+            hangs, total = hangs + h, total + len(rs)
+            parts.append(f"{label or name.split()[1]} {h}/{len(rs)}")
+    if total:
+        rows.append(("0 hangs through the gateway in every direction (a hang = no progress for 10 s)",
+                     ", ".join(parts), hangs == 0))
+    return rows
+
+
+def fmt_transfer_table(runs: dict[str, list[dict]], direct_key: str = "direct") -> list[str]:
+    L = ["| path | MiB/s | ratio to direct | hangs | runs (MiB/s) | gateway ms CPU per MiB |", "|---|---|---|---|---|---|"]
+    m = {p: _med([r["mibps"] for r in rs]) for p, rs in runs.items()}
+    names = {"gateway": "gateway (recording on)", "direct": "direct to the target sshd",
+             "jump": "ProxyJump (`ssh -J`) via a second sshd"}
+    for p, rs in runs.items():
+        h = sum(r.get("hang", False) for r in rs)
+        vals = ", ".join("hang" if r.get("hang") else f"{r['mibps']:.0f}" for r in rs)
+        ratio = m[p] / m[direct_key] if direct_key in m else float("nan")
+        cpu = f"{_ms_per_mib(rs):.2f}" if p == "gateway" and any("gw_cpu_incl_seal" in r for r in rs) else "–"
+        mibs = "–" if math.isnan(m[p]) else f"{m[p]:.1f}"
+        rat = "–" if math.isnan(ratio) else f"{ratio:.2f}×"
+        L.append(f"| {names.get(p, p)} | {mibs} | {rat} | {h} of {len(rs)} | {vals} | {cpu} |")
+    return L
+
+
+def fmt_more_throughput(res: dict, args: argparse.Namespace) -> list[str]:
+    """Upload, the bidirectional stream and the transfer hang count, as far as measured."""
+    L: list[str] = []
+    if "upload" in res:
+        u = res["upload"]
+        L += ["", "### 1b. Upload throughput", "",
+              f"The client sends a {u['size'] // MIB} MiB base64 text file (its stdin) to `cat > /dev/null` on the "
+              "target; MiB/s from the first byte the client read to its exit (the remote `cat` got EOF and the "
+              "session closed). Interleaved like 1., median of the runs; the gateway's CPU counts sealing the "
+              "recording.", ""]
+        L += fmt_transfer_table(u["runs"])
+        L += ["", "CPU use during the median run of each path (as in 1.):", ""]
+        L += fmt_cpu_table(u["runs"])
+    if "bidi" in res:
+        b = res["bidi"]
+        L += ["", "### 1c. Bidirectional stream", "",
+              f"The client sends {b['size'] // MIB} MiB of base64 text to `cat` on the target and reads the echo back "
+              f"at once (`ssh … cat < FILE`). MiB/s of echo from its first byte to its last. A run with no progress "
+              f"either way for {args.stall_s:.0f} s is a hang: it is killed and counted, and the bench goes on.", ""]
+        L += fmt_transfer_table(b["runs"])
+    if "transfers" in res:
+        t = res["transfers"]
+        n = len(next(iter(t["runs"].values())))
+        L += ["", "### 1d. Transfers and hangs", "",
+              f"{n} transfers of {t['size'] // MIB} MiB each way (download: `cat FILE`; upload: to `cat > /dev/null`), "
+              f"through the gateway and direct, interleaved. A hang = no progress for {args.stall_s:.0f} s.", "",
+              "| path, direction | runs | hangs | median MiB/s | min | max |", "|---|---|---|---|---|---|"]
+        for key, rs in t["runs"].items():
+            ok = [r["mibps"] for r in rs if not r["hang"]]
+            cells = (f"{statistics.median(ok):.1f} | {min(ok):.1f} | {max(ok):.1f}" if ok else "– | – | –")
+            L.append(f"| {key} | {len(rs)} | {sum(r['hang'] for r in rs)} | {cells} |")
+    return L
+
+
+def fmt_goal_rows(rows: list[tuple[str, str, bool]]) -> list[str]:
+    return [f"| {g} | {m} | {'**pass**' if ok else '**FAIL**'} |" for g, m, ok in rows]
+
+
+def render_focused(res: dict, facts: dict, args: argparse.Namespace) -> str:
+    """The report of a focused run (--only): the throughput sections it measured and their goals."""
+    L = [f"## Focused run ({', '.join(sorted(args.only))}), "
+         f"{dt.datetime.fromtimestamp(res['started'], dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}", "",
+         f"`{args.command}`; git {facts['git']}; load average at start / end "
+         f"{res['load_start'][0]:.2f} / {res['load_end'][0]:.2f}; nproc {facts['nproc']}", ""]
+    alg = res.get("algorithms")
+    if alg:
+        L.append("ciphers: " + "; ".join(f"{k} {', '.join(v)}" for k, v in alg["cipher"].items()))
+        L.append("")
+    L += ["| goal | measured | |", "|---|---|---|"] + fmt_goal_rows(throughput_goals(res))
+    if "bulk" in res:
+        L += ["", "### 1. Bulk output (download)", ""] + fmt_transfer_table(res["bulk"]["runs"])
+        L += ["", "CPU use during the median run of each path:", ""] + fmt_cpu_table(res["bulk"]["runs"])
+        prof = res["bulk"].get("profile")
+        if prof:
+            L += ["", "| share | symbol |", "|---|---|"]
+            L += [f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{t['symbol']}` |" for t in prof]
+    L += fmt_more_throughput(res, args)
+    if "cuts" in res:
+        L += [""] + render_timing_goals(res) + [""] + render_timing(res, args)
     return "\n".join(L) + "\n"
 
 
@@ -1601,6 +1947,8 @@ def main() -> int:
     ap.add_argument("--sessions", type=int)
     ap.add_argument("--open-concurrency", type=int, default=8, help="idle sessions opened at once")
     ap.add_argument("--cipher", help="pin this cipher on every client and sshd (default: negotiate)")
+    ap.add_argument("--gateway-cipher", help="pin this cipher on the client's leg to the gateway only (what a "
+                    "gateway offering only it would get from OpenSSH), to try a cipher list without a rebuild")
     ap.add_argument("--kex", help="pin this key exchange on every client and sshd (default: negotiate)")
     ap.add_argument("--quiet-wait", type=float,
                     help="before each measurement, wait up to this many seconds for the machine to be "
@@ -1611,6 +1959,13 @@ def main() -> int:
                     "(default: BENCHMARKS.md for a full run, none for --quick)")
     ap.add_argument("--no-perf", action="store_true",
                     help="skip the extra gateway bulk run under `perf record` (done when perf is installed)")
+    ap.add_argument("--bidi-mib", type=int, help="MiB sent and echoed back per bidirectional run (default 64, 16 with --quick)")
+    ap.add_argument("--transfers", type=int, help="transfers each way per path for the hang count (default 32, 4 with --quick)")
+    ap.add_argument("--transfer-mib", type=int, help="MiB per transfer in the hang count (default 16, 4 with --quick)")
+    ap.add_argument("--stall-s", type=float, default=10.0, help="a transfer with no progress for this long is a hang (default 10)")
+    ap.add_argument("--only", type=lambda v: set(v.split(",")),
+                    help="measure only these, comma-separated: rss, connect, keys, bulk, upload, bidi, transfers, timing "
+                    "(a focused run: prints the throughput tables and goals, never writes BENCHMARKS.md)")
     ap.add_argument("--json", help="also write the raw results as JSON here")
     ap.add_argument("--cut-sessions", type=int, help="sessions for revoke -> cut and for expiry -> cut (7.)")
     ap.add_argument("--grant-requests", type=int, help="requests approved at --approval-rate (8.)")
@@ -1624,15 +1979,20 @@ def main() -> int:
     ap.add_argument("--git", help="what was built, for the report (default: the repository's HEAD and state)")
     a = ap.parse_args()
     full = {"size_mib": 512, "runs": 3, "keystrokes": 1000, "connects": 10, "sessions": 200, "quiet_wait": 30.0,
+            "bidi_mib": 64, "transfers": 32, "transfer_mib": 16,
             "cut_sessions": 50, "grant_requests": 200, "pty_sessions": 1000}
     quick = {"size_mib": 64, "runs": 1, "keystrokes": 200, "connects": 5, "sessions": 20, "quiet_wait": 5.0,
+             "bidi_mib": 16, "transfers": 4, "transfer_mib": 4,
              "cut_sessions": 10, "grant_requests": 50, "pty_sessions": 50}
     for key, v in (quick if a.quick else full).items():
         if getattr(a, key) is None:
             setattr(a, key, v)
-    if a.output is None and not a.quick:
+    known = {"rss", "connect", "keys", "bulk", "upload", "bidi", "transfers", "timing"}
+    if a.only and not a.only <= known:
+        ap.error(f"--only: unknown {', '.join(sorted(a.only - known))} (known: {', '.join(sorted(known))})")
+    if a.output is None and not a.quick and not a.only:
         a.output = str(Path(a.repo) / "BENCHMARKS.md")
-    for key in ("size_mib", "runs", "keystrokes", "connects", "sessions"):
+    for key in ("size_mib", "runs", "keystrokes", "connects", "sessions", "bidi_mib", "transfers", "transfer_mib"):
         if getattr(a, key) < 1:
             ap.error(f"--{key.replace('_', '-')} must be at least 1")
 
@@ -1686,7 +2046,7 @@ def main() -> int:
         log(f"done in {res['elapsed_s'] / 60:.1f} min")
         return 0
     try:
-        section = render(res, facts, a)
+        section = render_focused(res, facts, a) if a.only else render(res, facts, a)
     except Exception:
         dump = Path(tempfile.gettempdir()) / f"bg-bench-results-{os.getpid()}.json"
         dump.write_text(json.dumps({"args": vars(a), "facts": facts, "results": res}, indent=1, default=str))

@@ -53,7 +53,11 @@
 //! - UTF-8 sequences split across chunks are held back per stream (output, input, stderr) and
 //!   completed by the next chunk. Bytes that are really invalid are shown lossily and also kept
 //!   raw in an annotation.
-//! - The SHA-256 and byte count of each stream's raw input are kept ([`CastWriter::stream_digests`]).
+//! - The writer hashes once: the SHA-256 of the file it writes ([`Summary::file_sha256`], the
+//!   value the recording's signature binds). Each stream's raw bytes are a function of the
+//!   file (annotations keep what lossy text cannot), so they need no digest of their own: a
+//!   verifier rebuilds them from the verified file ([`Cast::raw_stream`],
+//!   [`Cast::stream_digests`]). The writer counts each stream's raw bytes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -203,8 +207,9 @@ pub struct Summary {
     pub events: u64,
     /// How many of `events` are `b` annotations.
     pub annotations: u64,
-    /// Per-stream digests of the raw bytes.
-    pub digests: Digests,
+    /// Raw bytes of each stream, in [`Stream::ALL`] order (output, input, stderr); binary
+    /// channels' bytes are not in these.
+    pub stream_bytes: [u64; 3],
     /// Bytes handed to the inner writer, header included.
     pub file_bytes: u64,
     /// SHA-256 of everything handed to the inner writer. It equals
@@ -228,18 +233,17 @@ pub fn complete_len(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Per-stream state: the held-back incomplete UTF-8 tail and the raw-byte digest.
+/// Per-stream state: the held-back incomplete UTF-8 tail and the raw-byte count.
 #[derive(Clone)]
 struct StreamState {
     pending: [u8; 3],
     pending_len: usize,
-    hasher: Sha256,
     bytes: u64,
 }
 
 impl StreamState {
     fn new() -> Self {
-        StreamState { pending: [0; 3], pending_len: 0, hasher: Sha256::new(), bytes: 0 }
+        StreamState { pending: [0; 3], pending_len: 0, bytes: 0 }
     }
 
     fn take_pending(&mut self) -> ([u8; 3], usize) {
@@ -253,10 +257,6 @@ impl StreamState {
         let len = tail.len().min(self.pending.len());
         self.pending[..len].copy_from_slice(&tail[..len]);
         self.pending_len = len;
-    }
-
-    fn digest(&self) -> StreamDigest {
-        StreamDigest { sha256: self.hasher.clone().finalize().into(), bytes: self.bytes }
     }
 }
 
@@ -404,13 +404,9 @@ impl<W: Write> CastWriter<W> {
         buf.extend_from_slice(BINARY_CODE.as_bytes());
         buf.extend_from_slice(b"\",\"");
         buf.push(if to_target { b'i' } else { b'o' });
-        buf.extend_from_slice(channel.to_string().as_bytes());
+        push_decimal(buf, u64::from(channel));
         buf.push(b':');
-        // The base64 alphabet needs no JSON escaping.
-        let start = buf.len();
-        buf.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
-        let written = BASE64.encode_slice(bytes, &mut buf[start..]).unwrap_or(0);
-        buf.truncate(start + written);
+        push_base64(buf, bytes);
         buf.extend_from_slice(b"\"]\n");
         self.events += 1;
         self.after_event(t)
@@ -470,15 +466,6 @@ impl<W: Write> CastWriter<W> {
         self.write_out()
     }
 
-    /// Digests of the raw bytes recorded so far, held-back tails included.
-    pub fn stream_digests(&self) -> Digests {
-        Digests {
-            output: self.output.digest(),
-            input: self.input.digest(),
-            stderr: self.stderr.digest(),
-        }
-    }
-
     /// The inner writer, for example to `sync_data` a file after [`flush`](Self::flush).
     pub fn get_ref(&self) -> &W {
         &self.out
@@ -501,13 +488,13 @@ impl<W: Write> CastWriter<W> {
             }
         }
         self.write_out()?;
-        let digests = self.stream_digests();
+        let stream_bytes = [self.output.bytes, self.input.bytes, self.stderr.bytes];
         let summary = Summary {
-            bytes_out: digests.output.bytes + digests.stderr.bytes + self.binary_out,
-            bytes_in: digests.input.bytes + self.binary_in,
+            bytes_out: self.output.bytes + self.stderr.bytes + self.binary_out,
+            bytes_in: self.input.bytes + self.binary_in,
             events: self.events,
             annotations: self.annotations,
-            digests,
+            stream_bytes,
             file_bytes: self.file_bytes,
             file_sha256: self.file_hash.finalize().into(),
             duration: self.last_t,
@@ -545,7 +532,6 @@ impl<W: Write> CastWriter<W> {
             return Ok(());
         }
         let state = self.state_mut(stream);
-        state.hasher.update(bytes);
         state.bytes += bytes.len() as u64;
         let (pending, pending_len) = state.take_pending();
 
@@ -608,8 +594,7 @@ impl<W: Write> CastWriter<W> {
         buf.push(stream.tag());
         if let Some(raw) = raw {
             buf.push(b':');
-            // The base64 alphabet needs no JSON escaping.
-            buf.extend_from_slice(BASE64.encode(raw).as_bytes());
+            push_base64(buf, raw);
         }
         buf.extend_from_slice(b"\"]\n");
         self.events += 1;
@@ -689,20 +674,33 @@ fn incomplete_tail_len(data: &[u8]) -> usize {
     0
 }
 
-/// Appends `t` as seconds with exactly 6 decimals (microseconds, truncated).
-fn push_time(buf: &mut Vec<u8>, t: Duration) {
+/// Appends `bytes` as standard base64 (padded) in place, with no allocation. The base64
+/// alphabet needs no JSON escaping.
+fn push_base64(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let start = buf.len();
+    buf.resize(start + base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+    let written = BASE64.encode_slice(bytes, &mut buf[start..]).unwrap_or(0);
+    buf.truncate(start + written);
+}
+
+/// Appends `n` in decimal, with no allocation.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    let mut secs = t.as_secs();
     loop {
         i -= 1;
-        digits[i] = b'0' + (secs % 10) as u8;
-        secs /= 10;
-        if secs == 0 {
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
             break;
         }
     }
     buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `t` as seconds with exactly 6 decimals (microseconds, truncated).
+fn push_time(buf: &mut Vec<u8>, t: Duration) {
+    push_decimal(buf, t.as_secs());
     buf.push(b'.');
     let mut micros = t.subsec_micros();
     let mut frac = [b'0'; 6];
@@ -721,7 +719,13 @@ fn escape_json_into(buf: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // Skip eight plain bytes at a time (no control byte, `"`, `\` or 0xE2).
+        // Skip 32 plain bytes at a time (no control byte, `"`, `\` or 0xE2), then eight.
+        if let Some(block) = bytes.get(i..i + ESCAPE_BLOCK)
+            && !block_needs_escape(block)
+        {
+            i += ESCAPE_BLOCK;
+            continue;
+        }
         if let Some(word) = bytes.get(i..i + 8) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
@@ -765,6 +769,15 @@ fn escape_json_into(buf: &mut Vec<u8>, s: &str) {
         start = i;
     }
     buf.extend_from_slice(&bytes[start..]);
+}
+
+/// Bytes [`escape_json_into`] checks at once before it looks closer.
+const ESCAPE_BLOCK: usize = 32;
+
+/// Whether any byte of `block` may need escaping: below 0x20, `"`, `\`, or 0xE2. Written
+/// without early exit so that the compiler checks the block with vector instructions.
+fn block_needs_escape(block: &[u8]) -> bool {
+    block.iter().fold(false, |acc, &b| acc | (b < 0x20) | (b == b'"') | (b == b'\\') | (b == 0xE2))
 }
 
 /// Whether any of the eight bytes in `x` may need escaping: below 0x20, `"`, `\`, or 0xE2
@@ -1004,20 +1017,24 @@ impl Cast {
         Ok(out)
     }
 
-    /// Digests of every stream's raw bytes, to compare with the writer's [`Summary::digests`].
+    /// SHA-256 and length of every stream's raw bytes, rebuilt from the file (the writer
+    /// hashes only the file, whose signed digest covers these).
     ///
     /// # Errors
     ///
     /// As for [`raw_stream`](Self::raw_stream).
     pub fn stream_digests(&self) -> Result<Digests, CastError> {
-        let mut states = [StreamState::new(), StreamState::new(), StreamState::new()];
-        self.for_each_segment(|stream, bytes| {
-            let state = &mut states[stream.index()];
-            state.hasher.update(bytes);
-            state.bytes += bytes.len() as u64;
+        let mut hashers = [Sha256::new(), Sha256::new(), Sha256::new()];
+        let mut bytes = [0u64; 3];
+        self.for_each_segment(|stream, seg| {
+            hashers[stream.index()].update(seg);
+            bytes[stream.index()] += seg.len() as u64;
         })?;
-        let [output, input, stderr] = states;
-        Ok(Digests { output: output.digest(), input: input.digest(), stderr: stderr.digest() })
+        let [output, input, stderr] = [0, 1, 2].map(|i| StreamDigest {
+            sha256: hashers[i].clone().finalize().into(),
+            bytes: bytes[i],
+        });
+        Ok(Digests { output, input, stderr })
     }
 
     /// The raw bytes of the binary channels (`d` events), in order: those sent to the target
@@ -1137,6 +1154,18 @@ impl fmt::Display for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_block_scan_never_misses_a_byte_to_escape() {
+        for pos in 0..ESCAPE_BLOCK {
+            for b in 0..=255u8 {
+                let mut block = [b'a'; ESCAPE_BLOCK];
+                block[pos] = b;
+                let naive = b < 0x20 || b == b'"' || b == b'\\' || b == 0xE2;
+                assert_eq!(block_needs_escape(&block), naive, "byte {b:#04x} at {pos}");
+            }
+        }
+    }
 
     #[test]
     fn the_word_at_a_time_scan_never_misses_a_byte_to_escape() {
@@ -1288,7 +1317,12 @@ mod tests {
         assert_eq!(cast.raw_stream(Stream::Output)?, b"hello\r\n\xffa");
         assert_eq!(cast.raw_stream(Stream::Input)?, b"ls\r");
         assert_eq!(cast.raw_stream(Stream::Stderr)?, b"warn\n");
-        assert_eq!(cast.stream_digests()?, summary.digests);
+        let digests = cast.stream_digests()?;
+        assert_eq!(digests.output.sha256, sha256_file_bytes(b"hello\r\n\xffa"));
+        assert_eq!(
+            [digests.output.bytes, digests.input.bytes, digests.stderr.bytes],
+            summary.stream_bytes
+        );
         Ok(())
     }
 
@@ -1358,7 +1392,8 @@ mod tests {
                 assert_eq!(cast.raw_stream(stream)?, bytes);
                 let raw_annotations = cast.events.iter().filter(|e| e.code == "b" && e.data != "e");
                 assert_eq!(raw_annotations.count(), 0, "valid text needs no raw copy");
-                assert_eq!(summary.digests.get(stream).sha256, sha256_file_bytes(bytes));
+                assert_eq!(cast.stream_digests()?.get(stream).sha256, sha256_file_bytes(bytes));
+                assert_eq!(summary.stream_bytes[stream.index()], bytes.len() as u64);
             }
         }
         Ok(())
@@ -1381,9 +1416,9 @@ mod tests {
         })?;
         let cast = parse_bytes(&file)?;
         assert_eq!(cast.raw_stream(Stream::Output)?, input);
-        assert_eq!(summary.digests.output.sha256, sha256_file_bytes(&input));
-        assert_eq!(summary.digests.output.bytes, input.len() as u64);
-        assert_eq!(cast.stream_digests()?, summary.digests);
+        assert_eq!(cast.stream_digests()?.output.sha256, sha256_file_bytes(&input));
+        assert_eq!(summary.stream_bytes[0], input.len() as u64);
+        assert_eq!(cast.stream_digests()?.output.bytes, input.len() as u64);
         assert!(summary.annotations > 0);
         assert!(cast.output_text().contains('\u{FFFD}'), "players see something");
         assert!(cast.output_text().contains("tail € ok"));
@@ -1421,7 +1456,7 @@ mod tests {
         let codes: Vec<(&str, &str)> =
             cast.events.iter().map(|e| (e.code.as_str(), e.data.as_str())).collect();
         assert_eq!(codes, [("o", "€"), ("b", "e"), ("o", "é")]);
-        assert_eq!(summary.digests.stderr.sha256, sha256_file_bytes("é".as_bytes()));
+        assert_eq!(cast.stream_digests()?.stderr.sha256, sha256_file_bytes("é".as_bytes()));
         assert_eq!(summary.bytes_out, 5);
         Ok(())
     }
@@ -1439,7 +1474,7 @@ mod tests {
             cast.events.iter().map(|e| (e.code.as_str(), e.data.as_str())).collect();
         assert_eq!(last, [("o", "ok"), ("b", "o:4oI="), ("o", "\u{FFFD}")]);
         assert_eq!(cast.raw_stream(Stream::Output)?, b"ok\xE2\x82");
-        assert_eq!(summary.digests.output.bytes, 4);
+        assert_eq!(summary.stream_bytes[0], 4);
         Ok(())
     }
 
@@ -1593,7 +1628,7 @@ mod tests {
         assert_eq!(summary.annotations, 2);
         assert_eq!((summary.bytes_out, summary.bytes_in), (6, 1));
         assert_eq!(summary.duration, ms(50));
-        assert_eq!(summary.digests.input.hex(), hex::encode(sha256_file_bytes(b"\xff")));
+        assert_eq!(cast.stream_digests()?.input.hex(), hex::encode(sha256_file_bytes(b"\xff")));
         Ok(())
     }
 

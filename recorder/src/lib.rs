@@ -137,6 +137,14 @@ pub fn load_keys(config: &Config) -> anyhow::Result<GatewayKeys> {
     Ok(GatewayKeys { host, ca: Ca::new(&ca), recording: RecordingSigner::new(rec) })
 }
 
+/// Ciphers offered to the gateway's SSH clients: AES-GCM only. In SSH the client's order
+/// wins, and OpenSSH's default order puts chacha20-poly1305 and the CTR modes (with a separate
+/// HMAC) before AES-GCM, so offering any of those would choose it. With AES instructions GCM
+/// is the cheapest on both ends (BENCHMARKS.md, `bench/run.sh --gateway-cipher`). Every
+/// maintained client speaks it (OpenSSH since 6.2, PuTTY 0.76, paramiko, Go's x/crypto, russh).
+pub const CLIENT_CIPHERS: &[russh::cipher::Name] =
+    &[russh::cipher::AES_128_GCM, russh::cipher::AES_256_GCM];
+
 /// The window each client channel gets: what the client may send before the target took it.
 /// With flow control per channel ([`to_target`]) it is also the most one channel holds in
 /// the gateway's memory.
@@ -146,9 +154,13 @@ pub const CLIENT_PACKET: u32 = 32 * 1024;
 
 /// The SSH server configuration: public keys only, constant-time refusals, large windows,
 /// flow control per channel (the client's window is given back as the target takes its bytes:
-/// [`to_target`], russh patched in `vendor/russh`).
+/// [`to_target`], russh patched in `vendor/russh`), AES-GCM ([`CLIENT_CIPHERS`]).
 pub fn server_config(host: PrivateKey) -> Arc<russh::server::Config> {
     Arc::new(russh::server::Config {
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CLIENT_CIPHERS),
+            ..russh::Preferred::DEFAULT
+        },
         keys: vec![host],
         methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
         auth_rejection_time: Duration::from_millis(300),
