@@ -1376,7 +1376,7 @@ quorum = 2
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
             sessions = list(ex.map(lambda c: self.open_pty(c, rows, cols), codes))
         open_s = time.monotonic() - t0
-        time.sleep(5)  # past the 2 s after which a quiet screen sleeps
+        time.sleep(13)  # past the 10 s after which a quiet screen sleeps (SCREEN_QUIET)
         after = status_kib(gw, "VmRSS")
         cpu0, w0 = cpu_seconds(gw), time.monotonic()
         time.sleep(idle_s)

@@ -88,7 +88,7 @@ pub struct Recording {
 
 /// A terminal with no traffic for this long has its emulated screen put to sleep
 /// ([`CommandTracker::sleep`]): an idle shell then costs a few KiB instead of its grid.
-pub const SCREEN_QUIET: Duration = Duration::from_secs(2);
+pub const SCREEN_QUIET: Duration = Duration::from_secs(10);
 
 /// Session events waiting for the database, per session, at most.
 pub const EVENT_QUEUE: usize = 4096;
