@@ -173,9 +173,9 @@ impl Relays {
         slots.clear();
     }
 
-    /// Bytes queued on `ch` and not yet taken by the target (tests and the bench).
-    #[must_use]
-    pub fn queued(&self, ch: ChannelId) -> usize {
+    /// Bytes queued on `ch` and not yet taken by the target.
+    #[cfg(test)]
+    fn queued(&self, ch: ChannelId) -> usize {
         let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match slots.get(&ch) {
             Some(Slot::Open(w)) => w.queued.load(Ordering::Acquire),

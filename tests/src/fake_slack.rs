@@ -102,6 +102,23 @@ impl FakeSlack {
         self.inner.lock().map(|i| i.calls.clone()).unwrap_or_default()
     }
 
+    /// The first call that `pred` accepts, waiting up to 20 s for it; panics with `what` and
+    /// every call so far when none comes.
+    pub fn wait_call(&self, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(c) = self.calls().into_iter().find(|c| pred(c)) {
+                return c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no Slack call for {what}; calls: {:#?}",
+                self.calls()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The calls to `method`.
     pub fn calls_to(&self, method: &str) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.method == method).collect()

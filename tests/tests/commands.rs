@@ -5,25 +5,12 @@
 //! `breakglass search`, and the summary in the request's thread; and that a password typed at
 //! `read -s` is in none of them.
 
-use std::time::{Duration, Instant};
-
-use e2e::fake_slack::{Call, FakeSlack, click_body, command_body};
+use e2e::fake_slack::{FakeSlack, click_body, command_body};
 use e2e::gateway::{SLACK_CHANNEL, World, WorldOptions};
 use e2e::wait_for;
 
 /// Typed at `read -s`: never indexed anywhere.
 const SECRET: &str = "hunter2-never-indexed";
-
-fn wait_call(fake: &FakeSlack, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = fake.calls().into_iter().find(|c| pred(c)) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "no Slack call for {what}; calls: {:#?}", fake.calls());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A gateway world with Slack on, and its fake Slack.
 struct Chat {
@@ -61,7 +48,7 @@ impl Chat {
         assert_eq!(s, 200, "{v}");
         let text = v["text"].as_str().unwrap_or_default().to_owned();
         let code = text.split('`').nth(1).expect("the code in the answer").to_owned();
-        let card = wait_call(&self.fake, "the card", |c| {
+        let card = self.fake.wait_call("the card", |c| {
             c.method == "chat.postMessage"
                 && c.text().contains(&code)
                 && c.body["thread_ts"].is_null()
@@ -81,10 +68,11 @@ impl Chat {
 
     /// The summary posted in the thread `ts`.
     fn summary(&self, ts: &str) -> String {
-        wait_call(&self.fake, "the summary", |c| {
-            c.body["thread_ts"] == ts && c.text().contains("Session summary")
-        })
-        .text()
+        self.fake
+            .wait_call("the summary", |c| {
+                c.body["thread_ts"] == ts && c.text().contains("Session summary")
+            })
+            .text()
     }
 
     /// `breakglass replay CODE --commands`, as the reviewer.

@@ -4,21 +4,8 @@
 //! the audit summary in the card's thread with the commands that ran. Slack's Web API is the
 //! local fake; every request to the bot is signed exactly as Slack signs it.
 
-use std::time::{Duration, Instant};
-
 use e2e::fake_slack::{Call, FakeSlack, click_body, command_body};
 use e2e::gateway::{SLACK_CHANNEL, World, WorldOptions};
-
-fn wait_for(fake: &FakeSlack, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = fake.calls().into_iter().find(|c| pred(c)) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "no Slack call for {what}; calls: {:#?}", fake.calls());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn request_approve_connect_revoke_and_summary_through_slack() {
@@ -45,7 +32,7 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     assert_eq!(s, 200, "{v}");
     let text = v["text"].as_str().unwrap_or_default().to_owned();
     let code = text.split('`').nth(1).expect("the code in the answer").to_owned();
-    let card = wait_for(&fake, "the card", |c| {
+    let card = fake.wait_call("the card", |c| {
         c.method == "chat.postMessage" && c.text().contains(&code) && c.body["thread_ts"].is_null()
     });
     let ts = card.ts.clone().expect("card ts");
@@ -59,14 +46,14 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
         );
         assert_eq!(s, 200);
     }
-    let connect = wait_for(&fake, "the connect line", |c| c.method == "chat.postEphemeral");
+    let connect = fake.wait_call("the connect line", |c| c.method == "chat.postEphemeral");
     assert_eq!(connect.body["user"], "U0ALICE");
     assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
 
     // The session through the real gateway.
     // Its first line arrives before the revoke (a revoke in the same process cuts at once).
     let (child, stdout) = w.printing(&code, "session-started");
-    wait_for(&fake, "the session-live note", |c| {
+    fake.wait_call("the session-live note", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
     });
     let card_now = fake.calls_to("chat.update").last().map(Call::text).unwrap_or_default();
@@ -88,7 +75,7 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     assert!(seen.contains("session-started") && seen.contains("revoked by bob"), "{seen}");
 
     // The summary, once, in the thread.
-    let summary = wait_for(&fake, "the summary", |c| {
+    let summary = fake.wait_call("the summary", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session summary")
     });
     let text = summary.text();
@@ -111,7 +98,7 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     );
     assert_eq!(s, 200, "{v}");
     let later = v["text"].as_str().unwrap_or_default().split('`').nth(1).expect("code").to_owned();
-    wait_for(&fake, "the later card", |c| {
+    fake.wait_call("the later card", |c| {
         c.method == "chat.postMessage" && c.text().contains(&later)
     });
     let summaries = fake

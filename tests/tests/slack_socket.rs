@@ -7,22 +7,9 @@
 //! audit summary posted in the card's thread with the bot token. The HTTP Slack endpoints are
 //! off, and start-up refuses Socket Mode without its tokens, naming the key.
 
-use std::time::{Duration, Instant};
-
-use e2e::fake_slack::{Call, FakeSlack, click_payload, command_body, command_payload};
+use e2e::fake_slack::{FakeSlack, click_payload, command_body, command_payload};
 use e2e::gateway::{SLACK_APP_TOKEN, SLACK_CHANNEL, World, WorldOptions};
 use serde_json::Value;
-
-fn wait_for(fake: &FakeSlack, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = fake.calls().into_iter().find(|c| pred(c)) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "no Slack call for {what}; calls: {:#?}", fake.calls());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The ephemeral text of a slash command's acknowledgement.
 fn answer(ack: &Value) -> String {
@@ -67,7 +54,7 @@ fn socket_mode_request_reconnect_approve_connect_revoke_and_summary() {
     let text = answer(&ack);
     assert!(text.starts_with("Requested `bg-"), "{ack}");
     let code = text.split('`').nth(1).expect("the code in the answer").to_owned();
-    let card = wait_for(&fake, "the card", |c| {
+    let card = fake.wait_call("the card", |c| {
         c.method == "chat.postMessage" && c.text().contains(&code) && c.body["thread_ts"].is_null()
     });
     assert_eq!(card.token.as_deref(), Some("xoxb-e2e"), "cards are posted with the bot token");
@@ -90,13 +77,13 @@ fn socket_mode_request_reconnect_approve_connect_revoke_and_summary() {
             click_payload(who, SLACK_CHANNEL, &ts, "breakglass_approve", &id),
         ));
     }
-    let connect = wait_for(&fake, "the connect line", |c| c.method == "chat.postEphemeral");
+    let connect = fake.wait_call("the connect line", |c| c.method == "chat.postEphemeral");
     assert_eq!(connect.body["user"], "U0ALICE");
     assert!(connect.text().contains(&format!("{code}@")), "{}", connect.text());
 
     // The session through the real gateway, revoked from the card.
     let (child, _) = w.printing(&code, "socket-session");
-    wait_for(&fake, "the session-live note", |c| {
+    fake.wait_call("the session-live note", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session live")
     });
     rt.block_on(fake.socket_send(
@@ -108,7 +95,7 @@ fn socket_mode_request_reconnect_approve_connect_revoke_and_summary() {
     assert!(seen.contains("revoked by bob"), "{seen}");
 
     // The summary in the thread, posted by the reaper with the bot token.
-    let summary = wait_for(&fake, "the summary", |c| {
+    let summary = fake.wait_call("the summary", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session summary")
     });
     assert_eq!(summary.token.as_deref(), Some("xoxb-e2e"));
