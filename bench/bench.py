@@ -48,6 +48,9 @@ import urllib.request
 from pathlib import Path
 
 MIB = 1024 * 1024
+# Seconds between the last interactive session opened and the memory reading (9.): past the 10 s
+# after which a quiet screen sleeps (recorder SCREEN_QUIET).
+PTY_SETTLE_S = 13
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 F_SETPIPE_SZ = 1031
 RESULTS_START = "<!-- bench:results:start -->"
@@ -712,23 +715,27 @@ quorum = 2
             + ", ".join(f"{k} {v / wall * 100:.0f}%" for k, v in res["cpu"].items() if v > 0.005))
         return res
 
-    def profile_gateway(self, file: Path) -> list[dict] | None:
-        """One extra, unmeasured gateway bulk run under `perf record`: where the gateway's CPU
-        time goes (top symbols)."""
+    def profile_gateway(self, file: Path, direction: str = "down") -> list[dict] | None:
+        """One extra, unmeasured gateway run under `perf record`, a bulk download (`down`) or an
+        upload (`up`): where the gateway's CPU time goes (top symbols)."""
         perf = shutil.which("perf")
         if self.a.no_perf or not perf:
             if not self.a.no_perf:
                 log("perf is not installed: no gateway profile (apt-get install linux-perf)")
             return None
         code = self.grant()
-        data = self.tmp / "perf.data"
+        data = self.tmp / f"perf-{direction}.data"
         pr = self.spawn([perf, "record", "-F", "499", "-p", str(self.gw.pid), "-o", str(data)], "perf")  # type: ignore[union-attr]
         time.sleep(1)
         if pr.poll() is not None:
             log(f"perf record failed, no gateway profile: {self.err_text(pr)[-300:]}")
             self.forget(pr)
             return None
-        p = self.spawn(self.ssh_argv("gateway", code) + ["cat", str(file)], "perf-bulk")
+        if direction == "up":
+            with open(file, "rb") as stdin:
+                p = self.spawn(self.ssh_argv("gateway", code) + ["cat > /dev/null"], "perf-upload", stdin=stdin)
+        else:
+            p = self.spawn(self.ssh_argv("gateway", code) + ["cat", str(file)], "perf-bulk")
         rc = p.wait(900)
         self.forget(p)
         pr.send_signal(signal.SIGINT)
@@ -1142,8 +1149,9 @@ quorum = 2
         for _ in range(self.a.runs):
             for path in ("gateway", "direct", "jump"):
                 runs[path].append(self.transfer_once(path, "up", f, cpu=True))
+        profile = self.profile_gateway(f, "up")
         f.unlink()
-        return {"size": self.a.size_mib * MIB, "runs": runs}
+        return {"size": self.a.size_mib * MIB, "runs": runs, "profile": profile}
 
     def bidi(self) -> dict:
         """A bidirectional stream: the client sends --bidi-mib MiB to `cat` and reads the echo
@@ -1376,7 +1384,7 @@ quorum = 2
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
             sessions = list(ex.map(lambda c: self.open_pty(c, rows, cols), codes))
         open_s = time.monotonic() - t0
-        time.sleep(13)  # past the 10 s after which a quiet screen sleeps (SCREEN_QUIET)
+        time.sleep(PTY_SETTLE_S)  # past the 10 s after which a quiet screen sleeps (SCREEN_QUIET)
         after = status_kib(gw, "VmRSS")
         cpu0, w0 = cpu_seconds(gw), time.monotonic()
         time.sleep(idle_s)
@@ -1663,11 +1671,7 @@ def render(res: dict, facts: dict, args: argparse.Namespace) -> str:
         L.append("Where the gateway's CPU time goes: `perf record -F 499 -p GATEWAY` during one extra gateway bulk "
                  "run (not counted above), symbols over 1% of the samples (`[k]` = kernel):")
         L.append("")
-        L.append("| share | symbol |")
-        L.append("|---|---|")
-        for t in prof:
-            sym = t["symbol"].replace("|", "\\|")
-            L.append(f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{sym}` |")
+        L.extend(fmt_profile(prof))
     L.extend(fmt_bound(res, facts, med, cast_ratio))
     L.extend(fmt_more_throughput(res, args))
     L.append("")
@@ -1793,6 +1797,15 @@ def fmt_transfer_table(runs: dict[str, list[dict]], direct_key: str = "direct") 
     return L
 
 
+def fmt_profile(prof: list[dict]) -> list[str]:
+    """A `perf report` top list as a table."""
+    L = ["| share | symbol |", "|---|---|"]
+    for t in prof:
+        sym = t["symbol"].replace("|", "\\|")
+        L.append(f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{sym}` |")
+    return L
+
+
 def fmt_more_throughput(res: dict, args: argparse.Namespace) -> list[str]:
     """Upload, the bidirectional stream and the transfer hang count, as far as measured."""
     L: list[str] = []
@@ -1806,6 +1819,10 @@ def fmt_more_throughput(res: dict, args: argparse.Namespace) -> list[str]:
         L += fmt_transfer_table(u["runs"])
         L += ["", "CPU use during the median run of each path (as in 1.):", ""]
         L += fmt_cpu_table(u["runs"])
+        if u.get("profile"):
+            L += ["", "Where the gateway's CPU time goes during one extra, unmeasured upload (`perf record -F 499 "
+                  "-p GATEWAY`), symbols over 1% of the samples (`[k]` = kernel):", ""]
+            L += fmt_profile(u["profile"])
     if "bidi" in res:
         b = res["bidi"]
         L += ["", "### 1c. Bidirectional stream", "",
@@ -1847,8 +1864,7 @@ def render_focused(res: dict, facts: dict, args: argparse.Namespace) -> str:
         L += ["", "CPU use during the median run of each path:", ""] + fmt_cpu_table(res["bulk"]["runs"])
         prof = res["bulk"].get("profile")
         if prof:
-            L += ["", "| share | symbol |", "|---|---|"]
-            L += [f"| {t['pct']:.1f}% | {'[k] ' if t['kernel'] else ''}`{t['symbol']}` |" for t in prof]
+            L += [""] + fmt_profile(prof)
     L += fmt_more_throughput(res, args)
     if "cuts" in res:
         L += [""] + render_timing_goals(res) + [""] + render_timing(res, args)
@@ -1908,7 +1924,8 @@ def render_timing(res: dict, args: argparse.Namespace) -> list[str]:
              f"(`ssh -tt`), one command typed in each, opened {args.open_concurrency} at a time (in "
              f"{m['open_s']:.1f} s), then left idle.")
     L.append("")
-    L.append("| VmRSS before | with all open (5 s idle) | per session | gateway CPU while idle |")
+    L.append(f"| VmRSS before | with all open ({PTY_SETTLE_S} s after the last opened) | per session | "
+             "gateway CPU while idle |")
     L.append("|---|---|---|---|")
     L.append(f"| {m['before_kib']} KiB | {m['after_kib']} KiB | **{m['per_session_kib']:.1f} KiB** | "
              f"{m['idle_cpu'] * 100:.2f}% of a core over {m['idle_s']:.0f} s |")
@@ -1958,7 +1975,7 @@ def main() -> int:
     ap.add_argument("--output", help="Markdown file whose results section is rewritten "
                     "(default: BENCHMARKS.md for a full run, none for --quick)")
     ap.add_argument("--no-perf", action="store_true",
-                    help="skip the extra gateway bulk run under `perf record` (done when perf is installed)")
+                    help="skip the extra gateway runs (download, upload) under `perf record` (done when perf is installed)")
     ap.add_argument("--bidi-mib", type=int, help="MiB sent and echoed back per bidirectional run (default 64, 16 with --quick)")
     ap.add_argument("--transfers", type=int, help="transfers each way per path for the hang count (default 32, 4 with --quick)")
     ap.add_argument("--transfer-mib", type=int, help="MiB per transfer in the hang count (default 16, 4 with --quick)")

@@ -311,7 +311,8 @@ impl<W: Write> CastWriter<W> {
     pub fn new(out: W, header: &Header) -> io::Result<Self> {
         let mut writer = CastWriter {
             out,
-            buf: Vec::with_capacity(8 * 1024),
+            // Grows with the first events; an idle interactive session keeps it small.
+            buf: Vec::new(),
             output: StreamState::new(),
             input: StreamState::new(),
             stderr: StreamState::new(),
