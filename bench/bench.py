@@ -48,7 +48,7 @@ import urllib.request
 from pathlib import Path
 
 MIB = 1024 * 1024
-# Seconds between the last interactive session opened and the memory reading (9.): past the 10 s
+# Seconds between the last interactive session opened and the memory reading (9.): past the 2 s
 # after which a quiet screen sleeps (recorder SCREEN_QUIET).
 PTY_SETTLE_S = 13
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -1384,7 +1384,7 @@ quorum = 2
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.a.open_concurrency) as ex:
             sessions = list(ex.map(lambda c: self.open_pty(c, rows, cols), codes))
         open_s = time.monotonic() - t0
-        time.sleep(PTY_SETTLE_S)  # past the 10 s after which a quiet screen sleeps (SCREEN_QUIET)
+        time.sleep(PTY_SETTLE_S)  # well past the 2 s after which a quiet screen sleeps (SCREEN_QUIET)
         after = status_kib(gw, "VmRSS")
         cpu0, w0 = cpu_seconds(gw), time.monotonic()
         time.sleep(idle_s)

@@ -209,6 +209,11 @@ put("commands", "shell", bytes([24, 80]) + frames(session))
 put("commands", "vim", bytes([24, 80]) + frames(
     [(0, PROMPT), (1, b"vim x\r"), (0, b"vim x\r\n\x1b[?1049h\x1b[?1h\x1b=\x1b[1;24r\x1b[H\x1b[2J~\r\n~"),
      (1, b"ihello\x1b:wq\r"), (0, b"\x1b[?1049l\x1b[?1l\x1b>" + PROMPT)]))
+# Quiet spells (tag 3: the screen sleeps) inside the prompt's escape codes and inside a cursor
+# move, where a screen woken without the unfinished sequence drew the rest as text.
+put("commands", "asleep", bytes([24, 80]) + frames(
+    [(0, PROMPT[:5]), (3, b""), (0, PROMPT[5:]), (1, b"ls\r"), (3, b""), (0, b"ls\r\n\x1b[1"),
+     (3, b""), (0, b"3Cx\r\n" + PROMPT)]))
 
 
 def cast_line(t, code, data):

@@ -153,19 +153,24 @@ pub fn scp(data: &[u8]) {
 }
 
 /// Fuzz target `commands`: a PTY session through the command tracker. The first two bytes are
-/// the terminal's rows and columns; then frames: tag 0 (mod 3) output from the host, 1 keys
-/// from the user (the key decoder), 2 a resize to the frame's first two bytes.
+/// the terminal's rows and columns; then frames: tag 0 (mod 4) output from the host, 1 keys
+/// from the user (the key decoder), 2 a resize to the frame's first two bytes, 3 a quiet spell
+/// (the screen is put to sleep, as the gateway does after `SCREEN_QUIET`).
 pub fn commands(data: &[u8]) {
     let (size, rest) = data.split_at(data.len().min(2));
     let dim = |i: usize| u16::from(size.get(i).copied().unwrap_or(24));
     let mut t = CommandTracker::new(dim(0), dim(1));
     for (tag, chunk) in frames(rest) {
-        let _ = match tag % 3 {
+        let _ = match tag % 4 {
             0 => t.output(chunk),
             1 => t.input(chunk),
-            _ => {
+            2 => {
                 let d = |i: usize| u16::from(chunk.get(i).copied().unwrap_or(1));
                 t.resize(d(0), d(1));
+                Vec::new()
+            }
+            _ => {
+                t.sleep();
                 Vec::new()
             }
         };
