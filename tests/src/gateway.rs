@@ -201,6 +201,9 @@ pub struct WorldOptions {
     pub slack_socket: bool,
     /// Enable Discord against this REST base (a `FakeDiscord`), with the test application key.
     pub discord_api: Option<String>,
+    /// Whole tables appended to the config (e.g. another `[scopes.NAME]`, or
+    /// `[keys.pinned_approver_keys]`).
+    pub extra_toml: String,
 }
 
 /// The Discord channel requests come from.
@@ -233,7 +236,9 @@ pub struct World {
     env: Vec<(String, String)>,
 }
 
+/// `breakglass up` for a world, run by `wrapper` (see [`Server::start_under`]; none: as is).
 fn start_server(
+    wrapper: &[&str],
     dir: &Path,
     config: &Path,
     data: &Path,
@@ -241,7 +246,8 @@ fn start_server(
     env: &[(String, String)],
 ) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Server::start(
+    Server::start_under(
+        wrapper,
         dir,
         &[
             "--config",
@@ -406,6 +412,7 @@ approver_groups = ["dba"]
 quorum = 2
 channels = ["{channel}", "{discord_channel}"]
 {extra}
+{extra_toml}
 "#,
             kh = known_hosts.display(),
             alice_keys = alice_keys.join(", "),
@@ -416,6 +423,7 @@ channels = ["{channel}", "{discord_channel}"]
             te = sha256_hex(&token("erin")),
             port = sshd.port,
             extra = opts.scope_extra,
+            extra_toml = opts.extra_toml,
             gateway_extra = opts.gateway_extra,
             channel = SLACK_CHANNEL,
             discord_channel = DISCORD_CHANNEL,
@@ -423,7 +431,7 @@ channels = ["{channel}", "{discord_channel}"]
         let config_path = d.join("breakglass.toml");
         std::fs::write(&config_path, config).expect("config");
         let gw_port = free_port();
-        let server = start_server(d, &config_path, &data, gw_port, &opts.env);
+        let server = start_server(&[], d, &config_path, &data, gw_port, &opts.env);
         let http = reqwest::blocking::Client::new();
         let database_url = opts
             .env
@@ -447,9 +455,16 @@ channels = ["{channel}", "{discord_channel}"]
 
     /// Starts `breakglass up` again (after `server.kill9()`), same ports, same data.
     pub fn restart(&mut self) {
+        self.restart_under(&[]);
+    }
+
+    /// Kills `breakglass up` (SIGKILL, as [`Server::kill9`]) and starts it again on the same
+    /// ports and data, run by `wrapper` (see [`Server::start_under`]; none: as is).
+    pub fn restart_under(&mut self, wrapper: &[&str]) {
         self.server.kill9();
+        let data = self.data_dir();
         self.server =
-            start_server(self.dir.path(), &self.config, &self.data_dir(), self.gw_port, &self.env);
+            start_server(wrapper, self.dir.path(), &self.config, &data, self.gw_port, &self.env);
         self.http = reqwest::blocking::Client::new();
     }
 

@@ -163,6 +163,12 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit code (graceful shutdown).
     pub fn stop(mut self) -> Option<i32> {
+        self.terminate()
+    }
+
+    /// [`Server::stop`] in place (for a harness that starts the server again on the same
+    /// ports); `None` once it was stopped or killed.
+    pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -1056,22 +1056,7 @@ fn a_recording_that_fails_mid_session_cuts_the_session() {
     // The same gateway again, under a 4 MiB limit on the size of any file it writes (the
     // database stays far below it) and with SIGXFSZ ignored: a write past the limit fails
     // (EFBIG) instead of killing the process.
-    w.server.kill9();
-    let listen = format!("127.0.0.1:{}", w.gw_port);
-    let data = w.data_dir();
-    w.server = e2e::Server::start_under(
-        &["sh", "-c", "trap '' XFSZ; ulimit -f 8192; exec \"$0\" \"$@\""],
-        w.dir.path(),
-        &[
-            "--config",
-            w.config.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--ssh-listen",
-            &listen,
-        ],
-        &[],
-    );
+    w.restart_under(&["sh", "-c", "trap '' XFSZ; ulimit -f 8192; exec \"$0\" \"$@\""]);
     let code = w.grant("db-1", None);
     // About 11 MB of output: the recording passes 4 MiB on the way.
     let started = Instant::now();
