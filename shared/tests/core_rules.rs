@@ -4,7 +4,8 @@
 use proptest::prelude::*;
 use shared::core::request::{self, due_for_expiry};
 use shared::core::*;
-use shared::testing::{T0, World, dur, host, key, login, name, scope_name};
+use shared::testing::{T0, dur, host, key, login, name, scope_name};
+use test_util::world::World;
 
 /// Runs one action and asserts it is refused with `code`.
 #[track_caller]

@@ -23,8 +23,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::fake_discord::{FakeDiscord, command, component};
-use e2e::fake_slack::{FakeSlack, click_body, command_body};
-use e2e::gateway::{Agent, DISCORD_CHANNEL, SLACK_CHANNEL, World, WorldOptions, free_port};
+use e2e::fake_slack::FakeSlack;
+use e2e::gateway::{Agent, DISCORD_CHANNEL, World, WorldOptions, free_port};
 use serde_json::{Value, json};
 
 const ALICE_DISCORD: &str = "1010000000000000001";
@@ -50,11 +50,7 @@ fn main() {
         .to_owned();
     let carol_key = carol_key.with_extension("key");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = e2e::background_runtime();
     let slack = rt.block_on(FakeSlack::start());
     let discord = rt.block_on(FakeDiscord::start());
     let mut w = World::with(WorldOptions {
@@ -149,10 +145,13 @@ fn events(w: &World) -> Vec<Value> {
 
 /// Waits until the log holds `n` events of `kind` (the reaper stores expiries within 5 s).
 fn wait_events(w: &World, kind: &str, n: usize) {
-    test_util::wait_until(Duration::from_secs(30), Duration::from_millis(500), || {
-        let have = events(w).iter().filter(|e| e["kind"] == kind).count();
-        if have >= n { Ok(()) } else { Err(format!("{have} `{kind}` events, not {n}")) }
-    });
+    let have = || events(w).iter().filter(|e| e["kind"] == kind).count();
+    test_util::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || (have() >= n).then_some(()),
+        || format!("{} `{kind}` events, not {n}", have()),
+    );
 }
 
 /// A session whose recording meets the gateway's limit on the size of a file it writes: it is
@@ -161,7 +160,7 @@ fn recording_failed(w: &mut World) {
     let limit = format!("trap '' XFSZ; ulimit -f {FILE_LIMIT_BLOCKS}; exec \"$0\" \"$@\"");
     // The WAL the migrations left is already larger than the limit: into the database first.
     w.server.kill9();
-    rt().block_on(admin(w).exec("PRAGMA wal_checkpoint(TRUNCATE)")).expect("checkpoint");
+    e2e::block_on(admin(w).exec("PRAGMA wal_checkpoint(TRUNCATE)")).expect("checkpoint");
     w.restart_under(&["sh", "-c", &limit]);
     let code = granted(w, "disk filling up, need to look at the logs", None);
     let out = w.ssh(&code, &["head -c 2000000 /dev/zero | base64"]);
@@ -233,13 +232,7 @@ fn sftp(w: &World) {
         ),
     )
     .expect("batch");
-    let out = Command::new("sftp")
-        .args(w.ssh_opts("alice"))
-        .args(["-P", &w.gw_port.to_string(), "-b"])
-        .arg(&batch)
-        .arg(format!("{code}@127.0.0.1"))
-        .output()
-        .expect("sftp runs");
+    let out = w.sftp(&code, &batch);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     w.wait_status(&code, "closed", 15);
 }
@@ -286,35 +279,16 @@ fn stdin_script(w: &World) {
 /// `/breakglass request` in Slack, two approvals clicked on the card, a session, and bob's
 /// revoke clicked while it runs; the summary goes to the card's thread.
 fn slack_request_revoked_while_live(w: &World, slack: &FakeSlack) {
-    let (s, v) = w.slack_post(
-        "/slack/commands",
-        &command_body(
-            "U0ALICE",
-            SLACK_CHANNEL,
-            &format!("request db-1 --as {} --for 30m checkout errors, need the db", w.login),
-        ),
+    let card = w.slack_request(
+        slack,
+        &format!("request db-1 --as {} --for 30m checkout errors, need the db", w.login),
     );
-    assert_eq!(s, 200, "{v}");
-    let answer = v["text"].as_str().unwrap_or_default().to_owned();
-    let code = answer.split('`').nth(1).expect("the code in the answer").to_owned();
-    let card = slack.wait_call("the card", |c| {
-        c.method == "chat.postMessage" && c.text().contains(&code) && c.body["thread_ts"].is_null()
-    });
-    let ts = card.ts.clone().expect("card ts");
-    let id = w.status(&code)["id"].as_str().expect("id").to_owned();
     for who in ["U0BOB", "U0CAROL"] {
-        let (s, _) = w.slack_post(
-            "/slack/interactions",
-            &click_body(who, SLACK_CHANNEL, &ts, "breakglass_approve", &id),
-        );
-        assert_eq!(s, 200);
+        assert_eq!(w.slack_click(who, &card, "breakglass_approve"), 200);
     }
-    let (child, _) = w.printing(&code, "slack-session");
-    let (s, _) = w.slack_post(
-        "/slack/interactions",
-        &click_body("U0BOB", SLACK_CHANNEL, &ts, "breakglass_revoke", &id),
-    );
-    assert_eq!(s, 200);
+    let (child, _) = w.printing(&card.code, "slack-session");
+    assert_eq!(w.slack_click("U0BOB", &card, "breakglass_revoke"), 200);
+    let ts = card.ts;
     let _ = child.wait_with_output().expect("ssh ends");
     slack.wait_call("the summary", |c| {
         c.body["thread_ts"] == ts.as_str() && c.text().contains("Session summary")
@@ -334,15 +308,13 @@ fn discord_request_denied(w: &World, discord: &FakeDiscord) {
     let answer = v["data"]["content"].as_str().unwrap_or_default().to_owned();
     let code = answer.split_whitespace().nth(1).expect("code").to_owned();
     let id = w.status(&code)["id"].as_str().expect("id").to_owned();
-    let card = test_util::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        discord
-            .calls()
-            .into_iter()
-            .find(|c| {
-                c.method == "POST" && c.path == format!("channels/{DISCORD_CHANNEL}/messages")
-            })
-            .ok_or_else(|| format!("no card; calls: {:#?}", discord.calls()))
-    });
+    let cards = format!("channels/{DISCORD_CHANNEL}/messages");
+    let card = test_util::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || discord.calls().into_iter().find(|c| c.method == "POST" && c.path == cards),
+        || format!("no card; calls: {:#?}", discord.calls()),
+    );
     let message = card.answer_id.expect("card id");
     let (s, v) = w.discord_post(&component(
         1_600_000_000_000_000_002,
@@ -474,7 +446,7 @@ fn write_fixture(w: &World, out: &Path) {
     std::fs::create_dir_all(data.join("recordings")).expect("recordings dir");
     let db = data.join("breakglass.db");
     let into = format!("VACUUM INTO '{}'", db.display());
-    rt().block_on(admin(w).exec(&into)).expect("the database copies");
+    e2e::block_on(admin(w).exec(&into)).expect("the database copies");
     let src = w.data_dir();
     for name in ["approval.pub", "recording.pub"] {
         std::fs::copy(src.join("keys").join(name), data.join("keys").join(name)).expect("key");
@@ -529,8 +501,4 @@ fn admin(w: &World) -> shared::testing::db::Admin {
         backend: shared::testing::db::Backend::Sqlite,
         url: w.database_url.clone(),
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
 }
