@@ -1,5 +1,5 @@
 //! The core's rules, one test per rule, and property tests of the request state machine.
-//! All of it runs without I/O: a fixed world (see `shared::testing`) and times passed in.
+//! All of it runs without I/O: a fixed world (see `test_util::world`) and times passed in.
 
 use proptest::prelude::*;
 use shared::core::request::{self, due_for_expiry};
