@@ -177,7 +177,7 @@ mod tests {
     /// gateway (no version, no start) holds a digest-only signature, which is not bound.
     #[test]
     fn the_log_rebuilds_the_statement_and_v1_is_not_bound() {
-        let req = shared::testing::World::new().open_default();
+        let req = test_util::world::World::new().open_default();
         let signer = RecordingSigner::new(shared::testing::key(7));
         let pins = [signer.verifying_key()];
         let sha = [3u8; 32];

@@ -6,32 +6,17 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::{App, Backend, TestResult, assert_error, run};
+use common::{App, TestResult, assert_error};
 use serde_json::{Value, json};
 use shared::core::PrincipalName;
+use shared::testing::db::{Backend, run};
 use shared::testing::{T0, key};
-
-/// Each test body runs once per backend.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::common::run(super::common::Backend::Sqlite, |db| super::$name(db)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::common::run(super::common::Backend::Postgres, |db| super::$name(db)).await;
-            }
-        }
-    };
-}
 
 fn db1(reason: &str) -> Value {
     json!({ "host": "db-1", "reason": reason })
 }
 
-both!(quorum_flow_grants_then_revoke_ends_it);
+test_util::both_backends!(quorum_flow_grants_then_revoke_ends_it);
 async fn quorum_flow_grants_then_revoke_ends_it(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let code = app.open("alice", json!({"host": "db-1", "login": "postgres", "duration": "30m", "reason": "replica lag"})).await;
@@ -67,7 +52,7 @@ async fn quorum_flow_grants_then_revoke_ends_it(db: shared::testing::db::TestDb)
     Ok(())
 }
 
-both!(bad_request_input_is_refused_with_codes_and_nothing_written);
+test_util::both_backends!(bad_request_input_is_refused_with_codes_and_nothing_written);
 async fn bad_request_input_is_refused_with_codes_and_nothing_written(
     db: shared::testing::db::TestDb,
 ) -> TestResult {
@@ -168,7 +153,7 @@ async fn bad_request_input_is_refused_with_codes_and_nothing_written(
     Ok(())
 }
 
-both!(tokens_are_required_and_checked);
+test_util::both_backends!(tokens_are_required_and_checked);
 async fn tokens_are_required_and_checked(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let no_token = app
@@ -206,7 +191,7 @@ async fn tokens_are_required_and_checked(db: shared::testing::db::TestDb) -> Tes
     Ok(())
 }
 
-both!(who_may_decide);
+test_util::both_backends!(who_may_decide);
 async fn who_may_decide(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let code = app.open("bob", db1("disk full")).await;
@@ -242,7 +227,7 @@ async fn who_may_decide(db: shared::testing::db::TestDb) -> TestResult {
     Ok(())
 }
 
-both!(decisions_after_the_end_are_refused);
+test_util::both_backends!(decisions_after_the_end_are_refused);
 async fn decisions_after_the_end_are_refused(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     // After deny.
@@ -309,7 +294,7 @@ async fn offline(app: &App, code: &str, approver: &str, seed: u8, at: i64) -> Va
     json!({ "approver": approver, "key_id": a.key_id.to_hex(), "signed_at": at, "signature": a.signature.to_hex() })
 }
 
-both!(signatures_are_verified_strictly);
+test_util::both_backends!(signatures_are_verified_strictly);
 async fn signatures_are_verified_strictly(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let vault = app.open("alice", json!({"host": "vault-1", "reason": "unseal"})).await;
@@ -379,7 +364,7 @@ async fn signatures_are_verified_strictly(db: shared::testing::db::TestDb) -> Te
     Ok(())
 }
 
-both!(lists_and_lookups);
+test_util::both_backends!(lists_and_lookups);
 async fn lists_and_lookups(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let a = app.open("alice", db1("first")).await;
@@ -419,7 +404,7 @@ async fn lists_and_lookups(db: shared::testing::db::TestDb) -> TestResult {
     Ok(())
 }
 
-both!(service_endpoints);
+test_util::both_backends!(service_endpoints);
 async fn service_endpoints(db: shared::testing::db::TestDb) -> TestResult {
     let app = App::new(&db);
     let (s, body) = app.get("/healthz", "").await;

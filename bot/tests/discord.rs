@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use bot::chat::{ChatAdapter as _, Posted};
-use common::{App, Backend, TestResult, run};
+use common::{App, TestResult};
 use e2e::fake_discord::{
     APP_ID, FakeDiscord, GUILD, Route, Signer, autocomplete, command, component, ping,
 };
@@ -186,22 +186,7 @@ impl Discord {
     }
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::Backend::Sqlite, |db| super::$name(db)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(super::Backend::Postgres, |db| super::$name(db)).await;
-            }
-        }
-    };
-}
-
-both!(ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused);
+test_util::both_backends!(ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused);
 async fn ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused(
     db: TestDb,
 ) -> TestResult {
@@ -230,7 +215,9 @@ async fn ping_is_answered_and_bad_stale_or_replayed_interactions_are_refused(
     Ok(())
 }
 
-both!(a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_restart);
+test_util::both_backends!(
+    a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_restart
+);
 async fn a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_restart(
     db: TestDb,
 ) -> TestResult {
@@ -271,7 +258,9 @@ async fn a_replayed_interaction_is_refused_and_changes_nothing_even_after_a_rest
     Ok(())
 }
 
-both!(a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line);
+test_util::both_backends!(
+    a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line
+);
 async fn a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_connect_line(
     db: TestDb,
 ) -> TestResult {
@@ -368,7 +357,7 @@ async fn a_request_from_discord_gets_an_embed_a_thread_approvals_and_a_private_c
     Ok(())
 }
 
-both!(autocomplete_offers_only_hosts_the_user_may_request_here);
+test_util::both_backends!(autocomplete_offers_only_hosts_the_user_may_request_here);
 async fn autocomplete_offers_only_hosts_the_user_may_request_here(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     let (s, v) = d.send(&autocomplete(d.id(), ALICE, CH, "")).await;
@@ -385,7 +374,7 @@ async fn autocomplete_offers_only_hosts_the_user_may_request_here(db: TestDb) ->
     Ok(())
 }
 
-both!(policy_refusals_are_private_and_change_nothing);
+test_util::both_backends!(policy_refusals_are_private_and_change_nothing);
 async fn policy_refusals_are_private_and_change_nothing(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     assert!(
@@ -421,7 +410,7 @@ async fn policy_refusals_are_private_and_change_nothing(db: TestDb) -> TestResul
     Ok(())
 }
 
-both!(review_links_come_privately_to_reviewers_only);
+test_util::both_backends!(review_links_come_privately_to_reviewers_only);
 async fn review_links_come_privately_to_reviewers_only(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     let (code, _, _, _) = d.request("disk full").await;
@@ -438,7 +427,7 @@ async fn review_links_come_privately_to_reviewers_only(db: TestDb) -> TestResult
     Ok(())
 }
 
-both!(mentions_in_a_reason_cannot_ping);
+test_util::both_backends!(mentions_in_a_reason_cannot_ping);
 async fn mentions_in_a_reason_cannot_ping(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     d.request("@everyone <@1010000000000000002> [runbook](https://evil.example) ```rm```").await;
@@ -486,7 +475,7 @@ async fn command_registration_is_idempotent() -> TestResult {
     Ok(())
 }
 
-both!(a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic);
+test_util::both_backends!(a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic);
 async fn a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     let body = ping(d.id()).to_string();
@@ -498,7 +487,7 @@ async fn a_timestamp_at_the_edge_of_i64_is_refused_not_a_panic(db: TestDb) -> Te
     Ok(())
 }
 
-both!(a_long_reason_with_markdown_characters_fits_the_embed_field);
+test_util::both_backends!(a_long_reason_with_markdown_characters_fits_the_embed_field);
 async fn a_long_reason_with_markdown_characters_fits_the_embed_field(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     // `-` is escaped to `\-`: 999 characters of ordinary text would be 1199 escaped.
@@ -518,7 +507,7 @@ async fn a_long_reason_with_markdown_characters_fits_the_embed_field(db: TestDb)
     Ok(())
 }
 
-both!(a_summary_of_many_long_commands_fits_in_a_discord_message);
+test_util::both_backends!(a_summary_of_many_long_commands_fits_in_a_discord_message);
 async fn a_summary_of_many_long_commands_fits_in_a_discord_message(db: TestDb) -> TestResult {
     let d = Discord::start(&db).await;
     let (code, id, message, thread) = d.request("summary drill").await;
@@ -543,7 +532,7 @@ async fn a_summary_of_many_long_commands_fits_in_a_discord_message(db: TestDb) -
     Ok(())
 }
 
-both!(a_thread_that_failed_to_start_is_started_later_without_a_second_card);
+test_util::both_backends!(a_thread_that_failed_to_start_is_started_later_without_a_second_card);
 async fn a_thread_that_failed_to_start_is_started_later_without_a_second_card(
     db: TestDb,
 ) -> TestResult {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use common::{App, Backend, TestResult, run};
+use common::{App, TestResult};
 use serde_json::{Value, json};
 use shared::core::request::{self as core_request};
 use shared::core::{Action, RequestRef};
@@ -185,22 +185,7 @@ impl Review {
     }
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::Backend::Sqlite, |db| super::$name(db)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(super::Backend::Postgres, |db| super::$name(db)).await;
-            }
-        }
-    };
-}
-
-both!(a_link_opens_once_and_starts_a_strict_session);
+test_util::both_backends!(a_link_opens_once_and_starts_a_strict_session);
 async fn a_link_opens_once_and_starts_a_strict_session(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     // Without a session: a page that says how to get one, never the content.
@@ -269,7 +254,7 @@ async fn a_link_opens_once_and_starts_a_strict_session(db: TestDb) -> TestResult
     Ok(())
 }
 
-both!(only_reviewers_get_links_or_see_pages);
+test_util::both_backends!(only_reviewers_get_links_or_see_pages);
 async fn only_reviewers_get_links_or_see_pages(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let (s, v) = r.app.post("/api/v1/review-links", "alice", json!({})).await;
@@ -307,7 +292,7 @@ async fn only_reviewers_get_links_or_see_pages(db: TestDb) -> TestResult {
     Ok(())
 }
 
-both!(links_and_sessions_expire);
+test_util::both_backends!(links_and_sessions_expire);
 async fn links_and_sessions_expire(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let link = r.link("erin", None).await;
@@ -325,7 +310,7 @@ async fn links_and_sessions_expire(db: TestDb) -> TestResult {
     Ok(())
 }
 
-both!(an_https_public_url_makes_the_cookie_secure);
+test_util::both_backends!(an_https_public_url_makes_the_cookie_secure);
 async fn an_https_public_url_makes_the_cookie_secure(db: TestDb) -> TestResult {
     let mut r = Review::new(&db);
     let mut config = (*r.app.deps.config).clone();
@@ -338,7 +323,7 @@ async fn an_https_public_url_makes_the_cookie_secure(db: TestDb) -> TestResult {
     Ok(())
 }
 
-both!(pages_show_untrusted_text_as_text_and_check_every_signature);
+test_util::both_backends!(pages_show_untrusted_text_as_text_and_check_every_signature);
 async fn pages_show_untrusted_text_as_text_and_check_every_signature(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let (code, cast) = r.session(HOSTILE_REASON).await;
@@ -400,7 +385,7 @@ async fn pages_show_untrusted_text_as_text_and_check_every_signature(db: TestDb)
     Ok(())
 }
 
-both!(search_finds_commands_and_links_to_their_moment);
+test_util::both_backends!(search_finds_commands_and_links_to_their_moment);
 async fn search_finds_commands_and_links_to_their_moment(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let (code, _) = r.session("disk full").await;
@@ -437,7 +422,7 @@ async fn search_finds_commands_and_links_to_their_moment(db: TestDb) -> TestResu
     Ok(())
 }
 
-both!(another_sessions_recording_is_not_verified_on_the_page_or_in_chat);
+test_util::both_backends!(another_sessions_recording_is_not_verified_on_the_page_or_in_chat);
 async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
     db: TestDb,
 ) -> TestResult {
@@ -479,7 +464,7 @@ async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
     Ok(())
 }
 
-both!(a_long_search_is_refused_and_not_recorded);
+test_util::both_backends!(a_long_search_is_refused_and_not_recorded);
 async fn a_long_search_is_refused_and_not_recorded(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let cookie = r.sign_in(&r.link("erin", None).await).await;
@@ -498,7 +483,7 @@ async fn a_long_search_is_refused_and_not_recorded(db: TestDb) -> TestResult {
     Ok(())
 }
 
-both!(the_bundle_holds_what_an_auditor_needs_to_verify_offline);
+test_util::both_backends!(the_bundle_holds_what_an_auditor_needs_to_verify_offline);
 async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let (code, cast) = r.session("disk full").await;
@@ -580,7 +565,7 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
     Ok(())
 }
 
-both!(a_live_cast_download_has_no_keystrokes);
+test_util::both_backends!(a_live_cast_download_has_no_keystrokes);
 async fn a_live_cast_download_has_no_keystrokes(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let code = r.started("watch").await;
@@ -606,7 +591,7 @@ async fn a_live_cast_download_has_no_keystrokes(db: TestDb) -> TestResult {
     Ok(())
 }
 
-both!(a_live_view_ends_when_the_viewers_browser_session_does);
+test_util::both_backends!(a_live_view_ends_when_the_viewers_browser_session_does);
 async fn a_live_view_ends_when_the_viewers_browser_session_does(db: TestDb) -> TestResult {
     let r = Review::new(&db);
     let code = r.started("watch").await;

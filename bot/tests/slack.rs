@@ -7,11 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{App, Backend, TestResult, run};
+use common::{App, TestResult};
 use e2e::fake_slack::{FakeSlack, click_body, command_body, sign};
 use serde_json::Value;
 use shared::config::Secret;
-use shared::testing::db::TestDb;
+use shared::testing::db::{Backend, TestDb, run};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CHANNEL: &str = "C0INCIDENT";
@@ -133,22 +133,7 @@ impl Slack {
     }
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(super::Backend::Sqlite, |db| super::$name(db)).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(super::Backend::Postgres, |db| super::$name(db)).await;
-            }
-        }
-    };
-}
-
-both!(a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line);
+test_util::both_backends!(a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line);
 async fn a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line(
     db: TestDb,
 ) -> TestResult {
@@ -225,7 +210,7 @@ async fn a_request_from_slack_gets_a_card_approvals_and_a_private_connect_line(
     Ok(())
 }
 
-both!(review_links_are_private_and_for_reviewers_only);
+test_util::both_backends!(review_links_are_private_and_for_reviewers_only);
 async fn review_links_are_private_and_for_reviewers_only(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let (code, _, _) = s.request("disk full").await;
@@ -241,7 +226,7 @@ async fn review_links_are_private_and_for_reviewers_only(db: TestDb) -> TestResu
     Ok(())
 }
 
-both!(forged_or_stale_requests_are_refused_before_reading);
+test_util::both_backends!(forged_or_stale_requests_are_refused_before_reading);
 async fn forged_or_stale_requests_are_refused_before_reading(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let body = command_body("U0ALICE", CHANNEL, "request db-1 because");
@@ -266,7 +251,7 @@ async fn forged_or_stale_requests_are_refused_before_reading(db: TestDb) -> Test
     Ok(())
 }
 
-both!(a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart);
+test_util::both_backends!(a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart);
 async fn a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart(
     db: TestDb,
 ) -> TestResult {
@@ -304,7 +289,7 @@ async fn a_replayed_request_is_refused_and_changes_nothing_even_after_a_restart(
     Ok(())
 }
 
-both!(the_same_click_twice_records_one_approval);
+test_util::both_backends!(the_same_click_twice_records_one_approval);
 async fn the_same_click_twice_records_one_approval(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let (code, id, ts) = s.request("disk full").await;
@@ -325,18 +310,18 @@ async fn the_same_click_twice_records_one_approval(db: TestDb) -> TestResult {
 }
 
 async fn wait_ephemeral(s: &Slack, needle: &str) -> String {
-    for _ in 0..100 {
-        if let Some(c) =
-            s.fake.calls_to("chat.postEphemeral").into_iter().find(|c| c.text().contains(needle))
-        {
-            return c.text();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("no ephemeral with {needle}: {:?}", s.fake.calls_to("chat.postEphemeral"));
+    let found =
+        || s.fake.calls_to("chat.postEphemeral").into_iter().find(|c| c.text().contains(needle));
+    test_util::wait_until_async(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(20),
+        || std::future::ready(found().map(|c| c.text())),
+        || format!("no ephemeral with {needle}: {:?}", s.fake.calls_to("chat.postEphemeral")),
+    )
+    .await
 }
 
-both!(clicks_and_commands_are_checked_against_policy);
+test_util::both_backends!(clicks_and_commands_are_checked_against_policy);
 async fn clicks_and_commands_are_checked_against_policy(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     // Requests outside policy: private errors, nothing created.
@@ -382,7 +367,7 @@ async fn clicks_and_commands_are_checked_against_policy(db: TestDb) -> TestResul
     Ok(())
 }
 
-both!(offline_signature_scopes_point_the_approver_to_their_key);
+test_util::both_backends!(offline_signature_scopes_point_the_approver_to_their_key);
 async fn offline_signature_scopes_point_the_approver_to_their_key(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let text = s.command("U0ALICE", "C0VAULT", "request vault-1 unseal after the restart").await;
@@ -395,7 +380,7 @@ async fn offline_signature_scopes_point_the_approver_to_their_key(db: TestDb) ->
     Ok(())
 }
 
-both!(mrkdwn_in_a_reason_cannot_ping_or_forge_links);
+test_util::both_backends!(mrkdwn_in_a_reason_cannot_ping_or_forge_links);
 async fn mrkdwn_in_a_reason_cannot_ping_or_forge_links(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     s.request("<!channel> <@U0BOB> <https://evil.example|the runbook> & more").await;
@@ -411,7 +396,7 @@ async fn mrkdwn_in_a_reason_cannot_ping_or_forge_links(db: TestDb) -> TestResult
     Ok(())
 }
 
-both!(a_rate_limited_summary_is_retried_and_posted_once);
+test_util::both_backends!(a_rate_limited_summary_is_retried_and_posted_once);
 async fn a_rate_limited_summary_is_retried_and_posted_once(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let (code, id, ts) = s.request("rate limit drill").await;
@@ -441,7 +426,7 @@ async fn a_rate_limited_summary_is_retried_and_posted_once(db: TestDb) -> TestRe
     Ok(())
 }
 
-both!(a_summary_of_many_long_commands_fits_in_a_slack_section);
+test_util::both_backends!(a_summary_of_many_long_commands_fits_in_a_slack_section);
 async fn a_summary_of_many_long_commands_fits_in_a_slack_section(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     // Escaping a reason of `&` makes it five times longer: the card must still fit.
@@ -474,7 +459,7 @@ async fn a_summary_of_many_long_commands_fits_in_a_slack_section(db: TestDb) -> 
     Ok(())
 }
 
-both!(a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried);
+test_util::both_backends!(a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried);
 async fn a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried(
     db: TestDb,
 ) -> TestResult {
@@ -511,7 +496,7 @@ async fn a_post_refused_for_good_is_skipped_and_one_not_allowed_is_retried(
     Ok(())
 }
 
-both!(a_failed_connect_line_is_retried_without_repeating_the_grant);
+test_util::both_backends!(a_failed_connect_line_is_retried_without_repeating_the_grant);
 async fn a_failed_connect_line_is_retried_without_repeating_the_grant(db: TestDb) -> TestResult {
     let s = Slack::start(&db).await;
     let (_, id, ts) = s.request("ephemeral drill").await;
@@ -547,7 +532,7 @@ fn count_summaries(s: &Slack, ts: &str) -> usize {
         .count()
 }
 
-both!(a_summary_due_while_the_bot_was_down_is_posted_once_after_restart);
+test_util::both_backends!(a_summary_due_while_the_bot_was_down_is_posted_once_after_restart);
 async fn a_summary_due_while_the_bot_was_down_is_posted_once_after_restart(
     db: TestDb,
 ) -> TestResult {
@@ -616,7 +601,9 @@ async fn socket_mode_carries_commands_and_clicks_without_inbound_http() {
     .await;
 }
 
-both!(a_thread_in_step_with_its_request_is_left_alone_until_the_request_changes);
+test_util::both_backends!(
+    a_thread_in_step_with_its_request_is_left_alone_until_the_request_changes
+);
 async fn a_thread_in_step_with_its_request_is_left_alone_until_the_request_changes(
     db: TestDb,
 ) -> TestResult {

@@ -1155,6 +1155,7 @@ impl fmt::Display for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_util::Rng;
 
     #[test]
     fn the_block_scan_never_misses_a_byte_to_escape() {
@@ -1172,11 +1173,9 @@ mod tests {
     fn the_word_at_a_time_scan_never_misses_a_byte_to_escape() {
         let naive =
             |w: [u8; 8]| w.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0xE2);
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rng = Rng::new(Rng::SEED);
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let mut w = x.to_le_bytes();
             // Bias towards the interesting bytes.
             let k = (x >> 59) as usize & 7;
@@ -1234,35 +1233,6 @@ mod tests {
 
     fn micros(t: f64) -> u64 {
         (t * 1e6).round() as u64
-    }
-
-    /// xorshift64*: deterministic, good enough to pick chunkings and bytes.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        /// Splits `bytes` into random chunks of 1..=max bytes.
-        fn chunks<'a>(&mut self, bytes: &'a [u8], max: usize) -> Vec<&'a [u8]> {
-            let mut out = Vec::new();
-            let mut rest = bytes;
-            while !rest.is_empty() {
-                let n = (1 + self.below(max)).min(rest.len());
-                let (chunk, tail) = rest.split_at(n);
-                out.push(chunk);
-                rest = tail;
-            }
-            out
-        }
     }
 
     fn write_stream(
@@ -1377,7 +1347,7 @@ mod tests {
                     chunkings.push(vec![&bytes[..i], &bytes[i..j], &bytes[j..]]);
                 }
             }
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+            let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
             for _ in 0..200 {
                 chunkings.push(rng.chunks(bytes, 4));
             }
@@ -1402,8 +1372,8 @@ mod tests {
 
     #[test]
     fn binary_exec_stdout_survives_byte_for_byte() -> TestResult {
-        let mut rng = Rng(42);
-        let mut input: Vec<u8> = (0..20_000).map(|_| rng.next() as u8).collect();
+        let mut rng = Rng::new(42);
+        let mut input: Vec<u8> = (0..20_000).map(|_| rng.next_u64() as u8).collect();
         input[..4].copy_from_slice(b"\x7fELF");
         input[100..110].fill(0); // NULs
         input.extend_from_slice("tail € ok".as_bytes());
@@ -1597,7 +1567,7 @@ mod tests {
         assert!(cast.events.iter().all(|e| e.data == nasty));
 
         // Every char below 0x80 and random strings agree with serde_json's reading.
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut samples: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
         for _ in 0..500 {
             let len = rng.below(16);

@@ -2692,13 +2692,8 @@ i"\x09" o"o " i"tab-$((6*7))\x0d" o"tab-$((6*7))\x0d\x0a\x1b[?2004l\x0d" o"tab-4
     /// non-empty.
     #[test]
     fn garbage_never_panics() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = test_util::Rng::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next_u64();
         let alphabet: &[u8] =
             b"\x1b[?1049hl;0123456789ABCDHJKPr\r\n\x08\x7f\x03\x04\x0f\t az~\xc3\xa9\xe2\x94";
         for _ in 0..200 {

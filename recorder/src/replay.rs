@@ -846,6 +846,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::error::Error;
     use std::rc::Rc;
+    use test_util::Rng;
 
     type TestResult = Result<(), Box<dyn Error>>;
 
@@ -1203,18 +1204,6 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift), enough to mix fragments.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
-        }
-    }
-
     #[test]
     fn output_is_a_fixed_point_with_nothing_dangerous() {
         let pieces = [
@@ -1268,7 +1257,7 @@ mod tests {
             "$",
             "'",
         ];
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let len = rng.below(40);
             let input: String = (0..len).map(|_| pieces[rng.below(pieces.len())]).collect();

@@ -2547,6 +2547,7 @@ fn shell_words(command: &[u8]) -> Option<(Vec<Vec<u8>>, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_util::Rng;
 
     #[test]
     fn shells_reading_commands_on_stdin_are_told_apart() {
@@ -2828,24 +2829,6 @@ mod tests {
             "remove /srv/old ok".to_owned(),
             "rename /srv/a -> /srv/b failed: permission denied (3): Permission denied".to_owned(),
         ]
-    }
-
-    /// Small deterministic PRNG (xorshift64*), so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
     }
 
     /// Feeds a script cut into random chunks (streams keep their order
@@ -3417,7 +3400,7 @@ mod tests {
 
     #[test]
     fn sftp_in_order_content_is_hashed_without_copies() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let content = rng.bytes(4 << 20);
         let mut t = SftpTracker::new();
         let mut events = Vec::new();
@@ -3492,7 +3475,7 @@ mod tests {
 
     #[test]
     fn escape_round_trips_random_bytes_and_prints_no_controls() {
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         let mut cases: Vec<Vec<u8>> = vec![
             b"plain/path".to_vec(),
             "caf\u{e9}/\u{202e}/\u{200b}/\u{85}".as_bytes().to_vec(),
@@ -3536,7 +3519,7 @@ mod tests {
             max_fragments: 16,
         };
         let bound = sftp_bound(&limits);
-        let mut rng = Rng(0x5eed);
+        let mut rng = Rng::new(0x5eed);
         let base = session();
         let types = [
             FXP_INIT,
@@ -3601,7 +3584,7 @@ mod tests {
                         }
                         let at = rng.below(msg.len());
                         match rng.below(3) {
-                            0 => msg[at] = rng.next() as u8,
+                            0 => msg[at] = rng.next_u64() as u8,
                             1 => {
                                 msg.remove(at);
                             }
@@ -4033,7 +4016,7 @@ mod tests {
     #[test]
     fn scp_fuzz_never_panics_and_stays_bounded() {
         let bound = 2 * SCP_MAX_HELD + 8 * SCP_MAX_LINE + SCP_MAX_DEPTH * 2 * (SCP_MAX_LINE + 1);
-        let mut rng = Rng(0xfeed);
+        let mut rng = Rng::new(0xfeed);
         let bases = [recursive_upload(), scp_errors_script()];
         let alphabet = b"CDET\0\x01\x02\n 0123456789abc";
         for round in 0..1500 {
@@ -4126,7 +4109,8 @@ mod tests {
         };
         let events = describe_all(&run(new().as_mut(), &script));
         for seed in 1..4 {
-            let rechunked = describe_all(&run_chunked(new().as_mut(), &script, &mut Rng(seed)));
+            let rechunked =
+                describe_all(&run_chunked(new().as_mut(), &script, &mut Rng::new(seed)));
             assert_eq!(rechunked, events, "seed {seed}");
         }
         events
@@ -4427,7 +4411,7 @@ mod tests {
     fn live_sftp_put_and_get_match_sha256sum() {
         require_tools();
         let dir = TempDir::new("sftp");
-        let mut rng = Rng(0x5f7);
+        let mut rng = Rng::new(0x5f7);
         fs::write(dir.path("up.bin"), rng.bytes(1 << 20)).expect("write");
         fs::write(dir.path("remote-down.bin"), rng.bytes((1 << 20) + 12345)).expect("write");
         let batch = format!(
@@ -4463,7 +4447,8 @@ mod tests {
         let events = describe_all(&run(&mut SftpTracker::new(), &script));
         assert_eq!(events, expected);
         assert_eq!(sha256sum(&dir.path("remote-down.bin")), sha256sum(&dir.path("down.bin")));
-        let rechunked = describe_all(&run_chunked(&mut SftpTracker::new(), &script, &mut Rng(9)));
+        let rechunked =
+            describe_all(&run_chunked(&mut SftpTracker::new(), &script, &mut Rng::new(9)));
         assert_eq!(rechunked, expected);
     }
 
@@ -4471,7 +4456,7 @@ mod tests {
     fn live_legacy_scp_upload_download_and_recursive() {
         require_tools();
         let dir = TempDir::new("scp");
-        let mut rng = Rng(0x5c9);
+        let mut rng = Rng::new(0x5c9);
         for sub in ["remote", "local", "tree/sub"] {
             fs::create_dir_all(dir.0.join(sub)).expect("mkdir");
         }

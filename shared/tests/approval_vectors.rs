@@ -9,7 +9,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
 use shared::core::approval::{ApprovalSigner, BoundFields, PinnedKeys, public_key_text};
 use shared::core::*;
-use shared::testing::World;
+use test_util::world::World;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/approval-v1.json");
 

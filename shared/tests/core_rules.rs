@@ -1,10 +1,11 @@
 //! The core's rules, one test per rule, and property tests of the request state machine.
-//! All of it runs without I/O: a fixed world (see `shared::testing`) and times passed in.
+//! All of it runs without I/O: a fixed world (see `test_util::world`) and times passed in.
 
 use proptest::prelude::*;
 use shared::core::request::{self, due_for_expiry};
 use shared::core::*;
-use shared::testing::{T0, World, dur, host, key, login, name, scope_name};
+use shared::testing::{T0, dur, host, key, login, name, scope_name};
+use test_util::world::World;
 
 /// Runs one action and asserts it is refused with `code`.
 #[track_caller]

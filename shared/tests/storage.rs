@@ -2,7 +2,7 @@
 //! and on PostgreSQL (a fresh database), through the `Store` port only, plus a side door for
 //! what an administrator could do behind the adapter's back.
 //!
-//! The requests come from the shared test world (`shared::testing`): alice asks for `db-1` in
+//! The requests come from the shared test world (`test_util::world`): alice asks for `db-1` in
 //! `prod-db`, bob and carol approve (quorum 2).
 
 // The adapter exists only with the `storage` feature (on by default).
@@ -21,32 +21,11 @@ use shared::ports::{
     CommandSearch, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink, SessionEvent, Store,
     StoreError,
 };
-use shared::testing::db::{Backend, TestDb, TestResult, run};
-use shared::testing::{T0, World, dur, name};
+use shared::testing::db::{Backend, TestDb, TestResult};
+use shared::testing::{T0, dur, name};
+use test_util::world::World;
 
-/// Declares each test body once per backend: `sqlite::<name>` and `postgres::<name>`.
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::run(super::Backend::Sqlite, super::$test).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::run(super::Backend::Postgres, super::$test).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+test_util::both_backends!(
     create_then_get_round_trips_every_field,
     duplicate_id_or_code_conflicts_and_writes_nothing,
     quorum_of_approvals_is_read_back_in_order,

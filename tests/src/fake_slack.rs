@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -105,18 +106,12 @@ impl FakeSlack {
     /// The first call that `pred` accepts, waiting up to 20 s for it; panics with `what` and
     /// every call so far when none comes.
     pub fn wait_call(&self, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Some(c) = self.calls().into_iter().find(|c| pred(c)) {
-                return c;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no Slack call for {what}; calls: {:#?}",
-                self.calls()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        test_util::wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || self.calls().into_iter().find(|c| pred(c)),
+            || format!("no Slack call for {what}; calls: {:#?}", self.calls()),
+        )
     }
 
     /// The calls to `method`.
@@ -134,13 +129,12 @@ impl FakeSlack {
 
     /// Waits (up to 10 s) for a Socket Mode client to connect.
     pub async fn socket_connected(&self) -> bool {
-        for _ in 0..200 {
-            if self.inner.lock().map(|i| i.socket.is_some()).unwrap_or(false) {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
+        let connected = || self.inner.lock().map(|i| i.socket.is_some()).unwrap_or(false);
+        test_util::poll_async(Duration::from_secs(10), Duration::from_millis(50), || {
+            std::future::ready(connected().then_some(()))
+        })
+        .await
+        .is_some()
     }
 
     /// Socket Mode connections accepted so far (a reconnect makes one more).
@@ -150,13 +144,11 @@ impl FakeSlack {
 
     /// Waits (up to `secs`) until `n` Socket Mode connections were accepted.
     pub async fn socket_connected_times(&self, n: usize, secs: u64) -> bool {
-        for _ in 0..secs * 20 {
-            if self.socket_connections() >= n {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        false
+        test_util::poll_async(Duration::from_secs(secs), Duration::from_millis(50), || {
+            std::future::ready((self.socket_connections() >= n).then_some(()))
+        })
+        .await
+        .is_some()
     }
 
     /// Drops the Socket Mode connection the way a network failure does: the TCP connection
@@ -185,13 +177,13 @@ impl FakeSlack {
             .and_then(|i| i.socket.clone())
             .expect("a Socket Mode client is connected");
         tx.send(envelope.to_string()).expect("socket open");
-        for _ in 0..200 {
-            if let Some(ack) = self.inner.lock().ok().and_then(|mut i| i.acks.remove(&id)) {
-                return ack;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("no ack for {id}");
+        test_util::wait_until_async(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || std::future::ready(self.inner.lock().ok().and_then(|mut i| i.acks.remove(&id))),
+            || format!("no ack for {id}"),
+        )
+        .await
     }
 
     /// The next `times` calls to `method` answer HTTP `status` (with `Retry-After` if given).

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{Server, bin, cli};
+use crate::{Server, bin, block_on, cli};
 
 /// The login used on the target: the user running the tests (root in CI), so the throwaway
 /// sshd can log them in.
@@ -96,15 +96,15 @@ impl Sshd {
                 .stderr(log)
                 .spawn()
                 .expect("sshd starts");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
+            // Listening (true), or exited, likely because another process took the port.
+            let up = test_util::poll(Duration::from_secs(10), Duration::from_millis(20), || {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { port, host_key_pub, child, dir: dir.to_owned() };
+                    return Some(true);
                 }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                child.try_wait().ok().flatten().map(|_| false)
+            });
+            if up == Some(true) {
+                return Self { port, host_key_pub, child, dir: dir.to_owned() };
             }
             let _ = child.kill();
         }
@@ -163,11 +163,12 @@ impl Agent {
             .stderr(Stdio::null())
             .spawn()
             .expect("ssh-agent starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent made no socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        test_util::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || sock.exists().then_some(()),
+            || "ssh-agent made no socket".to_owned(),
+        );
         run(Command::new("ssh-add").env("SSH_AUTH_SOCK", &sock).arg(&key));
         let public = std::fs::read_to_string(key.with_extension("pub")).expect("agent key .pub");
         Self { sock, public: public.trim().to_owned(), child }
@@ -201,24 +202,23 @@ pub struct WorldOptions {
     pub slack_socket: bool,
     /// Enable Discord against this REST base (a `FakeDiscord`), with the test application key.
     pub discord_api: Option<String>,
+    /// Whole tables appended to the config (e.g. another `[scopes.NAME]`, or
+    /// `[keys.pinned_approver_keys]`).
+    pub extra_toml: String,
 }
 
 /// The Discord channel requests come from.
-pub const DISCORD_CHANNEL: &str = "1150000000000000001";
+pub use test_util::world::DISCORD_CHANNEL;
 
 /// The Slack signing secret of gateway worlds.
 pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
 /// The Slack app-level token of Socket Mode worlds.
 pub const SLACK_APP_TOKEN: &str = "xapp-1-e2e-socket-mode-app-token";
 /// The channel Slack requests come from.
-pub const SLACK_CHANNEL: &str = "C0INCIDENT";
+pub use test_util::world::SLACK_CHANNEL;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
-}
-
-/// sshd + `breakglass up` + keys and tokens for alice (requester), bob and carol (approvers)
-/// and erin (reviewer).
+/// sshd + `breakglass up` for the test world's users (`test_util::world`: alice requests, bob
+/// and carol approve, erin reviews; alice and dave have SSH keys) in one scope, `prod`.
 #[derive(Debug)]
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -233,7 +233,9 @@ pub struct World {
     env: Vec<(String, String)>,
 }
 
+/// `breakglass up` for a world, run by `wrapper` (see [`Server::start_under`]; none: as is).
 fn start_server(
+    wrapper: &[&str],
     dir: &Path,
     config: &Path,
     data: &Path,
@@ -241,7 +243,8 @@ fn start_server(
     env: &[(String, String)],
 ) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Server::start(
+    Server::start_under(
+        wrapper,
         dir,
         &[
             "--config",
@@ -264,15 +267,8 @@ impl Drop for World {
     }
 }
 
-/// The API token of `who` in gateway worlds.
-pub fn token(who: &str) -> String {
-    format!("bgt_gateway_test_{who}")
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
+/// The API token of `who` (the test world's).
+pub use test_util::world::token;
 
 impl World {
     pub fn start() -> Self {
@@ -370,34 +366,7 @@ known_hosts_file = "{kh}"
 connect_timeout = "5s"
 {gateway_extra}
 
-[users.alice]
-slack_id = "U0ALICE"
-discord_id = "1010000000000000001"
-groups = ["oncall"]
-ssh_keys = [{alice_keys}]
-api_token_sha256 = "{ta}"
-[users.dave]
-groups = ["oncall"]
-ssh_keys = ["{dave_key}"]
-[users.bob]
-slack_id = "U0BOB"
-discord_id = "1010000000000000002"
-groups = ["dba"]
-api_token_sha256 = "{tb}"
-[users.carol]
-slack_id = "U0CAROL"
-discord_id = "1010000000000000003"
-groups = ["dba"]
-api_token_sha256 = "{tc}"
-[users.erin]
-slack_id = "U0ERIN"
-discord_id = "1010000000000000005"
-groups = ["audit"]
-api_token_sha256 = "{te}"
-
-[review]
-reviewer_groups = ["audit"]
-
+{users}
 [scopes.prod]
 hosts = {{ db-1 = "127.0.0.1:{port}", dead-1 = "127.0.0.1:{dead_port}" }}
 logins = ["{login}", "nobody"]
@@ -406,16 +375,22 @@ approver_groups = ["dba"]
 quorum = 2
 channels = ["{channel}", "{discord_channel}"]
 {extra}
+{extra_toml}
 "#,
             kh = known_hosts.display(),
-            alice_keys = alice_keys.join(", "),
-            dave_key = std::fs::read_to_string(d.join("dave.pub")).expect("dave.pub").trim(),
-            ta = sha256_hex(&token("alice")),
-            tb = sha256_hex(&token("bob")),
-            tc = sha256_hex(&token("carol")),
-            te = sha256_hex(&token("erin")),
+            users = test_util::world::users_toml(&[
+                ("alice", format!("ssh_keys = [{}]", alice_keys.join(", "))),
+                (
+                    "dave",
+                    format!(
+                        "ssh_keys = [\"{}\"]",
+                        std::fs::read_to_string(d.join("dave.pub")).expect("dave.pub").trim()
+                    ),
+                ),
+            ]),
             port = sshd.port,
             extra = opts.scope_extra,
+            extra_toml = opts.extra_toml,
             gateway_extra = opts.gateway_extra,
             channel = SLACK_CHANNEL,
             discord_channel = DISCORD_CHANNEL,
@@ -423,7 +398,7 @@ channels = ["{channel}", "{discord_channel}"]
         let config_path = d.join("breakglass.toml");
         std::fs::write(&config_path, config).expect("config");
         let gw_port = free_port();
-        let server = start_server(d, &config_path, &data, gw_port, &opts.env);
+        let server = start_server(&[], d, &config_path, &data, gw_port, &opts.env);
         let http = reqwest::blocking::Client::new();
         let database_url = opts
             .env
@@ -447,9 +422,16 @@ channels = ["{channel}", "{discord_channel}"]
 
     /// Starts `breakglass up` again (after `server.kill9()`), same ports, same data.
     pub fn restart(&mut self) {
+        self.restart_under(&[]);
+    }
+
+    /// Kills `breakglass up` (SIGKILL, as [`Server::kill9`]) and starts it again on the same
+    /// ports and data, run by `wrapper` (see [`Server::start_under`]; none: as is).
+    pub fn restart_under(&mut self, wrapper: &[&str]) {
         self.server.kill9();
+        let data = self.data_dir();
         self.server =
-            start_server(self.dir.path(), &self.config, &self.data_dir(), self.gw_port, &self.env);
+            start_server(wrapper, self.dir.path(), &self.config, &data, self.gw_port, &self.env);
         self.http = reqwest::blocking::Client::new();
     }
 
@@ -584,19 +566,18 @@ channels = ["{channel}", "{discord_channel}"]
 
     /// Waits until the request has `status` (the API view), or panics after `secs`.
     pub fn wait_status(&self, code: &str, status: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.status(code);
-            if v["status"] == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{code} never became {status}: {v}\n{}",
-                self.server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        test_util::wait_until(
+            Duration::from_secs(secs),
+            Duration::from_millis(50),
+            || (self.status(code)["status"] == status).then_some(()),
+            || {
+                format!(
+                    "{code} never became {status}: {}\n{}",
+                    self.status(code),
+                    self.server.log()
+                )
+            },
+        );
     }
 
     /// The recording files (`.cast`) written so far.
@@ -615,21 +596,17 @@ channels = ["{channel}", "{discord_channel}"]
 
     /// The recording of grant `code`, once its signature is written.
     pub fn recording_of(&self, code: &str, secs: u64) -> PathBuf {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(p) = self.recordings().into_iter().find(|p| {
-                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(code))
-                    && recorder_sig(p).exists()
-            }) {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no signed recording for {code}:\n{}",
-                self.server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        test_util::wait_until(
+            Duration::from_secs(secs),
+            Duration::from_millis(50),
+            || {
+                self.recordings().into_iter().find(|p| {
+                    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(code))
+                        && recorder_sig(p).exists()
+                })
+            },
+            || format!("no signed recording for {code}:\n{}", self.server.log()),
+        )
     }
 
     /// `breakglass ARGS` against this world's config, data directory and database (the
@@ -690,6 +667,47 @@ impl World {
         (status, resp.json().unwrap_or(Value::Null))
     }
 
+    /// `/breakglass TEXT` from alice in the incident channel, signed as Slack signs it: the
+    /// request's card once `fake` (this world's Slack) got it.
+    ///
+    /// # Panics
+    /// When the bot does not answer 200 with the code, or the card does not come.
+    pub fn slack_request(&self, fake: &crate::fake_slack::FakeSlack, text: &str) -> SlackCard {
+        let (s, v) = self.slack_post(
+            "/slack/commands",
+            &crate::fake_slack::command_body("U0ALICE", SLACK_CHANNEL, text),
+        );
+        assert_eq!(s, 200, "{v}");
+        let answer = v["text"].as_str().unwrap_or_default().to_owned();
+        let code = answer.split('`').nth(1).expect("the code in the answer").to_owned();
+        let card = fake.wait_call("the card", |c| {
+            c.method == "chat.postMessage"
+                && c.text().contains(&code)
+                && c.body["thread_ts"].is_null()
+        });
+        let ts = card.ts.clone().expect("card ts");
+        let id = self.status(&code)["id"].as_str().expect("id").to_owned();
+        SlackCard { code, ts, id }
+    }
+
+    /// A click of `action` (`breakglass_approve`, `_deny`, `_revoke`) on `card` by the Slack
+    /// user `who`; returns the HTTP status.
+    pub fn slack_click(&self, who: &str, card: &SlackCard, action: &str) -> u16 {
+        let body = crate::fake_slack::click_body(who, SLACK_CHANNEL, &card.ts, action, &card.id);
+        self.slack_post("/slack/interactions", &body).0
+    }
+
+    /// `sftp -b BATCH` as alice through the gateway on grant `code`.
+    pub fn sftp(&self, code: &str, batch: &Path) -> Output {
+        Command::new("sftp")
+            .args(self.ssh_opts("alice"))
+            .args(["-P", &self.gw_port.to_string(), "-b"])
+            .arg(batch)
+            .arg(format!("{code}@127.0.0.1"))
+            .output()
+            .expect("sftp runs")
+    }
+
     /// Posts an interaction to the bot, signed as Discord signs it; returns status and JSON.
     pub fn discord_post(&self, body: &Value) -> (u16, Value) {
         let ts = std::time::SystemTime::now()
@@ -716,9 +734,7 @@ impl World {
         let id: shared::core::RequestId =
             self.status(code)["id"].as_str().expect("id").parse().expect("uuid");
         let url = self.database_url.clone();
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async move {
+        block_on(async move {
             let store = shared::storage::connect(&url).await.expect("database opens");
             store.session_events(id).await.expect("events read")
         })
@@ -752,6 +768,15 @@ impl World {
         let admin = shared::testing::db::Admin { backend, url: self.database_url.clone() };
         block_on(admin.exec(sql)).map_err(|e| e.to_string())
     }
+}
+
+/// A request's card in Slack: its code, the card message's `ts`, the request id (which the
+/// card's buttons carry).
+#[derive(Debug, Clone)]
+pub struct SlackCard {
+    pub code: String,
+    pub ts: String,
+    pub id: String,
 }
 
 /// `<file>.sig`.

@@ -14,7 +14,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The workspace root (where `deploy/` lives).
 pub fn root() -> PathBuf {
@@ -123,21 +123,24 @@ impl Server {
                 }
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(url) = rx.recv_timeout(Duration::from_millis(50)) {
-                return Self { url, child: Some(child), log };
+        // The address, or the exit status of a server that stopped first.
+        let started = test_util::poll(Duration::from_secs(60), Duration::from_millis(50), || {
+            match rx.try_recv() {
+                Ok(url) => Some(Ok(url)),
+                Err(_) => child.try_wait().ok().flatten().map(Err),
             }
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                std::thread::sleep(Duration::from_millis(200));
-                let _ = child.kill();
-                panic!(
-                    "breakglass up did not start ({exited:?}):\n{}",
-                    log.lock().map(|l| l.clone()).unwrap_or_default()
-                );
-            }
-        }
+        });
+        let exited = match started {
+            Some(Ok(url)) => return Self { url, child: Some(child), log },
+            Some(Err(status)) => Some(status),
+            None => None,
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = child.kill();
+        panic!(
+            "breakglass up did not start ({exited:?}):\n{}",
+            log.lock().map(|l| l.clone()).unwrap_or_default()
+        );
     }
 
     /// The process id of `breakglass up` (to read its memory use in /proc).
@@ -163,17 +166,21 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit code (graceful shutdown).
     pub fn stop(mut self) -> Option<i32> {
+        self.terminate()
+    }
+
+    /// [`Server::stop`] in place (for a harness that starts the server again on the same
+    /// ports); `None` once it was stopped or killed.
+    pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let exited = test_util::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+            child.try_wait().ok().flatten()
+        });
+        if exited.is_none() {
+            let _ = child.kill();
         }
-        let _ = child.kill();
-        None
+        exited.and_then(|status| status.code())
     }
 }
 
@@ -184,6 +191,27 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// A runtime for what a blocking test serves in the background (the fake Slack and Discord
+/// APIs): one worker thread, so they answer while the test blocks.
+///
+/// # Panics
+/// When the runtime cannot start.
+pub fn background_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Runs `f` to completion on a runtime of its own (async helpers from a blocking test).
+///
+/// # Panics
+/// When the runtime cannot start.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
 
 /// Reads a child's stdout on a thread into a shared buffer.
@@ -214,16 +242,11 @@ pub fn collect(child: &mut Child) -> Arc<Mutex<Vec<u8>>> {
 /// # Panics
 /// When it does not, with what was seen.
 pub fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let seen = buf.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        if seen.matches(needle).count() >= times {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: `{needle}` x{times} never appeared in:\n{seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    let seen = || buf.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    test_util::wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(30),
+        || (seen().matches(needle).count() >= times).then_some(()),
+        || format!("{what}: `{needle}` x{times} never appeared in:\n{:?}", seen()),
+    );
 }

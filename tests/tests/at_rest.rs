@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::gateway::{World, WorldOptions, recorder_sig};
 
@@ -74,16 +74,12 @@ fn a_grant_reused_by_a_database_writer(postgres: bool) {
     w.restart();
     let out = w.ssh(&code, &["echo", "second-session"]);
     assert_eq!(text(&out.stdout).trim(), "second-session", "{}", text(&out.stderr));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        if let Some(p) =
-            w.recordings().into_iter().find(|p| *p != first && recorder_sig(p).exists())
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "no second recording:\n{}", w.server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let second = test_util::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || w.recordings().into_iter().find(|p| *p != first && recorder_sig(p).exists()),
+        || format!("no second recording:\n{}", w.server.log()),
+    );
     let v = w.cli(&["audit", "verify"]);
     assert_eq!(v.code, 1, "{}", v.all());
     assert!(

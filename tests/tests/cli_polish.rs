@@ -296,14 +296,11 @@ fn replay_takes_a_data_dir() -> TestResult {
 /// The server's log once `needle` is in it (the harness hands out the URL before it stores
 /// the line that held it).
 fn logged(server: &Server, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let log = server.log();
-        if log.contains(needle) || std::time::Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let every = std::time::Duration::from_millis(20);
+    test_util::poll(std::time::Duration::from_secs(10), every, || {
+        Some(server.log()).filter(|log| log.contains(needle))
+    })
+    .unwrap_or_else(|| server.log())
 }
 
 fn assert_json_lines(log: &str, what: &str) {

@@ -21,11 +21,7 @@ struct Chat {
 
 impl Chat {
     fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = e2e::background_runtime();
         let fake = rt.block_on(FakeSlack::start());
         let w = World::with(WorldOptions {
             slack_api: Some(fake.api_url.clone()),

@@ -4,7 +4,7 @@
 //! it runs, and the audit summary in the card's thread. Discord's REST API is the local fake;
 //! every interaction is signed with the test application key exactly as Discord signs them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::fake_discord::{Call, FakeDiscord, command, component};
 use e2e::gateway::{DISCORD_CHANNEL, World, WorldOptions};
@@ -13,27 +13,17 @@ use serde_json::json;
 const ALICE: &str = "1010000000000000001";
 
 fn wait_for(fake: &FakeDiscord, what: &str, pred: impl Fn(&Call) -> bool) -> Call {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = fake.calls().into_iter().find(|c| pred(c)) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no Discord call for {what}; calls: {:#?}",
-            fake.calls()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    test_util::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || fake.calls().into_iter().find(|c| pred(c)),
+        || format!("no Discord call for {what}; calls: {:#?}", fake.calls()),
+    )
 }
 
 #[test]
 fn request_approve_connect_revoke_and_summary_through_discord() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = e2e::background_runtime();
     let fake = rt.block_on(FakeDiscord::start());
     let w = World::with(WorldOptions {
         discord_api: Some(fake.base.clone()),

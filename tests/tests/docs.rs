@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::gateway::{free_port, login};
 use e2e::{Server, bin, cli, root};
@@ -100,16 +100,14 @@ fn the_readme_try_it_blocks_work_as_pasted() -> TestResult {
         .stdout(out_file.try_clone()?)
         .stderr(out_file)
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(s) = bash.try_wait()? {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
+    let status = match test_util::poll(Duration::from_secs(240), Duration::from_millis(100), || {
+        bash.try_wait().transpose()
+    }) {
+        Some(exited) => Some(exited?),
+        None => {
             let _ = bash.kill();
-            break None;
+            None
         }
-        std::thread::sleep(Duration::from_millis(100));
     };
     let out = fs::read_to_string(&out_path)?;
     let server_log = fs::read_to_string(demo.join("breakglass.log")).unwrap_or_default();

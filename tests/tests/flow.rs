@@ -17,12 +17,9 @@ const MIB: usize = 1024 * 1024;
 /// Printable, not compressible by accident, the same every run.
 fn payload(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = test_util::Rng::new(0x9e37_79b9_7f4a_7c15);
     while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for b in x.to_le_bytes() {
+        for b in rng.next_u64().to_le_bytes() {
             out.push(b'!' + b % 94);
         }
         if out.len() % 77 == 76 {

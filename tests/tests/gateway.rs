@@ -535,12 +535,11 @@ fn port_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
 }
 
 /// Waits up to `secs` for `done`, or panics saying `what` did not happen.
-fn eventually(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually(secs: u64, what: &str, done: impl FnMut() -> bool) {
+    assert!(
+        test_util::eventually(Duration::from_secs(secs), Duration::from_millis(50), done),
+        "{what}"
+    );
 }
 
 /// The details of `code`'s session events that `keep` keeps, once at least `n` are there.
@@ -550,16 +549,15 @@ fn events_of(
     n: usize,
     keep: impl Fn(&shared::ports::SessionEvent) -> bool,
 ) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found: Vec<serde_json::Value> =
-            w.session_events(code).into_iter().filter(&keep).map(|e| e.detail).collect();
-        if found.len() >= n {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "{n} session events expected, got {found:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let found = || -> Vec<serde_json::Value> {
+        w.session_events(code).into_iter().filter(&keep).map(|e| e.detail).collect()
+    };
+    test_util::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Some(found()).filter(|f| f.len() >= n),
+        || format!("{n} session events expected, got {:?}", found()),
+    )
 }
 
 /// The `forward` session events of `code`, once at least `n` are there.
@@ -798,16 +796,12 @@ fn a_revoke_in_the_same_process_cuts_without_waiting_for_the_poll() {
     let (mut child, printed) = w.printing(&code, "wake-me");
     let (s, v) = w.api("bob", "POST", &format!("/api/v1/requests/{code}/revoke"), None);
     assert_eq!(s, 200, "{v}");
-    let until = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!(
-                "the session outlived the revoke: the watcher was not woken\n{}",
-                w.server.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let ended = test_util::eventually(Duration::from_secs(30), Duration::from_millis(20), || {
+        child.try_wait().expect("wait").is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+        panic!("the session outlived the revoke: the watcher was not woken\n{}", w.server.log());
     }
     let out = child.wait_with_output().expect("ssh output");
     let all = text(&printed.lock().expect("output").clone()) + &text(&out.stderr);
@@ -899,8 +893,7 @@ fn sftp_and_scp_pass_through_and_are_recorded_as_transfers() {
     let w = World::start();
     let d = w.dir.path();
     let local = d.join("upload.bin");
-    let payload: Vec<u8> =
-        (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let payload = test_util::Rng::new(test_util::Rng::SEED).bytes(300_000);
     std::fs::write(&local, &payload).expect("payload");
     let digest = sha256_file(&local);
     let remote = d.join("remote-copy.bin");
@@ -920,13 +913,7 @@ fn sftp_and_scp_pass_through_and_are_recorded_as_transfers() {
         ),
     )
     .expect("batch");
-    let out = Command::new("sftp")
-        .args(w.ssh_opts("alice"))
-        .args(["-P", &w.gw_port.to_string(), "-b"])
-        .arg(&batch)
-        .arg(format!("{code}@127.0.0.1"))
-        .output()
-        .expect("sftp runs");
+    let out = w.sftp(&code, &batch);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(
         std::fs::read(&back).expect("downloaded"),
@@ -1061,22 +1048,7 @@ fn a_recording_that_fails_mid_session_cuts_the_session() {
     // The same gateway again, under a 4 MiB limit on the size of any file it writes (the
     // database stays far below it) and with SIGXFSZ ignored: a write past the limit fails
     // (EFBIG) instead of killing the process.
-    w.server.kill9();
-    let listen = format!("127.0.0.1:{}", w.gw_port);
-    let data = w.data_dir();
-    w.server = e2e::Server::start_under(
-        &["sh", "-c", "trap '' XFSZ; ulimit -f 8192; exec \"$0\" \"$@\""],
-        w.dir.path(),
-        &[
-            "--config",
-            w.config.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--ssh-listen",
-            &listen,
-        ],
-        &[],
-    );
+    w.restart_under(&["sh", "-c", "trap '' XFSZ; ulimit -f 8192; exec \"$0\" \"$@\""]);
     let code = w.grant("db-1", None);
     // About 11 MB of output: the recording passes 4 MiB on the way.
     let started = Instant::now();

@@ -102,12 +102,12 @@ impl Hostile {
     /// Tells the client to stop (stdin closes) and waits a little for it.
     fn stop(&mut self) {
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited =
+            test_util::eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+                matches!(self.child.try_wait(), Ok(Some(_)))
+            });
+        if exited {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -167,17 +167,8 @@ fn running(tag: &str) -> bool {
 }
 
 /// Waits up to `secs` for `done`; returns whether it happened.
-fn within(secs: f64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn within(secs: f64, done: impl FnMut() -> bool) -> bool {
+    test_util::eventually(Duration::from_secs_f64(secs), Duration::from_millis(50), done)
 }
 
 /// The times (Unix seconds) of the marker files `after-<ns>` in `dir`: the later of the time
@@ -742,8 +733,7 @@ fn a_client_killed_mid_transfer_ends_the_session_with_a_sealed_recording() {
     let w = World::start();
     let d = w.dir.path();
     let local = d.join("big.bin");
-    let payload: Vec<u8> =
-        (0..20_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let payload = test_util::Rng::new(test_util::Rng::SEED).bytes(20_000_000);
     std::fs::write(&local, &payload).expect("payload");
     let remote = d.join("partial.bin");
     let code = w.grant("db-1", None);

@@ -80,16 +80,15 @@ fn in_pty(args: &[&str]) -> (Child, Arc<Mutex<Vec<u8>>>) {
 }
 
 fn finish(mut child: Child, secs: u64) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
+    let exited = test_util::poll(Duration::from_secs(secs), Duration::from_millis(20), || {
+        child.try_wait().expect("wait")
+    });
+    match exited {
+        Some(s) => s.code().unwrap_or(-1),
+        None => {
             let _ = child.kill();
             panic!("the replay did not end within {secs}s");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -4,16 +4,12 @@
 //! the audit summary in the card's thread with the commands that ran. Slack's Web API is the
 //! local fake; every request to the bot is signed exactly as Slack signs it.
 
-use e2e::fake_slack::{Call, FakeSlack, click_body, command_body};
+use e2e::fake_slack::{Call, FakeSlack, command_body};
 use e2e::gateway::{SLACK_CHANNEL, World, WorldOptions};
 
 #[test]
 fn request_approve_connect_revoke_and_summary_through_slack() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = e2e::background_runtime();
     let fake = rt.block_on(FakeSlack::start());
     let w = World::with(WorldOptions {
         slack_api: Some(fake.api_url.clone()),
@@ -21,30 +17,15 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     });
 
     // The request, from the incident channel.
-    let (s, v) = w.slack_post(
-        "/slack/commands",
-        &command_body(
-            "U0ALICE",
-            SLACK_CHANNEL,
-            &format!("request db-1 --as {} --for 30m payments down, checking the db", w.login),
-        ),
+    let card = w.slack_request(
+        &fake,
+        &format!("request db-1 --as {} --for 30m payments down, checking the db", w.login),
     );
-    assert_eq!(s, 200, "{v}");
-    let text = v["text"].as_str().unwrap_or_default().to_owned();
-    let code = text.split('`').nth(1).expect("the code in the answer").to_owned();
-    let card = fake.wait_call("the card", |c| {
-        c.method == "chat.postMessage" && c.text().contains(&code) && c.body["thread_ts"].is_null()
-    });
-    let ts = card.ts.clone().expect("card ts");
-    let id = w.status(&code)["id"].as_str().expect("id").to_owned();
+    let (code, ts) = (card.code.clone(), card.ts.clone());
 
     // Two approvals on the card.
     for who in ["U0BOB", "U0CAROL"] {
-        let (s, _) = w.slack_post(
-            "/slack/interactions",
-            &click_body(who, SLACK_CHANNEL, &ts, "breakglass_approve", &id),
-        );
-        assert_eq!(s, 200);
+        assert_eq!(w.slack_click(who, &card, "breakglass_approve"), 200);
     }
     let connect = fake.wait_call("the connect line", |c| c.method == "chat.postEphemeral");
     assert_eq!(connect.body["user"], "U0ALICE");
@@ -63,11 +44,7 @@ fn request_approve_connect_revoke_and_summary_through_slack() {
     );
 
     // bob revokes from the card: the session is cut.
-    let (s, _) = w.slack_post(
-        "/slack/interactions",
-        &click_body("U0BOB", SLACK_CHANNEL, &ts, "breakglass_revoke", &id),
-    );
-    assert_eq!(s, 200);
+    assert_eq!(w.slack_click("U0BOB", &card, "breakglass_revoke"), 200);
     let out = child.wait_with_output().expect("ssh ends");
     let printed = stdout.lock().map(|b| b.clone()).unwrap_or_default();
     let seen =

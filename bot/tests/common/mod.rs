@@ -1,5 +1,6 @@
 //! The bot's test harness: the real router over a real store (SQLite or PostgreSQL, fresh per
-//! test), a fixed clock, and the test world's config with one API token per principal.
+//! test), a fixed clock, and the test world's config (`test_util::world`) with one API token
+//! per principal.
 //!
 //! Requests go through `tower::ServiceExt::oneshot`: the whole axum stack (extractors, auth,
 //! error mapping, body limits) without a socket.
@@ -12,111 +13,18 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use bot::service::Deps;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-use shared::config::{self, Config};
-use shared::core::approval::public_key_text;
-use shared::core::{ApprovalSigner, Clock as _, PinnedKeys};
+use shared::config::Config;
+use shared::core::Clock as _;
 use shared::testing::db::TestDb;
-use shared::testing::{FixedClock, T0, key};
+use shared::testing::{FixedClock, T0};
 use tower::ServiceExt as _;
 
-pub use shared::testing::db::{Backend, TestResult, run};
+pub use shared::testing::db::TestResult;
 
-/// The API token of `who` in the test config.
-pub fn token(who: &str) -> String {
-    format!("bgt_test_token_of_{who}")
-}
-
-fn hash(t: &str) -> String {
-    hex::encode(Sha256::digest(t.as_bytes()))
-}
-
-/// The test world (see `shared::testing`) as a config file.
-pub fn config_toml() -> String {
-    let pin = |seed: u8| public_key_text(&key(seed).verifying_key());
-    format!(
-        r#"
-[gateway]
-public_host = "gw.example"
-public_port = 2222
-
-[keys]
-pinned_bot_keys = ["{bot}"]
-[keys.pinned_approver_keys]
-bob = ["{bob}"]
-carol = ["{carol}"]
-erin = ["{erin}"]
-
-[users.alice]
-discord_id = "1010000000000000001"
-slack_id = "U0ALICE"
-groups = ["oncall"]
-api_token_sha256 = "{ta}"
-[users.bob]
-discord_id = "1010000000000000002"
-slack_id = "U0BOB"
-groups = ["dba", "oncall"]
-api_token_sha256 = "{tb}"
-[users.carol]
-discord_id = "1010000000000000003"
-slack_id = "U0CAROL"
-groups = ["dba", "oncall"]
-api_token_sha256 = "{tc}"
-[users.dave]
-discord_id = "1010000000000000004"
-slack_id = "U0DAVE"
-groups = ["web"]
-api_token_sha256 = "{td}"
-[users.erin]
-discord_id = "1010000000000000005"
-slack_id = "U0ERIN"
-groups = ["security"]
-api_token_sha256 = "{te}"
-
-[review]
-reviewer_groups = ["security"]
-
-[service_accounts.ci-deploy]
-token_sha256 = "{tci}"
-scopes = ["prod-db"]
-
-[scopes.prod-db]
-hosts = {{ db-1 = "127.0.0.1:10022", db-2 = "127.0.0.1:10023" }}
-logins = ["postgres", "root"]
-max_duration = "1h"
-default_duration = "30m"
-approval_timeout = "15m"
-requester_groups = ["oncall"]
-approver_groups = ["dba"]
-quorum = 2
-channels = ["C0INCIDENT", "1150000000000000001"]
-
-[scopes.vault]
-hosts = {{ vault-1 = "127.0.0.1:10024" }}
-logins = ["root"]
-max_duration = "30m"
-default_duration = "15m"
-requester_groups = ["oncall"]
-approver_groups = ["security"]
-quorum = 1
-channels = ["C0VAULT"]
-require_offline_signature = true
-"#,
-        bot = pin(1),
-        bob = pin(2),
-        carol = pin(3),
-        erin = pin(5),
-        ta = hash(&token("alice")),
-        tb = hash(&token("bob")),
-        tc = hash(&token("carol")),
-        td = hash(&token("dave")),
-        te = hash(&token("erin")),
-        tci = hash(&token("ci-deploy")),
-    )
-}
+pub use test_util::world::token;
 
 pub fn test_config() -> Config {
-    config::from_toml_str(&config_toml()).expect("the test config is valid")
+    test_util::world::config()
 }
 
 /// The app under test.
@@ -128,15 +36,9 @@ pub struct App {
 
 impl App {
     pub fn new(db: &TestDb) -> Self {
+        // The world's bot key and pins, over the same config the router reads.
+        let test_util::world::World { bot: signer, pins, .. } = test_util::world::World::new();
         let config = test_config();
-        let signer = ApprovalSigner::new(key(1));
-        let mut pins = PinnedKeys::new();
-        for k in &config.keys.pinned_bot_keys {
-            pins.pin_bot(*k);
-        }
-        for (who, k) in &config.keys.pinned_approver_keys {
-            pins.pin_personal(who.clone(), *k);
-        }
         let clock = Arc::new(FixedClock::at(T0));
         let deps = Deps {
             config: Arc::new(config),
