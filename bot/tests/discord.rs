@@ -577,7 +577,7 @@ async fn a_thread_that_failed_to_start_is_started_later_without_a_second_card(
     // Had the thread's answer been lost, starting it again finds the same thread.
     let discord = d.app.deps.discord.clone().ok_or("discord")?;
     let req = d.app.deps.get(&code.parse()?).await?;
-    let card = bot::chat::sync::card_of(&d.app.deps, &req);
+    let card = bot::chat::present::card_of(&d.app.deps, &req);
     let posted = Posted { message_id: message, thread_id: None };
     assert_eq!(discord.adapter.start_thread(CH, &posted, &card).await, Ok(Some(thread)));
     Ok(())

@@ -1,6 +1,8 @@
 //! Chat, platform-neutral: what a request's card shows, what goes into its thread, the port
-//! each chat platform implements ([`ChatAdapter`]), and the sync loop that mirrors every
-//! request's audit events into its card and thread.
+//! each chat platform implements ([`ChatAdapter`]), the sync loop that mirrors every
+//! request's audit events into its card and thread ([`sync`]), the one slash-command and
+//! button runner every platform calls ([`command`]), and the presentation every front end
+//! shares ([`present`]).
 //!
 //! The audit log drives chat. A request made in a channel gets a `chat_threads` row in the
 //! same transaction as the request; the sync loop posts the card, then for each new audit
@@ -17,6 +19,8 @@
 //! Rendered text is kept within each platform's limits: [`escape_within`] cuts escaped text
 //! to a budget measured on its output, and [`fit_lines`] shows as many lines of a list as fit.
 
+pub mod command;
+pub mod present;
 pub mod sync;
 
 use std::time::Duration;
@@ -326,20 +330,6 @@ pub fn fit_lines(lines: impl IntoIterator<Item = String>, total: usize, budget: 
         out.push_str(&format!("…and {} more", total - shown));
     }
     out
-}
-
-/// A request's status as both chat platforms show it.
-pub fn status_word(s: shared::core::Status) -> &'static str {
-    use shared::core::Status;
-    match s {
-        Status::Pending => "⏳ pending",
-        Status::Approved => "✅ approved",
-        Status::Active => "🟢 session live",
-        Status::Closed => "⚪ closed",
-        Status::Denied => "⛔ denied",
-        Status::Expired => "⌛ expired",
-        Status::Revoked => "🛑 revoked",
-    }
 }
 
 #[cfg(test)]
