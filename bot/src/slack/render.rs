@@ -81,7 +81,7 @@ impl Voice for Mrkdwn {
         )
     }
 
-    /// One a line: a slash command's answer has room for the few a status or list shows.
+    /// One per line: a slash command's answer has room for the few a status or list shows.
     fn lines(&self, lines: Vec<String>) -> String {
         lines.join("\n")
     }
