@@ -17,9 +17,8 @@ use shared::core::{
 };
 use shared::ports::RequestFilter;
 
-use super::Button;
-use super::Platform;
 use super::present::{Markup, card_of, hhmm, request_line};
+use super::{Button, Platform};
 use crate::service::{Deps, ServiceError};
 
 /// A slash command, decoded from either platform's format.
