@@ -577,8 +577,59 @@ async fn a_thread_that_failed_to_start_is_started_later_without_a_second_card(
     // Had the thread's answer been lost, starting it again finds the same thread.
     let discord = d.app.deps.discord.clone().ok_or("discord")?;
     let req = d.app.deps.get(&code.parse()?).await?;
-    let card = bot::chat::sync::card_of(&d.app.deps, &req);
+    let card = bot::chat::present::card_of(&d.app.deps, &req);
     let posted = Posted { message_id: message, thread_id: None };
     assert_eq!(discord.adapter.start_thread(CH, &posted, &card).await, Ok(Some(thread)));
+    Ok(())
+}
+
+test_util::both_backends!(every_fixed_answer_of_the_slash_command_is_word_for_word);
+async fn every_fixed_answer_of_the_slash_command_is_word_for_word(db: TestDb) -> TestResult {
+    let d = Discord::start(&db).await;
+    let help = "**/breakglass request** host reason \\[login\\] \\[duration\\]: ask for access; the card is posted here for approvers.\n\
+**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass review** \\[id\\] · **/breakglass help**";
+    assert_eq!(d.command(ALICE, "help", &[]).await, help);
+    assert_eq!(d.command(ALICE, "nonsense", &[]).await, help);
+    assert_eq!(
+        d.command("1019999999999999999", "status", &[]).await,
+        "You are not a breakglass user yet: ask an operator to add discord\\_id = \"1019999999999999999\" to your entry under \\[users\\] in the breakglass config."
+    );
+    assert_eq!(d.command(ALICE, "status", &[]).await, "You have no requests.");
+    assert_eq!(
+        d.command(ALICE, "list", &[]).await,
+        "No open requests or live sessions in this channel."
+    );
+    assert_eq!(
+        d.command(ALICE, "status", &[("id", "bg-000000")]).await,
+        "No request bg\\-000000 [not_found]"
+    );
+
+    let text = d
+        .command(
+            ALICE,
+            "request",
+            &[
+                ("host", "db-1"),
+                ("reason", "replica lag"),
+                ("login", "postgres"),
+                ("duration", "30m"),
+            ],
+        )
+        .await;
+    let code = text.split_whitespace().nth(1).ok_or("code")?.to_owned();
+    let req = d.app.deps.get(&code.parse()?).await?;
+    let quorum = d.app.deps.config.policy.scope(&req.scope)?.quorum;
+    let line =
+        format!("{code} alice → db\\-1 as postgres for 30m: **pending** (0 of {quorum} approvals)");
+    assert_eq!(
+        text,
+        format!(
+            "Requested {line}. The card is posted in this channel for approvers; you will get the connect line privately once it is approved."
+        )
+    );
+    assert_eq!(d.command(ALICE, "status", &[("id", &code)]).await, line);
+    assert_eq!(d.command(ALICE, "status", &[]).await, line);
+    assert_eq!(d.command(ALICE, "list", &[]).await, line);
+    assert_eq!(d.command(ALICE, "revoke", &[("id", &code)]).await, format!("Revoked {code}."));
     Ok(())
 }

@@ -621,3 +621,52 @@ async fn a_thread_in_step_with_its_request_is_left_alone_until_the_request_chang
     assert_eq!(sync().await?, 0);
     Ok(())
 }
+
+test_util::both_backends!(every_fixed_answer_of_the_slash_command_is_word_for_word);
+async fn every_fixed_answer_of_the_slash_command_is_word_for_word(db: TestDb) -> TestResult {
+    let s = Slack::start(&db).await;
+    assert_eq!(s.command("U0ALICE", CHANNEL, "help").await, bot::slack::parse::USAGE);
+    assert_eq!(s.command("U0ALICE", CHANNEL, "").await, bot::slack::parse::USAGE);
+    assert_eq!(
+        s.command("U0NOBODY", CHANNEL, "status").await,
+        "You are not a breakglass user yet: ask an operator to add `slack_id = \"U0NOBODY\"` to your entry under [users] in the breakglass config."
+    );
+    // Each command below differs from every other in its text or user: a second copy of a
+    // signed body within the same second would be refused as a replay.
+    assert_eq!(s.command("U0BOB", CHANNEL, "status").await, "You have no requests.");
+    assert_eq!(
+        s.command("U0BOB", CHANNEL, "list").await,
+        "No open requests or live sessions in this channel."
+    );
+    assert_eq!(
+        s.command("U0ALICE", CHANNEL, "status bg-000000").await,
+        "No request bg-000000 [not_found]"
+    );
+
+    let text =
+        s.command("U0ALICE", CHANNEL, "request db-1 --as postgres --for 30m replica lag").await;
+    let code = text.split('`').nth(1).ok_or("code")?.to_owned();
+    let req = s.app.deps.get(&code.parse()?).await?;
+    let quorum = s.app.deps.config.policy.scope(&req.scope)?.quorum;
+    let line = format!(
+        "`{code}` alice → `db-1` as `postgres` for 30m: *pending* (0 of {quorum} approvals)"
+    );
+    assert_eq!(
+        text,
+        format!(
+            "Requested {line}. The card is posted in this channel for approvers; you will get the connect line here once it is approved."
+        )
+    );
+    assert_eq!(s.command("U0ALICE", CHANNEL, &format!("status {code}")).await, line);
+    assert_eq!(s.command("U0ALICE", CHANNEL, "status").await, line);
+    assert_eq!(s.command("U0CAROL", CHANNEL, "list").await, line);
+    assert_eq!(
+        s.command("U0ALICE", "C0ELSEWHERE", "list").await,
+        "No open requests or live sessions in this channel."
+    );
+    assert_eq!(
+        s.command("U0ALICE", CHANNEL, &format!("revoke {code}")).await,
+        format!("Revoked `{code}`.")
+    );
+    Ok(())
+}

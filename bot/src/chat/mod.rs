@@ -1,6 +1,8 @@
 //! Chat, platform-neutral: what a request's card shows, what goes into its thread, the port
-//! each chat platform implements ([`ChatAdapter`]), and the sync loop that mirrors every
-//! request's audit events into its card and thread.
+//! each chat platform implements ([`ChatAdapter`]), the sync loop that mirrors every
+//! request's audit events into its card and thread ([`sync`]), the one slash-command and
+//! button runner every platform calls ([`command`]), and the presentation every front end
+//! shares ([`present`]).
 //!
 //! The audit log drives chat. A request made in a channel gets a `chat_threads` row in the
 //! same transaction as the request; the sync loop posts the card, then for each new audit
@@ -17,6 +19,8 @@
 //! Rendered text is kept within each platform's limits: [`escape_within`] cuts escaped text
 //! to a budget measured on its output, and [`fit_lines`] shows as many lines of a list as fit.
 
+pub mod command;
+pub mod present;
 pub mod sync;
 
 use std::time::Duration;
@@ -328,20 +332,6 @@ pub fn fit_lines(lines: impl IntoIterator<Item = String>, total: usize, budget: 
     out
 }
 
-/// A request's status as both chat platforms show it.
-pub fn status_word(s: shared::core::Status) -> &'static str {
-    use shared::core::Status;
-    match s {
-        Status::Pending => "⏳ pending",
-        Status::Approved => "✅ approved",
-        Status::Active => "🟢 session live",
-        Status::Closed => "⚪ closed",
-        Status::Denied => "⛔ denied",
-        Status::Expired => "⌛ expired",
-        Status::Revoked => "🛑 revoked",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +360,49 @@ mod tests {
         assert_eq!(text.lines().count(), 8, "{text}");
         assert_eq!(fit_lines(vec!["a".to_owned()], 1, 100), "a");
         assert_eq!(fit_lines(Vec::new(), 3, 100), "…and 3 more");
+    }
+
+    /// The `crate::` modules named anywhere in the Rust files under `src/<dir>`.
+    fn uses_of(dir: &str) -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        let mut found = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).expect("source folder").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("source file");
+                    for (i, _) in text.match_indices("crate::") {
+                        let name: String = text[i + 7..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                            .collect();
+                        found.push((path.display().to_string(), name));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Front ends sit on the service and on this module, never on each other (STYLE.md,
+    /// "Seams"): chat knows no front end, and Slack and Discord know neither each other nor
+    /// the HTTP API, the review pages or the CLI.
+    #[test]
+    fn chat_and_the_chat_front_ends_import_no_other_front_end() {
+        let rules: [(&str, &[&str]); 3] = [
+            ("chat", &["http", "slack", "discord", "review", "review_cli", "cli", "app"]),
+            ("slack", &["http", "discord", "review", "review_cli", "cli", "app"]),
+            ("discord", &["http", "slack", "review", "review_cli", "cli", "app"]),
+        ];
+        for (dir, banned) in rules {
+            let uses = uses_of(dir);
+            assert!(uses.iter().any(|(_, m)| m == "service"), "{dir} is read: {uses:?}");
+            for (file, m) in uses {
+                assert!(!banned.contains(&m.as_str()), "{file} uses crate::{m}");
+            }
+        }
     }
 }

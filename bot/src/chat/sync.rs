@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use shared::core::{AuditEntry, AuditKind, Request, RequestRef, Status, Timestamp};
+use shared::core::{AuditEntry, AuditKind, Request, RequestRef, Status};
 use shared::ports::{ChatThread, RecordingRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    CardView, ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost,
-};
+use super::present::{card_of, connect_line};
+use super::{ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost};
 use crate::service::Deps;
 
 /// How long a replica holds a thread while it works on it.
@@ -257,7 +256,7 @@ async fn connect(
     t: &mut ChatThread,
 ) -> Result<(), ChatError> {
     if let Some(user) = chat_id(deps, adapter.platform(), req) {
-        let line = crate::http::api::connect_line(deps, req);
+        let line = connect_line(&deps.config.gateway, req);
         let text = format!(
             "Your break-glass access {} to {} as {} is approved. Connect with:\n{line}",
             req.code, req.host, req.login
@@ -281,16 +280,6 @@ fn chat_id(deps: &Deps, platform: Platform, req: &Request) -> Option<String> {
         Platform::Slack => id.slack_id.clone(),
         Platform::Discord => id.discord_id.clone(),
     }
-}
-
-pub fn card_of(deps: &Deps, req: &Request) -> CardView {
-    let scope = deps.config.policy.scope(&req.scope).ok();
-    CardView::of(
-        req,
-        scope.map_or(0, |s| s.quorum),
-        scope.is_some_and(|s| s.require_offline_signature),
-        deps.now(),
-    )
 }
 
 /// Nothing more will happen: the request is over, and if it had a session, its summary is
@@ -398,10 +387,4 @@ pub fn integrity(deps: &Deps, req: &Request, r: &RecordingRecord, rehash: bool) 
         Ok(()) => Integrity::Verified { key_id: r.key_id.to_string() },
         Err(e) => Integrity::Failed(e),
     }
-}
-
-/// Timestamps as `03:44 UTC`, for chat.
-pub fn hhmm(t: Timestamp) -> String {
-    let s = t.rfc3339();
-    s.get(11..16).map_or(s.clone(), |h| format!("{h} UTC"))
 }

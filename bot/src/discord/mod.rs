@@ -28,14 +28,13 @@ use serenity::all::{
 };
 use shared::config::Secret;
 use shared::core::{
-    GrantDuration, HostName, Login, NewRequest, Origin, PolicyError, PrincipalName, Reason,
-    Request, RequestRef, ScopeName, Status,
+    GrantDuration, HostName, Login, PolicyError, PrincipalName, Reason, RequestRef,
 };
-use shared::ports::RequestFilter;
 
+use crate::chat::command::{self, BadInput, Invocation, SlashCommand};
 use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
-use crate::service::{Deps, ServiceError};
-use render::{escape, no_mentions};
+use crate::service::Deps;
+use render::{DiscordMarkdown, no_mentions};
 
 /// How old an interaction's timestamp may be.
 const MAX_AGE_SECS: i64 = 300;
@@ -377,48 +376,6 @@ fn private(text: String) -> Response {
     .into_response()
 }
 
-fn refusal(e: &ServiceError) -> String {
-    match e {
-        ServiceError::Policy(PolicyError::OfflineSignatureRequired { code, .. }) => format!(
-            "This scope accepts only approvals signed with your own key: run breakglass approve \\-\\-key YOUR_KEY {code} [offline_signature_required]"
-        ),
-        ServiceError::Policy(p) => format!("{} [{}]", escape(&p.to_string(), 500), p.code()),
-        ServiceError::NotFound(r) => format!("No request {} [not_found]", escape(r, 64)),
-        ServiceError::Busy => {
-            "The request changed while this was decided; try again [conflict]".to_owned()
-        }
-        ServiceError::Unavailable(_) => {
-            "breakglass cannot reach its database right now; nothing was changed [unavailable]"
-                .to_owned()
-        }
-        ServiceError::Internal(_) => "Internal error; nothing was changed [internal]".to_owned(),
-    }
-}
-
-fn not_configured(user: &str) -> String {
-    format!(
-        "You are not a breakglass user yet: ask an operator to add discord\\_id = \"{user}\" to your entry under \\[users\\] in the breakglass config."
-    )
-}
-
-fn describe(deps: &Deps, r: &Request) -> String {
-    let v = crate::chat::sync::card_of(deps, r);
-    format!(
-        "{} {} → {} as {} for {}: **{}** ({} of {} approvals)",
-        v.code,
-        escape(&v.requester, render::NAME),
-        escape(&v.host, render::NAME),
-        escape(&v.login, render::NAME),
-        escape(&v.duration, 16),
-        v.status.as_str(),
-        v.approvers.len(),
-        v.quorum
-    )
-}
-
-const HELP: &str = "**/breakglass request** host reason \\[login\\] \\[duration\\]: ask for access; the card is posted here for approvers.\n\
-**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass review** \\[id\\] · **/breakglass help**";
-
 /// `POST /discord/interactions`.
 pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(discord) = deps.discord.clone() else { return StatusCode::NOT_FOUND.into_response() };
@@ -508,143 +465,57 @@ pub fn string_opt<'a>(opts: &'a [ResolvedOption<'a>], name: &str) -> Option<&'a 
     })
 }
 
+/// The slash command through the shared runner; the answer is private.
 async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
-    let user = cmd.user.id;
-    let Some(who) = principal(deps, &user) else {
-        return private(not_configured(&user.to_string()));
-    };
-    let options = cmd.data.options();
+    let (user, channel) = (cmd.user.id.to_string(), cmd.channel_id.to_string());
+    let inv = Invocation { platform: Platform::Discord, user: &user, channel: &channel };
+    let decoded = slash_command(&cmd.data.options());
+    private(command::run(deps, &DiscordMarkdown, &inv, decoded).await)
+}
+
+/// The subcommand and its options as a [`SlashCommand`]. No subcommand, or one this bot
+/// does not know, is `help`.
+///
+/// # Errors
+/// An option that does not validate (a missing request id is an invalid one).
+pub fn slash_command(options: &[ResolvedOption<'_>]) -> Result<SlashCommand, BadInput> {
     let Some(ResolvedOption { name: sub, value: ResolvedValue::SubCommand(args), .. }) =
         options.first()
     else {
-        return private(HELP.to_owned());
+        return Ok(SlashCommand::Help);
     };
-    let channel = cmd.channel_id.to_string();
-    let bad = |e: shared::core::InvalidValue| {
-        private(format!(
-            "{} [{}]",
-            escape(&e.to_string(), 300),
-            PolicyError::Invalid(e.clone()).code()
-        ))
+    let bad = |e: shared::core::InvalidValue| BadInput {
+        message: e.to_string(),
+        code: PolicyError::Invalid(e).code(),
     };
-    match *sub {
+    let id = |name| string_opt(args, name).map(str::parse::<RequestRef>).transpose().map_err(bad);
+    Ok(match *sub {
         "request" => {
-            let input = match request_options(args) {
-                Ok(RequestOptions { host, login, duration, reason }) => NewRequest {
-                    requester: who.clone(),
-                    host,
-                    scope: None::<ScopeName>,
-                    login,
-                    duration,
-                    reason,
-                    origin: Origin::Discord { channel: channel.clone() },
-                },
-                Err(e) => return bad(e),
-            };
-            match deps.create_request(input).await {
-                Ok(r) => {
-                    deps.chat.wake.notify_one();
-                    private(format!(
-                        "Requested {}. The card is posted in this channel for approvers; you will get the connect line privately once it is approved.",
-                        describe(deps, &r)
-                    ))
-                }
-                Err(e) => private(refusal(&e)),
-            }
+            let RequestOptions { host, login, duration, reason } =
+                request_options(args).map_err(bad)?;
+            SlashCommand::Request { host, login, duration, scope: None, reason }
         }
-        "status" => match string_opt(args, "id") {
-            Some(id) => match id.parse::<RequestRef>() {
-                Ok(r) => match deps.get(&r).await {
-                    Ok(req) => private(describe(deps, &req)),
-                    Err(e) => private(refusal(&e)),
-                },
-                Err(e) => bad(e),
-            },
-            None => match deps
-                .list(&RequestFilter { requester: Some(who), limit: 5, ..RequestFilter::default() })
-                .await
-            {
-                Ok(rs) if rs.is_empty() => private("You have no requests.".to_owned()),
-                Ok(rs) => private(crate::chat::fit_lines(
-                    rs.iter().map(|r| describe(deps, r)),
-                    rs.len(),
-                    render::CONTENT_MAX,
-                )),
-                Err(e) => private(refusal(&e)),
-            },
-        },
-        "list" => {
-            let filter = RequestFilter {
-                statuses: vec![Status::Pending, Status::Approved, Status::Active],
-                requester: None,
-                limit: 1000,
-                ..RequestFilter::default()
-            };
-            match deps.list(&filter).await {
-                Ok(rs) => {
-                    let here: Vec<String> = rs
-                        .iter()
-                        .filter(|r| matches!(&r.origin, Origin::Discord { channel: c } if *c == channel))
-                        .filter(|r| !r.status_at(deps.now()).is_terminal())
-                        .map(|r| describe(deps, r))
-                        .collect();
-                    private(if here.is_empty() {
-                        "No open requests or live sessions in this channel.".to_owned()
-                    } else {
-                        let n = here.len();
-                        crate::chat::fit_lines(here, n, render::CONTENT_MAX)
-                    })
-                }
-                Err(e) => private(refusal(&e)),
-            }
-        }
-        "revoke" => match string_opt(args, "id").unwrap_or_default().parse::<RequestRef>() {
-            Ok(r) => match deps.revoke(&r, &who).await {
-                Ok(req) => {
-                    deps.chat.wake.notify_one();
-                    private(format!("Revoked {}.", req.code))
-                }
-                Err(e) => private(refusal(&e)),
-            },
-            Err(e) => bad(e),
-        },
-        "review" => {
-            let r = match string_opt(args, "id").map(|id| id.parse::<RequestRef>()).transpose() {
-                Ok(r) => r,
-                Err(e) => return bad(e),
-            };
-            match deps.issue_review_link(&who, r.as_ref()).await {
-                Ok(link) => private(format!(
-                    "Your sign-in link to the reviewer page (opens once, until {}; do not share it): {}",
-                    crate::chat::sync::hhmm(link.expires_at),
-                    link.url
-                )),
-                Err(e) => private(refusal(&e)),
-            }
-        }
-        _ => private(HELP.to_owned()),
-    }
+        "status" => SlashCommand::Status(id("id")?),
+        "list" => SlashCommand::List,
+        "revoke" => SlashCommand::Revoke(
+            string_opt(args, "id").unwrap_or_default().parse::<RequestRef>().map_err(bad)?,
+        ),
+        "review" => SlashCommand::Review(id("id")?),
+        _ => SlashCommand::Help,
+    })
 }
 
+/// A click on a card's button through the shared runner: acknowledged when taken (the sync
+/// loop edits the card for everyone), otherwise the refusal, privately.
 async fn component(deps: &Deps, click: &ComponentInteraction) -> Response {
     let Some((button, r)) = click_of(&click.data.custom_id) else {
         return StatusCode::OK.into_response();
     };
-    let Some(who) = principal(deps, &click.user.id) else {
-        return private(not_configured(&click.user.id.to_string()));
-    };
-    let result = match button {
-        Button::Approve => deps.approve(&r, &who, None).await,
-        Button::Deny => deps.deny(&r, &who).await,
-        Button::Revoke => deps.revoke(&r, &who).await,
-    };
-    match result {
-        Ok(_) => {
-            deps.chat.wake.notify_one();
-            // Acknowledge; the sync loop edits the card for everyone.
-            Json(CreateInteractionResponse::Acknowledge).into_response()
-        }
-        Err(e) => private(refusal(&e)),
+    let (user, channel) = (click.user.id.to_string(), click.channel_id.to_string());
+    let inv = Invocation { platform: Platform::Discord, user: &user, channel: &channel };
+    match command::click(deps, &DiscordMarkdown, &inv, button, &r).await {
+        Ok(()) => Json(CreateInteractionResponse::Acknowledge).into_response(),
+        Err(text) => private(text),
     }
 }
 

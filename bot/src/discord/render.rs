@@ -13,10 +13,9 @@ use serenity::all::{
     ButtonStyle, CreateActionRow, CreateAllowedMentions, CreateButton, CreateEmbed,
 };
 
-use crate::chat::sync::hhmm;
-use crate::chat::{
-    Button, CardView, Integrity, SummaryView, ThreadPost, escape_within, fit_lines, text_len,
-};
+use crate::chat::command::Voice;
+use crate::chat::present::{self, Markup, status_word};
+use crate::chat::{Button, CardView, SummaryView, ThreadPost, escape_within, fit_lines, text_len};
 use shared::core::Status;
 
 /// Discord's limit on a message's content.
@@ -44,6 +43,61 @@ pub fn escape(text: &str, max: usize) -> String {
     })
 }
 
+/// Discord markdown as the shared sentences need it: names, hosts and logins escaped within
+/// [`NAME`], codes as they are (`bg-` and hex digits), emphasis with `**`.
+#[derive(Debug, Clone, Copy)]
+pub struct DiscordMarkdown;
+
+impl Markup for DiscordMarkdown {
+    fn escape(&self, text: &str, max: usize) -> String {
+        escape(text, max)
+    }
+    fn person(&self, name: &str) -> String {
+        escape(name, NAME)
+    }
+    fn host(&self, host: &str) -> String {
+        escape(host, NAME)
+    }
+    fn login(&self, login: &str) -> String {
+        escape(login, NAME)
+    }
+    fn code(&self, code: &str) -> String {
+        code.to_owned()
+    }
+    fn bold(&self, text: &str) -> String {
+        format!("**{text}**")
+    }
+}
+
+/// The answer to `/breakglass help`.
+pub const HELP: &str = "**/breakglass request** host reason \\[login\\] \\[duration\\]: ask for access; the card is posted here for approvers.\n\
+**/breakglass status** \\[id\\] · **/breakglass list** · **/breakglass revoke** id · **/breakglass review** \\[id\\] · **/breakglass help**";
+
+impl Voice for DiscordMarkdown {
+    const HELP: &'static str = HELP;
+    const INPUT_ERROR_MAX: usize = 300;
+    const CONNECT_LINE_GOES: &'static str = "privately";
+
+    /// A Discord user id is a number: nothing in it needs escaping.
+    fn not_configured(&self, user: &str) -> String {
+        format!(
+            "You are not a breakglass user yet: ask an operator to add discord\\_id = \"{user}\" to your entry under \\[users\\] in the breakglass config."
+        )
+    }
+
+    fn offline_signature_required(&self, code: &str) -> String {
+        format!(
+            "This scope accepts only approvals signed with your own key: run breakglass approve \\-\\-key YOUR_KEY {code} [offline_signature_required]"
+        )
+    }
+
+    /// As many as fit in a message, then how many more.
+    fn lines(&self, lines: Vec<String>) -> String {
+        let n = lines.len();
+        fit_lines(lines, n, CONTENT_MAX)
+    }
+}
+
 /// The name of the thread started from a card (plain text, not markdown).
 pub fn thread_name(c: &CardView) -> String {
     let name = format!("{} {} on {}", c.code, c.requester, c.host);
@@ -64,21 +118,9 @@ pub fn no_mentions() -> CreateAllowedMentions {
 }
 /// The card: an embed and its buttons (custom id `action:request-id`).
 pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
-    let mut footer = Vec::new();
-    match c.status {
-        Status::Pending => {
-            footer.push(format!("Expires at {} unless approved", hhmm(c.pending_until)))
-        }
-        Status::Approved | Status::Active => {
-            footer.push(format!("Access ends by {}", hhmm(c.not_after)))
-        }
-        _ => {}
-    }
+    let mut footer: Vec<String> = present::deadline(c).into_iter().collect();
     if let Some(by) = &c.closed_by {
-        footer.push(format!(
-            "{} by {by}",
-            if c.status == Status::Denied { "Denied" } else { "Revoked" }
-        ));
+        footer.push(format!("{} by {by}", present::closed_word(c)));
     }
     if c.offline_only && c.status == Status::Pending {
         footer
@@ -87,7 +129,7 @@ pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
     let approvers =
         if c.approvers.is_empty() { "none yet".to_owned() } else { names(&c.approvers, 900) };
     let mut embed = CreateEmbed::new()
-        .title(format!("Break-glass request {} · {}", c.code, crate::chat::status_word(c.status)))
+        .title(format!("Break-glass request {} · {}", c.code, status_word(c.status)))
         .field("Requester", escape(&c.requester, NAME), true)
         .field("Host", format!("{} as {}", escape(&c.host, NAME), escape(&c.login, NAME)), true)
         .field("Duration", escape(&c.duration, 16), true)
@@ -115,59 +157,20 @@ pub fn card(c: &CardView) -> (CreateEmbed, Vec<CreateActionRow>) {
 
 /// A thread post's text.
 pub fn thread_post(p: &ThreadPost) -> String {
-    match p {
-        ThreadPost::Approved { by, have, need, signer } => {
-            let how = if signer == "personal" { " (signed with their own key)" } else { "" };
-            format!("✅ Approved by {}{how} ({have} of {need})", escape(by, NAME))
-        }
-        ThreadPost::Granted { approvers, requester } => format!(
-            "🔓 Granted: quorum reached ({}). {} has the connect line.",
-            names(approvers, 1500),
-            escape(requester, NAME)
-        ),
-        ThreadPost::Denied { by } => format!("⛔ Denied by {}", escape(by, NAME)),
-        ThreadPost::Revoked { by, was } => {
-            format!("🛑 Revoked by {} (was {})", escape(by, NAME), escape(was, 16))
-        }
-        ThreadPost::Expired { was } => {
-            if was == "pending" {
-                "⌛ Expired: no quorum in time".to_owned()
-            } else {
-                "⌛ Expired unused".to_owned()
-            }
-        }
-        ThreadPost::SessionStarted { requester, host, login } => {
-            format!(
-                "🟢 Session live: {} on {} as {}",
-                escape(requester, NAME),
-                escape(host, NAME),
-                escape(login, NAME)
-            )
-        }
-        ThreadPost::Summary(s) => summary(s),
-    }
+    present::thread_line(&DiscordMarkdown, p).unwrap_or_else(summary)
 }
 
 /// The audit summary of a session, within Discord's message limit: the commands that fit
 /// (each cut), then how many more there were (the reviewer page has them all).
 pub fn summary(s: &SummaryView) -> String {
-    let ended = match (s.end_reason.as_str(), &s.revoked_by) {
-        ("revoked", Some(by)) => format!("revoked by {}", escape(by, NAME)),
-        ("expired", _) => "cut at the end of the window".to_owned(),
-        ("closed", _) => "closed by the user".to_owned(),
-        (other, _) => escape(other, 32),
-    };
+    let ended = present::summary_ended(&DiscordMarkdown, s);
     let when = match (s.started_at, s.ended_at) {
         (Some(a), Some(b)) => {
             format!("{} → {} ({} s)", a.rfc3339(), b.rfc3339(), b.unix() - a.unix())
         }
         _ => "-".into(),
     };
-    let integrity = match &s.integrity {
-        Integrity::Verified { key_id } => format!("✅ signature verifies (gateway key {key_id})"),
-        Integrity::Failed(why) => format!("❌ signature does NOT verify: {}", escape(why, 200)),
-        Integrity::Missing => "no recording".to_owned(),
-    };
+    let integrity = present::summary_integrity(&DiscordMarkdown, s);
     let text = |commands: &str| {
         format!(
             "**Session summary** {}: {} on {} as {}\n**Approvers:** {}\n**When:** {when}\n**Ended:** {ended}; exit status {}\n\
@@ -184,13 +187,8 @@ pub fn summary(s: &SummaryView) -> String {
             s.recording.as_deref().map_or_else(|| "-".to_owned(), |f| escape(f, 100)),
         )
     };
-    let total = usize::try_from(s.commands_total).unwrap_or(usize::MAX).max(s.commands.len());
-    let commands = if total == 0 {
-        "none".to_owned()
-    } else {
-        let budget = CONTENT_MAX.saturating_sub(text_len(&text("")));
-        fit_lines(s.commands.iter().map(|c| format!("• {}", escape(c, 120))), total, budget)
-    };
+    let budget = CONTENT_MAX.saturating_sub(text_len(&text("")));
+    let commands = present::summary_commands(s, budget, |c| format!("• {}", escape(c, 120)));
     text(&commands)
 }
 

@@ -22,6 +22,7 @@ use super::views::{
     ListQuery, NewRequestBody, OfflineApprovalBody, RecordingDownload, RequestList, RequestView,
     ReviewLinkBody, ReviewLinkView, SearchHit, SearchHits, SearchQuery, WhoAmI,
 };
+use crate::chat::present::connect_line;
 use crate::service::{Deps, OfflineApproval};
 
 /// The authenticated caller.
@@ -77,17 +78,9 @@ fn request_ref(s: &str) -> Result<RequestRef, ApiError> {
 
 fn view(deps: &Deps, req: &shared::core::Request, viewer: &PrincipalName) -> RequestView {
     let quorum = deps.config.policy.scope(&req.scope).map(|s| s.quorum).unwrap_or(0);
-    RequestView::of(req, deps.now(), quorum, &deps.pins, viewer, |r| connect_line(deps, r))
-}
-
-/// `ssh -p PORT CODE@HOST`, the line the requester runs once approved.
-pub fn connect_line(deps: &Deps, req: &shared::core::Request) -> String {
-    let gw = &deps.config.gateway;
-    if gw.public_port == 22 {
-        format!("ssh {}@{}", req.code, gw.public_host)
-    } else {
-        format!("ssh -p {} {}@{}", gw.public_port, req.code, gw.public_host)
-    }
+    RequestView::of(req, deps.now(), quorum, &deps.pins, viewer, |r| {
+        connect_line(&deps.config.gateway, r)
+    })
 }
 
 /// Ask for break-glass access to one host.

@@ -24,16 +24,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::Digest as _;
 use shared::config::Secret;
-use shared::core::{NewRequest, Origin, PrincipalName, Request, RequestRef, Status};
-use shared::ports::RequestFilter;
+use shared::core::RequestRef;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
+use crate::chat::command::{self, BadInput, Invocation};
 use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
-use crate::service::{Deps, ServiceError};
-use parse::{SlashCommand, USAGE};
-use render::{code, escape};
+use crate::service::Deps;
+use render::Mrkdwn;
 
 /// What Slack's deliveries need: the verifier (signing secret) for the HTTP endpoints, or the
 /// app-level token for Socket Mode, and the adapter.
@@ -270,49 +269,6 @@ fn reply(text: String) -> Response {
     Json(json!({ "response_type": "ephemeral", "text": text })).into_response()
 }
 
-/// The configured person behind a Slack user id.
-fn principal(deps: &Deps, user: &str) -> Option<PrincipalName> {
-    deps.config.principal_by_chat_id(Some(user), None).cloned()
-}
-
-fn not_configured(user: &str) -> String {
-    format!(
-        "You are not a breakglass user yet: ask an operator to add `slack_id = \"{}\"` to your entry under [users] in the breakglass config.",
-        escape(user, 32)
-    )
-}
-
-/// One line for a refusal, with its stable code.
-fn refusal(e: &ServiceError) -> String {
-    match e {
-        ServiceError::Policy(p) => format!("{} [{}]", escape(&p.to_string(), 500), p.code()),
-        ServiceError::NotFound(r) => format!("No request {} [not_found]", escape(r, 64)),
-        ServiceError::Busy => {
-            "The request changed while this was decided; try again [conflict]".to_owned()
-        }
-        ServiceError::Unavailable(_) => {
-            "breakglass cannot reach its database right now; nothing was changed [unavailable]"
-                .to_owned()
-        }
-        ServiceError::Internal(_) => "Internal error; nothing was changed [internal]".to_owned(),
-    }
-}
-
-fn describe(deps: &Deps, r: &Request) -> String {
-    let v = crate::chat::sync::card_of(deps, r);
-    format!(
-        "{} {} → {} as {} for {}: *{}* ({} of {} approvals)",
-        code(&v.code, 16),
-        escape(&v.requester, 64),
-        code(&v.host, 64),
-        code(&v.login, 32),
-        escape(&v.duration, 16),
-        v.status.as_str(),
-        v.approvers.len(),
-        v.quorum
-    )
-}
-
 /// `POST /slack/commands`: the `/breakglass` slash command.
 pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
@@ -325,132 +281,33 @@ pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) 
     reply(run_command(&deps, &ev).await)
 }
 
-/// Runs one slash command (verified, from HTTP or Socket Mode); returns the private answer.
+/// Runs one slash command (verified, from HTTP or Socket Mode) through the shared runner;
+/// returns the private answer.
 pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
-    let user = ev.user_id.to_string();
-    let channel = ev.channel_id.to_string();
-    let Some(who) = principal(deps, &user) else { return not_configured(&user) };
-    let cmd = match parse::parse(ev.text.as_deref().unwrap_or_default()) {
-        Ok(c) => c,
-        Err(e) => return format!("{} [{}]", escape(&e.to_string(), 1500), e.code()),
-    };
-    match cmd {
-        SlashCommand::Help => USAGE.to_owned(),
-        SlashCommand::Request { host, login, duration, scope, reason } => {
-            let input = NewRequest {
-                requester: who,
-                host,
-                scope,
-                login,
-                duration,
-                reason,
-                origin: Origin::Slack { channel },
-            };
-            match deps.create_request(input).await {
-                Ok(r) => {
-                    deps.chat.wake.notify_one();
-                    format!(
-                        "Requested {}. The card is posted in this channel for approvers; you will get the connect line here once it is approved.",
-                        describe(deps, &r)
-                    )
-                }
-                Err(e) => refusal(&e),
-            }
-        }
-        SlashCommand::Status(Some(r)) => match deps.get(&r).await {
-            Ok(req) => describe(deps, &req),
-            Err(e) => refusal(&e),
-        },
-        SlashCommand::Status(None) => {
-            let filter =
-                RequestFilter { requester: Some(who), limit: 5, ..RequestFilter::default() };
-            match deps.list(&filter).await {
-                Ok(rs) if rs.is_empty() => "You have no requests.".to_owned(),
-                Ok(rs) => rs.iter().map(|r| describe(deps, r)).collect::<Vec<_>>().join("\n"),
-                Err(e) => refusal(&e),
-            }
-        }
-        SlashCommand::List => {
-            let filter = RequestFilter {
-                statuses: vec![Status::Pending, Status::Approved, Status::Active],
-                requester: None,
-                limit: 1000,
-                ..RequestFilter::default()
-            };
-            match deps.list(&filter).await {
-                Ok(rs) => {
-                    let here: Vec<String> = rs
-                        .iter()
-                        .filter(
-                            |r| matches!(&r.origin, Origin::Slack { channel: c } if *c == channel),
-                        )
-                        .filter(|r| !r.status_at(deps.now()).is_terminal())
-                        .map(|r| describe(deps, r))
-                        .collect();
-                    if here.is_empty() {
-                        "No open requests or live sessions in this channel.".to_owned()
-                    } else {
-                        here.join("\n")
-                    }
-                }
-                Err(e) => refusal(&e),
-            }
-        }
-        SlashCommand::Review(r) => match deps.issue_review_link(&who, r.as_ref()).await {
-            Ok(link) => format!(
-                "Your sign-in link to the reviewer page (opens once, until {}; do not share it): {}",
-                crate::chat::sync::hhmm(link.expires_at),
-                link.url
-            ),
-            Err(e) => refusal(&e),
-        },
-        SlashCommand::Revoke(r) => match deps.revoke(&r, &who).await {
-            Ok(req) => {
-                deps.chat.wake.notify_one();
-                format!("Revoked {}.", code(req.code.as_str(), 16))
-            }
-            Err(e) => refusal(&e),
-        },
-    }
+    let (user, channel) = (ev.user_id.to_string(), ev.channel_id.to_string());
+    let inv = Invocation { platform: Platform::Slack, user: &user, channel: &channel };
+    let cmd = parse::parse(ev.text.as_deref().unwrap_or_default())
+        .map_err(|e| BadInput { message: e.to_string(), code: e.code() });
+    command::run(deps, &Mrkdwn, &inv, cmd).await
 }
 
 /// Handles the clicks of one verified `block_actions` event (HTTP or Socket Mode): each goes
-/// through the service as the clicker; refusals are told to the clicker alone, off the
+/// through the shared runner as the clicker; refusals are told to the clicker alone, off the
 /// request path.
 pub async fn run_clicks(deps: &Deps, slack: &SlackState, ev: SlackInteractionBlockActionsEvent) {
     let user = ev.user.as_ref().map(|u| u.id.to_string()).unwrap_or_default();
     let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
-    let who = principal(deps, &user);
+    let inv = Invocation { platform: Platform::Slack, user: &user, channel: &channel };
     for action in ev.actions.unwrap_or_default() {
         let Some((button, r)) = click_of(&action) else { continue };
-        let outcome = match &who {
-            None => Err(not_configured(&user)),
-            Some(who) => {
-                let result = match button {
-                    Button::Approve => deps.approve(&r, who, None).await,
-                    Button::Deny => deps.deny(&r, who).await,
-                    Button::Revoke => deps.revoke(&r, who).await,
-                };
-                result.map_err(|e| match &e {
-                    ServiceError::Policy(shared::core::PolicyError::OfflineSignatureRequired { code, .. }) => format!(
-                        "This scope accepts only approvals signed with your own key. Run `breakglass approve --key YOUR_KEY {}` [offline_signature_required]",
-                        escape(code, 16)
-                    ),
-                    _ => refusal(&e),
-                })
-            }
-        };
-        match outcome {
-            Ok(_) => deps.chat.wake.notify_one(),
-            Err(text) => {
-                let adapter = slack.adapter.clone();
-                let (channel, user) = (channel.clone(), user.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = adapter.ephemeral(&channel, &user, &text).await {
-                        tracing::warn!(error = %e, "cannot tell the clicker why");
-                    }
-                });
-            }
+        if let Err(text) = command::click(deps, &Mrkdwn, &inv, button, &r).await {
+            let adapter = slack.adapter.clone();
+            let (channel, user) = (channel.clone(), user.clone());
+            tokio::spawn(async move {
+                if let Err(e) = adapter.ephemeral(&channel, &user, &text).await {
+                    tracing::warn!(error = %e, "cannot tell the clicker why");
+                }
+            });
         }
     }
 }

@@ -11,27 +11,9 @@
 //! Values are parsed with the core's parsers, so a bad host, login or duration is refused here
 //! with the same stable code the API uses.
 
-use shared::core::{
-    GrantDuration, HostName, InvalidValue, Login, PolicyError, Reason, RequestRef, ScopeName,
-};
+use shared::core::{GrantDuration, HostName, InvalidValue, Login, PolicyError, Reason, ScopeName};
 
-/// A parsed slash command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SlashCommand {
-    Request {
-        host: HostName,
-        login: Option<Login>,
-        duration: Option<GrantDuration>,
-        scope: Option<ScopeName>,
-        reason: Reason,
-    },
-    Status(Option<RequestRef>),
-    List,
-    Revoke(RequestRef),
-    /// A single-use sign-in link to the reviewer page (for one request, or the list).
-    Review(Option<RequestRef>),
-    Help,
-}
+pub use crate::chat::command::SlashCommand;
 
 /// The usage text, shown for `help` and after a usage error.
 pub const USAGE: &str = "Usage:\n\

@@ -11,10 +11,9 @@
 
 use slack_morphism::prelude::*;
 
-use crate::chat::sync::hhmm;
-use crate::chat::{
-    Button, CardView, Integrity, SummaryView, ThreadPost, escape_within, fit_lines, text_len,
-};
+use crate::chat::command::Voice;
+use crate::chat::present::{self, Markup, status_word};
+use crate::chat::{Button, CardView, SummaryView, ThreadPost, escape_within, text_len};
 use shared::core::Status;
 
 /// Slack's limit on a section block's text.
@@ -37,6 +36,57 @@ pub fn code(text: &str, max: usize) -> String {
     format!("`{}`", escape(text, max).replace('`', "ˋ"))
 }
 
+/// Slack mrkdwn as the shared sentences need it: names escaped, hosts, logins and codes in
+/// inline code, emphasis with `*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mrkdwn;
+
+impl Markup for Mrkdwn {
+    fn escape(&self, text: &str, max: usize) -> String {
+        escape(text, max)
+    }
+    fn person(&self, name: &str) -> String {
+        escape(name, 64)
+    }
+    fn host(&self, host: &str) -> String {
+        code(host, 64)
+    }
+    fn login(&self, login: &str) -> String {
+        code(login, 32)
+    }
+    fn code(&self, c: &str) -> String {
+        code(c, 16)
+    }
+    fn bold(&self, text: &str) -> String {
+        format!("*{text}*")
+    }
+}
+
+impl Voice for Mrkdwn {
+    const HELP: &'static str = super::parse::USAGE;
+    const INPUT_ERROR_MAX: usize = 1500;
+    const CONNECT_LINE_GOES: &'static str = "here";
+
+    fn not_configured(&self, user: &str) -> String {
+        format!(
+            "You are not a breakglass user yet: ask an operator to add `slack_id = \"{}\"` to your entry under [users] in the breakglass config.",
+            escape(user, 32)
+        )
+    }
+
+    fn offline_signature_required(&self, c: &str) -> String {
+        format!(
+            "This scope accepts only approvals signed with your own key. Run `breakglass approve --key YOUR_KEY {}` [offline_signature_required]",
+            escape(c, 16)
+        )
+    }
+
+    /// One per line: a slash command's answer has room for the few a status or list shows.
+    fn lines(&self, lines: Vec<String>) -> String {
+        lines.join("\n")
+    }
+}
+
 fn md(text: String) -> SlackBlockText {
     SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text).with_verbatim(true))
 }
@@ -57,7 +107,7 @@ pub fn card(c: &CardView) -> SlackMessageContent {
         section(format!(
             "*Break-glass request* {} · *{}* ({} of {} approvals)",
             code(&c.code, 16),
-            crate::chat::status_word(c.status),
+            status_word(c.status),
             c.approvers.len(),
             c.quorum
         )),
@@ -76,21 +126,9 @@ pub fn card(c: &CardView) -> SlackMessageContent {
         ctx.push(format!("Approved by {}", escape(&c.approvers.join(", "), 1500)));
     }
     if let Some(by) = &c.closed_by {
-        ctx.push(format!(
-            "{} by {}",
-            if c.status == Status::Denied { "Denied" } else { "Revoked" },
-            escape(by, 64)
-        ));
+        ctx.push(format!("{} by {}", present::closed_word(c), escape(by, 64)));
     }
-    match c.status {
-        Status::Pending => {
-            ctx.push(format!("Expires at {} unless approved", hhmm(c.pending_until)))
-        }
-        Status::Approved | Status::Active => {
-            ctx.push(format!("Access ends by {}", hhmm(c.not_after)))
-        }
-        _ => {}
-    }
+    ctx.extend(present::deadline(c));
     if c.offline_only && c.status == Status::Pending {
         ctx.push(format!(
             "This scope needs offline signatures: `breakglass approve --key YOUR_KEY {}`",
@@ -122,55 +160,24 @@ pub fn card(c: &CardView) -> SlackMessageContent {
             "Break-glass request {} for {}: {}",
             escape(&c.code, 16),
             escape(&c.host, 64),
-            crate::chat::status_word(c.status)
+            status_word(c.status)
         ))
         .with_blocks(blocks)
 }
 
 /// A line in the card's thread.
 pub fn thread_post(p: &ThreadPost) -> SlackMessageContent {
-    let text = match p {
-        ThreadPost::Approved { by, have, need, signer } => {
-            let how = if signer == "personal" { " (signed with their own key)" } else { "" };
-            format!("✅ Approved by {}{how} ({have} of {need})", escape(by, 64))
+    match present::thread_line(&Mrkdwn, p) {
+        Ok(text) => {
+            SlackMessageContent::new().with_text(text.clone()).with_blocks(vec![section(text)])
         }
-        ThreadPost::Granted { approvers, requester } => format!(
-            "🔓 Granted: quorum reached ({}). {} has the connect line.",
-            escape(&approvers.join(", "), 1500),
-            escape(requester, 64)
-        ),
-        ThreadPost::Denied { by } => format!("⛔ Denied by {}", escape(by, 64)),
-        ThreadPost::Revoked { by, was } => {
-            format!("🛑 Revoked by {} (was {})", escape(by, 64), escape(was, 16))
-        }
-        ThreadPost::Expired { was } => {
-            if was == "pending" {
-                "⌛ Expired: no quorum in time".to_owned()
-            } else {
-                "⌛ Expired unused".to_owned()
-            }
-        }
-        ThreadPost::SessionStarted { requester, host, login } => {
-            format!(
-                "🟢 Session live: {} on {} as {}",
-                escape(requester, 64),
-                code(host, 64),
-                code(login, 32)
-            )
-        }
-        ThreadPost::Summary(s) => return summary(s),
-    };
-    SlackMessageContent::new().with_text(text.clone()).with_blocks(vec![section(text)])
+        Err(s) => summary(s),
+    }
 }
 
 /// The audit summary of a session.
 pub fn summary(s: &SummaryView) -> SlackMessageContent {
-    let ended = match (s.end_reason.as_str(), &s.revoked_by) {
-        ("revoked", Some(by)) => format!("revoked by {}", escape(by, 64)),
-        ("expired", _) => "cut at the end of the window".to_owned(),
-        ("closed", _) => "closed by the user".to_owned(),
-        (other, _) => escape(other, 32),
-    };
+    let ended = present::summary_ended(&Mrkdwn, s);
     let duration = s
         .duration()
         .map(|d| {
@@ -183,13 +190,7 @@ pub fn summary(s: &SummaryView) -> SlackMessageContent {
         (Some(a), Some(b)) => format!("{} → {} ({duration})", a.rfc3339(), b.rfc3339()),
         _ => "-".into(),
     };
-    let integrity = match &s.integrity {
-        Integrity::Verified { key_id } => {
-            format!("✅ signature verifies (gateway key {})", escape(key_id, 16))
-        }
-        Integrity::Failed(why) => format!("❌ signature does NOT verify: {}", escape(why, 200)),
-        Integrity::Missing => "no recording".to_owned(),
-    };
+    let integrity = present::summary_integrity(&Mrkdwn, s);
     let recording = match (&s.recording, &s.recording_link) {
         (Some(f), Some(link)) => format!("<{}|{}>", escape(link, 300), escape(f, 100)),
         (Some(f), None) => code(f, 100),
@@ -213,13 +214,8 @@ pub fn summary(s: &SummaryView) -> SlackMessageContent {
     };
     // Within the section's limit: the commands that fit (each cut), then how many more there
     // were (the reviewer page has them all).
-    let total = usize::try_from(s.commands_total).unwrap_or(usize::MAX).max(s.commands.len());
-    let commands = if total == 0 {
-        "none".to_owned()
-    } else {
-        let budget = SECTION_MAX.saturating_sub(text_len(&text("")));
-        fit_lines(s.commands.iter().map(|c| format!("• {}", code(c, 150))), total, budget)
-    };
+    let budget = SECTION_MAX.saturating_sub(text_len(&text("")));
+    let commands = present::summary_commands(s, budget, |c| format!("• {}", code(c, 150)));
     SlackMessageContent::new()
         .with_text(format!("Session summary {}", escape(&s.code, 16)))
         .with_blocks(vec![section(text(&commands))])
