@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio_util::sync::CancellationToken;
 
-pub use crate::cast::FLUSH_INTERVAL;
+use format::cast::FLUSH_INTERVAL;
 use crate::live::{Cutter, EndReason};
 use crate::recording::Recording;
 
