@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio_util::sync::CancellationToken;
 
-use format::cast::FLUSH_INTERVAL;
 use crate::live::{Cutter, EndReason};
 use crate::recording::Recording;
+use format::cast::FLUSH_INTERVAL;
 
 /// A listed recording, and the session's cutter (a write that fails cuts the session).
 struct Entry {

@@ -684,7 +684,8 @@ mod tests {
     }
 
     fn cast_of(dir: &Path) -> format::cast::Cast {
-        format::cast::parse_bytes(&std::fs::read(dir.join("s.cast")).expect("file")).expect("parses")
+        format::cast::parse_bytes(&std::fs::read(dir.join("s.cast")).expect("file"))
+            .expect("parses")
     }
 
     #[test]
