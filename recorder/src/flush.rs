@@ -11,11 +11,11 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use format::cast::FLUSH_INTERVAL;
 use tokio_util::sync::CancellationToken;
 
 use crate::live::{Cutter, EndReason};
 use crate::recording::Recording;
-use format::cast::FLUSH_INTERVAL;
 
 /// A listed recording, and the session's cutter (a write that fails cuts the session).
 struct Entry {
