@@ -4,9 +4,9 @@
 The seeds are real inputs: the Slack and Discord bodies the test builders send
 (tests/src/fake_slack.rs, tests/src/fake_discord.rs), approvals signed over the canonical
 bytes of docs/approval-format.md, the example configs, the captured scp and SFTP
-conversations of recorder/tests/fixtures/transfer/, and a recorded shell session.
+conversations of format/tests/fixtures/transfer/, and a recorded shell session.
 Stream targets read frames: tag byte, little-endian u16 length, bytes
-(recorder/src/fuzzing.rs). Run from anywhere: python3 fuzz/seeds.py
+(format/src/fuzzing.rs). Run from anywhere: python3 fuzz/seeds.py
 """
 import hashlib
 import json
@@ -171,7 +171,7 @@ for name, path in [("example", "deploy/breakglass.example.toml"),
         put("config", name, f.read())
 
 # --- scp and SFTP: the captured real conversations (records: tag, u32 BE length, bytes).
-CAPTURES = os.path.join(ROOT, "recorder", "tests", "fixtures", "transfer")
+CAPTURES = os.path.join(ROOT, "format", "tests", "fixtures", "transfer")
 for fname in sorted(os.listdir(CAPTURES)):
     if not fname.endswith(".bin"):
         continue

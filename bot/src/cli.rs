@@ -1318,7 +1318,7 @@ fn recording_verify(
     file: &std::path::Path,
     pins: &[ed25519_dalek::VerifyingKey],
 ) -> Result<(), Failure> {
-    match recorder::integrity::verify_file(file, pins) {
+    match format::integrity::verify_file(file, pins) {
         Ok(v) => {
             outln!(
                 "recording OK: {} is exactly what the gateway signed for session {} (request {}, nonce {}, {} to {}; sha256 {}, key {})",
@@ -1334,7 +1334,7 @@ fn recording_verify(
             Ok(())
         }
         // The file itself missing or unreadable is a local input problem (5), not a verdict.
-        Err(recorder::integrity::IntegrityError::Read { path, source }) if path == file => {
+        Err(format::integrity::IntegrityError::Read { path, source }) if path == file => {
             Err(Failure::new(EXIT_LOCAL, format!("cannot read {}: {source}", path.display())))
         }
         Err(e) => {
@@ -1504,7 +1504,7 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
     .await;
     if !recordings.problems.is_empty() {
         for p in &recordings.problems {
-            outln!("recording NOT VERIFIED: {}", recorder::replay::printable(p));
+            outln!("recording NOT VERIFIED: {}", format::replay::printable(p));
         }
         return Err(Failure::new(
             EXIT_FAILURE,

@@ -18,9 +18,9 @@ pub const TARGETS: &[shared::fuzzing::Target] = &[
     ("discord_interaction", discord_interaction),
 ];
 
-/// Every fuzz target of the workspace: this crate's, the gateway's and `shared`'s.
+/// Every fuzz target of the workspace: this crate's, the recording format's and `shared`'s.
 pub fn all_targets() -> impl Iterator<Item = &'static shared::fuzzing::Target> {
-    TARGETS.iter().chain(recorder::fuzzing::TARGETS).chain(shared::fuzzing::TARGETS)
+    TARGETS.iter().chain(format::fuzzing::TARGETS).chain(shared::fuzzing::TARGETS)
 }
 
 /// Fuzz target `slash_command`: the text after `/breakglass`, as typed.

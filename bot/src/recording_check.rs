@@ -9,10 +9,23 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
-use recorder::integrity::{self, Expected, SessionBinding, Sidecar};
+use format::integrity::{self, Expected, SessionBinding, Sidecar, StoredRecording};
 use shared::core::approval::SignatureBytes;
 use shared::core::{AuditEntry, AuditKind, KeyId, Request, RequestId, Timestamp};
-use shared::ports::Store;
+use shared::ports::{RecordingRecord, Store};
+
+/// A stored recording row, lent as the fields the format crate binds and checks (its
+/// `StoredRecording`: the format links no storage, so it cannot name the row's type).
+pub fn stored(rec: &RecordingRecord) -> StoredRecording<'_> {
+    StoredRecording {
+        file: &rec.file,
+        sha256: &rec.sha256,
+        key_id: rec.key_id,
+        signature: rec.signature,
+        started_at: rec.started_at,
+        ended_at: rec.ended_at,
+    }
+}
 
 /// What the recordings check found.
 #[derive(Debug, Default)]
@@ -158,7 +171,7 @@ async fn check_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use recorder::integrity::{IntegrityError, RecordingSigner};
+    use format::integrity::{IntegrityError, RecordingSigner};
 
     fn entry(req: &Request, data: serde_json::Value) -> AuditEntry {
         AuditEntry {

@@ -1,7 +1,7 @@
 //! The reviewer's commands: `breakglass review`, `search`, `replay` and `recording bundle`.
 //!
 //! `replay` verifies the recording's signature before anything else and says so on its first
-//! line; the recording's output then goes through `recorder::replay`'s sanitizer, so nothing
+//! line; the recording's output then goes through `format::replay`'s sanitizer, so nothing
 //! the session printed can act on the reviewer's terminal.
 
 use std::io::{IsTerminal as _, Write as _};
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
-use recorder::integrity::{Expected, Sidecar, Verified};
-use recorder::replay::{self, Control, Options, Start, Wake};
+use format::integrity::{Expected, Sidecar, Verified};
+use format::replay::{self, Control, Options, Start, Wake};
 
 use crate::cli::{EXIT_FAILURE, EXIT_LOCAL, Failure};
 use crate::client::Client;
@@ -108,7 +108,7 @@ pub fn load_file(file: &Path, pins: &[VerifyingKey], key_source: &str) -> Result
     let check = if pins.is_empty() {
         Err("no recording key to check it against (pass --key FILE or --config)".to_owned())
     } else {
-        recorder::integrity::verify_file(file, pins).map_err(|e| e.to_string())
+        format::integrity::verify_file(file, pins).map_err(|e| e.to_string())
     };
     Ok(Loaded { name: file.display().to_string(), bytes, check, key_source: key_source.to_owned() })
 }
@@ -138,7 +138,7 @@ pub async fn load_remote(c: &Client, id: &str, pins: &[VerifyingKey]) -> Result<
     let check = serde_json::from_value::<Sidecar>(d.sidecar)
         .map_err(|e| format!("the signature sidecar does not parse: {e}"))
         .and_then(|side| {
-            recorder::integrity::verify_bytes(&bytes, &side, &pins, &expected)
+            format::integrity::verify_bytes(&bytes, &side, &pins, &expected)
                 .map_err(|e| e.to_string())
         });
     Ok(Loaded { name: format!("{} ({})", d.code, d.file), bytes, check, key_source })
@@ -183,7 +183,7 @@ fn play_checked(
     args: &ReplayArgs,
     err: &mut std::io::Stderr,
 ) -> Result<(), Failure> {
-    let cast = recorder::cast::parse_bytes(&loaded.bytes).map_err(|e| {
+    let cast = format::cast::parse_bytes(&loaded.bytes).map_err(|e| {
         let why = e.to_string();
         Failure::new(
             EXIT_LOCAL,

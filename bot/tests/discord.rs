@@ -32,7 +32,7 @@ struct Discord {
     /// restarted bot sees new ids too.
     first: u64,
     next: std::sync::atomic::AtomicU64,
-    recording_key: recorder::integrity::RecordingSigner,
+    recording_key: format::integrity::RecordingSigner,
 }
 
 impl Discord {
@@ -45,7 +45,7 @@ impl Discord {
             APP_ID.parse().expect("id"),
             &Secret::new("bot-token".into()),
         ));
-        let recording_key = recorder::integrity::RecordingSigner::new(shared::testing::key(7));
+        let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
         let mut hub = bot::chat::sync::ChatHub::new(
             vec![recording_key.verifying_key()],
             std::env::temp_dir().join("bg-none"),

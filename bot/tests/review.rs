@@ -23,7 +23,7 @@ const HOSTILE_COMMAND: &str = "rm -rf /tmp/<b>x</b>";
 struct Review {
     app: App,
     dir: tempfile::TempDir,
-    key: recorder::integrity::RecordingSigner,
+    key: format::integrity::RecordingSigner,
 }
 
 /// What a page answered.
@@ -57,7 +57,7 @@ impl Review {
     fn new(db: &TestDb) -> Self {
         let mut app = App::new(db);
         let dir = tempfile::tempdir().expect("tempdir");
-        let key = recorder::integrity::RecordingSigner::new(shared::testing::key(7));
+        let key = format::integrity::RecordingSigner::new(shared::testing::key(7));
         app.deps.chat = Arc::new(bot::chat::sync::ChatHub::new(
             vec![key.verifying_key()],
             dir.path().to_owned(),
@@ -126,7 +126,7 @@ impl Review {
             Sha256::digest(cast.as_bytes()).into()
         };
         let side = self.key.sign(
-            &recorder::integrity::SessionBinding {
+            &format::integrity::SessionBinding {
                 request_id: req.id,
                 code: req.code.clone(),
                 nonce: req.nonce,
@@ -454,7 +454,7 @@ async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
     std::fs::write(r.dir.path().join(&yf), y_cast)?;
     let req_x = d.get(&x.parse()?).await?;
     let rec_x = d.store.recording(req_x.id).await?.expect("X's row");
-    let x_sig = recorder::integrity::Sidecar::of(&rec_x, &req_x);
+    let x_sig = format::integrity::Sidecar::of(&bot::recording_check::stored(&rec_x), &req_x);
     std::fs::write(r.dir.path().join(format!("{yf}.sig")), serde_json::to_vec(&x_sig)?)?;
     let shown = page(y.clone()).await;
     assert!(
@@ -525,12 +525,12 @@ async fn the_bundle_holds_what_an_auditor_needs_to_verify_offline(db: TestDb) ->
     let key_text = String::from_utf8(file("recording-key.pub"))?;
     let key = shared::core::approval::parse_public_key(key_text.trim())?;
     assert_eq!(key, r.key.verifying_key());
-    let side: recorder::integrity::Sidecar = serde_json::from_slice(&file(&sig_name))?;
-    let v = recorder::integrity::verify_bytes(
+    let side: format::integrity::Sidecar = serde_json::from_slice(&file(&sig_name))?;
+    let v = format::integrity::verify_bytes(
         &cast,
         &side,
         &[key],
-        &recorder::integrity::Expected::default(),
+        &format::integrity::Expected::default(),
     )?;
     assert_eq!(v.session.code.as_str(), code);
     // Checksums, approvals, audit events and commands.

@@ -22,7 +22,7 @@ struct Slack {
     fake: FakeSlack,
     url: String,
     http: reqwest::Client,
-    recording_key: recorder::integrity::RecordingSigner,
+    recording_key: format::integrity::RecordingSigner,
 }
 
 impl Slack {
@@ -33,7 +33,7 @@ impl Slack {
             bot::slack::SlackAdapter::new(&fake.api_url, &Secret::new("xoxb-test-token".into()))
                 .expect("client"),
         );
-        let recording_key = recorder::integrity::RecordingSigner::new(shared::testing::key(7));
+        let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
         let mut hub = bot::chat::sync::ChatHub::new(
             vec![recording_key.verifying_key()],
             std::env::temp_dir().join("bg-no-recordings"),

@@ -1,4 +1,4 @@
-//! Fuzz target `cast`: see `recorder::fuzzing::cast`.
+//! Fuzz target `cast`: see `format::fuzzing::cast`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recorder::fuzzing::cast(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| format::fuzzing::cast(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `commands`: see `recorder::fuzzing::commands`.
+//! Fuzz target `commands`: see `format::fuzzing::commands`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recorder::fuzzing::commands(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| format::fuzzing::commands(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `sanitizer`: see `recorder::fuzzing::sanitizer`.
+//! Fuzz target `sanitizer`: see `format::fuzzing::sanitizer`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recorder::fuzzing::sanitizer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| format::fuzzing::sanitizer(data));

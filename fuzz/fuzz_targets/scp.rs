@@ -1,4 +1,4 @@
-//! Fuzz target `scp`: see `recorder::fuzzing::scp`.
+//! Fuzz target `scp`: see `format::fuzzing::scp`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recorder::fuzzing::scp(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| format::fuzzing::scp(data));

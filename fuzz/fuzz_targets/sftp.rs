@@ -1,4 +1,4 @@
-//! Fuzz target `sftp`: see `recorder::fuzzing::sftp`.
+//! Fuzz target `sftp`: see `format::fuzzing::sftp`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| recorder::fuzzing::sftp(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| format::fuzzing::sftp(data));

@@ -11,9 +11,9 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use format::cast::FLUSH_INTERVAL;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::cast::FLUSH_INTERVAL;
 use crate::live::{Cutter, EndReason};
 use crate::recording::Recording;
 

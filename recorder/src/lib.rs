@@ -13,9 +13,8 @@
 //! - [`upstream`]: the russh client to the target, with the pinned host key.
 //! - [`keys`]: host key, CA, and the per-session certificate.
 //! - [`recording`]: one session's asciicast file, command and transfer trackers, events.
-//! - [`cast`], [`commands`], [`transfer`]: the pure parts (asciicast v2, command extraction
-//!   from a terminal emulation, SFTP/SCP transfer observation).
-//! - [`integrity`]: signing and verifying recordings.
+//!   The recording format itself (asciicast, command extraction, SFTP/scp observation, the
+//!   signed statement) is the pure `format` crate (package `breakglass-format`).
 //! - [`to_target`]: client to target, one writer task per channel, with flow control per
 //!   channel (the connection's loop never waits on the target).
 //! - [`live`]: live sessions, cutting, the deadline timer and the revocation watcher;
@@ -24,24 +23,17 @@
 //!   yet, bounded in all and per source.
 //! - [`journal`]: the gateway's own journal of used grants (nonces), checked besides the
 //!   database.
-//! - [`fuzzing`]: the bodies of the fuzz targets for the parsers above (`fuzz/`).
 
 pub mod authz;
-pub mod cast;
-pub mod commands;
 pub mod flush;
-pub mod fuzzing;
-pub mod integrity;
 pub mod journal;
 pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod recording;
-pub mod replay;
 pub mod session;
 pub mod sever;
 pub mod to_target;
-pub mod transfer;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -51,6 +43,7 @@ use std::time::Duration;
 pub use russh::keys::ssh_key::PrivateKey as HostKey;
 
 use anyhow::Context as _;
+use format::integrity::RecordingSigner;
 use russh::keys::ssh_key::PrivateKey;
 use shared::config::Config;
 use shared::core::{Clock, PinnedKeys};
@@ -61,7 +54,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::authz::Identities;
-use crate::integrity::RecordingSigner;
 use crate::keys::Ca;
 use crate::live::LiveSessions;
 use crate::session::{GatewaySession, LiveSlot};

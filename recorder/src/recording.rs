@@ -17,15 +17,14 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use format::cast::{CastWriter, Header, Summary};
+use format::commands::{CommandTracker, StdinLines};
+use format::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent, reads_commands_on_stdin};
 use russh::ChannelId;
 use serde_json::{Value, json};
 use shared::core::{RequestId, Timestamp};
 use shared::ports::SessionEvent;
 use tokio::sync::mpsc;
-
-use crate::cast::{CastWriter, Header, Summary};
-use crate::commands::{CommandTracker, StdinLines};
-use crate::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent, reads_commands_on_stdin};
 
 /// What kind of work a channel does, once the client said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -529,7 +528,7 @@ impl Recording {
         self.channels.values().any(|st| st.commands.as_ref().is_some_and(CommandTracker::can_sleep))
     }
 
-    /// The shared flusher's tick (every [`crate::cast::FLUSH_INTERVAL`] while listed): writes
+    /// The shared flusher's tick (every [`format::cast::FLUSH_INTERVAL`] while listed): writes
     /// the buffered lines to the file, and puts the screens of a session quiet for
     /// [`SCREEN_QUIET`] to sleep. Returns whether it stays in the list (it is taken off when
     /// nothing is left to do, and comes back with the next write).
@@ -598,7 +597,7 @@ impl Recording {
 /// one and leave out of the command list: then it gets `command: ` in front. So no typed or
 /// fed line can hide among the gateway's own markers.
 fn command_label(cmd: &str) -> Cow<'_, str> {
-    if crate::replay::is_command(cmd) {
+    if format::replay::is_command(cmd) {
         Cow::Borrowed(cmd)
     } else {
         Cow::Owned(format!("command: {cmd}"))
@@ -684,8 +683,9 @@ mod tests {
         (r, rx)
     }
 
-    fn cast_of(dir: &Path) -> crate::cast::Cast {
-        crate::cast::parse_bytes(&std::fs::read(dir.join("s.cast")).expect("file")).expect("parses")
+    fn cast_of(dir: &Path) -> format::cast::Cast {
+        format::cast::parse_bytes(&std::fs::read(dir.join("s.cast")).expect("file"))
+            .expect("parses")
     }
 
     #[test]
@@ -741,8 +741,8 @@ mod tests {
         r.output(tunnel, b"tunnelled-bytes");
         assert!(r.finish("session ended: closed").is_some());
         let cast = cast_of(dir.path());
-        let mut all = cast.raw_stream(crate::cast::Stream::Input).expect("input");
-        all.extend(cast.raw_stream(crate::cast::Stream::Output).expect("output"));
+        let mut all = cast.raw_stream(format::cast::Stream::Input).expect("input");
+        all.extend(cast.raw_stream(format::cast::Stream::Output).expect("output"));
         all.extend(cast.binary(true).expect("binary in"));
         all.extend(cast.binary(false).expect("binary out"));
         let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
@@ -879,7 +879,7 @@ mod tests {
                 }
             }
             assert_eq!(stored, sneaky, "the database keeps the commands as typed");
-            crate::replay::commands(&cast_of(dir.path()))
+            format::replay::commands(&cast_of(dir.path()))
                 .into_iter()
                 .map(|(_, label)| label)
                 .filter(|label| !label.starts_with("exec: ") && label != "shell")

@@ -1447,11 +1447,11 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
         None => {
             tracing::error!(code = %req.code, error = ?failure, "the recording could not be finished");
             let bytes = std::fs::read(&path).unwrap_or_default();
-            (crate::cast::sha256_file_bytes(&bytes), None, None, 0)
+            (format::cast::sha256_file_bytes(&bytes), None, None, 0)
         }
     };
     let side = deps.recording_signer.sign(
-        &crate::integrity::SessionBinding {
+        &format::integrity::SessionBinding {
             request_id: req.id,
             code: req.code.clone(),
             nonce: req.nonce,
@@ -1497,8 +1497,8 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     store_end(deps, &req, &path, &record, &detail, ended_at).await;
 }
 
-fn write_sidecar(path: &std::path::Path, side: &crate::integrity::Sidecar) {
-    let side_path = crate::integrity::sidecar_path(path);
+fn write_sidecar(path: &std::path::Path, side: &format::integrity::Sidecar) {
+    let side_path = format::integrity::sidecar_path(path);
     if let Err(e) = serde_json::to_vec_pretty(side)
         .map_err(std::io::Error::other)
         .and_then(|b| std::fs::write(&side_path, b))
@@ -1608,7 +1608,7 @@ async fn record_end(
 /// session that starts meanwhile is never mistaken for a crashed one.
 pub async fn recover_crashed(deps: GatewayDeps, paths: Vec<std::path::PathBuf>) {
     for path in paths {
-        let result = if crate::integrity::sidecar_path(&path).exists() {
+        let result = if format::integrity::sidecar_path(&path).exists() {
             store_pending(&deps, &path).await
         } else {
             recover_one(&deps, &path).await
@@ -1627,7 +1627,7 @@ pub fn unfinished(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.extension().is_some_and(|x| x == "cast")
-                && (!crate::integrity::sidecar_path(p).exists() || pending_path(p).exists())
+                && (!format::integrity::sidecar_path(p).exists() || pending_path(p).exists())
         })
         .collect()
 }
@@ -1635,8 +1635,8 @@ pub fn unfinished(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Stores an end that was signed but not stored (`FILE.pending`).
 async fn store_pending(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
     let detail: serde_json::Value = serde_json::from_slice(&std::fs::read(pending_path(path))?)?;
-    let side: crate::integrity::Sidecar =
-        serde_json::from_slice(&std::fs::read(crate::integrity::sidecar_path(path))?)?;
+    let side: format::integrity::Sidecar =
+        serde_json::from_slice(&std::fs::read(format::integrity::sidecar_path(path))?)?;
     let header = std::fs::read(path)?;
     let header = header.split(|b| *b == b'\n').next().unwrap_or_default();
     let header: serde_json::Value = serde_json::from_slice(header)?;
@@ -1670,8 +1670,8 @@ async fn store_pending(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Re
 
 async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
     let mut bytes = std::fs::read(path)?;
-    bytes.truncate(crate::cast::complete_len(&bytes));
-    let cast = crate::cast::parse_bytes(&bytes)?;
+    bytes.truncate(format::cast::complete_len(&bytes));
+    let cast = format::cast::parse_bytes(&bytes)?;
     let id: shared::core::RequestId = cast.header_json["breakglass"]["grant_id"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
@@ -1679,7 +1679,15 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
     if let Some(stored) = deps.store.recording(id).await? {
         // The end is stored; only the signature file is missing.
         let req = deps.store.get_request(&RequestRef::Id(id)).await?;
-        write_sidecar(path, &crate::integrity::Sidecar::of(&stored, &req));
+        let stored = format::integrity::StoredRecording {
+            file: &stored.file,
+            sha256: &stored.sha256,
+            key_id: stored.key_id,
+            signature: stored.signature,
+            started_at: stored.started_at,
+            ended_at: stored.ended_at,
+        };
+        write_sidecar(path, &format::integrity::Sidecar::of(&stored, &req));
         return Ok(());
     }
     let req = deps.store.get_request(&RequestRef::Id(id)).await?;
@@ -1689,7 +1697,7 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
     bytes.extend_from_slice(marker.as_bytes());
     bytes.push(b'\n');
     std::fs::write(path, &bytes)?;
-    let sha256 = crate::cast::sha256_file_bytes(&bytes);
+    let sha256 = format::cast::sha256_file_bytes(&bytes);
     let now = deps.clock.now();
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let events = deps.store.session_events(id).await.unwrap_or_default();
@@ -1698,7 +1706,7 @@ async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Resu
         cast.header.timestamp.and_then(|t| i64::try_from(t).ok()).unwrap_or(now.unix()),
     );
     let side = deps.recording_signer.sign(
-        &crate::integrity::SessionBinding {
+        &format::integrity::SessionBinding {
             request_id: id,
             code: req.code.clone(),
             nonce: req.nonce,

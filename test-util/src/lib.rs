@@ -1,5 +1,6 @@
-//! Test helpers shared by every test suite in the workspace: the unit tests inside `recorder`
-//! and `bot`, the integration tests of `shared` and `bot`, and the end-to-end crate (`tests/`).
+//! Test helpers shared by every test suite in the workspace: the unit tests inside `format`,
+//! `recorder` and `bot`, the integration tests of `shared` and `bot`, and the end-to-end
+//! crate (`tests/`).
 //!
 //! Why a crate of its own rather than the end-to-end library (`breakglass-e2e`): that library
 //! depends on `recorder` (and brings reqwest, axum and a WebSocket client), so `recorder`'s own

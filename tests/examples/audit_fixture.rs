@@ -469,7 +469,7 @@ fn write_fixture(w: &World, out: &Path) {
         text(&o.stdout).trim().to_owned()
     };
     let commit = git(&["rev-parse", "HEAD"]);
-    let product = ["bot", "shared", "recorder", "migrations"];
+    let product = ["bot", "shared", "format", "recorder", "migrations"];
     let mut log_args = vec!["log", "-1", "--format=%H", "--"];
     log_args.extend(product);
     let product_commit = git(&log_args);

@@ -105,7 +105,7 @@ impl Chat {
         assert!(!summary.contains(SECRET), "{summary}");
         assert!(!self.search(SECRET).contains(code), "the secret is not searchable");
         let rec = self.w.recording_of(code, 10);
-        let cast = recorder::cast::parse(&std::fs::read_to_string(&rec).expect("recording"))
+        let cast = format::cast::parse(&std::fs::read_to_string(&rec).expect("recording"))
             .expect("parses");
         assert!(
             !cast.events.iter().any(|e| e.code == "m" && e.data.contains(SECRET)),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use e2e::gateway::{Agent, World, WorldOptions, free_port, recorder_sig};
 use e2e::{collect, wait_for};
-use recorder::cast;
+use format::cast;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -622,7 +622,7 @@ fn remote_forwarding_and_agent_forwarding_work_when_the_scope_allows_them_and_ar
         cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
     assert!(markers.contains(&"agent forwarding used on the target"), "{markers:?}");
     // None of the forwarding markers passes for a command (`breakglass replay --commands`).
-    assert!(markers.iter().all(|m| !recorder::replay::is_command(m)), "{markers:?}");
+    assert!(markers.iter().all(|m| !format::replay::is_command(m)), "{markers:?}");
     assert!(
         markers.iter().any(|m| m.starts_with("remote forwarding: connection to")),
         "{markers:?}"
@@ -694,7 +694,7 @@ fn x11_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
         markers.iter().any(|m| m.starts_with("X11 forwarding: connection from")),
         "{markers:?}"
     );
-    assert!(markers.iter().all(|m| !recorder::replay::is_command(m)), "{markers:?}");
+    assert!(markers.iter().all(|m| !format::replay::is_command(m)), "{markers:?}");
     // The X11 connection's own bytes (its setup, with the cookie) stay out of the recording.
     let raw = std::fs::read_to_string(&rec).expect("recording");
     assert!(!raw.contains("MIT-MAGIC-COOKIE-1"), "{raw}");

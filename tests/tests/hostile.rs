@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use e2e::gateway::{World, WorldOptions, recorder_sig};
-use recorder::cast;
+use format::cast;
 use serde_json::{Value, json};
 
 fn text(b: &[u8]) -> String {

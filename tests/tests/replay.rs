@@ -35,8 +35,8 @@ fn signed_recording(dir: &Path) -> (PathBuf, PathBuf) {
     let cast = dir.join("bg-a1b2c3-1795403640.cast");
     std::fs::write(&cast, HOSTILE).expect("cast");
     let signer =
-        recorder::integrity::RecordingSigner::new(ed25519_dalek::SigningKey::from_bytes(&[42; 32]));
-    let session = recorder::integrity::SessionBinding {
+        format::integrity::RecordingSigner::new(ed25519_dalek::SigningKey::from_bytes(&[42; 32]));
+    let session = format::integrity::SessionBinding {
         request_id: "6f1c2a1e-8f43-4b7e-9a55-0d2b8f1e7c11".parse().expect("id"),
         code: shared::core::GrantCode::parse("bg-a1b2c3").expect("code"),
         nonce: shared::core::Nonce::from_bytes([7; 32]),
@@ -46,7 +46,7 @@ fn signed_recording(dir: &Path) -> (PathBuf, PathBuf) {
     };
     let side = signer.sign(&session, &Sha256::digest(HOSTILE.as_bytes()).into());
     std::fs::write(
-        recorder::integrity::sidecar_path(&cast),
+        format::integrity::sidecar_path(&cast),
         serde_json::to_vec(&side).expect("json"),
     )
     .expect("sig");

@@ -23,7 +23,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for crate_dir in ["shared", "recorder", "bot", "tests", "test-util", "fuzz"] {
+    for crate_dir in ["shared", "format", "recorder", "bot", "tests", "test-util", "fuzz"] {
         rust_files(&root().join(crate_dir), &mut v);
     }
     assert!(v.len() > 20, "found the sources ({} files)", v.len());
@@ -78,6 +78,35 @@ fn the_core_does_no_io() {
         }
     }
     assert!(hits.is_empty(), "I/O in the pure core:\n{}", hits.join("\n"));
+}
+
+/// The recording format (`format/`) is pure: what reads and verifies a recording links no SSH
+/// stack, no async runtime and no database driver. Asked of Cargo itself, per package, so a
+/// feature turned on elsewhere in the workspace (`shared`'s `storage`) cannot hide here.
+#[test]
+fn the_format_crate_links_no_ssh_or_async_runtime() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "-p", "breakglass-format", "-e", "normal", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .expect("running cargo tree");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "cargo tree failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let crates: std::collections::BTreeSet<&str> =
+        stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    // The tree was read: the crate itself and what it is built on are in it.
+    for expected in ["breakglass-format", "breakglass-shared", "ed25519-dalek", "vt100"] {
+        assert!(crates.contains(expected), "{expected} missing from the tree:\n{stdout}");
+    }
+    let forbidden: Vec<&&str> = crates
+        .iter()
+        .filter(|c| ["russh", "tokio", "sqlx", "mio"].iter().any(|f| c.starts_with(f)))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "breakglass-format links {forbidden:?} (`cargo tree -p breakglass-format -e normal -i NAME` shows why)"
+    );
 }
 
 /// Every "Architecture invariant:" in ARCHITECTURE.md names a test that exists.
@@ -137,6 +166,7 @@ fn the_guard_to_test_map_matches_the_code() {
     assert!(guards.len() >= 30, "the map lists the guards ({} found)", guards.len());
     let crate_dirs = [
         ("breakglass-shared", "shared"),
+        ("breakglass-format", "format"),
         ("breakglass-recorder", "recorder"),
         ("breakglass-bot", "bot"),
         ("breakglass-e2e", "tests"),

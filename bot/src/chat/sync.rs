@@ -352,34 +352,35 @@ async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> Summa
 /// the file reachable, that the file hashes to that digest, that its header names this session,
 /// and that its `FILE.sig`, if any, binds this session too.
 pub fn integrity(deps: &Deps, req: &Request, r: &RecordingRecord, rehash: bool) -> Integrity {
-    use recorder::integrity::{Expected, Sidecar};
-    let Some(key) = recorder::integrity::pinned(&deps.chat.recording_pins, &r.key_id) else {
+    use format::integrity::{Expected, Sidecar};
+    let Some(key) = format::integrity::pinned(&deps.chat.recording_pins, &r.key_id) else {
         return Integrity::Failed(format!("signed by key {}, which is not pinned", r.key_id));
     };
     let pins = std::slice::from_ref(key);
-    let side = Sidecar::of(r, req);
-    let expected = Expected::session(r, req);
+    let stored = crate::recording_check::stored(r);
+    let side = Sidecar::of(&stored, req);
+    let expected = Expected::session(&stored, req);
     let path = deps.chat.recordings_dir.join(&r.file);
     let file =
         if rehash { std::fs::read(&path) } else { Err(std::io::ErrorKind::Unsupported.into()) };
     let result = match file {
-        Ok(bytes) => recorder::integrity::verify_bytes(&bytes, &side, pins, &expected)
+        Ok(bytes) => format::integrity::verify_bytes(&bytes, &side, pins, &expected)
             .map(drop)
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 // The signature file beside it, when there is one, must bind this session too.
-                let Ok(text) = std::fs::read(recorder::integrity::sidecar_path(&path)) else {
+                let Ok(text) = std::fs::read(format::integrity::sidecar_path(&path)) else {
                     return Ok(());
                 };
                 let on_disk: Sidecar = serde_json::from_slice(&text)
                     .map_err(|_| format!("{}.sig is not a recording signature", r.file))?;
-                recorder::integrity::verify_bytes(&bytes, &on_disk, pins, &expected)
+                format::integrity::verify_bytes(&bytes, &on_disk, pins, &expected)
                     .map(drop)
                     .map_err(|e| format!("{}.sig: {e}", r.file))
             }),
         // Not asked to, or not on this machine (split deployment): the signature over the
         // stored digest, bound to the stored session.
-        Err(_) => recorder::integrity::verify_digest(&r.sha256, &side, pins, &expected)
+        Err(_) => format::integrity::verify_digest(&r.sha256, &side, pins, &expected)
             .map(drop)
             .map_err(|e| e.to_string()),
     };

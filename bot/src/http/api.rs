@@ -336,7 +336,7 @@ pub async fn recording(
         serde_json::json!({ "file": rec.file }),
     )
     .await?;
-    let sidecar = recorder::integrity::Sidecar::of(&rec, &req);
+    let sidecar = format::integrity::Sidecar::of(&crate::recording_check::stored(&rec), &req);
     Ok(Json(RecordingDownload {
         code: req.code.to_string(),
         file: rec.file.clone(),

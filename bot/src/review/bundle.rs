@@ -37,17 +37,17 @@ pub fn build(
     events: &[SessionEvent],
 ) -> Result<Vec<u8>> {
     let key =
-        recorder::integrity::pinned(&deps.chat.recording_pins, &rec.key_id).with_context(|| {
+        format::integrity::pinned(&deps.chat.recording_pins, &rec.key_id).with_context(|| {
             format!("the recording was signed by key {}, which is not pinned", rec.key_id)
         })?;
-    let sidecar = recorder::integrity::Sidecar::of(rec, req);
+    let sidecar = format::integrity::Sidecar::of(&crate::recording_check::stored(rec), req);
     // The signed statement (docs/recording-signature.md), for openssl alone.
     let statement = sidecar.statement().context("the recording's file name is too long")?;
-    let check = recorder::integrity::verify_bytes(
+    let check = format::integrity::verify_bytes(
         cast,
         &sidecar,
         std::slice::from_ref(key),
-        &recorder::integrity::Expected::session(rec, req),
+        &format::integrity::Expected::session(&crate::recording_check::stored(rec), req),
     );
     let pem = key
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)

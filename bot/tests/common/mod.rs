@@ -147,7 +147,7 @@ impl App {
         &self,
         code: &str,
         commands: &[&str],
-        key: &recorder::integrity::RecordingSigner,
+        key: &format::integrity::RecordingSigner,
         sha256: [u8; 32],
         bytes_out: u64,
     ) {
@@ -171,7 +171,7 @@ impl App {
             .expect("end");
         let file = format!("{code}-1.cast");
         let side = key.sign(
-            &recorder::integrity::SessionBinding {
+            &format::integrity::SessionBinding {
                 request_id: req.id,
                 code: req.code.clone(),
                 nonce: req.nonce,

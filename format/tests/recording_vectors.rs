@@ -5,10 +5,10 @@
 //! cannot drift unnoticed.
 //!
 //! Regenerate only on a deliberate format change (and bump the version):
-//! `BREAKGLASS_BLESS=1 cargo test -p breakglass-recorder --test recording_vectors`.
+//! `BREAKGLASS_BLESS=1 cargo test -p breakglass-format --test recording_vectors`.
 
 use ed25519_dalek::SigningKey;
-use recorder::integrity::{Expected, RecordingSigner, SessionBinding, Sidecar, verify_digest};
+use format::integrity::{Expected, RecordingSigner, SessionBinding, Sidecar, verify_digest};
 use serde_json::{Value, json};
 use shared::core::approval::public_key_text;
 use shared::core::{GrantCode, Nonce, Timestamp};

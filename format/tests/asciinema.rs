@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use recorder::cast::{CastWriter, Header, Stream, complete_len, parse_bytes};
+use format::cast::{CastWriter, Header, Stream, complete_len, parse_bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 

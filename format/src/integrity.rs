@@ -45,6 +45,22 @@ fn message_v1(sha256: &[u8; 32]) -> Vec<u8> {
     m
 }
 
+/// What the database keeps of a signed recording: the fields of a stored recording row
+/// (`shared::ports::RecordingRecord`) that binding and checking read. Its own type because
+/// the row's lives behind shared's `storage` feature (sqlx, tokio), which this crate must not
+/// link; a caller holding a row lends its fields.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredRecording<'a> {
+    /// File name inside the recordings directory.
+    pub file: &'a str,
+    /// SHA-256 of the whole asciicast file.
+    pub sha256: &'a [u8; 32],
+    pub key_id: KeyId,
+    pub signature: SignatureBytes,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+}
+
 /// The session a recording belongs to: every field the gateway binds to the file's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionBinding {
@@ -59,14 +75,14 @@ pub struct SessionBinding {
 
 impl SessionBinding {
     /// The binding of a stored recording and its request (what the database says).
-    pub fn of(rec: &shared::ports::RecordingRecord, req: &Request) -> Self {
+    pub fn of(rec: &StoredRecording<'_>, req: &Request) -> Self {
         Self {
             request_id: req.id,
             code: req.code.clone(),
             nonce: req.nonce,
             started_at: rec.started_at,
             ended_at: rec.ended_at,
-            file: rec.file.clone(),
+            file: rec.file.to_owned(),
         }
     }
 
@@ -115,8 +131,8 @@ pub struct Sidecar {
 impl Sidecar {
     /// The sidecar of a stored recording, rebuilt from the database's row and its request.
     /// A row signed by an older gateway (version 1) then fails as [`IntegrityError::Unbound`].
-    pub fn of(rec: &shared::ports::RecordingRecord, req: &Request) -> Self {
-        Self::bound(&SessionBinding::of(rec, req), &rec.sha256, rec.key_id, rec.signature)
+    pub fn of(rec: &StoredRecording<'_>, req: &Request) -> Self {
+        Self::bound(&SessionBinding::of(rec, req), rec.sha256, rec.key_id, rec.signature)
     }
 
     /// A version 2 sidecar binding `s` to `sha256`, with a signature made elsewhere.
@@ -313,7 +329,7 @@ pub struct Expected {
 
 impl Expected {
     /// Everything, from the database's row and its request.
-    pub fn session(rec: &shared::ports::RecordingRecord, req: &Request) -> Self {
+    pub fn session(rec: &StoredRecording<'_>, req: &Request) -> Self {
         let b = SessionBinding::of(rec, req);
         Self {
             request_id: Some(b.request_id),

@@ -1,4 +1,4 @@
-//! Fuzzing entry points for the gateway's parsers of outside input: the asciicast reader,
+//! Fuzzing entry points for the recording format's parsers of outside input: the asciicast reader,
 //! the replay sanitizer, the SFTP and scp observers, and the command tracker (its key decoder
 //! and the terminal emulation behind it).
 //!
