@@ -21,7 +21,6 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::config::{self, Overrides, Secret};
 use shared::core::approval::{ApprovalSigner, public_key_text};
-use shared::core::audit_verify::{AuditChecker, first_difference};
 use shared::core::{PrincipalName, RequestRef, Timestamp};
 use shared::ports::Store;
 use tokio_util::sync::CancellationToken;
@@ -1371,135 +1370,48 @@ fn audit_pins(cfg: &config::Config) -> Result<shared::core::PinnedKeys, Failure>
 }
 
 async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
+    use crate::audit_check::{LogOutcome, ReadError};
     let (cfg, store) = open_store_for_audit(flag, overrides).await?;
     let pins = audit_pins(&cfg)?;
-    let mut checker = AuditChecker::new(&pins);
-    let mut after = 0;
-    // Session ends with a recording: their signatures are checked once the log is read.
-    let mut ended = Vec::new();
-    loop {
-        let page = store.audit_page(after, 1000).await.map_err(|e| {
-            Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
-        })?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            if let Err(p) = checker.check(e) {
-                outln!("audit log BROKEN: {p}");
-                return Err(Failure::new(
-                    EXIT_FAILURE,
-                    format!("audit verification failed at seq {}", problem_seq(&p)),
-                ));
-            }
-            if crate::recording_check::is_recording_end(e) {
-                ended.push(e.clone());
-            }
-        }
-    }
-    // From here on every problem is listed, then the command fails on the first.
-    let mut broken: Vec<(String, String)> = Vec::new();
-    for (req, seqs) in checker.reused_grants() {
-        let at: Vec<String> = seqs.iter().map(i64::to_string).collect();
-        broken.push((
-            format!(
-                "audit log BROKEN: grant {} ({}) opened {} sessions (session_started at seq {}): one approval set opens one session, so its consumed nonce was removed from the database",
-                req.code,
-                req.id,
-                seqs.len(),
-                at.join(", ")
-            ),
-            format!("grant {} was used for more than one session", req.code),
-        ));
-    }
-    let mut requests = 0;
-    // Codes of sessions in progress (active, no recording yet): their file is not registered.
-    let mut live = Vec::new();
-    let ids: Vec<shared::core::RequestId> = checker.requests().map(|r| r.id).collect();
-    let mut registered = std::collections::HashMap::new();
-    for chunk in ids.chunks(500) {
-        let recs = store.recordings(chunk).await.map_err(|e| {
-            Failure::new(EXIT_UNREACHABLE, format!("cannot read the recordings table: {e}"))
-        })?;
-        registered.extend(recs.into_iter().map(|r| (r.request_id, r.file)));
-    }
-    for logged in checker.requests() {
-        let table = store.get_request(&RequestRef::Id(logged.id)).await.map_err(|e| {
-            Failure::new(
-                EXIT_FAILURE,
-                format!(
-                    "request {} is in the audit log but not readable from the requests table: {e}",
-                    logged.code
-                ),
-            )
-        })?;
-        if let Some(field) = first_difference(&table, logged) {
-            broken.push((
-                format!(
-                    "audit log BROKEN: the requests table disagrees with the audit log for {} ({}): field `{field}`",
-                    logged.code, logged.id
-                ),
-                format!("request {} was altered outside the audit log", logged.code),
-            ));
-        } else {
-            requests += 1;
-        }
-        if table.status == shared::core::Status::Active && !registered.contains_key(&table.id) {
-            live.push(format!("{}-", table.code));
-        }
-    }
-    let files: std::collections::HashSet<&str> = registered.values().map(String::as_str).collect();
     let dir = &cfg.gateway.recordings_dir;
-    let on_disk = match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            let mut names: Vec<String> = entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".cast"))
-                .collect();
-            names.sort();
-            Some(names)
+    let log = match crate::audit_check::check_log(store.as_ref(), &pins, dir).await {
+        Ok(LogOutcome::Intact(log)) => log,
+        Ok(LogOutcome::ChainBroken(p)) => {
+            outln!("audit log BROKEN: {p}");
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                format!("audit verification failed at seq {}", problem_seq(&p)),
+            ));
         }
-        Err(_) => None,
+        Ok(LogOutcome::Broken(problems)) => {
+            for p in &problems {
+                outln!("{}", p.line);
+            }
+            let first = problems.first().map(|p| p.summary.as_str()).unwrap_or_default();
+            let more = match problems.len() {
+                1 => String::new(),
+                n => format!(" (and {} more problem(s) above)", n - 1),
+            };
+            return Err(Failure::new(EXIT_FAILURE, format!("{first}{more}")));
+        }
+        Err(ReadError::Unreachable(e)) => return Err(Failure::new(EXIT_UNREACHABLE, e)),
+        Err(ReadError::Inconsistent(e)) => return Err(Failure::new(EXIT_FAILURE, e)),
     };
-    for name in on_disk.iter().flatten() {
-        if files.contains(name.as_str()) || live.iter().any(|p| name.starts_with(p.as_str())) {
-            continue;
-        }
-        broken.push((
-            format!(
-                "recordings BROKEN: {} is on disk but no session in the database has it (a session the database never registered: its grant was used again, or its row was removed)",
-                dir.join(name).display()
-            ),
-            format!("recording {name} is not registered in the database"),
-        ));
-    }
-    if let Some((_, first)) = broken.first() {
-        for (line, _) in &broken {
-            outln!("{line}");
-        }
-        let more = match broken.len() {
-            1 => String::new(),
-            n => format!(" (and {} more problem(s) above)", n - 1),
-        };
-        return Err(Failure::new(EXIT_FAILURE, format!("{first}{more}")));
-    }
-    let head = checker.head().map(hex::encode).unwrap_or_else(|| "(empty)".into());
-    outln!("audit log OK: {} events, hash chain intact, head {head}", checker.events());
+    let head = log.head.map(hex::encode).unwrap_or_else(|| "(empty)".into());
+    outln!("audit log OK: {} events, hash chain intact, head {head}", log.events);
     outln!(
         "approvals OK: {} signatures re-verified against {} pinned key(s)",
-        checker.approvals_checked(),
+        log.approvals_checked,
         pins.bot_key_ids().count() + pins.personal_keys().count()
     );
-    outln!("requests OK: {requests} match the audit log, each grant used once");
-    let logged: std::collections::BTreeMap<_, _> =
-        checker.requests().map(|r| (r.id, r.clone())).collect();
-    let recording_pins = if ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
+    outln!("requests OK: {} match the audit log, each grant used once", log.requests);
+    let recording_pins = if log.ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
     let recordings = crate::recording_check::check(
         store.as_ref(),
         &cfg.gateway.recordings_dir,
         &recording_pins,
-        &ended,
-        &logged,
+        &log.ended,
+        &log.logged,
     )
     .await;
     if !recordings.problems.is_empty() {
@@ -1521,10 +1433,9 @@ async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(),
         recording_pins.len(),
         recordings.files
     );
-    match on_disk {
-        Some(names) => outln!(
-            "recordings OK: {} file(s) in {}, each registered or in progress",
-            names.len(),
+    match log.on_disk {
+        Some(n) => outln!(
+            "recordings OK: {n} file(s) in {}, each registered or in progress",
             dir.display()
         ),
         None => outln!(

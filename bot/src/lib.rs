@@ -14,6 +14,8 @@
 //! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
 //! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
+//! - [`audit_check`]: `audit verify`'s database half as a library function: the log
+//!   re-verified, then the requests and recordings tables and the recordings folder held to it.
 //! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
 //!   rebuilt from the audit log, the `recordings` rows and the files must agree.
 //! - [`fuzzing`]: the bodies of the chat payload fuzz targets, and the list of every target.
@@ -35,6 +37,7 @@ macro_rules! errln {
 }
 
 pub mod app;
+pub mod audit_check;
 pub mod chat;
 pub mod cli;
 pub mod client;
