@@ -117,28 +117,13 @@ pub async fn run(flusher: Arc<Flusher>, stop: CancellationToken) {
 
 #[cfg(test)]
 mod tests {
-
-    use russh::ChannelId;
-    use russh::keys::ssh_encoding::Decode as _;
-    use serde_json::json;
-    use shared::core::Timestamp;
-    use tokio::sync::mpsc;
-
     use super::*;
-    use crate::recording::{ChannelKind, EVENT_QUEUE, SCREEN_QUIET};
+    use crate::recording::tests::channel;
+    use crate::recording::{ChannelKind, SCREEN_QUIET};
 
     fn recording(dir: &std::path::Path) -> Arc<Mutex<Recording>> {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (r, rx) = crate::recording::tests::recording(dir);
         std::mem::forget(rx);
-        let r = Recording::new(
-            "00000000-0000-0000-0000-000000000001".parse().expect("an id"),
-            dir.join("s.cast"),
-            json!({ "code": "bg-000001" }),
-            Timestamp::from_unix(1_700_000_000),
-            tx,
-            true,
-        )
-        .expect("recording");
         Arc::new(Mutex::new(r))
     }
 
@@ -154,11 +139,6 @@ mod tests {
             flusher.list.lock().expect("lock").push(entry);
             flusher.wake.notify_one();
         }
-    }
-
-    fn channel(n: u32) -> ChannelId {
-        let bytes = n.to_be_bytes();
-        ChannelId::decode(&mut &bytes[..]).expect("a channel id")
     }
 
     fn file_text(dir: &std::path::Path) -> String {

@@ -659,17 +659,19 @@ fn describe(ev: &TransferEvent) -> (String, Value) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use russh::keys::ssh_encoding::Decode as _;
 
     use super::*;
 
-    fn channel(n: u32) -> ChannelId {
+    /// Channel `n`, as russh names it (shared with the other unit tests of the crate).
+    pub(crate) fn channel(n: u32) -> ChannelId {
         let bytes = n.to_be_bytes();
         ChannelId::decode(&mut &bytes[..]).expect("a channel id")
     }
 
-    fn recording(dir: &Path) -> (Recording, mpsc::Receiver<SessionEvent>) {
+    /// A recording of grant bg-000001 into `dir/s.cast`, and the receiver of its events.
+    pub(crate) fn recording(dir: &Path) -> (Recording, mpsc::Receiver<SessionEvent>) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let r = Recording::new(
             "00000000-0000-0000-0000-000000000001".parse().expect("an id"),

@@ -233,14 +233,8 @@ pub async fn write(
 
 #[cfg(test)]
 mod tests {
-    use russh::keys::ssh_encoding::Decode as _;
-
     use super::*;
-
-    fn channel(n: u32) -> ChannelId {
-        let bytes = n.to_be_bytes();
-        ChannelId::decode(&mut &bytes[..]).expect("a channel id")
-    }
+    use crate::recording::tests::channel;
 
     fn data(n: usize) -> Up {
         Up::Data(Bytes::from(vec![b'x'; n]))
