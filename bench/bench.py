@@ -809,22 +809,28 @@ quorum = 2
 
     # ---- 2. keystrokes ---------------------------------------------------------------------
 
+    def read_until(self, p: subprocess.Popen, marker: bytes, timeout_s: float, what: str) -> bytes:
+        """Reads `p`'s stdout until `marker` shows (returns all it read); kills `p` and fails
+        with `what` if the output ends or `timeout_s` passes first."""
+        fd = p.stdout.fileno()  # type: ignore[union-attr]
+        got = b""
+        deadline = time.monotonic() + timeout_s
+        while marker not in got:
+            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 4096) if r else b""
+            if not chunk:
+                p.kill()
+                raise BenchError(f"{what} (got {got!r}): {self.err_text(p)}")
+            got += chunk
+        return got
+
     def open_echo(self, path: str) -> subprocess.Popen:
         """A PTY session running `cat` in raw mode, ready to echo."""
         code = self.grant() if path == "gateway" else None
         argv = self.ssh_argv(path, code, ["-tt"]) + ["stty raw -echo; printf READY; exec cat"]
         env = dict(os.environ, TERM="xterm")
         p = self.spawn(argv, f"keys-{path}", stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        rfd = p.stdout.fileno()  # type: ignore[union-attr]
-        got = b""
-        deadline = time.monotonic() + 30
-        while b"READY" not in got:
-            r, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(rfd, 4096) if r else b""
-            if not chunk:
-                p.kill()
-                raise BenchError(f"keystrokes {path}: no READY (got {got!r}): {self.err_text(p)}")
-            got += chunk
+        got = self.read_until(p, b"READY", 30, f"keystrokes {path}: no READY")
         tail = got.split(b"READY", 1)[1]
         if tail:
             raise BenchError(f"keystrokes {path}: unexpected output after READY: {tail!r}")
@@ -904,16 +910,7 @@ quorum = 2
     def open_idle(self, i: int, code: str) -> tuple[subprocess.Popen, int]:
         argv = self.ssh_argv("gateway", code) + ["echo $$; exec sleep 600"]
         p = self.spawn(argv, f"idle-{i}", stdout=subprocess.PIPE)
-        fd = p.stdout.fileno()  # type: ignore[union-attr]
-        got = b""
-        deadline = time.monotonic() + 60
-        while b"\n" not in got:
-            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(fd, 64) if r else b""
-            if not chunk:
-                p.kill()
-                raise BenchError(f"idle session {i} ({code}) did not start (got {got!r}): {self.err_text(p)}")
-            got += chunk
+        got = self.read_until(p, b"\n", 60, f"idle session {i} ({code}) did not start")
         pid = int(got.split(b"\n", 1)[0])
         with self.lock:
             self.remote_pids.add(pid)
@@ -1192,17 +1189,10 @@ quorum = 2
         script = f"trap '' HUP; echo up; read -r x; echo ${{EPOCHREALTIME:-$(date +%s.%N)}} > {mark}; exit 0"
         p = self.spawn(self.ssh_argv("gateway", code, ["-tt"]) + [script], f"cut-{code}",
                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        fd = p.stdout.fileno()  # type: ignore[union-attr]
-        got = b""
-        deadline = time.monotonic() + 60
-        while b"up" not in got:
-            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(fd, 256) if r else b""
-            if not chunk:
-                p.kill()
-                raise BenchError(f"cut session {code} did not start (got {got!r}): {self.err_text(p)}")
-            got += chunk
+        self.read_until(p, b"up", 60, f"cut session {code} did not start")
         s = {"code": code, "p": p, "mark": mark, "closed_at": None}
+
+        fd = p.stdout.fileno()  # type: ignore[union-attr]
 
         def watch() -> None:
             while os.read(fd, 4096):
