@@ -210,6 +210,9 @@ pub struct WorldOptions {
 /// The Discord channel requests come from.
 pub use test_util::world::DISCORD_CHANNEL;
 
+/// What bash writes just before it draws a prompt (bracketed paste on): a test waits for it,
+/// not for the prompt's text, which the echo of the line that set it also shows.
+pub const PROMPT_READY: &str = "\x1b[?2004h";
 /// The Slack signing secret of gateway worlds.
 pub const SLACK_SECRET: &str = "e2e-slack-signing-secret";
 /// The Slack app-level token of Socket Mode worlds.
@@ -507,9 +510,13 @@ channels = ["{channel}", "{discord_channel}"]
         (child, stdout)
     }
 
-    /// An interactive session of alice's under a terminal (`ssh -tt`, plus `args`: none for a
-    /// login shell, or a command such as `bash -i`): the child, what it printed so far, and a
-    /// way to type (each call writes, flushes and gives the far side 250 ms).
+    /// An interactive bash of alice's under a terminal (`ssh -tt`, plus `args`: none for a
+    /// login shell, or a command such as `bash -i` or `su -`), returned once bash drew its
+    /// first prompt: the child, what it printed so far, and a way to type (each call writes,
+    /// flushes and gives the far side 250 ms). Keys typed before a prompt is drawn are a known
+    /// limit of reading commands from the screen (format's commands.rs,
+    /// `limit_keys_typed_before_a_new_prompt_is_drawn`), so tests wait for each prompt as a
+    /// person does: bash turns bracketed paste on (`PROMPT_READY`) just before it draws one.
     pub fn typing(
         &self,
         code: &str,
@@ -533,7 +540,7 @@ channels = ["{channel}", "{discord_channel}"]
             input.flush().expect("flush");
             std::thread::sleep(Duration::from_millis(250));
         };
-        std::thread::sleep(Duration::from_millis(800));
+        crate::wait_for(&out, PROMPT_READY, 1, "the shell's first prompt");
         (child, out, send)
     }
 

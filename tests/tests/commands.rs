@@ -206,7 +206,10 @@ fn osc_133_marks_bound_the_commands_of_a_shell_that_prints_them() {
     let (mut child, out, mut send) = c.w.typing(&code, &["bash", "--norc", "-i"]);
     send(r"PS1='\[\e]133;D;$?\a\e]133;A\a\]osc\$ \[\e]133;B\a\]'; PS0='\e]133;C\a'");
     send("\r");
+    // The new prompt (root's `\$` is `#`; the echo of the line that set it shows `osc\$`).
+    wait_for(&out, "osc# ", 1, "the prompt with its marks");
     send("bind '\"\\C-t\": accept-line'\r");
+    wait_for(&out, "osc# ", 2, "the prompt after `bind`");
     send("echo osc-$((6*7))\x14");
     wait_for(&out, "osc-42", 1, "the line accepted by Ctrl-T ran");
     type_secret(&out, &mut send);

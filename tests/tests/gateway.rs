@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::gateway::{Agent, World, WorldOptions, free_port, recorder_sig};
+use e2e::gateway::{Agent, PROMPT_READY, World, WorldOptions, free_port, recorder_sig};
 use e2e::{collect, wait_for};
 use format::cast;
 
@@ -136,7 +136,7 @@ fn a_shell_started_by_exec_with_a_terminal_has_its_commands_indexed() {
     let code = w.grant("db-1", None);
     let (mut child, out, mut send) = w.typing(&code, &["bash --norc -i"]);
     send("export PS1='bg-exec# '\r");
-    wait_for(&out, "bg-exec# ", 1, "prompt");
+    wait_for(&out, &format!("{PROMPT_READY}bg-exec# "), 1, "the new prompt");
     send("echo exec-$((6*7))\r");
     wait_for(&out, "exec-42", 1, "the command ran");
     send("exit\r");
@@ -193,13 +193,10 @@ fn an_interactive_shell_records_commands_as_the_user_saw_them() {
     let w = World::start();
     let code = w.grant("db-1", None);
     let (mut child, out, mut send) = w.typing(&code, &[]);
-    // Keys typed before the shell drew its prompt are a known limit of reading commands from
-    // the screen (commands.rs, `limit_keys_typed_before_a_new_prompt_is_drawn`): wait for each
-    // prompt as a person does. bash turns bracketed paste on just before it draws one; the
-    // echo of the `export` line alone is not the new prompt.
-    wait_for(&out, "\x1b[?2004h", 1, "the login shell's first prompt");
+    // Wait for each prompt as a person does (see `World::typing`): the echo of the `export`
+    // line alone is not the new prompt.
     send("export PS1='bg-test# '\r");
-    wait_for(&out, "\x1b[?2004hbg-test# ", 1, "the new prompt");
+    wait_for(&out, &format!("{PROMPT_READY}bg-test# "), 1, "the new prompt");
     // Tab completion: `ech` + TAB becomes `echo ` on the screen.
     send("ech");
     send("\t");

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::gateway::{World, WorldOptions};
+use e2e::gateway::{PROMPT_READY, World, WorldOptions};
 use e2e::{root, wait_for};
 use serde_json::{Value, json};
 
@@ -59,7 +59,7 @@ fn a_reviewer_finds_the_rm_rf_jumps_to_it_in_the_browser_and_verifies_the_bundle
     let code = granted(&w, REASON);
     let (mut child, out, mut send) = w.typing(&code, &[]);
     send("export PS1='bg-review# '\r");
-    wait_for(&out, "bg-review# ", 1, "prompt");
+    wait_for(&out, &format!("{PROMPT_READY}bg-review# "), 1, "the new prompt");
     send("mkdir -p /tmp/bg-review-x && ls -d /tmp/bg-review-x\r");
     wait_for(&out, "/tmp/bg-review-x\r\n", 1, "mkdir ran");
     std::thread::sleep(Duration::from_millis(1200));
@@ -258,7 +258,7 @@ fn a_live_session_is_watched_while_it_runs() {
     let code = granted(&w, "watch me");
     let (mut child, out, mut send) = w.typing(&code, &[]);
     send("export PS1='live# '\r");
-    wait_for(&out, "live# ", 1, "prompt");
+    wait_for(&out, &format!("{PROMPT_READY}live# "), 1, "the new prompt");
     w.wait_status(&code, "active", 10);
 
     let link = w.cli_as("erin", &["review", &code]).stdout.trim().to_owned();
