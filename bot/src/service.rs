@@ -9,9 +9,10 @@
 use std::sync::Arc;
 
 use shared::config::Config;
+use shared::core::event;
 use shared::core::request::{self, Fresh, NewRequest};
 use shared::core::{
-    Action, Approval, ApprovalSigner, AuditDraft, AuditKind, Clock, GrantCode, Nonce, PinnedKeys,
+    Action, Approval, ApprovalSigner, AuditData, AuditDraft, Clock, GrantCode, Nonce, PinnedKeys,
     PolicyError, PrincipalName, Request, RequestId, RequestRef, Status, Timestamp,
 };
 use shared::ports::{RequestFilter, Store, StoreError};
@@ -216,28 +217,32 @@ impl Deps {
     /// # Errors
     /// Storage errors.
     pub async fn record_startup(&self, component: &str) -> Result<(), ServiceError> {
-        let mut drafts = vec![AuditDraft::new(
-            AuditKind::KeyLoaded,
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let mut drafts = vec![AuditDraft::of(
             None,
             component,
-            serde_json::json!({
-                "purpose": "approval_signing",
-                "key_id": self.signer.key_id(),
-                "pinned_bot_keys": self.pins.bot_key_ids().collect::<Vec<_>>(),
-                "pinned_personal_keys": self.pins.personal_keys()
-                    .map(|(id, who)| serde_json::json!({"key_id": id, "approver": who}))
-                    .collect::<Vec<_>>(),
+            &AuditData::KeyLoaded(event::KeyLoaded {
+                purpose: "approval_signing".to_owned(),
+                key_id: self.signer.key_id(),
+                pinned_bot_keys: self.pins.bot_key_ids().copied().collect(),
+                pinned_personal_keys: self
+                    .pins
+                    .personal_keys()
+                    .map(|(id, who)| event::PinnedPersonalKey {
+                        key_id: *id,
+                        approver: who.clone(),
+                    })
+                    .collect(),
             }),
         )];
-        drafts.push(AuditDraft::new(
-            AuditKind::ConfigLoaded,
+        drafts.push(AuditDraft::of(
             None,
             component,
-            serde_json::json!({
-                "file": self.config.source.as_ref().map(|(p, _)| p.display().to_string()),
-                "sha256": self.config.source.as_ref().map(|(_, h)| hex::encode(h)),
-                "scopes": self.config.policy.scopes().count(),
-                "principals": self.config.policy.principals().count(),
+            &AuditData::ConfigLoaded(event::ConfigLoaded {
+                file: self.config.source.as_ref().map(|(p, _)| p.display().to_string()),
+                sha256: self.config.source.as_ref().map(|(_, h)| hex::encode(h)),
+                scopes: count(self.config.policy.scopes().count()),
+                principals: count(self.config.policy.principals().count()),
             }),
         ));
         self.store.append_audit(&drafts, self.now()).await?;
@@ -281,11 +286,13 @@ impl Deps {
             expires_at: now.plus_secs(ttl),
         };
         self.store.create_review_link(&link).await?;
-        let audit = AuditDraft::new(
-            AuditKind::ReviewLinkIssued,
+        let audit = AuditDraft::of(
             None,
             who.as_str(),
-            serde_json::json!({ "request": code, "expires_at": link.expires_at }),
+            &AuditData::ReviewLinkIssued(event::ReviewLinkIssued {
+                request: code,
+                expires_at: link.expires_at,
+            }),
         );
         self.store.append_audit(&[audit], now).await?;
         Ok(IssuedLink {

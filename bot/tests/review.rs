@@ -139,7 +139,7 @@ impl Review {
         let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
         let end = core_request::apply(
             &live,
-            Action::SessionEnded,
+            Action::SessionEnded(shared::testing::session_ended()),
             &d.config.policy,
             &d.pins,
             now.plus_secs(2),

@@ -30,10 +30,11 @@ use russh::server::{
 };
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
 use serde_json::json;
+use shared::core::event;
 use shared::core::request::{self as core_request};
 use shared::core::{
-    Action, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, RequestRef, Status,
-    Timestamp, VerifiedGrant,
+    Action, AuditData, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, RequestRef,
+    Status, Timestamp, VerifiedGrant,
 };
 use shared::ports::{RecordingRecord, SessionEvent};
 use tokio::sync::mpsc;
@@ -290,8 +291,11 @@ impl GatewaySession {
         // The recording file exists before the grant is used: a gateway that cannot record
         // opens nothing.
         let started_at = d.clock.now();
-        let approvers: Vec<serde_json::Value> =
-            grant.approvers().iter().map(|(a, k)| json!({"approver": a, "signer": k})).collect();
+        let approvers: Vec<event::SessionApprover> = grant
+            .approvers()
+            .iter()
+            .map(|(a, k)| event::SessionApprover { approver: a.clone(), signer: *k })
+            .collect();
         let (events_tx, events_rx) = mpsc::channel(crate::recording::EVENT_QUEUE);
         let file = format!("{}-{}.cast", req.code, started_at.unix());
         let path = d.config.gateway.recordings_dir.join(&file);
@@ -333,9 +337,15 @@ impl GatewaySession {
         // The one session of this approval set: consume the nonce, in the gateway's journal
         // (on disk before anything else, so no crash can let it open twice), then in the
         // database.
+        let details = Box::new(event::SessionStarted {
+            approvers,
+            cert_serial: cred.serial.to_string(),
+            cert_valid_before: grant.session_deadline(),
+            peer: self.peer.map(|p| p.to_string()),
+        });
         let planned = core_request::apply(
             &req,
-            Action::SessionStarted,
+            Action::SessionStarted(details),
             &d.config.policy,
             &d.pins,
             started_at,
@@ -347,21 +357,10 @@ impl GatewaySession {
         };
         let consumed = match planned {
             Err(refusal) => Err(refusal),
-            Ok(mut t) => {
-                t.annotate(
-                    AuditKind::SessionStarted,
-                    &json!({
-                        "peer": self.peer.map(|p| p.to_string()),
-                        "cert_serial": cred.serial.to_string(),
-                        "cert_valid_before": grant.session_deadline(),
-                        "approvers": approvers,
-                    }),
-                );
-                d.store.apply(&t, started_at).await.map_err(|e| match e {
-                    shared::ports::StoreError::Conflict(_) => Refusal::already_used(&req),
-                    _ => Refusal::unavailable(),
-                })
-            }
+            Ok(t) => d.store.apply(&t, started_at).await.map_err(|e| match e {
+                shared::ports::StoreError::Conflict(_) => Refusal::already_used(&req),
+                _ => Refusal::unavailable(),
+            }),
         };
         if let Err(refusal) = consumed {
             let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
@@ -1541,6 +1540,13 @@ async fn record_end(
     detail: &serde_json::Value,
     at: Timestamp,
 ) -> bool {
+    let ended: Box<event::SessionEnded> = match serde_json::from_value(detail.clone()) {
+        Ok(e) => Box::new(e),
+        Err(e) => {
+            tracing::error!(code = %req.code, error = %e, "the session end does not parse (the signed recording holds it)");
+            return false;
+        }
+    };
     let mut wait = Duration::from_millis(200);
     let give_up = Instant::now() + Duration::from_secs(3600);
     loop {
@@ -1555,7 +1561,7 @@ async fn record_end(
                 .then(|| {
                     core_request::apply(
                         &current,
-                        Action::SessionEnded,
+                        Action::SessionEnded(ended.clone()),
                         &deps.config.policy,
                         &deps.pins,
                         at,
@@ -1565,18 +1571,13 @@ async fn record_end(
                     })
                     .ok()
                 })
-                .flatten()
-                .map(|mut t| {
-                    t.annotate(AuditKind::SessionEnded, detail);
-                    t
-                });
+                .flatten();
             let audit = match transition {
                 Some(_) => Vec::new(),
-                None => vec![AuditDraft::new(
-                    AuditKind::SessionEnded,
+                None => vec![AuditDraft::of(
                     Some(req.id),
                     req.requester.as_str(),
-                    detail.clone(),
+                    &AuditData::SessionEnded(ended.clone()),
                 )],
             };
             deps.store.end_session(record, transition.as_ref(), &audit, at).await

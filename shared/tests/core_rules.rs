@@ -294,7 +294,8 @@ fn revoke_rules() {
     .expect("withdraw");
     assert_eq!(t.consumes_nonce, None, "a pending request has no grant to use up");
 
-    let live = w.must(&w.approved(), Action::SessionStarted, T0 + 120);
+    let live =
+        w.must(&w.approved(), Action::SessionStarted(shared::testing::session_started()), T0 + 120);
     assert_eq!(live.status, Status::Active);
     assert_eq!(w.must(&live, Action::Revoke { by: name("bob") }, T0 + 130).status, Status::Revoked);
 }
@@ -305,15 +306,21 @@ fn session_start_consumes_the_nonce_once() {
     let g = w.approved();
     let t = request::apply(
         &g,
-        Action::SessionStarted,
+        Action::SessionStarted(shared::testing::session_started()),
         &w.policy,
         &w.pins,
         Timestamp::from_unix(T0 + 120),
     )
     .expect("start");
     assert_eq!(t.consumes_nonce, Some(g.nonce));
-    refused(&w, &t.next, Action::SessionStarted, T0 + 121, "wrong_state");
-    let closed = w.must(&t.next, Action::SessionEnded, T0 + 300);
+    refused(
+        &w,
+        &t.next,
+        Action::SessionStarted(shared::testing::session_started()),
+        T0 + 121,
+        "wrong_state",
+    );
+    let closed = w.must(&t.next, Action::SessionEnded(shared::testing::session_ended()), T0 + 300);
     assert_eq!(closed.status, Status::Closed);
 }
 
@@ -322,7 +329,8 @@ fn deadlines_expire_requests() {
     let w = World::new();
     let pending = w.open_default();
     let granted = w.approved();
-    let live = w.must(&w.approved(), Action::SessionStarted, T0 + 120);
+    let live =
+        w.must(&w.approved(), Action::SessionStarted(shared::testing::session_started()), T0 + 120);
     let all = [pending.clone(), granted.clone(), live];
     assert!(due_for_expiry(&all, Timestamp::from_unix(T0 + 60)).is_empty());
     assert_eq!(due_for_expiry(&all, Timestamp::from_unix(T0 + 15 * 60)), vec![pending.id]);
@@ -520,8 +528,8 @@ fn to_action(w: &World, r: &Request, s: &Step, now: i64) -> Option<Action> {
         Step::Deny { who } => Action::Deny { by: name(PEOPLE[*who]) },
         Step::Revoke { who } => Action::Revoke { by: name(PEOPLE[*who]) },
         Step::Expire => Action::Expire,
-        Step::Start => Action::SessionStarted,
-        Step::End => Action::SessionEnded,
+        Step::Start => Action::SessionStarted(shared::testing::session_started()),
+        Step::End => Action::SessionEnded(shared::testing::session_ended()),
         Step::Wait(_) => return None,
     })
 }

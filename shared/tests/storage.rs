@@ -293,7 +293,8 @@ async fn a_nonce_opens_one_session_only(db: TestDb) -> TestResult {
 
     let (a0, draft_a) = open(&w, "alice", "db-1");
     let a = approved(&w, store, a0, draft_a).await?;
-    let started = step(&w, &a, Action::SessionStarted, T0 + 120);
+    let started =
+        step(&w, &a, Action::SessionStarted(shared::testing::session_started()), T0 + 120);
     assert_eq!(started.consumes_nonce, Some(a.nonce));
     let active = apply(store, started, T0 + 120).await?;
     assert_eq!(get(store, &a).await?.status, Status::Active);
@@ -304,7 +305,7 @@ async fn a_nonce_opens_one_session_only(db: TestDb) -> TestResult {
     let (b0, draft_b) = open_with(&w, "alice", "db-2", fresh);
     let b = approved(&w, store, b0, draft_b).await?;
     let before = audit_log(store).await?;
-    let second = step(&w, &b, Action::SessionStarted, T0 + 130);
+    let second = step(&w, &b, Action::SessionStarted(shared::testing::session_started()), T0 + 130);
     assert_eq!(second.consumes_nonce, Some(a.nonce));
     match store.apply(&second, ts(T0 + 130)).await {
         Err(StoreError::Conflict(m)) => assert!(m.contains("nonce"), "{m}"),
@@ -326,8 +327,18 @@ async fn a_grant_reused_after_its_nonce_was_deleted_shows_in_the_audit_check(
     store.create_request(&r0, &draft, ts(T0)).await?;
     let r = apply(store, approve(&w, &r0, "bob", T0 + 60), T0 + 60).await?;
     let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
-    let r = apply(store, step(&w, &r, Action::SessionStarted, T0 + 90), T0 + 90).await?;
-    apply(store, step(&w, &r, Action::SessionEnded, T0 + 95), T0 + 95).await?;
+    let r = apply(
+        store,
+        step(&w, &r, Action::SessionStarted(shared::testing::session_started()), T0 + 90),
+        T0 + 90,
+    )
+    .await?;
+    apply(
+        store,
+        step(&w, &r, Action::SessionEnded(shared::testing::session_ended()), T0 + 95),
+        T0 + 95,
+    )
+    .await?;
     let check = |log: &[AuditEntry]| -> Vec<(RequestId, Vec<i64>)> {
         let mut c = AuditChecker::new(&w.pins);
         for e in log {
@@ -343,7 +354,12 @@ async fn a_grant_reused_after_its_nonce_was_deleted_shows_in_the_audit_check(
     assert_eq!(db.admin.exec("DELETE FROM consumed_nonces").await?, 1);
     db.admin.exec("UPDATE requests SET status = 'approved'").await?;
     let again = get(store, &r).await?;
-    apply(store, step(&w, &again, Action::SessionStarted, T0 + 200), T0 + 200).await?;
+    apply(
+        store,
+        step(&w, &again, Action::SessionStarted(shared::testing::session_started()), T0 + 200),
+        T0 + 200,
+    )
+    .await?;
 
     // The chain is intact, but the log shows two sessions for one grant.
     let log = audit_log(store).await?;
@@ -374,8 +390,18 @@ async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
             apply(store, step(&w, &r, Action::Deny { by: name("carol") }, at), at).await?;
         } else {
             let r = apply(store, approve(&w, &r, "carol", at), at).await?;
-            let r = apply(store, step(&w, &r, Action::SessionStarted, at), at).await?;
-            apply(store, step(&w, &r, Action::SessionEnded, at + 5), at + 5).await?;
+            let r = apply(
+                store,
+                step(&w, &r, Action::SessionStarted(shared::testing::session_started()), at),
+                at,
+            )
+            .await?;
+            apply(
+                store,
+                step(&w, &r, Action::SessionEnded(shared::testing::session_ended()), at + 5),
+                at + 5,
+            )
+            .await?;
         }
         at += 10;
     }
@@ -453,7 +479,12 @@ async fn append_only_tables_refuse_update_and_delete(db: TestDb) -> TestResult {
     store.create_request(&r0, &draft, ts(T0)).await?;
     let r = apply(store, approve(&w, &r0, "bob", T0 + 60), T0 + 60).await?;
     let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
-    let r = apply(store, step(&w, &r, Action::SessionStarted, T0 + 90), T0 + 90).await?;
+    let r = apply(
+        store,
+        step(&w, &r, Action::SessionStarted(shared::testing::session_started()), T0 + 90),
+        T0 + 90,
+    )
+    .await?;
     let before = audit_log(store).await?;
 
     let mut attempts = vec![
@@ -486,7 +517,7 @@ async fn append_only_tables_refuse_update_and_delete(db: TestDb) -> TestResult {
     assert_eq!(verify(&before), Ok(5));
     assert_eq!(get(store, &r0).await?, r, "approvals intact");
     // The consumed nonce is still there: the session cannot start twice.
-    let mut replay = step(&w, &r, Action::SessionEnded, T0 + 95);
+    let mut replay = step(&w, &r, Action::SessionEnded(shared::testing::session_ended()), T0 + 95);
     replay.consumes_nonce = Some(r.nonce);
     assert_conflict(store.apply(&replay, ts(T0 + 95)).await, "the nonce row survived");
     Ok(())
@@ -639,8 +670,9 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
     store.create_request(&req, &draft, ts(T0)).await?;
     let r = apply(store, approve(&w, &req, "bob", T0 + 60), T0 + 60).await?;
     let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
-    let mut started = step(&w, &r, Action::SessionStarted, T0 + 120);
-    started.annotate(AuditKind::SessionStarted, &serde_json::json!({"peer": "127.0.0.1:50000"}));
+    let mut details = shared::testing::session_started();
+    details.peer = Some("127.0.0.1:50000".to_owned());
+    let started = step(&w, &r, Action::SessionStarted(details), T0 + 120);
     let live = apply(store, started, T0 + 120).await?;
 
     for (i, cmd) in ["uptime", "systemctl status"].iter().enumerate() {
@@ -672,7 +704,7 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
         bytes_out: 3400,
         commands: 2,
     };
-    let end = step(&w, &live, Action::SessionEnded, T0 + 300);
+    let end = step(&w, &live, Action::SessionEnded(shared::testing::session_ended()), T0 + 300);
     store.end_session(&rec, Some(&end), &[], ts(T0 + 300)).await?;
     assert_eq!(get(store, &live).await?.status, Status::Closed);
     assert_eq!(store.recording(live.id).await?, Some(rec.clone()));
@@ -707,7 +739,12 @@ async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestRes
     store.create_request(&req, &draft, ts(T0)).await?;
     let r = apply(store, approve(&w, &req, "bob", T0 + 60), T0 + 60).await?;
     let r = apply(store, approve(&w, &r, "carol", T0 + 60), T0 + 60).await?;
-    let live = apply(store, step(&w, &r, Action::SessionStarted, T0 + 120), T0 + 120).await?;
+    let live = apply(
+        store,
+        step(&w, &r, Action::SessionStarted(shared::testing::session_started()), T0 + 120),
+        T0 + 120,
+    )
+    .await?;
     let revoked =
         apply(store, step(&w, &live, Action::Revoke { by: name("bob") }, T0 + 150), T0 + 150)
             .await?;

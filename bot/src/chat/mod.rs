@@ -26,7 +26,7 @@ pub mod sync;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared::core::{Request, Status, Timestamp};
+use shared::core::{Request, SignerKind, Status, Timestamp};
 
 /// How long a handled delivery is remembered, in seconds: the platforms accept a timestamp up
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
@@ -155,11 +155,11 @@ impl Button {
 /// A line in a request's thread. Text fields are raw; adapters escape them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThreadPost {
-    Approved { by: String, have: u64, need: u64, signer: String },
+    Approved { by: String, have: u64, need: u64, signer: SignerKind },
     Granted { approvers: Vec<String>, requester: String },
     Denied { by: String },
-    Revoked { by: String, was: String },
-    Expired { was: String },
+    Revoked { by: String, was: Status },
+    Expired { was: Status },
     SessionStarted { requester: String, host: String, login: String },
     Summary(Box<SummaryView>),
 }

@@ -7,7 +7,7 @@
 //! (Block Kit sections, embeds, the summary's message) stay in each platform's `render.rs`.
 
 use shared::config::GatewaySettings;
-use shared::core::{Request, Status, Timestamp};
+use shared::core::{Request, SignerKind, Status, Timestamp};
 
 use super::{CardView, Integrity, SummaryView, ThreadPost, fit_lines};
 use crate::service::Deps;
@@ -110,7 +110,8 @@ pub fn closed_word(c: &CardView) -> &'static str {
 pub fn thread_line<'p>(m: &impl Markup, p: &'p ThreadPost) -> Result<String, &'p SummaryView> {
     Ok(match p {
         ThreadPost::Approved { by, have, need, signer } => {
-            let how = if signer == "personal" { " (signed with their own key)" } else { "" };
+            let how =
+                if *signer == SignerKind::Personal { " (signed with their own key)" } else { "" };
             format!("✅ Approved by {}{how} ({have} of {need})", m.person(by))
         }
         ThreadPost::Granted { approvers, requester } => format!(
@@ -120,10 +121,10 @@ pub fn thread_line<'p>(m: &impl Markup, p: &'p ThreadPost) -> Result<String, &'p
         ),
         ThreadPost::Denied { by } => format!("⛔ Denied by {}", m.person(by)),
         ThreadPost::Revoked { by, was } => {
-            format!("🛑 Revoked by {} (was {})", m.person(by), m.escape(was, 16))
+            format!("🛑 Revoked by {} (was {})", m.person(by), was.as_str())
         }
         ThreadPost::Expired { was } => {
-            if was == "pending" {
+            if *was == Status::Pending {
                 "⌛ Expired: no quorum in time".to_owned()
             } else {
                 "⌛ Expired unused".to_owned()

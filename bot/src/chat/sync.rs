@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use shared::core::{AuditEntry, AuditKind, Request, RequestRef, Status};
+use shared::core::event::SessionEnded;
+use shared::core::{AuditData, AuditEntry, AuditKind, EndReason, Request, RequestRef, Status};
 use shared::ports::{ChatThread, RecordingRecord};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -196,34 +197,32 @@ async fn mirror(
     posted: &Posted,
     e: &AuditEntry,
 ) -> Result<(), ChatError> {
-    let data: serde_json::Value = serde_json::from_str(&e.data).unwrap_or_default();
-    let text = |k: &str| data[k].as_str().unwrap_or_default().to_owned();
-    let post = match AuditKind::parse(&e.kind) {
-        Ok(AuditKind::Approved) => Some(ThreadPost::Approved {
+    let data = AuditKind::parse(&e.kind).and_then(|kind| AuditData::parse(kind, &e.data));
+    let post = match data {
+        Ok(AuditData::Approved(d)) => Some(ThreadPost::Approved {
             by: e.actor.clone(),
-            have: data["approvals"].as_u64().unwrap_or(0),
-            need: data["quorum"].as_u64().unwrap_or(0),
-            signer: text("signer"),
+            have: d.approvals,
+            need: u64::from(d.quorum),
+            signer: d.signer,
         }),
-        Ok(AuditKind::Granted) => Some(ThreadPost::Granted {
-            approvers: data["approvers"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
+        Ok(AuditData::Granted(d)) => Some(ThreadPost::Granted {
+            approvers: d.approvers.iter().map(ToString::to_string).collect(),
             requester: req.requester.to_string(),
         }),
-        Ok(AuditKind::Denied) => Some(ThreadPost::Denied { by: e.actor.clone() }),
-        Ok(AuditKind::Revoked) => {
-            Some(ThreadPost::Revoked { by: e.actor.clone(), was: text("was") })
-        }
-        Ok(AuditKind::Expired) => Some(ThreadPost::Expired { was: text("was") }),
-        Ok(AuditKind::SessionStarted) => Some(ThreadPost::SessionStarted {
+        Ok(AuditData::Denied) => Some(ThreadPost::Denied { by: e.actor.clone() }),
+        Ok(AuditData::Revoked(d)) => Some(ThreadPost::Revoked { by: e.actor.clone(), was: d.was }),
+        Ok(AuditData::Expired(d)) => Some(ThreadPost::Expired { was: d.was }),
+        Ok(AuditData::SessionStarted(_)) => Some(ThreadPost::SessionStarted {
             requester: req.requester.to_string(),
             host: req.host.to_string(),
             login: req.login.to_string(),
         }),
-        Ok(AuditKind::SessionEnded) if !t.summary_sent => {
-            Some(ThreadPost::Summary(Box::new(summary(deps, req, &data).await)))
+        Ok(AuditData::SessionEnded(d)) if !t.summary_sent => {
+            Some(ThreadPost::Summary(Box::new(summary(deps, req, Some(&d)).await)))
+        }
+        Err(err) => {
+            tracing::error!(request = %t.request_id, seq = e.seq, kind = %e.kind, %err, "an audit event's data does not parse; not mirrored");
+            None
         }
         _ => None,
     };
@@ -305,7 +304,7 @@ async fn finished(deps: &Deps, req: &Request, t: &ChatThread) -> bool {
 }
 
 /// The audit summary of a finished session, from the database and the recording.
-async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> SummaryView {
+async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> SummaryView {
     let rec = deps.store.recording(req.id).await.ok().flatten();
     let events = deps.store.session_events(req.id).await.unwrap_or_default();
     let commands: Vec<String> = events
@@ -328,7 +327,7 @@ async fn summary(deps: &Deps, req: &Request, ended: &serde_json::Value) -> Summa
         end_reason: rec
             .as_ref()
             .map(|r| r.end_reason.clone())
-            .unwrap_or_else(|| ended["end_reason"].as_str().unwrap_or("closed").to_owned()),
+            .unwrap_or_else(|| ended.map_or(EndReason::Closed, |e| e.end_reason).to_string()),
         revoked_by: req
             .closed_by
             .as_ref()

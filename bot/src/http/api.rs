@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use shared::core::approval::SignatureBytes;
+use shared::core::event::RecordingViewed;
 use shared::core::{
     Approval, GrantDuration, HostName, KeyId, Login, NewRequest, Origin, PrincipalKind,
     PrincipalName, Reason, RequestRef, ScopeName, Status, Timestamp,
@@ -291,8 +292,11 @@ pub async fn search(
         to: q.to,
     };
     let hits = crate::review::search(&deps, &f, text).await?;
-    let audit = serde_json::json!({ "q": text, "hits": hits.len() });
-    crate::review::audit_view(&deps, &who, None, "search", audit).await?;
+    let audit = RecordingViewed::Search {
+        q: text.to_owned(),
+        hits: u64::try_from(hits.len()).unwrap_or(u64::MAX),
+    };
+    crate::review::audit_view(&deps, &who, None, audit).await?;
     let base = &deps.config.server.public_url;
     Ok(Json(SearchHits {
         hits: hits
@@ -328,14 +332,8 @@ pub async fn recording(
     let (req, rec, bytes) = crate::review::finished(&deps, &request_ref(&id)?).await?;
     let cast = String::from_utf8(bytes)
         .map_err(|_| ApiError::Internal(format!("{} is not UTF-8", rec.file)))?;
-    crate::review::audit_view(
-        &deps,
-        &who,
-        Some(req.id),
-        "api_cast",
-        serde_json::json!({ "file": rec.file }),
-    )
-    .await?;
+    let what = RecordingViewed::ApiCast { file: rec.file.clone() };
+    crate::review::audit_view(&deps, &who, Some(req.id), what).await?;
     let sidecar = format::integrity::Sidecar::of(&crate::recording_check::stored(&rec), &req);
     Ok(Json(RecordingDownload {
         code: req.code.to_string(),
@@ -369,13 +367,7 @@ pub async fn bundle(
     reviewer(&deps, &who)?;
     let (req, rec, cast) = crate::review::finished(&deps, &request_ref(&id)?).await?;
     let bytes = crate::review::bundle_of(&deps, &req, &rec, &cast).await?;
-    crate::review::audit_view(
-        &deps,
-        &who,
-        Some(req.id),
-        "api_bundle",
-        serde_json::json!({ "file": rec.file }),
-    )
-    .await?;
+    let what = RecordingViewed::ApiBundle { file: rec.file.clone() };
+    crate::review::audit_view(&deps, &who, Some(req.id), what).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }

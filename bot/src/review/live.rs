@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use shared::core::event::RecordingViewed;
 use shared::core::{RequestRef, Status};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::mpsc;
@@ -54,7 +55,7 @@ pub(super) async fn stream(
     let file = live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(|| {
         ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
     })?;
-    audit_view(&deps, &who, Some(req.id), "live", serde_json::json!({})).await?;
+    audit_view(&deps, &who, Some(req.id), RecordingViewed::Live).await?;
     let id = req.id;
     tokio::spawn(async move {
         if let Err(e) = follow(&deps, id, &session, &file, &tx).await {

@@ -26,8 +26,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+use shared::core::event::RecordingViewed;
 use shared::core::{
-    AuditDraft, AuditKind, GrantCode, PrincipalName, Request, RequestId, RequestRef, Status,
+    AuditData, AuditDraft, GrantCode, PrincipalName, Request, RequestId, RequestRef, Status,
     Timestamp,
 };
 use shared::ports::{LinkRefusal, RecordingRecord, RequestFilter, SessionEvent};
@@ -437,7 +438,7 @@ async fn list(
         Some(q) => Some(search(&deps, &f, q).await?),
         None => None,
     };
-    audit_view(&deps, &who, None, "list", serde_json::json!({ "q": f.q })).await?;
+    audit_view(&deps, &who, None, RecordingViewed::List { q: f.q.clone() }).await?;
     Ok(html(pages::list(&who, &f, &rows, hits.as_deref(), deps.now())))
 }
 
@@ -500,7 +501,7 @@ async fn session(
     if page.row.rec.is_none() && !page.row.live() {
         return Err(ReviewError::NotFound(format!("{code} (it has no recording)")));
     }
-    audit_view(&deps, &who, Some(page.row.req.id), "page", serde_json::json!({})).await?;
+    audit_view(&deps, &who, Some(page.row.req.id), RecordingViewed::Page).await?;
     Ok(html(pages::session(&who, &page)))
 }
 
@@ -509,14 +510,9 @@ pub(crate) async fn audit_view(
     deps: &Deps,
     who: &PrincipalName,
     request: Option<RequestId>,
-    what: &str,
-    extra: serde_json::Value,
+    what: RecordingViewed,
 ) -> Result<(), ReviewError> {
-    let mut data = serde_json::json!({ "view": what });
-    if let (Some(d), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
-        d.extend(extra);
-    }
-    let draft = AuditDraft::new(AuditKind::RecordingViewed, request, who.as_str(), data);
+    let draft = AuditDraft::of(request, who.as_str(), &AuditData::RecordingViewed(what));
     deps.store.append_audit(&[draft], deps.now()).await?;
     Ok(())
 }
@@ -572,8 +568,8 @@ async fn download_cast(
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let req = load_request(&deps, &code).await?;
-    let (path, name, what) = match deps.store.recording(req.id).await? {
-        Some(rec) => (recording_path(&deps, &rec)?, rec.file, "cast"),
+    let (path, name, live) = match deps.store.recording(req.id).await? {
+        Some(rec) => (recording_path(&deps, &rec)?, rec.file, false),
         // A live session: the recording so far (the player's "watch from the start").
         None if req.status == Status::Active => {
             let p = live::live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(
@@ -584,17 +580,20 @@ async fn download_cast(
                 },
             )?;
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (p, name, "cast_live")
+            (p, name, true)
         }
         None => return Err(ReviewError::NotFound(format!("{code} (it has no recording)"))),
     };
     let mut bytes = read_recording(&path, &req).await?;
-    if what == "cast_live" {
+    if live {
         // Live viewers never get keystrokes; whole lines only (the gateway may be midway
         // through writing one).
         bytes = live::output_only(&bytes);
     }
-    audit_view(&deps, &who, Some(req.id), what, serde_json::json!({ "file": name })).await?;
+    let file = name.clone();
+    let what =
+        if live { RecordingViewed::CastLive { file } } else { RecordingViewed::Cast { file } };
+    audit_view(&deps, &who, Some(req.id), what).await?;
     Ok(attachment(bytes, "application/x-asciicast", &name))
 }
 
@@ -607,7 +606,7 @@ async fn download_bundle(
     let (req, rec, cast) = finished(&deps, &RequestRef::Code(code)).await?;
     let name = format!("{}-bundle.tar.gz", req.code);
     let bytes = bundle_of(&deps, &req, &rec, &cast).await?;
-    audit_view(&deps, &who, Some(req.id), "bundle", serde_json::json!({ "file": rec.file }))
+    audit_view(&deps, &who, Some(req.id), RecordingViewed::Bundle { file: rec.file.clone() })
         .await?;
     Ok(attachment(bytes, "application/gzip", &name))
 }

@@ -135,8 +135,14 @@ impl App {
         let d = &self.deps;
         let req = d.get(&code.parse().expect("code")).await.expect("request");
         let now = d.now();
-        let t = request::apply(&req, Action::SessionStarted, &d.config.policy, &d.pins, now)
-            .expect("start");
+        let t = request::apply(
+            &req,
+            Action::SessionStarted(shared::testing::session_started()),
+            &d.config.policy,
+            &d.pins,
+            now,
+        )
+        .expect("start");
         d.store.apply(&t, now).await.expect("started");
     }
 
@@ -167,8 +173,14 @@ impl App {
         }
         let live = d.get(&RequestRef::Id(req.id)).await.expect("live");
         let ended = now.plus_secs(60);
-        let end = request::apply(&live, Action::SessionEnded, &d.config.policy, &d.pins, ended)
-            .expect("end");
+        let end = request::apply(
+            &live,
+            Action::SessionEnded(shared::testing::session_ended()),
+            &d.config.policy,
+            &d.pins,
+            ended,
+        )
+        .expect("end");
         let file = format!("{code}-1.cast");
         let side = key.sign(
             &format::integrity::SessionBinding {

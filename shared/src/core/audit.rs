@@ -105,6 +105,11 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
+    /// The event `data` says, about `request_id`, by `actor`.
+    pub fn of(request_id: Option<RequestId>, actor: &str, data: &super::event::AuditData) -> Self {
+        Self { kind: data.kind(), request_id, actor: actor.to_owned(), data: data.to_json() }
+    }
+
     pub fn new(
         kind: AuditKind,
         request_id: Option<RequestId>,

@@ -11,15 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
-use super::approval::{Approval, PinnedKeys, SignatureBytes};
+use super::approval::{Approval, PinnedKeys};
 use super::audit::{AuditEntry, AuditKind, ChainBreak, ChainVerifier};
-use super::ids::{
-    GrantCode, GrantDuration, HostName, KeyId, Login, Nonce, PrincipalName, Reason, RequestId,
-    ScopeName, Timestamp,
-};
-use super::policy::Origin;
+use super::event::{Approved, Requested};
+use super::ids::{GrantDuration, PrincipalName, RequestId};
 use super::request::{Request, Status};
 
 /// The first problem found in a log.
@@ -31,28 +26,6 @@ pub enum AuditProblem {
     Approval { seq: i64, request: String, why: String },
     #[error("audit event seq {seq}: {why}")]
     Malformed { seq: i64, why: String },
-}
-
-#[derive(Deserialize)]
-struct RequestedData {
-    code: GrantCode,
-    scope: ScopeName,
-    host: HostName,
-    login: Login,
-    duration_secs: u64,
-    reason: Reason,
-    nonce: Nonce,
-    not_before: Timestamp,
-    not_after: Timestamp,
-    pending_until: Timestamp,
-    origin: Origin,
-}
-
-#[derive(Deserialize)]
-struct ApprovedData {
-    key_id: KeyId,
-    signed_at: Timestamp,
-    signature: SignatureBytes,
 }
 
 /// Feeds on audit entries in order; stops at the first problem.
@@ -95,7 +68,7 @@ impl<'a> AuditChecker<'a> {
         match kind {
             AuditKind::Requested => {
                 let id = request_id()?;
-                let d: RequestedData = serde_json::from_str(&e.data)
+                let d: Requested = serde_json::from_str(&e.data)
                     .map_err(|err| malformed(format!("requested event data: {err}")))?;
                 let requester =
                     PrincipalName::parse(&e.actor).map_err(|v| malformed(v.to_string()))?;
@@ -127,7 +100,7 @@ impl<'a> AuditChecker<'a> {
             }
             AuditKind::Approved => {
                 let id = request_id()?;
-                let d: ApprovedData = serde_json::from_str(&e.data)
+                let d: Approved = serde_json::from_str(&e.data)
                     .map_err(|err| malformed(format!("approved event data: {err}")))?;
                 let approver =
                     PrincipalName::parse(&e.actor).map_err(|v| malformed(v.to_string()))?;

@@ -13,10 +13,10 @@
 //! function here is pure: the time, the request's random parts and the policy are inputs.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::approval::{Approval, PinnedKeys};
-use super::audit::{AuditDraft, AuditKind};
+use super::audit::AuditDraft;
+use super::event::{self, AuditData};
 use super::ids::{
     GrantCode, GrantDuration, HostName, Login, Nonce, PrincipalName, Reason, RequestId, ScopeName,
     Timestamp,
@@ -149,21 +149,6 @@ pub struct Transition {
     pub audit: Vec<AuditDraft>,
 }
 
-impl Transition {
-    /// Adds `detail` (an object's keys) to the data of this transition's `kind` audit event,
-    /// e.g. the gateway's session details on `session_started`. Keys the core set win.
-    pub fn annotate(&mut self, kind: AuditKind, detail: &serde_json::Value) {
-        let Some(extra) = detail.as_object() else { return };
-        for draft in self.audit.iter_mut().filter(|d| d.kind == kind) {
-            if let Some(data) = draft.data.as_object_mut() {
-                for (k, v) in extra {
-                    data.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-        }
-    }
-}
-
 /// Checks a new request against the policy and builds it.
 ///
 /// # Errors
@@ -221,17 +206,23 @@ pub fn open(
         updated_at: now,
         version: 0,
     };
-    let audit = AuditDraft::new(
-        AuditKind::Requested,
+    let audit = AuditDraft::of(
         Some(req.id),
         req.requester.as_str(),
-        json!({
-            "code": req.code, "scope": req.scope, "host": req.host, "login": req.login,
-            "duration_secs": req.duration.secs(), "reason": req.reason,
-            "reason_sha256": hex::encode(req.reason.sha256()), "nonce": req.nonce,
-            "not_before": req.not_before, "not_after": req.not_after,
-            "pending_until": req.pending_until, "origin": req.origin,
-        }),
+        &AuditData::Requested(Box::new(event::Requested {
+            code: req.code.clone(),
+            scope: req.scope.clone(),
+            host: req.host.clone(),
+            login: req.login.clone(),
+            duration_secs: req.duration.secs(),
+            reason: req.reason.clone(),
+            reason_sha256: hex::encode(req.reason.sha256()),
+            nonce: req.nonce,
+            not_before: req.not_before,
+            not_after: req.not_after,
+            pending_until: req.pending_until,
+            origin: req.origin.clone(),
+        })),
     );
     Ok((req, audit))
 }
@@ -250,10 +241,11 @@ pub enum Action {
     },
     /// A deadline passed (`pending_until` or `not_after`).
     Expire,
-    /// The gateway started the one session of an approved grant.
-    SessionStarted,
-    /// That session ended.
-    SessionEnded,
+    /// The gateway started the one session of an approved grant (its details go to the audit
+    /// event).
+    SessionStarted(Box<event::SessionStarted>),
+    /// That session ended (its recording's integrity data and totals go to the audit event).
+    SessionEnded(Box<event::SessionEnded>),
 }
 
 impl Action {
@@ -263,8 +255,8 @@ impl Action {
             Self::Deny { .. } => "denied",
             Self::Revoke { .. } => "revoked",
             Self::Expire => "expired",
-            Self::SessionStarted => "used",
-            Self::SessionEnded => "ended",
+            Self::SessionStarted(_) => "used",
+            Self::SessionEnded(_) => "ended",
         }
     }
 }
@@ -315,25 +307,26 @@ pub fn apply(
             next.approvals.push(approval.clone());
             new_approval = Some(approval.clone());
             let have = next.approvals.len();
-            audit.push(AuditDraft::new(
-                AuditKind::Approved,
+            audit.push(AuditDraft::of(
                 Some(req.id),
                 who.as_str(),
-                json!({
-                    "key_id": approval.key_id, "signer": kind.as_str(),
-                    "signed_at": approval.signed_at, "signature": approval.signature,
-                    "approvals": have, "quorum": scope.quorum,
+                &AuditData::Approved(event::Approved {
+                    key_id: approval.key_id,
+                    signer: kind,
+                    signed_at: approval.signed_at,
+                    signature: approval.signature,
+                    approvals: u64::try_from(have).unwrap_or(u64::MAX),
+                    quorum: scope.quorum,
                 }),
             ));
             if have >= quorum(scope) {
                 next.status = Status::Approved;
-                audit.push(AuditDraft::new(
-                    AuditKind::Granted,
+                audit.push(AuditDraft::of(
                     Some(req.id),
                     "breakglass",
-                    json!({
-                        "approvers": next.approvals.iter().map(|a| a.approver.as_str()).collect::<Vec<_>>(),
-                        "not_after": req.not_after,
+                    &AuditData::Granted(event::Granted {
+                        approvers: next.approvals.iter().map(|a| a.approver.clone()).collect(),
+                        not_after: req.not_after,
                     }),
                 ));
             }
@@ -345,7 +338,7 @@ pub fn apply(
             }
             next.status = Status::Denied;
             next.closed_by = Some(by.clone());
-            audit.push(AuditDraft::new(AuditKind::Denied, Some(req.id), by.as_str(), json!({})));
+            audit.push(AuditDraft::of(Some(req.id), by.as_str(), &AuditData::Denied));
         }
         Action::Revoke { by } => {
             policy.principal(&by)?;
@@ -362,11 +355,10 @@ pub fn apply(
             if status == Status::Approved {
                 consumes_nonce = Some(req.nonce);
             }
-            audit.push(AuditDraft::new(
-                AuditKind::Revoked,
+            audit.push(AuditDraft::of(
                 Some(req.id),
                 by.as_str(),
-                json!({ "was": req.status.as_str() }),
+                &AuditData::Revoked(event::Revoked { was: req.status }),
             ));
         }
         Action::Expire => {
@@ -374,36 +366,36 @@ pub fn apply(
                 return Err(wrong_state());
             }
             next.status = Status::Expired;
-            audit.push(AuditDraft::new(
-                AuditKind::Expired,
+            audit.push(AuditDraft::of(
                 Some(req.id),
                 "breakglass",
-                json!({ "was": req.status.as_str(), "approvals": req.approvals.len() }),
+                &AuditData::Expired(event::Expired {
+                    was: req.status,
+                    approvals: u64::try_from(req.approvals.len()).unwrap_or(u64::MAX),
+                }),
             ));
         }
-        Action::SessionStarted => {
+        Action::SessionStarted(started) => {
             if status != Status::Approved {
                 return Err(wrong_state());
             }
             next.status = Status::Active;
             consumes_nonce = Some(req.nonce);
-            audit.push(AuditDraft::new(
-                AuditKind::SessionStarted,
+            audit.push(AuditDraft::of(
                 Some(req.id),
                 req.requester.as_str(),
-                json!({}),
+                &AuditData::SessionStarted(*started),
             ));
         }
-        Action::SessionEnded => {
+        Action::SessionEnded(ended) => {
             if req.status != Status::Active {
                 return Err(wrong_state());
             }
             next.status = Status::Closed;
-            audit.push(AuditDraft::new(
-                AuditKind::SessionEnded,
+            audit.push(AuditDraft::of(
                 Some(req.id),
                 req.requester.as_str(),
-                json!({}),
+                &AuditData::SessionEnded(ended),
             ));
         }
     }

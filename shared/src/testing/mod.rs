@@ -57,3 +57,38 @@ pub fn dur(s: &str) -> GrantDuration {
 pub fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
 }
+
+/// What a gateway says of a session it opened (tests that drive the core by hand).
+pub fn session_started() -> Box<event::SessionStarted> {
+    Box::new(event::SessionStarted {
+        approvers: Vec::new(),
+        cert_serial: "1".to_owned(),
+        cert_valid_before: Timestamp::from_unix(T0 + 3600),
+        peer: Some("127.0.0.1:2222".to_owned()),
+    })
+}
+
+/// What a gateway says of a session that its user closed after a minute (a recording of
+/// nothing, signed by no key: tests that check integrity sign their own).
+pub fn session_ended() -> Box<event::SessionEnded> {
+    let (started_at, ended_at) = (Timestamp::from_unix(T0 + 120), Timestamp::from_unix(T0 + 180));
+    Box::new(event::SessionEnded {
+        end_reason: EndReason::Closed,
+        recording: "test.cast".to_owned(),
+        recording_sha256: hex::encode([0u8; 32]),
+        recording_signature: approval::SignatureBytes::from_bytes([0; 64]),
+        recording_key_id: KeyId::of(&[0; 32]),
+        recording_signature_version: 2,
+        started_at,
+        ended_at,
+        commands: 0,
+        ended: event::Ended::Seen(event::SeenEnd {
+            revoked_by: None,
+            recording_error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            exit_status: Some(0),
+            duration_secs: 60,
+        }),
+    })
+}
