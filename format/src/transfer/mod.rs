@@ -59,7 +59,6 @@
 //! are not UTF-8 and ASCII control characters become `\xNN`, and invisible or
 //! control Unicode characters become `\u{NNNN}`. Longer than 4096 bytes, a path
 //! is cut and ends with `\[N more bytes]`.
-
 //!
 //! # Layout
 //!
@@ -69,6 +68,10 @@
 //! - `content`: one SFTP file's content in one direction, hashed in offset order;
 //! - `scp`: [`ScpTracker`], the rcp protocol and its command line;
 //! - `shell`: simple shell command lines ([`reads_commands_on_stdin`]).
+//!
+//! Unit tests sit beside each tracker (`sftp/tests.rs`, `scp/tests.rs`, helpers in
+//! `testing.rs`); `tests.rs` replays captured OpenSSH streams, and the crate's
+//! `tests/transfer_openssh.rs` runs the real OpenSSH programs.
 
 mod content;
 mod scp;

@@ -1,5 +1,6 @@
 //! Both trackers fed real OpenSSH streams captured earlier (`tests/fixtures/transfer/`), as
-//! recorded and re-chunked at random. `tests/transfer_openssh.rs` captures new ones live.
+//! recorded and re-chunked at random. The crate's `tests/transfer_openssh.rs` runs the real
+//! programs instead.
 
 use test_util::Rng;
 
