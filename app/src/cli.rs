@@ -863,7 +863,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let o = Overrides { database_url, data_dir, ..Overrides::default() };
             commands::audit::export(config.config, o, output).await
         }
-        Command::Config(ConfigCommand::Check { config }) => commands::config_check::check(config.config),
+        Command::Config(ConfigCommand::Check { config }) => {
+            commands::config_check::check(config.config)
+        }
     }
 }
 

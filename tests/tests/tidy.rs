@@ -127,10 +127,8 @@ fn the_bot_links_no_ssh() {
     for expected in ["breakglass-bot", "breakglass-format", "breakglass-shared", "axum"] {
         assert!(crates.contains(expected), "{expected} missing from the tree:\n{stdout}");
     }
-    let forbidden: Vec<&&str> = crates
-        .iter()
-        .filter(|c| c.starts_with("russh") || **c == "breakglass-recorder")
-        .collect();
+    let forbidden: Vec<&&str> =
+        crates.iter().filter(|c| c.starts_with("russh") || **c == "breakglass-recorder").collect();
     assert!(
         forbidden.is_empty(),
         "breakglass-bot links {forbidden:?} (`cargo tree -p breakglass-bot -e normal -i NAME` shows why)"

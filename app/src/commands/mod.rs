@@ -29,13 +29,17 @@ pub(crate) fn load_config(
 }
 
 /// The keys recordings are verified against (never creates one).
-pub(crate) fn recording_pins(cfg: &config::Config) -> Result<Vec<ed25519_dalek::VerifyingKey>, Failure> {
+pub(crate) fn recording_pins(
+    cfg: &config::Config,
+) -> Result<Vec<ed25519_dalek::VerifyingKey>, Failure> {
     bot::app::recording_pins_from(cfg, false)
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))
 }
 
 /// A public key from a file (`breakglass keygen`'s .pub, or a bundle's recording-key.pub).
-pub(crate) fn read_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey, Failure> {
+pub(crate) fn read_public_key(
+    path: &std::path::Path,
+) -> Result<ed25519_dalek::VerifyingKey, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot read {}: {e}", path.display())))?;
     shared::core::approval::parse_public_key(text.trim())

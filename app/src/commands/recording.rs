@@ -57,10 +57,7 @@ pub async fn replay(
 ///
 /// # Errors
 /// An unreadable file (5); a recording that does not verify (1).
-pub fn verify(
-    file: &std::path::Path,
-    pins: &[ed25519_dalek::VerifyingKey],
-) -> Result<(), Failure> {
+pub fn verify(file: &std::path::Path, pins: &[ed25519_dalek::VerifyingKey]) -> Result<(), Failure> {
     match format::integrity::verify_file(file, pins) {
         Ok(v) => {
             outln!(
