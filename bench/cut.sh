@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/bg-target}"
-cargo build -q -p breakglass-bot
+cargo build -q -p breakglass
 cargo nextest run -p breakglass-e2e --test hostile --no-run >/dev/null 2>&1
 out=$(mktemp)
 for i in $(seq "$rounds"); do

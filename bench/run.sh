@@ -72,9 +72,9 @@ if [[ -n $rev ]]; then
 fi
 if [[ $build -eq 1 ]]; then
     command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (or pass --no-build with a built $bin)"
-    echo "bench/run.sh: cargo build --release -p breakglass-bot in $src (CARGO_TARGET_DIR=$target_dir)" >&2
+    echo "bench/run.sh: cargo build --release -p breakglass in $src (CARGO_TARGET_DIR=$target_dir)" >&2
     rc=0
-    (cd "$src" && CARGO_TARGET_DIR=$target_dir cargo build --release -p breakglass-bot) || rc=$?
+    (cd "$src" && CARGO_TARGET_DIR=$target_dir cargo build --release -p breakglass) || rc=$?
     [[ -z $src_tmp ]] || rm -rf "$src_tmp"
     [[ $rc -eq 0 ]] || die "the build failed (exit $rc)"
 fi

@@ -1,20 +1,19 @@
-//! Wiring: from a validated config to running tasks (`breakglass up`).
+//! The bot's start-up parts, from a validated config: the approval key, the pinned
+//! verification keys, the chat adapters, the database (migrations run at connect), private
+//! files and directories, and the HTTP server.
 //!
-//! Loads the approval key, pins the verification keys from config, opens the database
-//! (migrations run at connect), records the startup in the audit log, and runs the HTTP
-//! server, the reaper and (with `slack.socket_mode`) the Slack Socket Mode connection under
-//! one cancellation tree until a shutdown signal.
+//! The composition root (the `breakglass` package's `compose` module) puts these together with
+//! the reaper, the chat sync, Slack Socket Mode and the SSH gateway under one cancellation
+//! tree; this crate never links the gateway.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use shared::config::Config;
 use shared::core::{ApprovalSigner, PinnedKeys, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::service::Deps;
 
@@ -226,16 +225,6 @@ pub fn warn_open_dirs(config: &Config) {
     }
 }
 
-/// The exit code of a start-up failure: 4 when the database did not open or answer, 5 for
-/// every local problem (a key file, a secret file, the data directory), as README documents.
-pub fn startup_exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<shared::ports::StoreError>()) {
-        crate::cli::EXIT_UNREACHABLE
-    } else {
-        crate::cli::EXIT_LOCAL
-    }
-}
-
 /// Opens the database and builds the service's dependencies.
 ///
 /// # Errors
@@ -271,35 +260,6 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         changed: Arc::default(),
     };
     Ok((deps, source))
-}
-
-/// The gateway's dependencies over an open store: its keys (generated under the data
-/// directory on first start), its identities, and the approval keys it trusts.
-///
-/// # Errors
-/// Key files, SSH keys in the config that do not parse.
-pub fn build_gateway(
-    config: Arc<Config>,
-    store: Arc<dyn shared::ports::Store>,
-    pins: Arc<PinnedKeys>,
-) -> anyhow::Result<(recorder::GatewayDeps, recorder::HostKey)> {
-    let keys = recorder::load_keys(&config)?;
-    let identities = recorder::authz::Identities::from_config(&config)?;
-    // Fail closed: without its journal the gateway could not tell a reused grant.
-    let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
-    tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
-    let deps = recorder::GatewayDeps {
-        config,
-        store,
-        clock: Arc::new(SystemClock),
-        pins,
-        identities: Arc::new(identities),
-        ca: Arc::new(keys.ca),
-        recording_signer: Arc::new(keys.recording),
-        live: Arc::new(recorder::live::LiveSessions::default()),
-        journal: Arc::new(journal),
-    };
-    Ok((deps, keys.host))
 }
 
 /// The approval keys a gateway running on its own trusts: `keys.pinned_bot_keys`, or, when
@@ -357,80 +317,6 @@ pub async fn serve(
     crate::http::server::serve(listener, crate::http::router(deps), limits, stop)
         .await
         .context("while serving HTTP")
-}
-
-/// Raises the soft open-file limit to the hard limit (so a flood of connections meets the
-/// connection caps before it meets `EMFILE`) and says what it is.
-pub fn raise_open_file_limit() {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!(open_files = n, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
-    }
-}
-
-/// Everything `breakglass up` runs, on listeners the caller bound.
-///
-/// # Errors
-/// Startup failures (audit write) and server failures.
-pub async fn run(
-    deps: Deps,
-    http: TcpListener,
-    gateway: Option<(TcpListener, recorder::GatewayDeps, recorder::HostKey)>,
-    stop: CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    deps.record_startup("bot").await.context("while writing the startup audit events")?;
-    let tracker = TaskTracker::new();
-    tracker.spawn(crate::reaper::run(deps.clone(), Duration::from_secs(5), stop.child_token()));
-    if !deps.chat.is_empty() {
-        tracker.spawn(crate::chat::sync::run(
-            deps.clone(),
-            Duration::from_secs(1),
-            stop.child_token(),
-        ));
-    }
-    if let Some(slack) = deps.slack.clone()
-        && let Some(token) = slack.app_token.clone()
-    {
-        tracker.spawn(crate::slack::socket::run(deps.clone(), slack, token, stop.child_token()));
-    }
-    if let Some((ssh, gw, host_key)) = gateway {
-        let gw_stop = stop.child_token();
-        tracker.spawn(async move {
-            if let Err(e) = recorder::serve(ssh, gw, host_key, gw_stop).await {
-                tracing::error!(error = %format!("{e:#}"), "the SSH gateway stopped");
-            }
-        });
-    }
-    let server = tracker.spawn(serve(http, deps, stop.child_token()));
-    tracker.close();
-    stop.cancelled().await;
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("forced exit after the {grace:?} grace period");
-    }
-    match server.await {
-        Ok(r) => r,
-        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-    }
-}
-
-/// Resolves when the process gets Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
 }
 
 /// The config file to use: the flag, else `BREAKGLASS_CONFIG`, else `./breakglass.toml` if it

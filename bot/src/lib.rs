@@ -1,5 +1,6 @@
 //! The breakglass bot: HTTP API, the application service every front end shares, the reaper,
-//! and the `breakglass` CLI.
+//! the chat adapters and the review pages. It never links the SSH gateway: the `breakglass`
+//! binary (package `breakglass`, dir `app/`) composes the two.
 //!
 //! # Layout
 //!
@@ -9,11 +10,10 @@
 //! - [`reaper`]: background loop expiring requests whose deadline passed.
 //! - [`chat`]: the platform-neutral card and thread, the `ChatAdapter` port, and the sync loop
 //!   mirroring audit events into chat (summaries through an outbox, exactly once).
-//! - [`app`]: wiring for `breakglass up`: keys, pins, database, tasks, shutdown.
+//! - [`app`]: the bot's start-up parts: keys, pins, chat adapters, database, HTTP server.
 //! - [`slack`]: the slash command, the buttons, and the Slack `ChatAdapter`.
 //! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
-//! - [`cli`]: the command-line interface (`main.rs` only parses and dispatches).
 //! - [`audit_check`]: `audit verify`'s database half as a library function: the log
 //!   re-verified, then the requests and recordings tables and the recordings folder held to it.
 //! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
@@ -22,24 +22,9 @@
 //! - [`logging`]: one format on standard error (text or JSON lines) for logs, the service
 //!   banner and a failed command's last line.
 
-/// `println!` for command output that never panics: a closed pipe (`breakglass list | head -1`)
-/// ends the process quietly (see [`cli::stdout_line`]).
-macro_rules! outln {
-    ($($arg:tt)*) => { $crate::cli::stdout_line(format_args!($($arg)*)) };
-}
-
-/// `eprintln!` that never panics (standard error may be a closed pipe too).
-macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 pub mod app;
 pub mod audit_check;
 pub mod chat;
-pub mod cli;
 pub mod client;
 pub mod discord;
 pub mod fuzzing;
@@ -48,7 +33,6 @@ pub mod logging;
 pub mod reaper;
 pub mod recording_check;
 pub mod review;
-pub mod review_cli;
 pub mod service;
 pub mod slack;
 

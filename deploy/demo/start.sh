@@ -25,7 +25,7 @@ say() { echo "demo: $*" >&2; }
 die() { echo "demo: $*" >&2; exit 1; }
 
 command -v "$bg" >/dev/null ||
-  die "no breakglass binary: run 'cargo install --locked --path bot' (puts it in ~/.cargo/bin), or set BREAKGLASS_BIN"
+  die "no breakglass binary: run 'cargo install --locked --path app' (puts it in ~/.cargo/bin), or set BREAKGLASS_BIN"
 [ -x "$sshd" ] || die "db-1 is an OpenSSH sshd, and $sshd is missing: apt-get install openssh-server"
 for tool in ssh ssh-keygen curl; do
   command -v "$tool" >/dev/null || die "needs $tool: apt-get install openssh-client curl"

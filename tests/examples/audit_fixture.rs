@@ -13,7 +13,7 @@
 //! Run it by hand (it takes a few minutes), then commit the folder:
 //!
 //! ```text
-//! cargo build -p breakglass-bot
+//! cargo build -p breakglass
 //! cargo run -p breakglass-e2e --example audit_fixture -- tests/fixtures/audit-db
 //! ```
 
@@ -485,7 +485,7 @@ fn write_fixture(w: &World, out: &Path) {
          version that can no longer verify what this one wrote fails there.\n\n\
          Regenerate (only when a new event kind or field needs a fixture of its own: add a \
          folder, keep this one):\n\n\
-         ```\ncargo build -p breakglass-bot\n\
+         ```\ncargo build -p breakglass\n\
          cargo run -p breakglass-e2e --example audit_fixture -- tests/fixtures/audit-db\n```\n\n\
          `data/breakglass.db` is the SQLite database (`VACUUM INTO`, one file); `data/keys` \
          holds the public halves of the approval and recording keys only; \

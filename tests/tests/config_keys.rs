@@ -88,7 +88,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `#[cfg(test)]` module (which ends each file that has one).
 fn product_sources() -> String {
     let mut files = Vec::new();
-    for dir in ["bot/src", "format/src", "recorder/src", "shared/src"] {
+    for dir in ["app/src", "bot/src", "format/src", "recorder/src", "shared/src"] {
         rust_files(&root().join(dir), &mut files);
     }
     let skip = [root().join("shared/src/config.rs"), root().join("shared/src/testing")];

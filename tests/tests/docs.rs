@@ -117,7 +117,7 @@ fn the_readme_try_it_blocks_work_as_pasted() -> TestResult {
         "the Try it blocks failed ({status:?}):\n{context}"
     );
 
-    assert_eq!(fs::read_to_string(&cargo_log)?.trim(), "install --locked --path bot");
+    assert_eq!(fs::read_to_string(&cargo_log)?.trim(), "install --locked --path app");
     for line in [
         "demo: breakglass up is ready",
         "walk: second approval (carol): approved",

@@ -23,7 +23,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for crate_dir in ["shared", "format", "recorder", "bot", "tests", "test-util", "fuzz"] {
+    for crate_dir in ["shared", "format", "recorder", "bot", "app", "tests", "test-util", "fuzz"] {
         rust_files(&root().join(crate_dir), &mut v);
     }
     assert!(v.len() > 20, "found the sources ({} files)", v.len());
@@ -109,6 +109,32 @@ fn the_format_crate_links_no_ssh_or_async_runtime() {
     );
 }
 
+/// The bot links no SSH stack: only the composition root (`app/`, package `breakglass`) holds
+/// both the bot and the gateway.
+#[test]
+fn the_bot_links_no_ssh() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "-p", "breakglass-bot", "-e", "normal", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .expect("running cargo tree");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "cargo tree failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let crates: std::collections::BTreeSet<&str> =
+        stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    // The tree was read: the crate itself and what it is built on are in it.
+    for expected in ["breakglass-bot", "breakglass-format", "breakglass-shared", "axum"] {
+        assert!(crates.contains(expected), "{expected} missing from the tree:\n{stdout}");
+    }
+    let forbidden: Vec<&&str> =
+        crates.iter().filter(|c| c.starts_with("russh") || **c == "breakglass-recorder").collect();
+    assert!(
+        forbidden.is_empty(),
+        "breakglass-bot links {forbidden:?} (`cargo tree -p breakglass-bot -e normal -i NAME` shows why)"
+    );
+}
+
 /// Every "Architecture invariant:" in ARCHITECTURE.md names a test that exists.
 #[test]
 fn architecture_invariants_point_to_real_tests() {
@@ -169,6 +195,7 @@ fn the_guard_to_test_map_matches_the_code() {
         ("breakglass-format", "format"),
         ("breakglass-recorder", "recorder"),
         ("breakglass-bot", "bot"),
+        ("breakglass", "app"),
         ("breakglass-e2e", "tests"),
     ];
     let mut names = std::collections::HashSet::new();

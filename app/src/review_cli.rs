@@ -8,13 +8,13 @@ use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bot::client::Client;
+use bot::http::views::SearchQuery;
 use ed25519_dalek::VerifyingKey;
 use format::integrity::{Expected, Sidecar, Verified};
 use format::replay::{self, Control, Options, Start, Wake};
 
 use crate::cli::{EXIT_FAILURE, EXIT_LOCAL, Failure};
-use crate::client::Client;
-use crate::http::views::SearchQuery;
 
 /// `breakglass review [ID]`.
 pub async fn review(c: &Client, id: Option<&str>, json: bool) -> Result<(), Failure> {

@@ -10,12 +10,12 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     bot::app::private_umask();
-    let cli = bot::cli::Cli::parse();
+    let cli = app::cli::Cli::parse();
     let format = match bot::logging::resolve(cli.command.log_format()) {
         Ok(f) => f,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            return ExitCode::from(bot::cli::EXIT_USAGE);
+            return ExitCode::from(app::cli::EXIT_USAGE);
         }
     };
     bot::logging::init(format, cli.command.is_service());
@@ -26,5 +26,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(bot::cli::run(cli))
+    rt.block_on(app::cli::run(cli))
 }

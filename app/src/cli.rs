@@ -1,5 +1,7 @@
-//! The `breakglass` command line: every subcommand, its `--help` text and examples, and the
-//! documented exit codes. `main.rs` only parses and calls [`run`].
+//! The `breakglass` command line: every subcommand, its `--help` text and examples, the
+//! documented exit codes, and the printing of the client commands' answers. `main.rs` only
+//! parses and calls [`run`]; what each subcommand does is in [`crate::commands`], and the
+//! process modes are built by [`crate::compose`].
 //!
 //! Exit codes (also in README.md):
 //!
@@ -12,22 +14,19 @@
 //! | 4 | the server or database could not be reached |
 //! | 5 | local problem: config file, key file, input file |
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use bot::client::{Client, ClientError};
+use bot::http::views::{ListQuery, NewRequestBody, RequestView};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shared::config::{self, Overrides, Secret};
-use shared::core::approval::{ApprovalSigner, public_key_text};
-use shared::core::{PrincipalName, RequestRef, Timestamp};
-use shared::ports::Store;
-use tokio_util::sync::CancellationToken;
+use shared::core::{RequestRef, Timestamp};
 
-use crate::client::{Client, ClientError};
-use crate::http::views::{ListQuery, NewRequestBody, OfflineApprovalBody, RequestView};
-use crate::logging::BANNER;
+use crate::commands;
+use crate::compose::Mode;
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -94,7 +93,7 @@ pub struct LogArg {
     /// Log format on standard error: text, or json (one JSON object per line) [env:
     /// BREAKGLASS_LOG_FORMAT].
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub log_format: Option<crate::logging::LogFormat>,
+    pub log_format: Option<bot::logging::LogFormat>,
 }
 
 /// The resolved client options: flags after the subcommand, then before it, then the
@@ -562,7 +561,7 @@ pub fn stdout_line(args: std::fmt::Arguments<'_>) {
         drop(out);
         let f = Failure::output(&e);
         if !f.message.is_empty() {
-            crate::logging::failure(&f.message);
+            bot::logging::failure(&f.message);
         }
         std::process::exit(i32::from(f.code));
     }
@@ -608,13 +607,13 @@ pub fn day(s: &str) -> Result<String, String> {
 }
 
 impl Command {
-    /// Whether the command runs a service (its logs and failure go through [`crate::logging`]).
+    /// Whether the command runs a service (its logs and failure go through [`bot::logging`]).
     pub fn is_service(&self) -> bool {
         matches!(self, Self::Up { .. } | Self::Bot { .. } | Self::Gateway { .. })
     }
 
     /// `--log-format`, on the commands that run a service.
-    pub fn log_format(&self) -> Option<crate::logging::LogFormat> {
+    pub fn log_format(&self) -> Option<bot::logging::LogFormat> {
         match self {
             Self::Up { log, .. } | Self::Bot { log, .. } | Self::Gateway { log, .. } => {
                 log.log_format
@@ -705,7 +704,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
-                crate::logging::failure(&f.message);
+                bot::logging::failure(&f.message);
             }
             ExitCode::from(f.code)
         }
@@ -715,45 +714,37 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let g = &resolve(&cli.top, &cli.command)?;
     if cli.command.is_service() {
-        crate::app::raise_open_file_limit();
+        crate::compose::raise_open_file_limit();
     }
     match cli.command {
         Command::Up { config, data_dir, listen, ssh_listen, log: _ } => {
-            up(
-                config.config,
-                Overrides { listen, data_dir, gateway_listen: ssh_listen, ..Overrides::default() },
-            )
-            .await
+            let o =
+                Overrides { listen, data_dir, gateway_listen: ssh_listen, ..Overrides::default() };
+            commands::serve::serve(Mode::Up, config.config, o).await
         }
         Command::Bot { config, data_dir, listen, log: _ } => {
-            bot_only(config.config, Overrides { listen, data_dir, ..Overrides::default() }).await
+            let o = Overrides { listen, data_dir, ..Overrides::default() };
+            commands::serve::serve(Mode::Bot, config.config, o).await
         }
         Command::Gateway { config, data_dir, listen, log: _ } => {
-            gateway(
-                config.config,
-                Overrides { data_dir, gateway_listen: listen, ..Overrides::default() },
-            )
-            .await
+            let o = Overrides { data_dir, gateway_listen: listen, ..Overrides::default() };
+            commands::serve::serve(Mode::Gateway, config.config, o).await
         }
         Command::Ca(CaCommand::PublicKey { config, data_dir }) => {
-            let cfg = load_config(config.config, &Overrides { data_dir, ..Overrides::default() })?;
-            let keys = recorder::load_keys(&cfg)
-                .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-            outln!("{}", keys.ca.public_line());
-            Ok(())
+            commands::keys::ca_public_key(config.config, data_dir)
         }
         Command::Discord(DiscordCommand::Register { guild, config }) => {
-            discord_register(guild, config.config).await
+            commands::discord::register(guild, config.config).await
         }
         Command::Recording(RecordingCommand::Verify { file, config, data_dir, key }) => {
             let pins = match key {
-                Some(k) => vec![read_public_key(&k)?],
+                Some(k) => vec![commands::read_public_key(&k)?],
                 None => {
                     let o = Overrides { data_dir, ..Overrides::default() };
-                    recording_pins(&load_config(config.config, &o)?)?
+                    commands::recording_pins(&commands::load_config(config.config, &o)?)?
                 }
             };
-            recording_verify(&file, &pins)
+            commands::recording::verify(&file, &pins)
         }
         Command::Recording(RecordingCommand::Bundle { id, output, remote: _ }) => {
             crate::review_cli::bundle(&client(g)?, &id, output.as_deref()).await
@@ -762,7 +753,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::review_cli::review(&client(g)?, id.as_deref(), g.json).await
         }
         Command::Search { query, who, host, from, to, .. } => {
-            let q = crate::http::views::SearchQuery { q: query.join(" "), who, host, from, to };
+            let q = bot::http::views::SearchQuery { q: query.join(" "), who, host, from, to };
             crate::review_cli::search(&client(g)?, &q, g.json).await
         }
         Command::Replay {
@@ -785,11 +776,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 list_commands: commands,
             };
             let o = Overrides { data_dir, ..Overrides::default() };
-            replay(g, &target, key.as_deref(), config.config, &o, &args).await
+            commands::recording::replay(g, &target, key.as_deref(), config.config, &o, &args).await
         }
-        Command::Keygen { out } => keygen(&out),
+        Command::Keygen { out } => commands::keys::keygen(&out),
         Command::Token { for_ } => {
-            token(&for_);
+            commands::keys::token(&for_);
             Ok(())
         }
         Command::Request { host, login, duration, scope, reason, .. } => {
@@ -804,7 +795,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Approve { id, key: Some(key), yes, .. } => {
-            approve_offline(g, &id, &key, yes).await
+            commands::approve::approve_offline(g, &id, &key, yes).await
         }
         Command::Deny { id, .. } => {
             let v = client(g)?.deny(&id).await?;
@@ -860,7 +851,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Audit(AuditCommand::Verify { config, database_url, data_dir }) => {
             let o = Overrides { database_url, data_dir, ..Overrides::default() };
-            audit_verify(config.config, o).await
+            commands::audit::verify(config.config, o).await
         }
         Command::Audit(AuditCommand::Export {
             config,
@@ -870,9 +861,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             output,
         }) => {
             let o = Overrides { database_url, data_dir, ..Overrides::default() };
-            audit_export(config.config, o, output).await
+            commands::audit::export(config.config, o, output).await
         }
-        Command::Config(ConfigCommand::Check { config }) => config_check(config.config),
+        Command::Config(ConfigCommand::Check { config }) => {
+            commands::config_check::check(config.config)
+        }
     }
 }
 
@@ -880,7 +873,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-fn client(g: &Global) -> Result<Client, Failure> {
+/// The API client for the resolved options, with the token from `--token-file` or
+/// `BREAKGLASS_TOKEN`.
+pub(crate) fn client(g: &Global) -> Result<Client, Failure> {
     let token = match &g.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -905,7 +900,8 @@ fn client(g: &Global) -> Result<Client, Failure> {
     Ok(Client::new(&g.server, Some(Secret::new(token.trim().to_owned())))?)
 }
 
-fn print_view(g: &Global, v: &RequestView, verb: &str) {
+/// Prints a request: the API's JSON with `--json`, else a summary headed by what happened.
+pub(crate) fn print_view(g: &Global, v: &RequestView, verb: &str) {
     if g.json {
         outln!("{}", to_json(v));
         return;
@@ -946,601 +942,6 @@ fn print_view(g: &Global, v: &RequestView, verb: &str) {
     if let Some(c) = &v.connect {
         outln!("connect with:\n  {c}");
     }
-}
-
-fn keygen(out: &std::path::Path) -> Result<(), Failure> {
-    // A missing folder is created (private: the umask is 077), and said so.
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Failure::new(EXIT_LOCAL, format!("cannot create the folder {}: {e}", dir.display()))
-        })?;
-        outln!("created the folder {} (mode 0700)", dir.display());
-    }
-    let w = shared::keys::generate_to_files(out)
-        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-    outln!(
-        "wrote {} (private, mode 0600) and {}",
-        w.private_path.display(),
-        w.public_path.display()
-    );
-    outln!("key id:     {}", w.key_id);
-    outln!("public key: {}", w.public_line);
-    outln!(
-        "pin it in the config, e.g.\n  [keys.pinned_approver_keys]\n  yourname = [\"{}\"]",
-        w.public_line
-    );
-    Ok(())
-}
-
-fn token(who: &str) {
-    let token = crate::service::random_token("bgt_");
-    let hash = hex::encode(crate::service::sha256(&token));
-    outln!("token (shown once; give it to {who} and keep it secret):\n  {token}");
-    outln!(
-        "config line (users.{who}.api_token_sha256 or service_accounts.{who}.token_sha256):\n  \"{hash}\""
-    );
-}
-
-async fn approve_offline(
-    g: &Global,
-    id: &str,
-    key_path: &std::path::Path,
-    yes: bool,
-) -> Result<(), Failure> {
-    let key = shared::keys::read_signing_key(key_path)
-        .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-    let signer = ApprovalSigner::new(key);
-    let c = client(g)?;
-    let me = c.whoami().await?;
-    let approver =
-        PrincipalName::parse(&me.name).map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?;
-    let view = c.get(id).await?;
-    // Rebuild the request from the fields we show, with the core's own parsers.
-    let req = view.to_core().map_err(|e| {
-        Failure::new(EXIT_FAILURE, format!("the server sent a request that does not parse: {e}"))
-    })?;
-    let now = shared::core::Clock::now(&shared::core::SystemClock);
-    let ts = |t: Timestamp| t.rfc3339();
-    errln!(
-        "You are about to approve, signing with key {} ({}):",
-        signer.key_id(),
-        public_key_text(&signer.verifying_key())
-    );
-    errln!("  request    {} ({})", req.code, req.id);
-    errln!("  requester  {}", req.requester);
-    errln!("  scope      {}", req.scope);
-    errln!("  host       {}", req.host);
-    errln!("  login      {}", req.login);
-    errln!("  duration   {}", req.duration);
-    errln!("  window     {} -> {}", ts(req.not_before), ts(req.not_after));
-    errln!("  reason     {}", req.reason.as_str().escape_debug());
-    errln!("  reason sha {}", hex::encode(req.reason.sha256()));
-    errln!("  nonce      {}", req.nonce.to_hex());
-    errln!("  approver   {approver}");
-    if !yes {
-        let mut err = std::io::stderr();
-        let _ = write!(err, "Sign this approval? [y/N] ");
-        let _ = err.flush();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-        if !matches!(line.trim(), "y" | "Y" | "yes") {
-            return Err(Failure::new(EXIT_FAILURE, "not signed"));
-        }
-    }
-    let a = signer.sign(&req, &approver, now);
-    let body = OfflineApprovalBody {
-        approver: approver.to_string(),
-        key_id: a.key_id.to_hex(),
-        signed_at: a.signed_at.unix(),
-        signature: a.signature.to_hex(),
-    };
-    let v = c.approve(id, Some(&body)).await?;
-    print_view(g, &v, "approved");
-    Ok(())
-}
-
-fn load_config(flag: Option<PathBuf>, overrides: &Overrides) -> Result<config::Config, Failure> {
-    let path = crate::app::config_path(flag.as_deref());
-    Ok(config::load(path.as_deref(), overrides)?)
-}
-
-fn config_check(flag: Option<PathBuf>) -> Result<(), Failure> {
-    let path = crate::app::config_path(flag.as_deref())
-        .ok_or_else(|| Failure::new(EXIT_LOCAL, "no config file: pass --config FILE"))?;
-    let c = config::load(Some(&path), &Overrides::default())?;
-    outln!("{}: ok", path.display());
-    outln!(
-        "  {} scope(s), {} principal(s), {} API token(s)",
-        c.policy.scopes().count(),
-        c.policy.principals().count(),
-        c.tokens.len()
-    );
-    for s in c.policy.scopes() {
-        outln!(
-            "  scope {}: {} host(s), quorum {}, max {}{}",
-            s.name,
-            s.hosts.len(),
-            s.quorum,
-            s.max_duration,
-            if s.require_offline_signature { ", offline signatures only" } else { "" }
-        );
-    }
-    Ok(())
-}
-
-async fn up(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    let path = crate::app::config_path(config_flag.as_deref());
-    let cfg = config::load(path.as_deref(), &overrides)?;
-    match &path {
-        None => {
-            tracing::warn!(
-                target: BANNER,
-                "no config file (looked for --config, BREAKGLASS_CONFIG and ./breakglass.toml): \
-                 running on embedded defaults with no users and no scopes: every request will be refused"
-            );
-            tracing::warn!(
-                target: BANNER,
-                "to configure: copy {} to ./breakglass.toml, set [users], [scopes] and [keys], and restart",
-                config::EXAMPLE_PATH
-            );
-        }
-        Some(p) if cfg.is_empty() => tracing::warn!(
-            target: BANNER,
-            "{} defines no users or no scopes: every request will be refused; see {}",
-            p.display(),
-            config::EXAMPLE_PATH
-        ),
-        Some(_) => {}
-    }
-    // Bind SSH first: with `--ssh-listen HOST:0`, the connect line shows the port we got.
-    let mut cfg = cfg;
-    let ssh = bind(cfg.gateway.listen, "SSH").await?;
-    if cfg.gateway.public_port == 0 {
-        cfg.gateway.public_port = ssh.local_addr().map(|a| a.port()).unwrap_or(0);
-    }
-    let listen_addr = cfg.server.listen;
-    let http = bind(listen_addr, "HTTP").await?;
-    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-    bound_public_url(&mut cfg, bound);
-    let data = cfg.server.data_dir.clone();
-    let db = config::redact_url(&cfg.server.database_url);
-    let (deps, source) = crate::app::build_deps(cfg)
-        .await
-        .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
-    if let crate::app::KeySource::DataDir { path, created: true } = &source {
-        tracing::info!(
-            target: BANNER,
-            "generated the approval key {} (key id {})",
-            path.display(),
-            deps.signer.key_id()
-        );
-    }
-    let (mut gw, host_key) =
-        crate::app::build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
-            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-    // One process: a revoke through this bot wakes this gateway's watcher at once.
-    gw.live = std::sync::Arc::new(recorder::live::LiveSessions::woken_by(deps.changed.clone()));
-    announce_gateway(&gw, &ssh);
-    tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
-    tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());
-    let stop = stop_on_signal();
-    crate::app::run(deps, http, Some((ssh, gw, host_key)), stop, Duration::from_secs(10))
-        .await
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
-}
-
-/// A cancellation token cancelled by Ctrl-C or SIGTERM.
-fn stop_on_signal() -> CancellationToken {
-    let stop = CancellationToken::new();
-    let signal_stop = stop.clone();
-    tokio::spawn(async move {
-        crate::app::shutdown_signal().await;
-        tracing::info!(target: BANNER, "shutdown requested");
-        signal_stop.cancel();
-    });
-    stop
-}
-
-async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<tokio::net::TcpListener, Failure> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot listen on {addr} for {what}: {e}")))
-}
-
-/// Says where the gateway listens and what targets must trust.
-fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &tokio::net::TcpListener) {
-    let bound = ssh.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(
-        target: BANNER,
-        "SSH gateway on {bound}; targets must trust the CA (breakglass ca public-key): {}",
-        gw.ca.public_line()
-    );
-    tracing::info!(
-        target: BANNER,
-        "target host keys are pinned in {}, recordings go to {}",
-        gw.config.gateway.known_hosts_file.display(),
-        gw.config.gateway.recordings_dir.display()
-    );
-    if gw.identities.is_empty() {
-        tracing::warn!(
-            target: BANNER,
-            "no SSH keys configured for any user: nobody can log in to the gateway"
-        );
-    }
-}
-
-/// With `--listen HOST:0` and no `server.public_url`, links (reviewer sign-in, chat summaries)
-/// use the port actually bound.
-fn bound_public_url(cfg: &mut config::Config, bound: std::net::SocketAddr) {
-    let listen = cfg.server.listen;
-    if listen.port() == 0 && cfg.server.public_url == format!("http://{listen}") {
-        cfg.server.public_url = format!("http://{bound}");
-    }
-}
-
-async fn bot_only(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    let mut cfg = load_config(config_flag, &overrides)?;
-    let listen_addr = cfg.server.listen;
-    let http = bind(listen_addr, "HTTP").await?;
-    let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
-    bound_public_url(&mut cfg, bound);
-    let (deps, _) = crate::app::build_deps(cfg)
-        .await
-        .map_err(|e| Failure::new(crate::app::startup_exit_code(&e), format!("{e:#}")))?;
-    tracing::info!(
-        target: BANNER,
-        "HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
-    );
-    crate::app::run(deps, http, None, stop_on_signal(), Duration::from_secs(10))
-        .await
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
-}
-
-async fn gateway(config_flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    let cfg = load_config(config_flag, &overrides)?;
-    let pins =
-        crate::app::gateway_pins(&cfg).map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-    crate::app::warn_open_dirs(&cfg);
-    if cfg.server.database_url.starts_with("sqlite:") {
-        crate::app::create_private_dir(&cfg.server.data_dir)
-            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-    }
-    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
-        Failure::new(
-            EXIT_UNREACHABLE,
-            format!(
-                "cannot open the database {}: {e}",
-                config::redact_url(&cfg.server.database_url)
-            ),
-        )
-    })?;
-    let ssh = bind(cfg.gateway.listen, "SSH").await?;
-    let (gw, host_key) =
-        crate::app::build_gateway(std::sync::Arc::new(cfg), store, std::sync::Arc::new(pins))
-            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
-    announce_gateway(&gw, &ssh);
-    let stop = stop_on_signal();
-    recorder::serve(ssh, gw, host_key, stop)
-        .await
-        .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
-}
-
-async fn discord_register(guild: u64, config_flag: Option<PathBuf>) -> Result<(), Failure> {
-    let cfg = load_config(config_flag, &Overrides::default())?;
-    let d = &cfg.discord;
-    let app = d.application_id.ok_or_else(|| {
-        Failure::new(
-            EXIT_LOCAL,
-            "config error at `discord.application_id`: not set; fix: paste the application id",
-        )
-    })?;
-    let token = d.bot_token.load()?.ok_or_else(|| {
-        Failure::new(
-            EXIT_LOCAL,
-            "no Discord bot token: set BREAKGLASS_DISCORD_BOT_TOKEN or discord.bot_token_file",
-        )
-    })?;
-    let adapter = crate::discord::DiscordAdapter::new(&d.api_base, app, &token);
-    let mut logins: Vec<String> =
-        cfg.policy.scopes().flat_map(|s| s.logins.iter().map(ToString::to_string)).collect();
-    logins.sort();
-    logins.dedup();
-    let n = crate::discord::register(&adapter, guild, &logins).await.map_err(|e| {
-        Failure::new(EXIT_REFUSED, format!("Discord refused the registration: {e}"))
-    })?;
-    outln!("registered /breakglass in guild {guild} ({n} command(s) now in the guild)");
-    Ok(())
-}
-
-/// The keys recordings are verified against (never creates one).
-fn recording_pins(cfg: &config::Config) -> Result<Vec<ed25519_dalek::VerifyingKey>, Failure> {
-    crate::app::recording_pins_from(cfg, false)
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))
-}
-
-fn read_public_key(path: &std::path::Path) -> Result<ed25519_dalek::VerifyingKey, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("cannot read {}: {e}", path.display())))?;
-    shared::core::approval::parse_public_key(text.trim())
-        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", path.display())))
-}
-
-/// `breakglass replay`: a local file, or a session fetched from the server.
-async fn replay(
-    g: &Global,
-    target: &str,
-    key: Option<&std::path::Path>,
-    config_flag: Option<PathBuf>,
-    overrides: &Overrides,
-    args: &crate::review_cli::ReplayArgs,
-) -> Result<(), Failure> {
-    let path = std::path::Path::new(target);
-    let is_file = path.is_file();
-    // Pins: --key, else the config's (when there is one), else none.
-    let (pins, source) = match key {
-        Some(k) => (vec![read_public_key(k)?], format!("the key in {}", k.display())),
-        None => {
-            let has_config = crate::app::config_path(config_flag.as_deref()).is_some();
-            if has_config || is_file {
-                let cfg = load_config(config_flag, overrides)?;
-                match recording_pins(&cfg) {
-                    Ok(p) => (p, "the config's pinned recording key".to_owned()),
-                    Err(_) => (Vec::new(), String::new()),
-                }
-            } else {
-                (Vec::new(), String::new())
-            }
-        }
-    };
-    let loaded = if is_file {
-        crate::review_cli::load_file(path, &pins, &source)?
-    } else if target.ends_with(".cast") {
-        return Err(Failure::new(EXIT_LOCAL, format!("no such file: {target}")));
-    } else {
-        let mut l = crate::review_cli::load_remote(&client(g)?, target, &pins).await?;
-        if !pins.is_empty() {
-            l.key_source = source;
-        }
-        l
-    };
-    // The terminal work blocks; keep it off the async workers.
-    let args = *args;
-    tokio::task::spawn_blocking(move || crate::review_cli::play(&loaded, &args))
-        .await
-        .map_err(|e| Failure::new(EXIT_FAILURE, e.to_string()))?
-}
-
-fn recording_verify(
-    file: &std::path::Path,
-    pins: &[ed25519_dalek::VerifyingKey],
-) -> Result<(), Failure> {
-    match format::integrity::verify_file(file, pins) {
-        Ok(v) => {
-            outln!(
-                "recording OK: {} is exactly what the gateway signed for session {} (request {}, nonce {}, {} to {}; sha256 {}, key {})",
-                file.display(),
-                v.session.code,
-                v.session.request_id,
-                v.session.nonce.to_hex(),
-                v.session.started_at,
-                v.session.ended_at,
-                hex::encode(v.sha256),
-                v.key_id,
-            );
-            Ok(())
-        }
-        // The file itself missing or unreadable is a local input problem (5), not a verdict.
-        Err(format::integrity::IntegrityError::Read { path, source }) if path == file => {
-            Err(Failure::new(EXIT_LOCAL, format!("cannot read {}: {source}", path.display())))
-        }
-        Err(e) => {
-            outln!("recording NOT VERIFIED: {}: {e}", file.display());
-            Err(Failure::new(
-                EXIT_FAILURE,
-                format!("{} does not verify ({})", file.display(), e.code()),
-            ))
-        }
-    }
-}
-
-async fn open_store_for_audit(
-    flag: Option<PathBuf>,
-    overrides: Overrides,
-) -> Result<(config::Config, std::sync::Arc<dyn Store>), Failure> {
-    let cfg = load_config(flag, &overrides)?;
-    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
-        Failure::new(
-            EXIT_UNREACHABLE,
-            format!(
-                "cannot open the database {}: {e}",
-                config::redact_url(&cfg.server.database_url)
-            ),
-        )
-    })?;
-    Ok((cfg, store))
-}
-
-/// The keys an auditor verifies against: the config's pins, or with none pinned (embedded
-/// defaults) the public half of the data directory's approval key, if there is one.
-fn audit_pins(cfg: &config::Config) -> Result<shared::core::PinnedKeys, Failure> {
-    crate::app::pins_from(cfg, false).map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))
-}
-
-async fn audit_verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), Failure> {
-    use crate::audit_check::{LogOutcome, ReadError};
-    let (cfg, store) = open_store_for_audit(flag, overrides).await?;
-    let pins = audit_pins(&cfg)?;
-    let dir = &cfg.gateway.recordings_dir;
-    let log = match crate::audit_check::check_log(store.as_ref(), &pins, dir).await {
-        Ok(LogOutcome::Intact(log)) => log,
-        Ok(LogOutcome::ChainBroken(p)) => {
-            outln!("audit log BROKEN: {p}");
-            return Err(Failure::new(
-                EXIT_FAILURE,
-                format!("audit verification failed at seq {}", problem_seq(&p)),
-            ));
-        }
-        Ok(LogOutcome::Broken(problems)) => {
-            for p in &problems {
-                outln!("{}", p.line);
-            }
-            let first = problems.first().map(|p| p.summary.as_str()).unwrap_or_default();
-            let more = match problems.len() {
-                1 => String::new(),
-                n => format!(" (and {} more problem(s) above)", n - 1),
-            };
-            return Err(Failure::new(EXIT_FAILURE, format!("{first}{more}")));
-        }
-        Err(ReadError::Unreachable(e)) => return Err(Failure::new(EXIT_UNREACHABLE, e)),
-        Err(ReadError::Inconsistent(e)) => return Err(Failure::new(EXIT_FAILURE, e)),
-    };
-    let head = log.head.map(hex::encode).unwrap_or_else(|| "(empty)".into());
-    outln!("audit log OK: {} events, hash chain intact, head {head}", log.events);
-    outln!(
-        "approvals OK: {} signatures re-verified against {} pinned key(s)",
-        log.approvals_checked,
-        pins.bot_key_ids().count() + pins.personal_keys().count()
-    );
-    outln!("requests OK: {} match the audit log, each grant used once", log.requests);
-    let recording_pins = if log.ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
-    let recordings = crate::recording_check::check(
-        store.as_ref(),
-        &cfg.gateway.recordings_dir,
-        &recording_pins,
-        &log.ended,
-        &log.logged,
-    )
-    .await;
-    if !recordings.problems.is_empty() {
-        for p in &recordings.problems {
-            outln!("recording NOT VERIFIED: {}", format::replay::printable(p));
-        }
-        return Err(Failure::new(
-            EXIT_FAILURE,
-            format!(
-                "{} of {} recording(s) do not verify, bound to their sessions",
-                recordings.problems.len(),
-                recordings.checked
-            ),
-        ));
-    }
-    outln!(
-        "recordings OK: {} signature(s) bound to their sessions re-verified against {} pinned recording key(s), {} file(s) on this machine re-hashed",
-        recordings.checked,
-        recording_pins.len(),
-        recordings.files
-    );
-    match log.on_disk {
-        Some(n) => outln!(
-            "recordings OK: {n} file(s) in {}, each registered or in progress",
-            dir.display()
-        ),
-        None => outln!(
-            "recordings: {} is not on this machine; files on disk not checked",
-            dir.display()
-        ),
-    }
-    Ok(())
-}
-
-fn problem_seq(p: &shared::core::audit_verify::AuditProblem) -> i64 {
-    use shared::core::audit_verify::AuditProblem as P;
-    match p {
-        P::Chain(b) => b.seq,
-        P::Approval { seq, .. } | P::Malformed { seq, .. } => *seq,
-    }
-}
-
-async fn audit_export(
-    flag: Option<PathBuf>,
-    overrides: Overrides,
-    output: Option<PathBuf>,
-) -> Result<(), Failure> {
-    let (_, store) = open_store_for_audit(flag, overrides).await?;
-    let mut out: Box<dyn std::io::Write> = match &output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
-            Failure::new(EXIT_LOCAL, format!("cannot create {}: {e}", p.display()))
-        })?)),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let fail = |e: shared::ports::StoreError| {
-        Failure::new(EXIT_UNREACHABLE, format!("cannot read the audit log: {e}"))
-    };
-    let mut write = |v: &serde_json::Value| -> Result<(), Failure> {
-        writeln!(out, "{v}").map_err(|e| Failure::output(&e))
-    };
-    let mut after = 0;
-    let (mut n, mut sessions, mut commands) = (0u64, 0u64, 0u64);
-    // Requests whose session started, in log order: their records follow the chain.
-    let mut started = Vec::new();
-    loop {
-        let page = store.audit_page(after, 1000).await.map_err(fail)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            let mut line = serde_json::to_value(e)
-                .context("while encoding an event")
-                .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))?;
-            if let Some(o) = line.as_object_mut() {
-                o.insert("record".into(), "audit".into());
-            }
-            write(&line)?;
-            n += 1;
-            if e.kind == shared::core::AuditKind::SessionStarted.as_str()
-                && let Some(Ok(RequestRef::Id(id))) =
-                    e.request_id.as_deref().map(str::parse::<RequestRef>)
-            {
-                started.push(id);
-            }
-        }
-    }
-    started.dedup();
-    for id in started {
-        if let Some(r) = store.recording(id).await.map_err(fail)? {
-            write(&serde_json::json!({
-                "record": "session",
-                "request_id": id.to_string(),
-                "file": r.file,
-                "sha256": hex::encode(r.sha256),
-                "signature": r.signature.to_hex(),
-                "key_id": r.key_id.to_hex(),
-                "started_at": r.started_at,
-                "ended_at": r.ended_at,
-                "end_reason": r.end_reason,
-                "exit_status": r.exit_status,
-                "bytes_in": r.bytes_in,
-                "bytes_out": r.bytes_out,
-                "commands": r.commands,
-            }))?;
-            sessions += 1;
-        }
-        for ev in store.session_events(id).await.map_err(fail)? {
-            let mut line = serde_json::json!({
-                "record": ev.kind,
-                "request_id": id.to_string(),
-                "at": ev.at,
-                "offset_ms": ev.offset_ms,
-            });
-            if let (Some(o), serde_json::Value::Object(d)) = (line.as_object_mut(), &ev.detail) {
-                for (k, v) in d {
-                    o.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-            write(&line)?;
-            commands += 1;
-        }
-    }
-    out.flush().map_err(|e| Failure::output(&e))?;
-    if let Some(p) = output {
-        errln!(
-            "wrote {n} audit events, {sessions} session(s) and {commands} session event(s) to {}",
-            p.display()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
