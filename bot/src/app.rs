@@ -289,6 +289,7 @@ pub fn build_gateway(
     let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
     tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
     let deps = recorder::GatewayDeps {
+        recordings: Arc::new(format::store::LocalFolder::new(&config.gateway.recordings_dir)),
         config,
         store,
         clock: Arc::new(SystemClock),

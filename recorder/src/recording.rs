@@ -13,12 +13,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use format::cast::{CastWriter, Header, Summary};
 use format::commands::{CommandTracker, StdinLines};
+use format::store::RecordingWriter;
 use format::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent, reads_commands_on_stdin};
 use russh::ChannelId;
 use serde_json::{Value, json};
@@ -58,14 +57,15 @@ struct ChannelState {
 #[derive(Debug)]
 pub struct Recording {
     request_id: RequestId,
-    path: PathBuf,
+    /// The recording's name in the store.
+    name: String,
     header_meta: Value,
     started: Instant,
     started_at: Timestamp,
     /// The file, created with the recording; the header goes in when the first channel starts.
-    file: Option<File>,
+    file: Option<Box<dyn RecordingWriter>>,
     /// Straight to the file: the writer keeps its own buffer and hands over whole lines.
-    writer: Option<CastWriter<File>>,
+    writer: Option<CastWriter<Box<dyn RecordingWriter>>>,
     channels: HashMap<ChannelId, ChannelState>,
     events: mpsc::Sender<SessionEvent>,
     /// Events the database queue had no room for (they are in the file).
@@ -98,23 +98,21 @@ pub const SCREEN_QUIET: Duration = Duration::from_secs(2);
 pub const EVENT_QUEUE: usize = 4096;
 
 impl Recording {
-    /// Creates the recording's file at `path` (which must not exist); its header is written
-    /// once the first channel starts.
-    ///
-    /// # Errors
-    /// The file cannot be created: the session must not start.
+    /// A recording written to `file`, which the store created as `name`
+    /// ([`format::store::RecordingStore::create`]); its header is written once the first
+    /// channel starts.
     pub fn new(
         request_id: RequestId,
-        path: PathBuf,
+        name: String,
+        file: Box<dyn RecordingWriter>,
         header_meta: Value,
         started_at: Timestamp,
         events: mpsc::Sender<SessionEvent>,
         record_input: bool,
-    ) -> std::io::Result<Self> {
-        let file = File::options().write(true).create_new(true).open(&path)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             request_id,
-            path,
+            name,
             header_meta,
             started: Instant::now(),
             started_at,
@@ -131,11 +129,12 @@ impl Recording {
             unflushed: false,
             active_at: Duration::ZERO,
             scheduled: false,
-        })
+        }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The recording's name in the store.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Time since the session started: the recording's clock.
@@ -163,7 +162,7 @@ impl Recording {
         });
         if let Err(mpsc::error::TrySendError::Full(_)) = sent {
             if self.events_dropped == 0 {
-                tracing::warn!(path = %self.path.display(), "session events arrive faster than the database takes them; the rest are in the recording only");
+                tracing::warn!(recording = %self.name, "session events arrive faster than the database takes them; the rest are in the recording only");
             }
             self.events_dropped += 1;
         }
@@ -179,7 +178,7 @@ impl Recording {
         if let Err(e) = r
             && self.failed.is_none()
         {
-            tracing::error!(path = %self.path.display(), error = %e, "recording write failed");
+            tracing::error!(recording = %self.name, error = %e, "recording write failed");
             self.failed = Some(e.to_string());
         }
     }
@@ -573,14 +572,14 @@ impl Recording {
         // From here on nothing is recorded or reported: whatever a tracker found is above.
         self.finished = true;
         if self.events_dropped > 0 {
-            tracing::warn!(path = %self.path.display(), dropped = self.events_dropped, "session events kept in the recording only");
+            tracing::warn!(recording = %self.name, dropped = self.events_dropped, "session events kept in the recording only");
         }
         let mut w = self.writer.take()?;
         let r = w.marker(t, end_label);
         self.io(r);
         match w.finish(t) {
-            Ok((file, summary)) => {
-                let synced = file.sync_all();
+            Ok((mut file, summary)) => {
+                let synced = file.sync();
                 self.io(synced);
                 Some((summary, self.exit_status, self.commands))
             }
@@ -660,6 +659,9 @@ fn describe(ev: &TransferEvent) -> (String, Value) {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
+    use format::store::{LocalFolder, RecordingStore as _};
     use russh::keys::ssh_encoding::Decode as _;
 
     use super::*;
@@ -673,15 +675,16 @@ pub(crate) mod tests {
     /// A recording of grant bg-000001 into `dir/s.cast`, and the receiver of its events.
     pub(crate) fn recording(dir: &Path) -> (Recording, mpsc::Receiver<SessionEvent>) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let file = LocalFolder::new(dir).create("s.cast").expect("recording");
         let r = Recording::new(
             "00000000-0000-0000-0000-000000000001".parse().expect("an id"),
-            dir.join("s.cast"),
+            "s.cast".to_owned(),
+            file,
             json!({ "code": "bg-000001" }),
             Timestamp::from_unix(1_700_000_000),
             tx,
             true,
-        )
-        .expect("recording");
+        );
         (r, rx)
     }
 
