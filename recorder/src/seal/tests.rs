@@ -163,7 +163,7 @@ async fn a_recording_without_a_sidecar_is_cut_closed_signed_and_ended_as_gateway
     let name = format!("{}-{}.cast", req.code, T0 + 120); // the older naming form
     let left = cast(&req, true);
     put(f.folder.dir(), &name, &left);
-    assert_eq!(unfinished(f.sealer.recordings.as_ref()), [name.clone()]);
+    assert_eq!(unfinished(f.sealer.recordings.as_ref()), std::slice::from_ref(&name));
 
     recover_crashed(f.sealer.clone(), unfinished(f.sealer.recordings.as_ref())).await;
 
@@ -214,7 +214,7 @@ async fn a_pending_end_is_stored_and_removed() {
         "started_at": started_at, "ended_at": ended_at, "duration_secs": 180,
     });
     f.folder.put_pending(&name, end.to_string().as_bytes()).expect("pending");
-    assert_eq!(unfinished(f.sealer.recordings.as_ref()), [name.clone()]);
+    assert_eq!(unfinished(f.sealer.recordings.as_ref()), std::slice::from_ref(&name));
 
     recover_crashed(f.sealer.clone(), unfinished(f.sealer.recordings.as_ref())).await;
 
@@ -250,7 +250,7 @@ async fn a_recording_whose_end_is_stored_but_whose_sidecar_is_missing_gets_its_s
     let bytes = f.folder.read(&name).expect("recording");
     let stored = f.sealer.store.recording(req.id).await.expect("read").expect("stored");
     std::fs::remove_file(format::integrity::sidecar_path(&f.path(&name))).expect("sidecar lost");
-    assert_eq!(unfinished(f.sealer.recordings.as_ref()), [name.clone()]);
+    assert_eq!(unfinished(f.sealer.recordings.as_ref()), std::slice::from_ref(&name));
 
     recover_crashed(f.sealer.clone(), unfinished(f.sealer.recordings.as_ref())).await;
 
