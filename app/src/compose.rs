@@ -161,6 +161,7 @@ fn build_gateway(
     let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
     tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
     let deps = recorder::GatewayDeps {
+        recordings: Arc::new(format::store::LocalFolder::new(&config.gateway.recordings_dir)),
         config,
         store,
         clock: Arc::new(SystemClock),

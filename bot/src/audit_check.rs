@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+use format::store::{LocalFolder, RecordingStore as _};
 use shared::core::audit_verify::{AuditChecker, AuditProblem, first_difference};
 use shared::core::{AuditEntry, PinnedKeys, Request, RequestId, RequestRef, Status};
 use shared::ports::Store;
@@ -145,7 +146,9 @@ pub async fn check_log(
         }
     }
     let files: HashSet<&str> = registered.values().map(String::as_str).collect();
-    let on_disk = cast_files(recordings_dir);
+    let recordings = LocalFolder::new(recordings_dir);
+    // `None` when the folder is not on this machine.
+    let on_disk = recordings.list().ok();
     for name in on_disk.iter().flatten() {
         if files.contains(name.as_str()) || live.iter().any(|p| name.starts_with(p.as_str())) {
             continue;
@@ -170,16 +173,4 @@ pub async fn check_log(
         logged: checker.requests().map(|r| (r.id, r.clone())).collect(),
         on_disk: on_disk.map(|names| names.len()),
     }))
-}
-
-/// The `.cast` files in `dir`, sorted; `None` when the folder is not on this machine.
-fn cast_files(dir: &Path) -> Option<Vec<String>> {
-    let entries = std::fs::read_dir(dir).ok()?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".cast"))
-        .collect();
-    names.sort();
-    Some(names)
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use format::integrity::{self, Expected, SessionBinding, Sidecar, StoredRecording};
+use format::store::{LocalFolder, RecordingStore as _};
 use shared::core::approval::SignatureBytes;
 use shared::core::{AuditEntry, AuditKind, KeyId, Request, RequestId, Timestamp};
 use shared::ports::{RecordingRecord, Store};
@@ -148,18 +149,18 @@ async fn check_one(
         return Err(format!("the recordings table disagrees with the audit log: field `{field}`"));
     }
     // The file and its sidecar, when they are on this machine.
-    let path = dir.join(&side.file);
-    if side.file.contains('/') || !path.is_file() {
+    let recordings = LocalFolder::new(dir);
+    if !recordings.exists(&side.file) {
         return Ok(());
     }
     *files += 1;
     let expected = expected_from(&side);
-    let bytes =
-        std::fs::read(&path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let bytes = recordings
+        .read(&side.file)
+        .map_err(|err| format!("cannot read {}: {err}", dir.join(&side.file).display()))?;
     integrity::verify_bytes(&bytes, &side, pins, &expected)
         .map_err(|err| format!("{}: {err}", side.file))?;
-    let sig_path = integrity::sidecar_path(&path);
-    if let Ok(text) = std::fs::read(&sig_path) {
+    if let Ok(text) = recordings.sidecar(&side.file) {
         let on_disk: Sidecar = serde_json::from_slice(&text)
             .map_err(|_| format!("{}.sig is not a recording signature", side.file))?;
         integrity::verify_bytes(&bytes, &on_disk, pins, &expected)

@@ -109,7 +109,7 @@ impl Review {
             request_id: req.id,
             at: now.plus_secs(1),
             offset_ms: 1100,
-            kind: "command".into(),
+            kind: shared::core::SessionEventKind::Command,
             detail: json!({ "command": HOSTILE_COMMAND }),
         };
         d.store.add_session_event(&e).await.expect("event");
@@ -153,7 +153,7 @@ impl Review {
             key_id: side.key_id,
             started_at: now,
             ended_at: now.plus_secs(2),
-            end_reason: "closed".into(),
+            end_reason: shared::core::EndReason::Closed,
             exit_status: Some(0),
             bytes_in: 20,
             bytes_out: 30,

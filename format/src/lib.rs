@@ -18,6 +18,7 @@
 //! - [`transfer`]: SFTP and scp transfer observers.
 //! - [`replay`]: the replay sanitizer and player (what reaches the reviewer's terminal).
 //! - [`integrity`]: the signed recording statement, signing and verifying.
+//! - [`store`]: where recordings live (the port both sides go through, and the local folder).
 //! - [`fuzzing`]: the bodies of the fuzz targets for the parsers above (`fuzz/`).
 
 pub mod cast;
@@ -25,4 +26,5 @@ pub mod commands;
 pub mod fuzzing;
 pub mod integrity;
 pub mod replay;
+pub mod store;
 pub mod transfer;

@@ -13,6 +13,8 @@
 //! - [`upstream`]: the russh client to the target, with the pinned host key.
 //! - [`keys`]: host key, CA, and the per-session certificate.
 //! - [`recording`]: one session's asciicast file, command and transfer trackers, events.
+//! - [`seal`]: signing a closed recording and storing its end; recovering what a crash left.
+//!   Where recordings live is the store port ([`format::store::RecordingStore`]).
 //!   The recording format itself (asciicast, command extraction, SFTP/scp observation, the
 //!   signed statement) is the pure `format` crate (package `breakglass-format`).
 //! - [`to_target`]: client to target, one writer task per channel, with flow control per
@@ -31,6 +33,7 @@ pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod recording;
+pub mod seal;
 pub mod session;
 pub mod sever;
 pub mod to_target;
@@ -76,6 +79,9 @@ pub struct GatewayDeps {
     pub identities: Arc<Identities>,
     pub ca: Arc<Ca>,
     pub recording_signer: Arc<RecordingSigner>,
+    /// Where recordings live (today a local folder: [`format::store::LocalFolder`] over
+    /// `gateway.recordings_dir`).
+    pub recordings: Arc<dyn format::store::RecordingStore>,
     pub live: Arc<LiveSessions>,
     /// The nonces this gateway opened sessions for: a grant in it is refused even if the
     /// database forgot it was used. Load it with [`journal::NonceJournal::open`] at start.
@@ -193,12 +199,12 @@ pub async fn serve(
     let refusal_log = limits::Throttle::new(Duration::from_secs(1));
     // Listed before the first connection is accepted; finished in the background, given up
     // at shutdown (what is left is tried again at the next start).
-    let crashed = session::unfinished(&deps.config.gateway.recordings_dir);
+    let crashed = seal::unfinished(deps.recordings.as_ref());
     if !crashed.is_empty() {
-        let (deps, stop) = (deps.clone(), stop.clone());
+        let (sealer, stop) = (seal::Sealer::of(&deps), stop.clone());
         tokio::spawn(async move {
             tokio::select! {
-                () = session::recover_crashed(deps, crashed) => {}
+                () = seal::recover_crashed(sealer, crashed) => {}
                 () = stop.cancelled() => {}
             }
         });

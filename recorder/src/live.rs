@@ -38,15 +38,21 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    pub fn as_str(&self) -> &'static str {
+    /// The reason as stored (who revoked goes to the audit event's `revoked_by`).
+    pub fn core(&self) -> shared::core::EndReason {
+        use shared::core::EndReason as Stored;
         match self {
-            Self::Closed => "closed",
-            Self::Expired => "expired",
-            Self::Revoked { .. } => "revoked",
-            Self::Shutdown => "gateway_shutdown",
-            Self::RecordingFailed => "recording_failed",
-            Self::ProtocolViolation => "protocol_violation",
+            Self::Closed => Stored::Closed,
+            Self::Expired => Stored::Expired,
+            Self::Revoked { .. } => Stored::Revoked,
+            Self::Shutdown => Stored::GatewayShutdown,
+            Self::RecordingFailed => Stored::RecordingFailed,
+            Self::ProtocolViolation => Stored::ProtocolViolation,
         }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.core().as_str()
     }
 }
 

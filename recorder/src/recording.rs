@@ -13,16 +13,15 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use format::cast::{CastWriter, Header, Summary};
 use format::commands::{CommandTracker, StdinLines};
+use format::store::RecordingWriter;
 use format::transfer::{Outcome, ScpTracker, SftpTracker, TransferEvent, reads_commands_on_stdin};
 use russh::ChannelId;
 use serde_json::{Value, json};
-use shared::core::{RequestId, Timestamp};
+use shared::core::{RequestId, SessionEventKind, Timestamp};
 use shared::ports::SessionEvent;
 use tokio::sync::mpsc;
 
@@ -58,14 +57,15 @@ struct ChannelState {
 #[derive(Debug)]
 pub struct Recording {
     request_id: RequestId,
-    path: PathBuf,
+    /// The recording's name in the store.
+    name: String,
     header_meta: Value,
     started: Instant,
     started_at: Timestamp,
     /// The file, created with the recording; the header goes in when the first channel starts.
-    file: Option<File>,
+    file: Option<Box<dyn RecordingWriter>>,
     /// Straight to the file: the writer keeps its own buffer and hands over whole lines.
-    writer: Option<CastWriter<File>>,
+    writer: Option<CastWriter<Box<dyn RecordingWriter>>>,
     channels: HashMap<ChannelId, ChannelState>,
     events: mpsc::Sender<SessionEvent>,
     /// Events the database queue had no room for (they are in the file).
@@ -98,23 +98,21 @@ pub const SCREEN_QUIET: Duration = Duration::from_secs(2);
 pub const EVENT_QUEUE: usize = 4096;
 
 impl Recording {
-    /// Creates the recording's file at `path` (which must not exist); its header is written
-    /// once the first channel starts.
-    ///
-    /// # Errors
-    /// The file cannot be created: the session must not start.
+    /// A recording written to `file`, which the store created as `name`
+    /// ([`format::store::RecordingStore::create`]); its header is written once the first
+    /// channel starts.
     pub fn new(
         request_id: RequestId,
-        path: PathBuf,
+        name: String,
+        file: Box<dyn RecordingWriter>,
         header_meta: Value,
         started_at: Timestamp,
         events: mpsc::Sender<SessionEvent>,
         record_input: bool,
-    ) -> std::io::Result<Self> {
-        let file = File::options().write(true).create_new(true).open(&path)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             request_id,
-            path,
+            name,
             header_meta,
             started: Instant::now(),
             started_at,
@@ -131,11 +129,12 @@ impl Recording {
             unflushed: false,
             active_at: Duration::ZERO,
             scheduled: false,
-        })
+        }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The recording's name in the store.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Time since the session started: the recording's clock.
@@ -148,7 +147,7 @@ impl Recording {
         self.failed.as_deref()
     }
 
-    fn event(&mut self, kind: &str, detail: Value) {
+    fn event(&mut self, kind: SessionEventKind, detail: Value) {
         if self.finished {
             return;
         }
@@ -158,12 +157,12 @@ impl Recording {
             request_id: self.request_id,
             at,
             offset_ms: i64::try_from(offset.as_millis()).unwrap_or(i64::MAX),
-            kind: kind.to_owned(),
+            kind,
             detail,
         });
         if let Err(mpsc::error::TrySendError::Full(_)) = sent {
             if self.events_dropped == 0 {
-                tracing::warn!(path = %self.path.display(), "session events arrive faster than the database takes them; the rest are in the recording only");
+                tracing::warn!(recording = %self.name, "session events arrive faster than the database takes them; the rest are in the recording only");
             }
             self.events_dropped += 1;
         }
@@ -179,7 +178,7 @@ impl Recording {
         if let Err(e) = r
             && self.failed.is_none()
         {
-            tracing::error!(path = %self.path.display(), error = %e, "recording write failed");
+            tracing::error!(recording = %self.name, error = %e, "recording write failed");
             self.failed = Some(e.to_string());
         }
     }
@@ -198,7 +197,7 @@ impl Recording {
             let r = w.marker(t, label);
             self.io(r);
         }
-        self.event("forward", detail);
+        self.event(SessionEventKind::Forward, detail);
     }
 
     /// Records a PTY request for `ch`.
@@ -249,10 +248,12 @@ impl Recording {
             self.open_file(cols, rows, term, command);
         }
         let (label, kind_name, detail) = match &kind {
-            ChannelKind::Shell => ("shell".to_owned(), "shell", json!({})),
-            ChannelKind::Exec(c) => (format!("exec: {c}"), "exec", json!({ "command": c })),
+            ChannelKind::Shell => ("shell".to_owned(), SessionEventKind::Shell, json!({})),
+            ChannelKind::Exec(c) => {
+                (format!("exec: {c}"), SessionEventKind::Exec, json!({ "command": c }))
+            }
             ChannelKind::Subsystem(s) => {
-                (format!("subsystem: {s}"), "subsystem", json!({ "name": s }))
+                (format!("subsystem: {s}"), SessionEventKind::Subsystem, json!({ "name": s }))
             }
         };
         if let Some(w) = self.writer.as_mut() {
@@ -440,7 +441,7 @@ impl Recording {
     }
 
     /// Something worth a marker and a session event (a refused forward, an agent request).
-    pub fn note(&mut self, kind: &str, label: &str, detail: Value) {
+    pub fn note(&mut self, kind: SessionEventKind, label: &str, detail: Value) {
         if self.finished {
             return;
         }
@@ -488,7 +489,7 @@ impl Recording {
             if let Some(source) = source {
                 detail["source"] = source.into();
             }
-            self.event("command", detail);
+            self.event(SessionEventKind::Command, detail);
         }
     }
 
@@ -507,7 +508,7 @@ impl Recording {
                 let r = w.marker(t, &label);
                 self.io(r);
             }
-            self.event("transfer", detail);
+            self.event(SessionEventKind::Transfer, detail);
         }
     }
 
@@ -573,14 +574,14 @@ impl Recording {
         // From here on nothing is recorded or reported: whatever a tracker found is above.
         self.finished = true;
         if self.events_dropped > 0 {
-            tracing::warn!(path = %self.path.display(), dropped = self.events_dropped, "session events kept in the recording only");
+            tracing::warn!(recording = %self.name, dropped = self.events_dropped, "session events kept in the recording only");
         }
         let mut w = self.writer.take()?;
         let r = w.marker(t, end_label);
         self.io(r);
         match w.finish(t) {
-            Ok((file, summary)) => {
-                let synced = file.sync_all();
+            Ok((mut file, summary)) => {
+                let synced = file.sync();
                 self.io(synced);
                 Some((summary, self.exit_status, self.commands))
             }
@@ -660,6 +661,9 @@ fn describe(ev: &TransferEvent) -> (String, Value) {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
+    use format::store::{LocalFolder, RecordingStore as _};
     use russh::keys::ssh_encoding::Decode as _;
 
     use super::*;
@@ -673,15 +677,16 @@ pub(crate) mod tests {
     /// A recording of grant bg-000001 into `dir/s.cast`, and the receiver of its events.
     pub(crate) fn recording(dir: &Path) -> (Recording, mpsc::Receiver<SessionEvent>) {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let file = LocalFolder::new(dir).create("s.cast").expect("recording");
         let r = Recording::new(
             "00000000-0000-0000-0000-000000000001".parse().expect("an id"),
-            dir.join("s.cast"),
+            "s.cast".to_owned(),
+            file,
             json!({ "code": "bg-000001" }),
             Timestamp::from_unix(1_700_000_000),
             tx,
             true,
-        )
-        .expect("recording");
+        );
         (r, rx)
     }
 
@@ -708,7 +713,7 @@ pub(crate) mod tests {
         assert!(r.finish("session ended: closed").is_some());
         // Late bytes from a relay task: neither recorded nor reported.
         r.output(ch, b"\r\nlogout\r\n");
-        r.note("forward", "late note", json!({}));
+        r.note(SessionEventKind::Forward, "late note", json!({}));
         let cast = cast_of(dir.path());
         let markers: Vec<&str> =
             cast.events.iter().filter(|e| e.code == "m").map(|e| e.data.as_str()).collect();
@@ -719,9 +724,12 @@ pub(crate) mod tests {
         while let Ok(e) = events.try_recv() {
             kinds.push((e.kind, e.detail));
         }
-        assert!(kinds.iter().any(|(k, d)| k == "command" && d["command"] == "exit"), "{kinds:?}");
         assert!(
-            kinds.iter().all(|(k, _)| k != "forward"),
+            kinds.iter().any(|(k, d)| *k == SessionEventKind::Command && d["command"] == "exit"),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.iter().all(|(k, _)| *k != SessionEventKind::Forward),
             "nothing reported after the end: {kinds:?}"
         );
     }
@@ -795,7 +803,7 @@ pub(crate) mod tests {
             assert!(r.finish("session ended: closed").is_some());
             let mut commands = Vec::new();
             while let Ok(e) = events.try_recv() {
-                if e.kind == "command" {
+                if e.kind == SessionEventKind::Command {
                     let command = e.detail["command"].as_str().unwrap_or_default().to_owned();
                     commands.push((command, e.detail["source"].as_str().map(str::to_owned)));
                 }
@@ -820,7 +828,7 @@ pub(crate) mod tests {
             assert!(r.finish("session ended: closed").is_some());
             let mut commands = Vec::new();
             while let Ok(e) = events.try_recv() {
-                if e.kind == "command" {
+                if e.kind == SessionEventKind::Command {
                     assert_eq!(e.detail["source"], "stdin");
                     commands.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
                 }
@@ -876,7 +884,7 @@ pub(crate) mod tests {
             assert!(r.finish("session ended: closed").is_some());
             let mut stored = Vec::new();
             while let Ok(e) = events.try_recv() {
-                if e.kind == "command" {
+                if e.kind == SessionEventKind::Command {
                     stored.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
                 }
             }

@@ -30,13 +30,12 @@ use russh::server::{
 };
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf, Pty, Sig};
 use serde_json::json;
-use shared::core::event;
 use shared::core::request::{self as core_request};
 use shared::core::{
-    Action, AuditData, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, RequestRef,
-    Status, Timestamp, VerifiedGrant,
+    Action, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, Timestamp, VerifiedGrant,
 };
-use shared::ports::{RecordingRecord, SessionEvent};
+use shared::core::{SessionEventKind, event};
+use shared::ports::SessionEvent;
 use tokio::sync::mpsc;
 
 use crate::GatewayDeps;
@@ -226,7 +225,7 @@ impl GatewaySession {
         }
         live.record(|r| {
             r.note(
-                "channel_refused",
+                SessionEventKind::ChannelRefused,
                 &format!("channel refused: {what}, {max} channels already open"),
                 json!({ "what": what, "max": max }),
             );
@@ -297,8 +296,9 @@ impl GatewaySession {
             .map(|(a, k)| event::SessionApprover { approver: a.clone(), signer: *k })
             .collect();
         let (events_tx, events_rx) = mpsc::channel(crate::recording::EVENT_QUEUE);
-        let file = format!("{}-{}.cast", req.code, started_at.unix());
-        let path = d.config.gateway.recordings_dir.join(&file);
+        // Unique per session (the certificate serial is drawn per session): a reuse of the
+        // grant in the same second gets a file of its own.
+        let file = format::store::recording_name(req.code.as_str(), started_at, cred.serial);
         let meta = json!({
             "grant_id": req.id, "code": req.code, "requester": req.requester, "scope": req.scope,
             "host": req.host, "login": req.login, "reason": req.reason,
@@ -307,16 +307,19 @@ impl GatewaySession {
             "not_after": req.not_after, "session_deadline": grant.session_deadline(),
             "cert_serial": cred.serial.to_string(), "gateway_recording_key": d.recording_signer.key_id(),
         });
-        let recording = Recording::new(
-            req.id,
-            path.clone(),
-            meta,
-            started_at,
-            events_tx,
-            d.config.gateway.record_input,
-        )
-        .map_err(|e| {
-            tracing::error!(path = %path.display(), error = %e, "cannot create the recording");
+        let recording = d.recordings.create(&file).map(|writer| {
+            Recording::new(
+                req.id,
+                file.clone(),
+                writer,
+                meta,
+                started_at,
+                events_tx,
+                d.config.gateway.record_input,
+            )
+        });
+        let recording = recording.map_err(|e| {
+            tracing::error!(recording = %file, error = %e, "cannot create the recording");
             Refusal {
                 code: "recording_unavailable",
                 message: format!(
@@ -366,7 +369,7 @@ impl GatewaySession {
             let _ = upstream.disconnect(russh::Disconnect::ByApplication, "", "en").await;
             sever.cancel();
             drop(recording);
-            let _ = std::fs::remove_file(&path);
+            let _ = d.recordings.remove(&file);
             return Err(refusal);
         }
         tokio::spawn(write_events(self.deps.store.clone(), events_rx));
@@ -460,7 +463,7 @@ impl GatewaySession {
         Ok(())
     }
 
-    fn note(&self, kind: &str, label: &str, detail: serde_json::Value) {
+    fn note(&self, kind: SessionEventKind, label: &str, detail: serde_json::Value) {
         if let Some(live) = self.live() {
             live.record(|r| r.note(kind, label, detail));
         }
@@ -628,7 +631,7 @@ impl Handler for GatewaySession {
             } else {
                 (format!("env request: {name} (refused)"), json!({ "name": name, "passed": false }))
             };
-            if live.record(|r| r.note("env", &label, detail)).is_none() {
+            if live.record(|r| r.note(SessionEventKind::Env, &label, detail)).is_none() {
                 return session.channel_failure(ch);
             }
         }
@@ -712,7 +715,10 @@ impl Handler for GatewaySession {
         if let Some(live) = self.live() {
             let name = signal_name(&sig);
             let label = format!("signal request: {name}");
-            if live.record(|r| r.note("signal", &label, json!({ "signal": name }))).is_none() {
+            if live
+                .record(|r| r.note(SessionEventKind::Signal, &label, json!({ "signal": name })))
+                .is_none()
+            {
                 return Ok(());
             }
             live.relays.route(ch, Up::Signal(sig), |_| true);
@@ -778,7 +784,7 @@ impl Handler for GatewaySession {
     async fn agent_request(&mut self, ch: ChannelId, session: &mut Session) -> Result<bool, Error> {
         let Some(live) = self.live().filter(|l| l.forwarding.agent) else {
             self.note(
-                "forward_refused",
+                SessionEventKind::ForwardRefused,
                 "agent forwarding refused",
                 json!({ "kind": "agent", "channel": ch.to_string() }),
             );
@@ -802,10 +808,14 @@ impl Handler for GatewaySession {
             if let Ok(mut f) = live.forwards.lock() {
                 f.agent = true;
             }
-            self.note("forward", "agent forwarding on", json!({ "kind": "agent", "set_up": true }));
+            self.note(
+                SessionEventKind::Forward,
+                "agent forwarding on",
+                json!({ "kind": "agent", "set_up": true }),
+            );
         } else {
             self.note(
-                "forward_failed",
+                SessionEventKind::ForwardFailed,
                 "agent forwarding failed on the target",
                 json!({ "kind": "agent" }),
             );
@@ -823,7 +833,11 @@ impl Handler for GatewaySession {
         session: &mut Session,
     ) -> Result<(), Error> {
         if self.live().is_none_or(|l| !l.forwarding.x11) {
-            self.note("forward_refused", "X11 forwarding refused", json!({ "kind": "x11" }));
+            self.note(
+                SessionEventKind::ForwardRefused,
+                "X11 forwarding refused",
+                json!({ "kind": "x11" }),
+            );
             self.tell_not_allowed(ch, session, "X11 forwarding", "allow_x11_forwarding")?;
             return session.channel_failure(ch);
         }
@@ -841,14 +855,14 @@ impl Handler for GatewaySession {
                 f.x11 = true;
             }
             self.note(
-                "forward",
+                SessionEventKind::Forward,
                 "X11 forwarding on",
                 json!({ "kind": "x11", "set_up": true, "screen": screen }),
             );
             session.channel_success(ch)
         } else {
             self.note(
-                "forward_failed",
+                SessionEventKind::ForwardFailed,
                 "X11 forwarding failed on the target",
                 json!({ "kind": "x11" }),
             );
@@ -864,7 +878,7 @@ impl Handler for GatewaySession {
     ) -> Result<bool, Error> {
         let Some(live) = self.live().filter(|l| l.forwarding.port) else {
             self.note(
-                "forward_refused",
+                SessionEventKind::ForwardRefused,
                 &format!("remote forwarding of {address}:{port} refused"),
                 json!({ "kind": "remote", "address": address, "port": *port }),
             );
@@ -887,7 +901,7 @@ impl Handler for GatewaySession {
                     f.remote.push((address.to_owned(), *port));
                 }
                 self.note(
-                    "forward",
+                    SessionEventKind::Forward,
                     &format!("remote forwarding of {address}:{port} on the target"),
                     json!({ "kind": "remote", "address": address, "port": *port, "set_up": true }),
                 );
@@ -895,7 +909,7 @@ impl Handler for GatewaySession {
             }
             Err(e) => {
                 self.note(
-                    "forward_failed",
+                    SessionEventKind::ForwardFailed,
                     &format!("remote forwarding of {address}:{port} failed on the target"),
                     json!({ "kind": "remote", "address": address, "port": *port, "error": e.to_string() }),
                 );
@@ -937,7 +951,7 @@ impl Handler for GatewaySession {
         drop(channel);
         let Some(live) = self.live().filter(|l| l.forwarding.port) else {
             self.note(
-                "forward_refused",
+                SessionEventKind::ForwardRefused,
                 &format!("port forwarding to {host}:{port} refused"),
                 json!({ "kind": "local", "host": host, "port": port }),
             );
@@ -970,7 +984,7 @@ impl Handler for GatewaySession {
             Err(e) => {
                 tracing::info!(error = %e, %host, port, "the target refused a forwarded connection");
                 self.note(
-                    "forward_failed",
+                    SessionEventKind::ForwardFailed,
                     &format!("port forwarding to {host}:{port} failed"),
                     json!({ "kind": "local", "host": host, "port": port, "error": e.to_string() }),
                 );
@@ -986,7 +1000,7 @@ impl Handler for GatewaySession {
         _session: &mut Session,
     ) -> Result<bool, Error> {
         self.note(
-            "forward_refused",
+            SessionEventKind::ForwardRefused,
             &format!("remote socket forwarding of {socket_path} refused"),
             json!({ "kind": "streamlocal", "path": socket_path }),
         );
@@ -1002,7 +1016,7 @@ impl Handler for GatewaySession {
     ) -> Result<(), Error> {
         drop(channel);
         self.note(
-            "forward_refused",
+            SessionEventKind::ForwardRefused,
             &format!("socket forwarding to {path} refused"),
             json!({ "kind": "streamlocal", "path": path }),
         );
@@ -1078,7 +1092,7 @@ fn after_route(
             let limit = live.relays.limit();
             live.record(|r| {
                 r.note(
-                    "flow_control",
+                    SessionEventKind::FlowControl,
                     &format!("the client sent more than its window ({limit} bytes) on one channel"),
                     json!({ "channel": u32::from(ch), "limit": limit }),
                 );
@@ -1134,7 +1148,7 @@ async fn pump_target(
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
                 live.record(|r| {
                     r.note(
-                        "exit_signal",
+                        SessionEventKind::ExitSignal,
                         &format!("killed by {signal_name:?}"),
                         json!({ "signal": format!("{signal_name:?}") }),
                     );
@@ -1207,7 +1221,7 @@ async fn bridge_inbound(
         if set_up && live.channels.len() >= max_channels {
             live.record(|r| {
                 r.note(
-                    "channel_refused",
+                    SessionEventKind::ChannelRefused,
                     &format!("channel refused: {label}, {max_channels} channels already open"),
                     json!({ "what": label, "max": max_channels }),
                 );
@@ -1217,7 +1231,9 @@ async fn bridge_inbound(
         }
         if !set_up {
             tracing::warn!(?what, "the target opened a channel nobody asked for: refused");
-            live.record(|r| r.note("forward_refused", &format!("{label} refused"), detail));
+            live.record(|r| {
+                r.note(SessionEventKind::ForwardRefused, &format!("{label} refused"), detail)
+            });
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             continue;
         }
@@ -1263,7 +1279,9 @@ async fn bridge_inbound(
             Err(e) => {
                 let mut detail = detail;
                 detail["error"] = json!(e.to_string());
-                live.record(|r| r.note("forward_failed", &format!("{label} failed"), detail));
+                live.record(|r| {
+                    r.note(SessionEventKind::ForwardFailed, &format!("{label} failed"), detail)
+                });
                 reply.reject(ChannelOpenFailure::ConnectFailed).await;
             }
         }
@@ -1400,9 +1418,7 @@ fn signal_name(sig: &Sig) -> String {
 
 /// After the connection ended: closes the recording, signs it, disconnects the target, and
 /// records the end (retrying while the database is away; the recording already holds it).
-/// The signature file is written first (the recording verifies even with the database gone);
-/// `FILE.pending` holds the end until the database has it, so [`recover_crashed`] can store it
-/// at the next start if this process dies first.
+/// Sealing and storing the end is [`crate::seal::seal`].
 pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
     live.finished.cancel();
     let req = live.grant.request().clone();
@@ -1426,319 +1442,24 @@ pub async fn finish(deps: &GatewayDeps, live: Arc<Live>) {
         tracing::warn!(code = %req.code, "relay tasks still running at the end of the session");
     }
     deps.live.remove(req.id);
-    let (path, finished, failure) = match live.recording.lock() {
+    let (file, finished, failure) = match live.recording.lock() {
         Ok(mut r) => {
             let finished = r.finish(&format!("session ended: {}", reason.as_str()));
-            (r.path().to_owned(), finished, r.failure().map(str::to_owned))
+            (r.name().to_owned(), finished, r.failure().map(str::to_owned))
         }
         Err(e) => {
             let r = e.into_inner();
-            (r.path().to_owned(), None, Some("the recording lock was poisoned".to_owned()))
+            (r.name().to_owned(), None, Some("the recording lock was poisoned".to_owned()))
         }
     };
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    // A recording that could not be finished is signed as it stands: the end is still
-    // stored, so the grant does not stay active.
-    let (sha256, summary, exit_status, commands) = match finished {
-        Some((summary, exit_status, commands)) => {
-            (summary.file_sha256, Some(summary), exit_status, commands)
-        }
-        None => {
-            tracing::error!(code = %req.code, error = ?failure, "the recording could not be finished");
-            let bytes = std::fs::read(&path).unwrap_or_default();
-            (format::cast::sha256_file_bytes(&bytes), None, None, 0)
-        }
-    };
-    let side = deps.recording_signer.sign(
-        &format::integrity::SessionBinding {
-            request_id: req.id,
-            code: req.code.clone(),
-            nonce: req.nonce,
-            started_at: live.started_at,
-            ended_at,
-            file: file.clone(),
-        },
-        &sha256,
-    );
-    let record = RecordingRecord {
-        request_id: req.id,
-        file: file.clone(),
-        sha256,
-        signature: side.signature,
-        key_id: side.key_id,
+    let ended = crate::seal::Ended {
+        req,
+        file,
+        reason,
         started_at: live.started_at,
         ended_at,
-        end_reason: reason.as_str().to_owned(),
-        exit_status,
-        bytes_in: summary.as_ref().map_or(0, |s| s.bytes_in),
-        bytes_out: summary.as_ref().map_or(0, |s| s.bytes_out),
-        commands,
+        finished,
+        failure,
     };
-    let detail = json!({
-        "end_reason": reason.as_str(),
-        "revoked_by": match &reason { EndReason::Revoked { by } => by.clone(), _ => None },
-        "recording": file,
-        "recording_sha256": hex::encode(sha256),
-        "recording_signature": side.signature,
-        "recording_key_id": side.key_id,
-        "recording_signature_version": side.version,
-        "started_at": live.started_at,
-        "ended_at": ended_at,
-        "recording_error": failure,
-        "bytes_in": record.bytes_in,
-        "bytes_out": record.bytes_out,
-        "commands": commands,
-        "exit_status": exit_status,
-        "duration_secs": ended_at.unix() - live.started_at.unix(),
-    });
-    tracing::info!(code = %req.code, reason = reason.as_str(), commands, "session ended");
-    write_sidecar(&path, &side);
-    store_end(deps, &req, &path, &record, &detail, ended_at).await;
-}
-
-fn write_sidecar(path: &std::path::Path, side: &format::integrity::Sidecar) {
-    let side_path = format::integrity::sidecar_path(path);
-    if let Err(e) = serde_json::to_vec_pretty(side)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&side_path, b))
-    {
-        tracing::error!(path = %side_path.display(), error = %e, "cannot write the recording signature");
-    }
-}
-
-/// `FILE.pending`: the session end not yet stored in the database.
-fn pending_path(path: &std::path::Path) -> std::path::PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".pending");
-    std::path::PathBuf::from(s)
-}
-
-/// Stores the end in the database, keeping it in `FILE.pending` until that worked.
-async fn store_end(
-    deps: &GatewayDeps,
-    req: &Request,
-    path: &std::path::Path,
-    record: &RecordingRecord,
-    detail: &serde_json::Value,
-    at: Timestamp,
-) {
-    let pending = pending_path(path);
-    if let Err(e) = std::fs::write(&pending, detail.to_string()) {
-        tracing::error!(path = %pending.display(), error = %e, "cannot write the pending session end");
-    }
-    if record_end(deps, req, record, detail, at).await {
-        let _ = std::fs::remove_file(&pending);
-    }
-}
-
-/// Stores the end, retrying with backoff for up to an hour while the database is unavailable.
-/// Returns whether the end is stored (now or before).
-async fn record_end(
-    deps: &GatewayDeps,
-    req: &Request,
-    record: &RecordingRecord,
-    detail: &serde_json::Value,
-    at: Timestamp,
-) -> bool {
-    let ended: Box<event::SessionEnded> = match serde_json::from_value(detail.clone()) {
-        Ok(e) => Box::new(e),
-        Err(e) => {
-            tracing::error!(code = %req.code, error = %e, "the session end does not parse (the signed recording holds it)");
-            return false;
-        }
-    };
-    let mut wait = Duration::from_millis(200);
-    let give_up = Instant::now() + Duration::from_secs(3600);
-    loop {
-        let result = async {
-            if deps.store.recording(req.id).await?.is_some() {
-                return Ok(()); // stored before (a retry, or a recovered session)
-            }
-            let current = deps.store.get_request(&RequestRef::Id(req.id)).await?;
-            // `active` moves to `closed`; otherwise (revoked or expired meanwhile, or a
-            // policy that no longer allows the transition) the end is an audit event only.
-            let transition = (current.status == Status::Active)
-                .then(|| {
-                    core_request::apply(
-                        &current,
-                        Action::SessionEnded(ended.clone()),
-                        &deps.config.policy,
-                        &deps.pins,
-                        at,
-                    )
-                    .inspect_err(|e| {
-                        tracing::warn!(code = %req.code, error = %e, "the session end is recorded without a transition")
-                    })
-                    .ok()
-                })
-                .flatten();
-            let audit = match transition {
-                Some(_) => Vec::new(),
-                None => vec![AuditDraft::of(
-                    Some(req.id),
-                    req.requester.as_str(),
-                    &AuditData::SessionEnded(ended.clone()),
-                )],
-            };
-            deps.store.end_session(record, transition.as_ref(), &audit, at).await
-        }
-        .await;
-        match result {
-            Ok(()) => return true,
-            Err(e) if Instant::now() > give_up => {
-                tracing::error!(code = %req.code, error = %e, "gave up recording the end of the session (the signed recording holds it)");
-                return false;
-            }
-            Err(e) => {
-                tracing::warn!(code = %req.code, error = %e, "cannot record the end of the session yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-/// At start: finishes what the last run left. A recording without a signature file is a
-/// session cut by a crash: it is cut to its last complete line, closed with a marker, signed,
-/// and its session ended as `gateway_crashed`. A `FILE.pending` is an end signed but not yet
-/// stored: it is stored. So recordings play, verify, and leave no grant `active` forever.
-/// Runs in the background (it may wait for the database); what fails is tried again at the
-/// next start.
-///
-/// Takes the list of files before the gateway accepts connections (see [`unfinished`]), so a
-/// session that starts meanwhile is never mistaken for a crashed one.
-pub async fn recover_crashed(deps: GatewayDeps, paths: Vec<std::path::PathBuf>) {
-    for path in paths {
-        let result = if format::integrity::sidecar_path(&path).exists() {
-            store_pending(&deps, &path).await
-        } else {
-            recover_one(&deps, &path).await
-        };
-        if let Err(e) = result {
-            tracing::error!(path = %path.display(), error = %e, "cannot finish a recording left by the last run");
-        }
-    }
-}
-
-/// The recordings in `dir` without a signature file or with a pending end.
-pub fn unfinished(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "cast")
-                && (!format::integrity::sidecar_path(p).exists() || pending_path(p).exists())
-        })
-        .collect()
-}
-
-/// Stores an end that was signed but not stored (`FILE.pending`).
-async fn store_pending(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
-    let detail: serde_json::Value = serde_json::from_slice(&std::fs::read(pending_path(path))?)?;
-    let side: format::integrity::Sidecar =
-        serde_json::from_slice(&std::fs::read(format::integrity::sidecar_path(path))?)?;
-    let header = std::fs::read(path)?;
-    let header = header.split(|b| *b == b'\n').next().unwrap_or_default();
-    let header: serde_json::Value = serde_json::from_slice(header)?;
-    let id: shared::core::RequestId = header["breakglass"]["grant_id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
-        .parse()?;
-    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
-    let mut sha256 = [0u8; 32];
-    hex::decode_to_slice(&side.sha256, &mut sha256)?;
-    let n = |k: &str| detail[k].as_u64().unwrap_or(0);
-    let record = RecordingRecord {
-        request_id: id,
-        file: side.file.clone(),
-        sha256,
-        signature: side.signature,
-        key_id: side.key_id,
-        started_at: side.started_at.unwrap_or_else(|| {
-            side.signed_at.plus_secs(-detail["duration_secs"].as_i64().unwrap_or(0))
-        }),
-        ended_at: side.ended_at.unwrap_or(side.signed_at),
-        end_reason: detail["end_reason"].as_str().unwrap_or("closed").to_owned(),
-        exit_status: detail["exit_status"].as_i64(),
-        bytes_in: n("bytes_in"),
-        bytes_out: n("bytes_out"),
-        commands: n("commands"),
-    };
-    store_end(deps, &req, path, &record, &detail, side.signed_at).await;
-    Ok(())
-}
-
-async fn recover_one(deps: &GatewayDeps, path: &std::path::Path) -> anyhow::Result<()> {
-    let mut bytes = std::fs::read(path)?;
-    bytes.truncate(format::cast::complete_len(&bytes));
-    let cast = format::cast::parse_bytes(&bytes)?;
-    let id: shared::core::RequestId = cast.header_json["breakglass"]["grant_id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no grant id in the header"))?
-        .parse()?;
-    if let Some(stored) = deps.store.recording(id).await? {
-        // The end is stored; only the signature file is missing.
-        let req = deps.store.get_request(&RequestRef::Id(id)).await?;
-        let stored = format::integrity::StoredRecording {
-            file: &stored.file,
-            sha256: &stored.sha256,
-            key_id: stored.key_id,
-            signature: stored.signature,
-            started_at: stored.started_at,
-            ended_at: stored.ended_at,
-        };
-        write_sidecar(path, &format::integrity::Sidecar::of(&stored, &req));
-        return Ok(());
-    }
-    let req = deps.store.get_request(&RequestRef::Id(id)).await?;
-    let last = cast.events.last().map_or(0.0, |e| e.t);
-    let marker =
-        serde_json::to_string(&json!([last, "m", "session ended: gateway_crashed (recovered)"]))?;
-    bytes.extend_from_slice(marker.as_bytes());
-    bytes.push(b'\n');
-    std::fs::write(path, &bytes)?;
-    let sha256 = format::cast::sha256_file_bytes(&bytes);
-    let now = deps.clock.now();
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let events = deps.store.session_events(id).await.unwrap_or_default();
-    let commands = events.iter().filter(|e| e.kind == "command" || e.kind == "exec").count();
-    let started_at = Timestamp::from_unix(
-        cast.header.timestamp.and_then(|t| i64::try_from(t).ok()).unwrap_or(now.unix()),
-    );
-    let side = deps.recording_signer.sign(
-        &format::integrity::SessionBinding {
-            request_id: id,
-            code: req.code.clone(),
-            nonce: req.nonce,
-            started_at,
-            ended_at: now,
-            file: file.clone(),
-        },
-        &sha256,
-    );
-    let record = RecordingRecord {
-        request_id: id,
-        file: file.clone(),
-        sha256,
-        signature: side.signature,
-        key_id: side.key_id,
-        started_at,
-        ended_at: now,
-        end_reason: "gateway_crashed".into(),
-        exit_status: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        commands: u64::try_from(commands).unwrap_or(0),
-    };
-    let detail = json!({
-        "end_reason": "gateway_crashed", "recording": file, "recording_sha256": hex::encode(sha256),
-        "recording_signature": side.signature, "recording_key_id": side.key_id, "recovered": true,
-        "recording_signature_version": side.version, "started_at": started_at, "ended_at": now,
-        "commands": commands,
-    });
-    tracing::warn!(code = %req.code, "recovered the recording of a session cut by a gateway crash");
-    write_sidecar(path, &side);
-    store_end(deps, &req, path, &record, &detail, now).await;
-    Ok(())
+    crate::seal::seal(&crate::seal::Sealer::of(deps), ended).await;
 }

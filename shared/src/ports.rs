@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::core::approval::SignatureBytes;
 use crate::core::{
-    AuditDraft, AuditEntry, KeyId, PrincipalName, Request, RequestId, RequestRef, Status,
-    Timestamp, Transition,
+    AuditDraft, AuditEntry, EndReason, KeyId, PrincipalName, Request, RequestId, RequestRef,
+    SessionEventKind, Status, Timestamp, Transition,
 };
 
 /// Storage failures, with `sqlx::Error` kept out of everything above the adapter.
@@ -56,8 +56,7 @@ pub struct SessionEvent {
     pub at: Timestamp,
     /// Milliseconds since the session started (the recording's clock).
     pub offset_ms: i64,
-    /// `command`, `exec`, `subsystem`, `transfer`, `forward_refused`, ...
-    pub kind: String,
+    pub kind: SessionEventKind,
     pub detail: serde_json::Value,
 }
 
@@ -75,8 +74,7 @@ pub struct RecordingRecord {
     pub key_id: KeyId,
     pub started_at: Timestamp,
     pub ended_at: Timestamp,
-    /// `closed`, `expired`, `revoked`, `target_closed`, `gateway_shutdown`, ...
-    pub end_reason: String,
+    pub end_reason: EndReason,
     pub exit_status: Option<i64>,
     pub bytes_in: u64,
     pub bytes_out: u64,

@@ -680,7 +680,7 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
             request_id: live.id,
             at: ts(T0 + 130 + i as i64),
             offset_ms: 1000 * (i as i64 + 1),
-            kind: "command".into(),
+            kind: shared::core::SessionEventKind::Command,
             detail: serde_json::json!({ "command": cmd }),
         };
         store.add_session_event(&e).await?;
@@ -698,7 +698,7 @@ async fn session_events_and_the_recording_are_stored_with_the_end(db: TestDb) ->
         key_id: shared::core::KeyId::of(&[1; 32]),
         started_at: ts(T0 + 120),
         ended_at: ts(T0 + 300),
-        end_reason: "closed".into(),
+        end_reason: shared::core::EndReason::Closed,
         exit_status: Some(0),
         bytes_in: 12,
         bytes_out: 3400,
@@ -756,7 +756,7 @@ async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestRes
         key_id: shared::core::KeyId::of(&[3; 32]),
         started_at: ts(T0 + 120),
         ended_at: ts(T0 + 151),
-        end_reason: "revoked".into(),
+        end_reason: shared::core::EndReason::Revoked,
         exit_status: None,
         bytes_in: 0,
         bytes_out: 0,
@@ -770,7 +770,10 @@ async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestRes
     );
     store.end_session(&rec, None, &[ended], ts(T0 + 151)).await?;
     assert_eq!(get(store, &live).await?, revoked);
-    assert_eq!(store.recording(live.id).await?.map(|r| r.end_reason), Some("revoked".to_owned()));
+    assert_eq!(
+        store.recording(live.id).await?.map(|r| r.end_reason),
+        Some(shared::core::EndReason::Revoked)
+    );
     assert_eq!(kinds(&audit_log(store).await?).last(), Some(&"session_ended"));
     Ok(())
 }
@@ -859,7 +862,7 @@ async fn commands_are_searchable(db: TestDb) -> TestResult {
             request_id: *id,
             at: ts(T0 + i as i64),
             offset_ms: i as i64 * 1000,
-            kind: (*kind).into(),
+            kind: shared::core::SessionEventKind::parse(kind)?,
             detail: json!({ "command": cmd }),
         };
         store.add_session_event(&e).await?;

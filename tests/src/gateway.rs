@@ -751,7 +751,7 @@ impl World {
     pub fn commands(&self, code: &str) -> Vec<String> {
         self.session_events(code)
             .into_iter()
-            .filter(|e| e.kind == "command")
+            .filter(|e| e.kind == shared::core::SessionEventKind::Command)
             .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
             .collect()
     }

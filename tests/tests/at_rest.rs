@@ -72,23 +72,9 @@ fn a_grant_reused_by_a_database_writer(postgres: bool) {
     let journal = w.data_dir().join("recordings").join(recorder::journal::FILE_NAME);
     std::fs::remove_file(&journal).expect("journal removed");
     w.restart();
-    // A recording is named CODE-UNIXSECONDS.cast and never overwritten: a second session of
-    // the same grant within the first one's second would be refused (the file exists, so the
-    // gateway cannot record: it fails closed). Start it in a later second, so that this test
-    // follows the path a reuse takes when it gets through.
-    let first_second: u64 = first
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.rsplit('-').next())
-        .and_then(|s| s.parse().ok())
-        .expect("CODE-UNIXSECONDS.cast");
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        <= first_second
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // A recording is named CODE-UNIXSECONDS-XXXXXXXX.cast (8 hex digits drawn per session)
+    // and never overwritten: a second session of the same grant gets a file of its own, even
+    // within the first one's second.
     let out = w.ssh(&code, &["echo", "second-session"]);
     assert_eq!(text(&out.stdout).trim(), "second-session", "{}", text(&out.stderr));
     let second = test_util::wait_until(

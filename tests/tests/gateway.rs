@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use e2e::gateway::{Agent, PROMPT_READY, World, WorldOptions, free_port, recorder_sig};
 use e2e::{collect, wait_for};
 use format::cast;
+use shared::core::SessionEventKind;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -38,7 +39,7 @@ fn exec_runs_on_the_target_with_its_exit_status_and_is_recorded() {
     assert_eq!(v.code, 0, "{}", v.all());
     w.wait_status(&code, "closed", 10);
     let events = w.session_events(&code);
-    assert_eq!(events[0].kind, "exec");
+    assert_eq!(events[0].kind, SessionEventKind::Exec);
     assert_eq!(events[0].detail["command"], "echo hello from $(hostname); exit 3");
 
     let cast = cast::parse(&std::fs::read_to_string(&rec).expect("recording")).expect("parses");
@@ -179,7 +180,7 @@ fn commands_fed_to_a_shell_on_stdin_are_indexed() {
     let sources: Vec<serde_json::Value> = w
         .session_events(&code)
         .into_iter()
-        .filter(|e| e.kind == "command")
+        .filter(|e| e.kind == SessionEventKind::Command)
         .map(|e| e.detail)
         .collect();
     assert!(sources.iter().all(|d| d["source"] == "stdin"), "{sources:?}");
@@ -443,7 +444,7 @@ fn forwarding_is_refused_and_recorded() {
     let kinds = |code: &str| -> Vec<String> {
         w.session_events(code)
             .iter()
-            .filter(|e| e.kind == "forward_refused")
+            .filter(|e| e.kind == SessionEventKind::ForwardRefused)
             .map(|e| e.detail["kind"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
@@ -471,7 +472,7 @@ fn forwarding_is_refused_and_recorded() {
     eventually(10, "the refused agent forward is a session event", || {
         kinds(&code).contains(&"agent".to_owned())
     });
-    assert!(!w.session_events(&code).iter().any(|e| e.kind == "forward"));
+    assert!(!w.session_events(&code).iter().any(|e| e.kind == SessionEventKind::Forward));
 
     let code = w.grant("db-1", None);
     let remote = format!("{}:127.0.0.1:{}", free_port(), w.sshd.port);
@@ -490,7 +491,7 @@ fn forwarding_is_refused_and_recorded() {
     eventually(10, "the refused socket forward is a session event", || {
         kinds(&code).contains(&"streamlocal".to_owned())
     });
-    assert!(!w.session_events(&code).iter().any(|e| e.kind == "forward"));
+    assert!(!w.session_events(&code).iter().any(|e| e.kind == SessionEventKind::Forward));
 }
 
 #[test]
@@ -523,7 +524,7 @@ fn port_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
     let forwards = forward_events(&w, &code, 1);
     assert_eq!(forwards[0]["port"], w.sshd.port, "{forwards:?}");
     let events = w.session_events(&code);
-    assert!(!events.iter().any(|e| e.kind == "forward_refused"), "{events:?}");
+    assert!(!events.iter().any(|e| e.kind == SessionEventKind::ForwardRefused), "{events:?}");
     // The tunnelled bytes are not in the recording.
     w.wait_status(&code, "closed", 10);
     let rec = w.recording_of(&code, 10);
@@ -559,7 +560,7 @@ fn events_of(
 
 /// The `forward` session events of `code`, once at least `n` are there.
 fn forward_events(w: &World, code: &str, n: usize) -> Vec<serde_json::Value> {
-    events_of(w, code, n, |e| e.kind == "forward")
+    events_of(w, code, n, |e| e.kind == SessionEventKind::Forward)
 }
 
 #[test]
@@ -714,7 +715,7 @@ fn x11_forwarding_works_when_the_scope_allows_it_and_is_recorded() {
     eventually(10, "the refused X11 request is a session event", || {
         w2.session_events(&code)
             .iter()
-            .any(|e| e.kind == "forward_refused" && e.detail["kind"] == "x11")
+            .any(|e| e.kind == SessionEventKind::ForwardRefused && e.detail["kind"] == "x11")
     });
 }
 
@@ -882,7 +883,9 @@ fn sha256_file(p: &std::path::Path) -> String {
 
 /// Waits for the transfer events of grant `code` and returns their details.
 fn transfers(w: &World, code: &str, files: usize) -> Vec<serde_json::Value> {
-    events_of(w, code, files, |e| e.kind == "transfer" && e.detail["direction"].is_string())
+    events_of(w, code, files, |e| {
+        e.kind == SessionEventKind::Transfer && e.detail["direction"].is_string()
+    })
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub mod sync;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared::core::{Request, SignerKind, Status, Timestamp};
+use shared::core::{EndReason, Request, SignerKind, Status, Timestamp};
 
 /// How long a handled delivery is remembered, in seconds: the platforms accept a timestamp up
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
@@ -187,8 +187,7 @@ pub struct SummaryView {
     pub login: String,
     pub started_at: Option<Timestamp>,
     pub ended_at: Option<Timestamp>,
-    /// `closed`, `expired`, `revoked`, `gateway_shutdown`, `gateway_crashed`.
-    pub end_reason: String,
+    pub end_reason: EndReason,
     pub revoked_by: Option<String>,
     pub commands_total: u64,
     /// The first 20 commands, in order.

@@ -7,7 +7,7 @@
 //! (Block Kit sections, embeds, the summary's message) stay in each platform's `render.rs`.
 
 use shared::config::GatewaySettings;
-use shared::core::{Request, SignerKind, Status, Timestamp};
+use shared::core::{EndReason, Request, SignerKind, Status, Timestamp};
 
 use super::{CardView, Integrity, SummaryView, ThreadPost, fit_lines};
 use crate::service::Deps;
@@ -142,11 +142,11 @@ pub fn thread_line<'p>(m: &impl Markup, p: &'p ThreadPost) -> Result<String, &'p
 
 /// How a summarised session ended, in words.
 pub fn summary_ended(m: &impl Markup, s: &SummaryView) -> String {
-    match (s.end_reason.as_str(), &s.revoked_by) {
-        ("revoked", Some(by)) => format!("revoked by {}", m.person(by)),
-        ("expired", _) => "cut at the end of the window".to_owned(),
-        ("closed", _) => "closed by the user".to_owned(),
-        (other, _) => m.escape(other, 32),
+    match (s.end_reason, &s.revoked_by) {
+        (EndReason::Revoked, Some(by)) => format!("revoked by {}", m.person(by)),
+        (EndReason::Expired, _) => "cut at the end of the window".to_owned(),
+        (EndReason::Closed, _) => "closed by the user".to_owned(),
+        (other, _) => other.as_str().to_owned(),
     }
 }
 

@@ -309,7 +309,7 @@ async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> Su
     let events = deps.store.session_events(req.id).await.unwrap_or_default();
     let commands: Vec<String> = events
         .iter()
-        .filter(|e| e.kind == "command" || e.kind == "exec")
+        .filter(|e| e.kind.is_command())
         .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
         .collect();
     let integrity = match &rec {
@@ -326,8 +326,9 @@ async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> Su
         ended_at: rec.as_ref().map(|r| r.ended_at),
         end_reason: rec
             .as_ref()
-            .map(|r| r.end_reason.clone())
-            .unwrap_or_else(|| ended.map_or(EndReason::Closed, |e| e.end_reason).to_string()),
+            .map(|r| r.end_reason)
+            .or(ended.map(|e| e.end_reason))
+            .unwrap_or(EndReason::Closed),
         revoked_by: req
             .closed_by
             .as_ref()

@@ -17,15 +17,15 @@
 //! shared volume); otherwise the page says the session cannot be watched here.
 
 use std::convert::Infallible;
-use std::path::{Path as FsPath, PathBuf};
+use std::io::Read as _;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use format::store::{LocalFolder, RecordingStore};
 use shared::core::event::RecordingViewed;
 use shared::core::{RequestRef, Status};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -52,34 +52,36 @@ pub(super) async fn stream(
         drop(tx);
         return Ok(Sse::new(ReceiverStream::new(rx)).into_response());
     }
-    let file = live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(|| {
+    let recordings = super::recordings(&deps);
+    let file = live_file(&recordings, &req.code.to_string()).ok_or_else(|| {
         ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
     })?;
     audit_view(&deps, &who, Some(req.id), RecordingViewed::Live).await?;
     let id = req.id;
     tokio::spawn(async move {
-        if let Err(e) = follow(&deps, id, &session, &file, &tx).await {
-            tracing::warn!(error = %e, file = %file.display(), "live view stopped");
+        if let Err(e) = follow(&deps, id, &session, &recordings, &file, &tx).await {
+            tracing::warn!(error = %e, file = %file, "live view stopped");
             let _ = tx.send(Ok(Event::default().data(r#"{"state":"offline"}"#))).await;
         }
     });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response())
 }
 
-/// The newest `{code}-*.cast` in `dir`: the session being recorded.
-pub fn live_file(dir: &FsPath, code: &str) -> Option<PathBuf> {
-    let prefix = format!("{code}-");
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            n.starts_with(&prefix) && n.ends_with(".cast")
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max()
-        .map(|(_, p)| p)
+/// The newest `{code}-*.cast` in the recordings store: the session being recorded.
+pub fn live_file(recordings: &dyn RecordingStore, code: &str) -> Option<String> {
+    recordings.newest_of(code)
+}
+
+/// Recording `name` from byte `offset` on, as far as it is written now.
+async fn read_from(recordings: &LocalFolder, name: &str, offset: u64) -> std::io::Result<Vec<u8>> {
+    let (recordings, name) = (recordings.clone(), name.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        recordings.read_from(&name, offset)?.read_to_end(&mut out)?;
+        Ok(out)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Sends the reset message, then new events until the session ends, the viewer leaves, or the
@@ -88,12 +90,11 @@ async fn follow(
     deps: &Deps,
     id: shared::core::RequestId,
     viewer: &[u8; 32],
-    path: &FsPath,
+    recordings: &LocalFolder,
+    name: &str,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
 ) -> anyhow::Result<()> {
-    let mut f = tokio::fs::File::open(path).await?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).await?;
+    let buf = read_from(recordings, name, 0).await?;
     // Only whole lines; keep the rest for the next read.
     let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let mut pos = whole as u64;
@@ -138,9 +139,7 @@ async fn follow(
         if tx.is_closed() {
             return Ok(()); // the viewer left
         }
-        f.seek(std::io::SeekFrom::Start(pos)).await?;
-        let mut more = Vec::new();
-        f.read_to_end(&mut more).await?;
+        let more = read_from(recordings, name, pos).await?;
         pos += more.len() as u64;
         carry.extend_from_slice(&more);
         if let Some(end) = carry.iter().rposition(|b| *b == b'\n') {

@@ -16,7 +16,6 @@ mod live;
 mod pages;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,6 +24,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use format::store::{LocalFolder, RecordingStore as _};
 use serde::Deserialize;
 use shared::core::event::RecordingViewed;
 use shared::core::{
@@ -416,7 +416,7 @@ fn hit(req: &Request, e: &SessionEvent) -> SearchHit {
         host: req.host.to_string(),
         at: e.at.unix(),
         t,
-        kind: e.kind.clone(),
+        kind: e.kind.to_string(),
         url: format!("/review/s/{}#t={t:.3}", req.code),
         command,
     }
@@ -517,13 +517,18 @@ pub(crate) async fn audit_view(
     Ok(())
 }
 
-/// The finished recording's path, refusing names that could leave the directory.
-pub(crate) fn recording_path(deps: &Deps, rec: &RecordingRecord) -> Result<PathBuf, ReviewError> {
-    let name = &rec.file;
-    if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+/// Where the bot reads recordings: the configured recordings folder.
+pub(crate) fn recordings(deps: &Deps) -> LocalFolder {
+    LocalFolder::new(&deps.chat.recordings_dir)
+}
+
+/// The finished recording's name, refusing names that could leave the directory.
+pub(crate) fn recording_name(rec: &RecordingRecord) -> Result<&str, ReviewError> {
+    let name = rec.file.as_str();
+    if !format::store::is_plain(name) {
         return Err(ReviewError::Internal(format!("recording file name {name:?} is not plain")));
     }
-    Ok(deps.chat.recordings_dir.join(name))
+    Ok(name)
 }
 
 /// A finished session: its request, its recording row and the recording file's bytes.
@@ -535,13 +540,21 @@ pub(crate) async fn finished(
     let rec = deps.store.recording(req.id).await?.ok_or_else(|| {
         ReviewError::NotFound(format!("{} (no finished recording yet)", req.code))
     })?;
-    let bytes = read_recording(&recording_path(deps, &rec)?, &req).await?;
+    let bytes = read_recording(recordings(deps), recording_name(&rec)?, &req).await?;
     Ok((req, rec, bytes))
 }
 
-async fn read_recording(path: &std::path::Path, req: &Request) -> Result<Vec<u8>, ReviewError> {
-    tokio::fs::read(path).await.map_err(|e| {
-        tracing::error!(path = %path.display(), error = %e, "recording unreadable");
+async fn read_recording(
+    store: LocalFolder,
+    name: &str,
+    req: &Request,
+) -> Result<Vec<u8>, ReviewError> {
+    let file = name.to_owned();
+    let read = tokio::task::spawn_blocking(move || store.read(&file))
+        .await
+        .map_err(|e| ReviewError::Internal(e.to_string()))?;
+    read.map_err(|e| {
+        tracing::error!(recording = %name, error = %e, "recording unreadable");
         ReviewError::NotFound(format!("{} (the recording file is not on this server)", req.code))
     })
 }
@@ -568,23 +581,21 @@ async fn download_cast(
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let req = load_request(&deps, &code).await?;
-    let (path, name, live) = match deps.store.recording(req.id).await? {
-        Some(rec) => (recording_path(&deps, &rec)?, rec.file, false),
+    let (name, live) = match deps.store.recording(req.id).await? {
+        Some(rec) => (recording_name(&rec)?.to_owned(), false),
         // A live session: the recording so far (the player's "watch from the start").
         None if req.status == Status::Active => {
-            let p = live::live_file(&deps.chat.recordings_dir, &req.code.to_string()).ok_or_else(
-                || {
+            let name =
+                live::live_file(&recordings(&deps), &req.code.to_string()).ok_or_else(|| {
                     ReviewError::NotFound(format!(
                         "{code} (its live recording is not on this server)"
                     ))
-                },
-            )?;
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (p, name, true)
+                })?;
+            (name, true)
         }
         None => return Err(ReviewError::NotFound(format!("{code} (it has no recording)"))),
     };
-    let mut bytes = read_recording(&path, &req).await?;
+    let mut bytes = read_recording(recordings(&deps), &name, &req).await?;
     if live {
         // Live viewers never get keystrokes; whole lines only (the gateway may be midway
         // through writing one).
@@ -612,7 +623,8 @@ async fn download_bundle(
 }
 
 fn attachment(bytes: Vec<u8>, mime: &'static str, name: &str) -> Response {
-    // File names are ours (`bg-xxxxxx-<unix>.cast`); keep only safe characters anyway.
+    // File names are ours (`bg-xxxxxx-<unix>-<hex>.cast`, older `bg-xxxxxx-<unix>.cast`); keep
+    // only safe characters anyway.
     let safe: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))

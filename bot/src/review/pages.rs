@@ -2,7 +2,7 @@
 //! commands from requests and recordings always render as text.
 
 use maud::{DOCTYPE, Markup, html};
-use shared::core::{PrincipalName, Timestamp};
+use shared::core::{PrincipalName, SessionEventKind, Timestamp};
 
 use super::{ListFilters, SessionPage, SessionRow};
 use crate::chat::Integrity;
@@ -82,7 +82,7 @@ fn ended(row: &SessionRow) -> String {
     match &row.rec {
         Some(r) => match r.exit_status {
             Some(code) => format!("{} (exit {code})", r.end_reason),
-            None => r.end_reason.clone(),
+            None => r.end_reason.to_string(),
         },
         None => "live now".into(),
     }
@@ -186,7 +186,7 @@ pub fn session(who: &PrincipalName, p: &SessionPage) -> Markup {
                 }
                 aside.index {
                     h2 { "Commands" }
-                    @let cmds: Vec<_> = p.events.iter().filter(|e| matches!(e.kind.as_str(), "command" | "exec" | "subsystem" | "transfer")).collect();
+                    @let cmds: Vec<_> = p.events.iter().filter(|e| e.kind.is_command() || matches!(e.kind, SessionEventKind::Subsystem | SessionEventKind::Transfer)).collect();
                     @if cmds.is_empty() {
                         p.empty { "No commands were seen." }
                     }
@@ -254,9 +254,9 @@ pub fn session(who: &PrincipalName, p: &SessionPage) -> Markup {
 fn describe(e: &shared::ports::SessionEvent) -> String {
     let d = &e.detail;
     let get = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
-    match e.kind.as_str() {
-        "subsystem" => format!("subsystem {}", get("name")),
-        "transfer" => {
+    match e.kind {
+        SessionEventKind::Subsystem => format!("subsystem {}", get("name")),
+        SessionEventKind::Transfer => {
             let what = if d["direction"].is_string() { get("direction") } else { get("op") };
             format!("{what} {}", get("path")).trim().to_owned()
         }

@@ -166,7 +166,7 @@ impl App {
                 request_id: req.id,
                 at: now,
                 offset_ms: i64::try_from(i).unwrap_or(0) * 1000,
-                kind: "command".into(),
+                kind: shared::core::SessionEventKind::Command,
                 detail: serde_json::json!({ "command": c }),
             };
             d.store.add_session_event(&e).await.expect("event");
@@ -201,7 +201,7 @@ impl App {
             key_id: side.key_id,
             started_at: now,
             ended_at: ended,
-            end_reason: "closed".into(),
+            end_reason: shared::core::EndReason::Closed,
             exit_status: Some(0),
             bytes_in: 42,
             bytes_out,

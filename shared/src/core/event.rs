@@ -101,16 +101,22 @@ pub enum SessionEventKind {
     Forward,
     /// A forward the scope does not allow.
     ForwardRefused,
+    /// A forward the scope allows that could not be opened on the target.
+    ForwardFailed,
     /// A channel past the session's limit.
     ChannelRefused,
     /// An environment variable the client sent.
     Env,
     /// A signal the client sent.
     Signal,
+    /// The program on the target was killed by a signal.
+    ExitSignal,
+    /// The client sent past its window (the session is cut).
+    FlowControl,
 }
 
 impl SessionEventKind {
-    pub const ALL: [SessionEventKind; 10] = [
+    pub const ALL: [SessionEventKind; 13] = [
         Self::Command,
         Self::Exec,
         Self::Shell,
@@ -118,9 +124,12 @@ impl SessionEventKind {
         Self::Transfer,
         Self::Forward,
         Self::ForwardRefused,
+        Self::ForwardFailed,
         Self::ChannelRefused,
         Self::Env,
         Self::Signal,
+        Self::ExitSignal,
+        Self::FlowControl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,9 +141,12 @@ impl SessionEventKind {
             Self::Transfer => "transfer",
             Self::Forward => "forward",
             Self::ForwardRefused => "forward_refused",
+            Self::ForwardFailed => "forward_failed",
             Self::ChannelRefused => "channel_refused",
             Self::Env => "env",
             Self::Signal => "signal",
+            Self::ExitSignal => "exit_signal",
+            Self::FlowControl => "flow_control",
         }
     }
 

@@ -359,7 +359,9 @@ impl Store for SqlStore {
     async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError> {
         let id = e.request_id.to_string();
         let detail = e.detail.to_string();
-        let folded = matches!(e.kind.as_str(), "command" | "exec")
+        let folded = e
+            .kind
+            .is_command()
             .then(|| e.detail["command"].as_str().map(str::to_lowercase))
             .flatten();
         on_pool!(&self.db, pool => {
@@ -367,7 +369,7 @@ impl Store for SqlStore {
                 .bind(&id)
                 .bind(e.at.unix())
                 .bind(e.offset_ms)
-                .bind(&e.kind)
+                .bind(e.kind.as_str())
                 .bind(&detail)
                 .bind(&folded)
                 .execute(pool)
@@ -408,7 +410,7 @@ impl Store for SqlStore {
                 .bind(rec.key_id.to_hex())
                 .bind(rec.started_at.unix())
                 .bind(rec.ended_at.unix())
-                .bind(&rec.end_reason)
+                .bind(rec.end_reason.as_str())
                 .bind(rec.exit_status)
                 .bind(signed(rec.bytes_in))
                 .bind(signed(rec.bytes_out))

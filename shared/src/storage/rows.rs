@@ -5,9 +5,9 @@
 //! [`StoreError::Corrupt`] naming the row, never as a malformed core value.
 
 use crate::core::{
-    Approval, AuditEntry, GrantCode, GrantDuration, HostName, InvalidValue, KeyId, Login, Nonce,
-    Origin, PrincipalName, Reason, Request, RequestId, ScopeName, Status, Timestamp,
-    approval::SignatureBytes,
+    Approval, AuditEntry, EndReason, GrantCode, GrantDuration, HostName, InvalidValue, KeyId,
+    Login, Nonce, Origin, PrincipalName, Reason, Request, RequestId, ScopeName, SessionEventKind,
+    Status, Timestamp, approval::SignatureBytes,
 };
 use crate::ports::{ChatThread, RecordingRecord, SessionEvent, StoreError};
 
@@ -187,7 +187,7 @@ impl SessionEventRow {
             request_id: self.request_id.parse().map_err(|e| corrupt(&row, "request_id", e))?,
             at: Timestamp::from_unix(self.at),
             offset_ms: self.offset_ms,
-            kind: self.kind,
+            kind: SessionEventKind::parse(&self.kind).map_err(|e| corrupt(&row, "kind", e))?,
             detail: serde_json::from_str(&self.detail).map_err(|e| corrupt(&row, "detail", e))?,
         })
     }
@@ -229,7 +229,8 @@ impl RecordingRow {
             bytes_out: count("bytes_out", self.bytes_out)?,
             commands: count("commands", self.commands)?,
             file: self.file,
-            end_reason: self.end_reason,
+            end_reason: EndReason::parse(&self.end_reason)
+                .map_err(|e| corrupt(&row, "end_reason", e))?,
         })
     }
 }
