@@ -210,12 +210,26 @@ async fn a_pending_end_is_stored_and_removed() {
         &sha256,
     );
     f.folder.seal(&name, &side).expect("sealed");
-    let end = json!({
-        "end_reason": "expired", "recording": name, "recording_sha256": hex::encode(sha256),
-        "commands": 2, "bytes_in": 3, "bytes_out": 40, "exit_status": 0,
-        "started_at": started_at, "ended_at": ended_at, "duration_secs": 180,
-    });
-    f.folder.put_pending(&name, end.to_string().as_bytes()).expect("pending");
+    let end = shared::core::AuditData::SessionEnded(Box::new(shared::core::event::SessionEnded {
+        end_reason: shared::core::EndReason::Expired,
+        recording: name.clone(),
+        recording_sha256: hex::encode(sha256),
+        recording_signature: side.signature,
+        recording_key_id: side.key_id,
+        recording_signature_version: side.version,
+        started_at,
+        ended_at,
+        commands: 2,
+        ended: shared::core::event::Ended::Seen(shared::core::event::SeenEnd {
+            revoked_by: None,
+            recording_error: None,
+            bytes_in: 3,
+            bytes_out: 40,
+            exit_status: Some(0),
+            duration_secs: 180,
+        }),
+    }));
+    f.folder.put_pending(&name, end.to_json().to_string().as_bytes()).expect("pending");
     assert_eq!(unfinished(f.sealer.recordings.as_ref()), std::slice::from_ref(&name));
 
     recover_crashed(f.sealer.clone(), unfinished(f.sealer.recordings.as_ref())).await;
