@@ -21,6 +21,11 @@
 //! - [`store`]: where recordings live (the port both sides go through, and the local folder).
 //! - [`fuzzing`]: the bodies of the fuzz targets for the parsers above (`fuzz/`).
 
+// The transfer trackers' test helpers are one file shared with the integration tests, which
+// name the crate `format`: inside the crate's own tests that name is the crate itself.
+#[cfg(test)]
+extern crate self as format;
+
 pub mod cast;
 pub mod commands;
 pub mod fuzzing;

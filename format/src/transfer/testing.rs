@@ -2,14 +2,12 @@
 //! event to write expectations in, and feeding a script whole, re-chunked or cut everywhere.
 
 use sha2::{Digest, Sha256};
-use test_util::Rng;
 
-use super::{Outcome, Stream, TransferEvent};
+use super::Stream;
 
-pub(super) const C: Stream = Stream::ClientToServer;
-pub(super) const S: Stream = Stream::ServerToClient;
-
-pub(super) type Script = Vec<(Stream, Vec<u8>)>;
+#[path = "../../tests/common/transfer_script.rs"]
+mod script;
+pub(super) use script::*;
 
 pub(super) fn sha(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -19,88 +17,15 @@ pub(super) fn sha_hex(data: &[u8]) -> String {
     hex::encode(sha(data))
 }
 
-/// One line per event, the shape the expectations are written in.
-pub(super) fn describe(event: &TransferEvent) -> String {
-    match event {
-        TransferEvent::SftpInit { version } => format!("init {version}"),
-        TransferEvent::File(f) => {
-            let sha = f.sha256_hex().unwrap_or_else(|| "none".to_owned());
-            let done = if f.complete { "complete" } else { "incomplete" };
-            let mut line =
-                format!("{} {} bytes={} sha256={sha} {done}", f.direction, f.path, f.bytes);
-            if !f.notes.is_empty() {
-                let notes: Vec<String> = f.notes.iter().map(ToString::to_string).collect();
-                line.push_str(&format!(" ({})", notes.join("; ")));
-            }
-            line
-        }
-        TransferEvent::Op(op) => {
-            let mut line = format!("{} {}", op.op, op.path);
-            if let Some(target) = &op.target {
-                line.push_str(&format!(" -> {target}"));
-            }
-            if let Some(mode) = op.attrs.and_then(|a| a.permissions) {
-                line.push_str(&format!(" mode={mode:o}"));
-            }
-            match &op.outcome {
-                Outcome::Ok => line.push_str(" ok"),
-                Outcome::Failed(s) => line.push_str(&format!(" failed: {s}")),
-                Outcome::Unanswered => line.push_str(" unanswered"),
-            }
-            line
-        }
-        TransferEvent::ScpError { stream, fatal, message } => {
-            format!("scp-error {stream} fatal={fatal} {message}")
-        }
-        TransferEvent::TrackingStopped { error } => format!("stopped: {error}"),
-    }
-}
-
-pub(super) fn describe_all(events: &[TransferEvent]) -> Vec<String> {
-    events.iter().map(describe).collect()
-}
-
-/// Both trackers, fed the same way.
-pub(super) trait Tracker {
-    fn push(&mut self, stream: Stream, bytes: &[u8]) -> Vec<TransferEvent>;
-    fn end(&mut self) -> Vec<TransferEvent>;
+/// The trackers' memory, for the tests that bound it.
+pub(super) trait Tracker: Feed {
     fn memory(&self) -> usize;
-}
-
-pub(super) fn run(tracker: &mut dyn Tracker, script: &[(Stream, Vec<u8>)]) -> Vec<TransferEvent> {
-    let mut events = Vec::new();
-    for (stream, bytes) in script {
-        events.extend(tracker.push(*stream, bytes));
-    }
-    events.extend(tracker.end());
-    events
 }
 
 #[track_caller]
 pub(super) fn check(actual: &[String], expected: &[&str]) {
     let actual: Vec<&str> = actual.iter().map(String::as_str).collect();
     assert_eq!(actual, expected);
-}
-
-/// Feeds a script cut into random chunks (streams keep their order
-/// relative to each other).
-pub(super) fn run_chunked(
-    tracker: &mut dyn Tracker,
-    script: &[(Stream, Vec<u8>)],
-    rng: &mut Rng,
-) -> Vec<TransferEvent> {
-    let mut events = Vec::new();
-    for (stream, bytes) in script {
-        let mut rest = bytes.as_slice();
-        while !rest.is_empty() {
-            let n = 1 + rng.below(rest.len().min(64 * 1024));
-            let (chunk, tail) = rest.split_at(n);
-            events.extend(tracker.push(*stream, chunk));
-            rest = tail;
-        }
-    }
-    events.extend(tracker.end());
-    events
 }
 
 /// Every way of cutting each message in two, and one byte at a time,

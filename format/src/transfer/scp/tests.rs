@@ -9,15 +9,6 @@ use crate::transfer::testing::*;
 use crate::transfer::text::MAX_TEXT;
 
 impl Tracker for ScpTracker {
-    fn push(&mut self, stream: Stream, bytes: &[u8]) -> Vec<TransferEvent> {
-        match stream {
-            C => self.client_to_server(bytes),
-            S => self.server_to_client(bytes),
-        }
-    }
-    fn end(&mut self) -> Vec<TransferEvent> {
-        self.finish()
-    }
     fn memory(&self) -> usize {
         self.held.capacity()
             + self.dirs.iter().map(Vec::capacity).sum::<usize>()
