@@ -116,15 +116,7 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
         bot::app::create_private_dir(&cfg.server.data_dir)
             .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     }
-    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
-        Failure::new(
-            EXIT_UNREACHABLE,
-            format!(
-                "cannot open the database {}: {e}",
-                config::redact_url(&cfg.server.database_url)
-            ),
-        )
-    })?;
+    let store = crate::commands::open_database(&cfg).await?;
     let ssh = bind(cfg.gateway.listen, "SSH").await?;
     let (gw, host_key) = build_gateway(Arc::new(cfg), store, Arc::new(pins))
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;

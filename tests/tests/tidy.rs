@@ -80,14 +80,14 @@ fn the_core_does_no_io() {
     assert!(hits.is_empty(), "I/O in the pure core:\n{}", hits.join("\n"));
 }
 
-/// The recording format (`format/`) is pure: what reads and verifies a recording links no SSH
-/// stack, no async runtime and no database driver. Asked of Cargo itself, per package, so a
-/// feature turned on elsewhere in the workspace (`shared`'s `storage`) cannot hide here.
-#[test]
-fn the_format_crate_links_no_ssh_or_async_runtime() {
+/// What `package` links (normal dependencies), asked of Cargo itself, per package, so a feature
+/// turned on elsewhere in the workspace (`shared`'s `storage`) cannot hide here: fails unless
+/// each of `expected` is in the tree (it was read) and none of `forbidden` (a name, or a prefix
+/// ending in `*`) is.
+fn links_none_of(package: &str, expected: &[&str], forbidden: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["tree", "--locked", "-p", "breakglass-format", "-e", "normal", "--prefix", "none"])
+        .args(["tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none"])
         .current_dir(root())
         .output()
         .expect("running cargo tree");
@@ -95,17 +95,29 @@ fn the_format_crate_links_no_ssh_or_async_runtime() {
     assert!(out.status.success(), "cargo tree failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let crates: std::collections::BTreeSet<&str> =
         stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    // The tree was read: the crate itself and what it is built on are in it.
-    for expected in ["breakglass-format", "breakglass-shared", "ed25519-dalek", "vt100"] {
-        assert!(crates.contains(expected), "{expected} missing from the tree:\n{stdout}");
+    for name in expected {
+        assert!(crates.contains(name), "{name} missing from the tree:\n{stdout}");
     }
-    let forbidden: Vec<&&str> = crates
-        .iter()
-        .filter(|c| ["russh", "tokio", "sqlx", "mio"].iter().any(|f| c.starts_with(f)))
-        .collect();
+    let matches = |c: &str, f: &str| match f.strip_suffix('*') {
+        Some(prefix) => c.starts_with(prefix),
+        None => c == f,
+    };
+    let found: Vec<&&str> =
+        crates.iter().filter(|c| forbidden.iter().any(|f| matches(c, f))).collect();
     assert!(
-        forbidden.is_empty(),
-        "breakglass-format links {forbidden:?} (`cargo tree -p breakglass-format -e normal -i NAME` shows why)"
+        found.is_empty(),
+        "{package} links {found:?} (`cargo tree -p {package} -e normal -i NAME` shows why)"
+    );
+}
+
+/// The recording format (`format/`) is pure: what reads and verifies a recording links no SSH
+/// stack, no async runtime and no database driver.
+#[test]
+fn the_format_crate_links_no_ssh_or_async_runtime() {
+    links_none_of(
+        "breakglass-format",
+        &["breakglass-format", "breakglass-shared", "ed25519-dalek", "vt100"],
+        &["russh*", "tokio*", "sqlx*", "mio*"],
     );
 }
 
@@ -113,25 +125,10 @@ fn the_format_crate_links_no_ssh_or_async_runtime() {
 /// both the bot and the gateway.
 #[test]
 fn the_bot_links_no_ssh() {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args(["tree", "--locked", "-p", "breakglass-bot", "-e", "normal", "--prefix", "none"])
-        .current_dir(root())
-        .output()
-        .expect("running cargo tree");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "cargo tree failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let crates: std::collections::BTreeSet<&str> =
-        stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    // The tree was read: the crate itself and what it is built on are in it.
-    for expected in ["breakglass-bot", "breakglass-format", "breakglass-shared", "axum"] {
-        assert!(crates.contains(expected), "{expected} missing from the tree:\n{stdout}");
-    }
-    let forbidden: Vec<&&str> =
-        crates.iter().filter(|c| c.starts_with("russh") || **c == "breakglass-recorder").collect();
-    assert!(
-        forbidden.is_empty(),
-        "breakglass-bot links {forbidden:?} (`cargo tree -p breakglass-bot -e normal -i NAME` shows why)"
+    links_none_of(
+        "breakglass-bot",
+        &["breakglass-bot", "breakglass-format", "breakglass-shared", "axum"],
+        &["russh*", "breakglass-recorder"],
     );
 }
 

@@ -17,15 +17,7 @@ async fn open_store_for_audit(
     overrides: Overrides,
 ) -> Result<(config::Config, std::sync::Arc<dyn Store>), Failure> {
     let cfg = load_config(flag, &overrides)?;
-    let store = shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
-        Failure::new(
-            EXIT_UNREACHABLE,
-            format!(
-                "cannot open the database {}: {e}",
-                config::redact_url(&cfg.server.database_url)
-            ),
-        )
-    })?;
+    let store = super::open_database(&cfg).await?;
     Ok((cfg, store))
 }
 

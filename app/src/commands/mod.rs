@@ -45,3 +45,22 @@ pub(crate) fn read_public_key(
     shared::core::approval::parse_public_key(text.trim())
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{}: {e}", path.display())))
 }
+
+/// The configured database, opened (and migrated); exit code `EXIT_UNREACHABLE` when it cannot
+/// be.
+///
+/// # Errors
+/// The database does not open.
+pub(crate) async fn open_database(
+    cfg: &shared::config::Config,
+) -> Result<std::sync::Arc<dyn shared::ports::Store>, Failure> {
+    shared::storage::connect(&cfg.server.database_url).await.map_err(|e| {
+        Failure::new(
+            crate::cli::EXIT_UNREACHABLE,
+            format!(
+                "cannot open the database {}: {e}",
+                shared::config::redact_url(&cfg.server.database_url)
+            ),
+        )
+    })
+}
