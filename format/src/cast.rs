@@ -133,6 +133,38 @@ impl Stream {
     }
 }
 
+/// What the gateway writes under `"breakglass"` in a recording's header: the session's grant,
+/// its bound fields, who approved it and with which key, and the certificate and recording key
+/// of the session. Read back leniently ([`Header::breakglass`] stays JSON): recordings written
+/// by older versions, or by hand, may carry other fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingMeta {
+    pub grant_id: shared::core::RequestId,
+    pub code: shared::core::GrantCode,
+    pub requester: shared::core::PrincipalName,
+    pub scope: shared::core::ScopeName,
+    pub host: shared::core::HostName,
+    pub login: shared::core::Login,
+    pub reason: shared::core::Reason,
+    pub approvers: Vec<shared::core::event::SessionApprover>,
+    /// Hex SHA-256 of each approval signature, in the order the grant holds them.
+    pub approval_signature_sha256: Vec<String>,
+    pub not_after: shared::core::Timestamp,
+    pub session_deadline: shared::core::Timestamp,
+    /// The session certificate's serial (decimal).
+    pub cert_serial: String,
+    /// The key that signs this recording.
+    pub gateway_recording_key: shared::core::KeyId,
+}
+
+impl RecordingMeta {
+    /// The JSON object written (keys sorted, as every version wrote them).
+    pub fn to_json(&self) -> serde_json::Value {
+        // Plain data with string keys: serialising cannot fail.
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
 /// The asciicast v2 header, with the fields breakglass reads and writes.
 ///
 /// On write, `None` fields are left out. On read, the whole header is also kept as JSON in

@@ -299,14 +299,28 @@ impl GatewaySession {
         // Unique per session (the certificate serial is drawn per session): a reuse of the
         // grant in the same second gets a file of its own.
         let file = format::store::recording_name(req.code.as_str(), started_at, cred.serial);
-        let meta = json!({
-            "grant_id": req.id, "code": req.code, "requester": req.requester, "scope": req.scope,
-            "host": req.host, "login": req.login, "reason": req.reason,
-            "approvers": approvers,
-            "approval_signature_sha256": req.approvals.iter().map(|a| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(a.signature.as_bytes()))).collect::<Vec<_>>(),
-            "not_after": req.not_after, "session_deadline": grant.session_deadline(),
-            "cert_serial": cred.serial.to_string(), "gateway_recording_key": d.recording_signer.key_id(),
-        });
+        let meta = format::cast::RecordingMeta {
+            grant_id: req.id,
+            code: req.code.clone(),
+            requester: req.requester.clone(),
+            scope: req.scope.clone(),
+            host: req.host.clone(),
+            login: req.login.clone(),
+            reason: req.reason.clone(),
+            approvers: approvers.clone(),
+            approval_signature_sha256: req
+                .approvals
+                .iter()
+                .map(|a| {
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(a.signature.as_bytes()))
+                })
+                .collect(),
+            not_after: req.not_after,
+            session_deadline: grant.session_deadline(),
+            cert_serial: cred.serial.to_string(),
+            gateway_recording_key: d.recording_signer.key_id(),
+        }
+        .to_json();
         let recording = d.recordings.create(&file).map(|writer| {
             Recording::new(
                 req.id,

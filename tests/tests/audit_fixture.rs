@@ -183,7 +183,7 @@ fn the_fixture_holds_every_kind_of_event() {
 }
 
 /// Every stored event of the earlier version reads as this version's typed data for its kind,
-/// and writes back byte for byte (the chain hashes the stored text, so a type that dropped,
+/// and writes back byte for byte, and so does every recording header's metadata (the chain hashes the stored text, so a type that dropped,
 /// renamed or reordered a field would show here); every session event kind and every end
 /// reason in the database is one this version knows.
 #[test]
@@ -201,6 +201,22 @@ fn every_stored_payload_reads_as_its_type_and_writes_back_byte_for_byte() {
         assert_eq!(typed.kind(), kind);
         assert_eq!(typed.to_json().to_string(), stored, "seq {} written back differs", e["seq"]);
     }
+    // The header each recording carries under "breakglass", the same way.
+    let mut headers = 0;
+    for e in std::fs::read_dir(dir.path().join("data/recordings")).expect("recordings").flatten() {
+        if e.path().extension().is_none_or(|x| x != "cast") {
+            continue;
+        }
+        let bytes = std::fs::read(e.path()).expect("a recording");
+        let first = bytes.split(|b| *b == b'\n').next().expect("a header line");
+        let header: Value = serde_json::from_slice(first).expect("the header is JSON");
+        let stored = &header["breakglass"];
+        let typed: format::cast::RecordingMeta = serde_json::from_value(stored.clone())
+            .unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+        assert_eq!(typed.to_json().to_string(), stored.to_string(), "{}", e.path().display());
+        headers += 1;
+    }
+    assert!(headers >= 10, "the fixture's recordings are read: {headers}");
     for l in lines.iter().filter(|l| l["record"] != "audit") {
         let record = l["record"].as_str().expect("record");
         if record == "session" {
