@@ -32,7 +32,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf
 use serde_json::json;
 use shared::core::request::{self as core_request};
 use shared::core::{
-    Action, AuditDraft, AuditKind, Forwarding, PrincipalName, Request, Timestamp, VerifiedGrant,
+    Action, AuditData, AuditDraft, Forwarding, PrincipalName, Request, Timestamp, VerifiedGrant,
 };
 use shared::core::{SessionEventKind, event};
 use shared::ports::SessionEvent;
@@ -1057,13 +1057,14 @@ impl GatewaySession {
             }
             Err(refusal) => {
                 tracing::info!(%who, user = %user.escape_debug(), code = refusal.code, "refused");
-                let audit = AuditDraft::new(
-                    AuditKind::SessionRefused,
+                let audit = AuditDraft::of(
                     None,
                     who.as_str(),
-                    json!({
-                        "user": user, "code": refusal.code, "message": refusal.message,
-                        "peer": self.peer.map(|p| p.to_string()),
+                    &AuditData::SessionRefused(event::SessionRefused {
+                        code: refusal.code.to_owned(),
+                        message: refusal.message.clone(),
+                        peer: self.peer.map(|p| p.to_string()),
+                        user: user.to_owned(),
                     }),
                 );
                 let _ = self.deps.store.append_audit(&[audit], self.deps.clock.now()).await;

@@ -63,6 +63,12 @@ fn open_with(w: &World, who: &str, host: &str, fresh: Fresh) -> (Request, AuditD
 }
 
 /// The core's transition for `action` on `req` at `at`.
+/// An audit event of `kind` with any data: the chain and the tables take what they are given
+/// (the product writes typed data only, [`AuditDraft::of`]).
+fn draft(kind: AuditKind, request_id: Option<RequestId>, data: serde_json::Value) -> AuditDraft {
+    AuditDraft { kind, request_id, actor: "breakglass".into(), data }
+}
+
 fn step(w: &World, req: &Request, action: Action, at: i64) -> Transition {
     request::apply(req, action, &w.policy, &w.pins, ts(at)).expect("the core allows it")
 }
@@ -373,9 +379,8 @@ async fn a_grant_reused_after_its_nonce_was_deleted_shows_in_the_audit_check(
 async fn audit_chain_verifies_across_many_writes(db: TestDb) -> TestResult {
     let store = db.store.as_ref();
     let w = World::new();
-    let key_loaded = AuditDraft::new(AuditKind::KeyLoaded, None, "breakglass", json!({"key": 1}));
-    let config_loaded =
-        AuditDraft::new(AuditKind::ConfigLoaded, None, "breakglass", json!({"scopes": 2}));
+    let key_loaded = draft(AuditKind::KeyLoaded, None, json!({"key": 1}));
+    let config_loaded = draft(AuditKind::ConfigLoaded, None, json!({"scopes": 2}));
     store.append_audit(&[key_loaded, config_loaded], ts(T0 - 10)).await?;
     store.append_audit(&[], ts(T0)).await?;
 
@@ -440,7 +445,7 @@ async fn concurrent_writers_keep_one_chain(db: TestDb) -> TestResult {
     }
     for i in 0..5 {
         let store = Arc::clone(&db.store);
-        let d = AuditDraft::new(AuditKind::ConfigLoaded, None, "breakglass", json!({ "i": i }));
+        let d = draft(AuditKind::ConfigLoaded, None, json!({ "i": i }));
         tasks.push(tokio::spawn(async move { store.append_audit(&[d.clone(), d], ts(T0)).await }));
     }
     for t in tasks {
@@ -762,11 +767,10 @@ async fn a_session_ending_after_a_revoke_keeps_the_revoke(db: TestDb) -> TestRes
         bytes_out: 0,
         commands: 0,
     };
-    let ended = AuditDraft::new(
-        AuditKind::SessionEnded,
+    let ended = AuditDraft::of(
         Some(live.id),
         "alice",
-        serde_json::json!({"end_reason": "revoked"}),
+        &shared::core::AuditData::SessionEnded(shared::testing::session_ended()),
     );
     store.end_session(&rec, None, &[ended], ts(T0 + 151)).await?;
     assert_eq!(get(store, &live).await?, revoked);

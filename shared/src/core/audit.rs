@@ -109,15 +109,6 @@ impl AuditDraft {
     pub fn of(request_id: Option<RequestId>, actor: &str, data: &super::event::AuditData) -> Self {
         Self { kind: data.kind(), request_id, actor: actor.to_owned(), data: data.to_json() }
     }
-
-    pub fn new(
-        kind: AuditKind,
-        request_id: Option<RequestId>,
-        actor: &str,
-        data: serde_json::Value,
-    ) -> Self {
-        Self { kind, request_id, actor: actor.to_owned(), data }
-    }
 }
 
 /// A stored event, as read back for verification and export.
@@ -272,7 +263,12 @@ mod tests {
         let mut out: Vec<AuditEntry> = Vec::new();
         for i in 0..n {
             let prev = out.last().map(|e| (e.seq, e.hash));
-            let d = AuditDraft::new(AuditKind::Requested, None, "alice", json!({ "i": i }));
+            let d = AuditDraft {
+                kind: AuditKind::Requested,
+                request_id: None,
+                actor: "alice".into(),
+                data: json!({ "i": i }),
+            };
             out.push(AuditEntry::next(prev, Timestamp::from_unix(100 + i as i64), &d));
         }
         out

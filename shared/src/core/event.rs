@@ -286,7 +286,8 @@ pub struct SessionRefused {
     /// The stable refusal code (`already_used`, `no_grant`, ...).
     pub code: String,
     pub message: String,
-    pub peer: String,
+    /// The client's address, when the connection had one.
+    pub peer: Option<String>,
     /// The user name the client gave (bounded; untrusted).
     pub user: String,
 }
