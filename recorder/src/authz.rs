@@ -15,7 +15,7 @@ use shared::core::{
     DenyReason, GrantCode, HostName, Login, Origin, PinnedKeys, Policy, PrincipalName, Request,
     RequestRef, Status, Timestamp, VerifiedGrant, verify_grant,
 };
-use shared::ports::{RequestFilter, Store, StoreError};
+use shared::ports::{RequestFilter, Requests, StoreError};
 
 /// SSH public keys from config, to the principal each belongs to.
 #[derive(Debug, Default)]
@@ -174,7 +174,7 @@ impl Refusal {
 /// # Errors
 /// A [`Refusal`] for anything short of a verified grant, including storage failures.
 pub async fn decide(
-    store: &dyn Store,
+    store: &dyn Requests,
     policy: &Policy,
     pins: &PinnedKeys,
     who: &PrincipalName,

@@ -50,7 +50,7 @@ use format::integrity::RecordingSigner;
 use russh::keys::ssh_key::PrivateKey;
 use shared::config::Config;
 use shared::core::{Clock, PinnedKeys};
-use shared::ports::Store;
+use shared::ports::GatewayStore;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,9 @@ const CUT_FLUSH: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub struct GatewayDeps {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
+    /// The database, through the capabilities the gateway uses only (no chat outbox, no
+    /// review sign-ins).
+    pub store: Arc<dyn GatewayStore>,
     pub clock: Arc<dyn Clock>,
     /// Approval keys the gateway trusts: from its config, never from the database.
     pub pins: Arc<PinnedKeys>,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use russh::server::Handle;
 use russh::{ChannelId, Disconnect};
 use shared::core::{Clock, RequestId, Status, Timestamp};
-use shared::ports::{RequestFilter, Store};
+use shared::ports::{RequestFilter, Requests};
 use tokio_util::sync::CancellationToken;
 
 /// Why a session ended.
@@ -342,7 +342,7 @@ const REVOCATION_BATCH: usize = 500;
 /// nothing (the signed deadline still holds).
 pub async fn watch_revocations(
     live: Arc<LiveSessions>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Requests>,
     every: Duration,
     stop: CancellationToken,
 ) {

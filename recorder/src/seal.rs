@@ -26,7 +26,7 @@ use shared::core::{
     Action, AuditData, AuditDraft, Clock, PinnedKeys, PrincipalName, Request, RequestRef, Status,
     Timestamp,
 };
-use shared::ports::{RecordingRecord, Store};
+use shared::ports::{GatewayStore, RecordingRecord};
 
 use crate::GatewayDeps;
 use crate::live::EndReason;
@@ -36,7 +36,7 @@ use crate::live::EndReason;
 #[derive(Clone)]
 pub struct Sealer {
     pub recordings: Arc<dyn RecordingStore>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn GatewayStore>,
     pub signer: Arc<RecordingSigner>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,

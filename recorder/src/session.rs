@@ -1359,7 +1359,10 @@ async fn pipe<S>(
 }
 
 /// Writes session events to the database, off the data path, retrying a little.
-async fn write_events(store: Arc<dyn shared::ports::Store>, mut rx: mpsc::Receiver<SessionEvent>) {
+async fn write_events(
+    store: Arc<dyn shared::ports::SessionLog>,
+    mut rx: mpsc::Receiver<SessionEvent>,
+) {
     while let Some(e) = rx.recv().await {
         let mut wait = Duration::from_millis(100);
         for attempt in 0..5 {

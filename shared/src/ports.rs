@@ -29,7 +29,7 @@ pub enum StoreError {
 }
 
 /// How long an expired review sign-in link is remembered (see
-/// [`Store::purge_review_access`]): a day, in seconds.
+/// [`ReviewAccess::purge_review_access`]): a day, in seconds.
 pub const REVIEW_LINK_MEMORY: i64 = 24 * 3600;
 
 /// Which requests to list, newest first.
@@ -138,12 +138,18 @@ pub enum LinkRefusal {
     Expired,
 }
 
-/// Requests, approvals, consumed nonces and the audit chain.
-///
-/// Every write that changes a request appends its audit events in the same database
-/// transaction, chained to the current head, so the log and the state never disagree.
+// The storage ports, one per capability. Each component is handed only the ones it uses
+// (lldap's split backend handlers): the gateway gets [`GatewayStore`], never chat threads or
+// review sign-ins. Method names say the capability, so a caller needs only the trait in scope.
+//
+// Every write that changes a request appends its audit events in the same database
+// transaction, chained to the current head, so the log and the state never disagree. That is
+// why a request write (`Requests::apply`, `SessionLog::end_session`) takes audit drafts: the
+// capabilities split who may call what, not the transaction.
+
+/// Requests, their approvals and consumed nonces.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
+pub trait Requests: Send + Sync + Debug {
     /// Inserts a new request and its `requested` event.
     ///
     /// # Errors
@@ -168,12 +174,30 @@ pub trait Store: Send + Sync + Debug {
     /// `Conflict` when any of those checks refuses; nothing is written then.
     async fn apply(&self, t: &Transition, at: Timestamp) -> Result<(), StoreError>;
 
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The hash-chained audit log: appending events that change no request, and reading it.
+#[async_trait]
+pub trait AuditLog: Send + Sync + Debug {
     /// Appends events that belong to no request change (key loaded, config loaded).
     async fn append_audit(&self, drafts: &[AuditDraft], at: Timestamp) -> Result<(), StoreError>;
 
     /// Up to `limit` audit entries with `seq > after_seq`, in order.
     async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// The audit events of one request with `seq > after_seq`, in order.
+    async fn audit_of_request(
+        &self,
+        id: RequestId,
+        after_seq: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// What happened in sessions, how they ended, and their recordings.
+#[async_trait]
+pub trait SessionLog: Send + Sync + Debug {
     /// Appends one session event (numbered after the request's previous ones).
     async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError>;
 
@@ -200,6 +224,14 @@ pub trait Store: Send + Sync + Debug {
     /// The recordings of those of `ids` whose session ended, in one query (any order).
     async fn recordings(&self, ids: &[RequestId]) -> Result<Vec<RecordingRecord>, StoreError>;
 
+    /// Commands and exec requests matching `q`, newest first.
+    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError>;
+}
+
+/// The chat mirror's outbox: which request cards and threads have work due, and which signed
+/// chat deliveries were already handled.
+#[async_trait]
+pub trait ChatOutbox: Send + Sync + Debug {
     /// Chat threads with work due at `now` (card not posted, a retry due, or audit events of
     /// the request not shown yet) and not leased by another replica; each returned one is
     /// leased to the caller for `lease_secs`, all in one update.
@@ -213,13 +245,24 @@ pub trait Store: Send + Sync + Debug {
     /// Saves a thread's progress and releases its lease.
     async fn save_chat_thread(&self, t: &ChatThread) -> Result<(), StoreError>;
 
-    /// The audit events of one request with `seq > after_seq`, in order.
-    async fn audit_of_request(
+    /// Records that a chat delivery was handled, under a unique constraint: `Ok(true)` the
+    /// first time, `Ok(false)` when `(platform, id)` is already there (a replay). Kept until
+    /// `expires_at`, when the signed request's window has closed. `id` is short and made by
+    /// the caller (a hex digest, a numeric platform id), never raw client text.
+    async fn remember_chat_delivery(
         &self,
-        id: RequestId,
-        after_seq: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError>;
+        platform: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
 
+    /// Deletes chat deliveries whose window closed at or before `now`; returns how many.
+    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// The reviewer page's sign-in: single-use links and browser sessions.
+#[async_trait]
+pub trait ReviewAccess: Send + Sync + Debug {
     async fn create_review_link(&self, link: &ReviewLink) -> Result<(), StoreError>;
 
     /// Uses a sign-in link once: marks it used if it is unused and not expired at `now`.
@@ -247,28 +290,24 @@ pub trait Store: Send + Sync + Debug {
         now: Timestamp,
     ) -> Result<Option<PrincipalName>, StoreError>;
 
-    /// Commands and exec requests matching `q`, newest first.
     /// Deletes review sessions that expired, and sign-in links that expired more than
     /// [`REVIEW_LINK_MEMORY`] ago (until then a late click is told the link expired, not that
     /// it is unknown). Returns how many rows went.
     async fn purge_review_access(&self, now: Timestamp) -> Result<u64, StoreError>;
-
-    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError>;
-
-    /// Records that a chat delivery was handled, under a unique constraint: `Ok(true)` the
-    /// first time, `Ok(false)` when `(platform, id)` is already there (a replay). Kept until
-    /// `expires_at`, when the signed request's window has closed. `id` is short and made by
-    /// the caller (a hex digest, a numeric platform id), never raw client text.
-    async fn remember_chat_delivery(
-        &self,
-        platform: &str,
-        id: &str,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// Deletes chat deliveries whose window closed at or before `now`; returns how many.
-    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError>;
-
-    /// Cheap round trip for readiness checks.
-    async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// What the gateway may do with the database: check grants and move requests on, append to
+/// the audit log, and log sessions and their ends. No chat outbox, no review sign-ins: those
+/// methods are not in its type.
+///
+/// Implemented for everything that has the three capabilities; an `Arc<dyn Store>` becomes an
+/// `Arc<dyn GatewayStore>` by upcasting.
+pub trait GatewayStore: Requests + AuditLog + SessionLog {}
+
+impl<T: Requests + AuditLog + SessionLog> GatewayStore for T {}
+
+/// Every capability at once: what the bot's service (which serves every front end) and the
+/// composition root hold, and what the sqlx adapter implements.
+pub trait Store: GatewayStore + ChatOutbox + ReviewAccess {}
+
+impl<T: GatewayStore + ChatOutbox + ReviewAccess> Store for T {}

@@ -1,6 +1,8 @@
-//! Sealing and crash recovery over a temporary recordings folder and a fresh SQLite store:
-//! what a crash leaves (no sidecar, a pending end, a stored end without its sidecar) is
-//! finished at the next start, and a normal end leaves nothing pending.
+//! Sealing and crash recovery over a temporary recordings folder: what a crash leaves (no
+//! sidecar, a pending end, a stored end without its sidecar) is finished at the next start,
+//! and a normal end leaves nothing pending. Each case runs twice, over a fresh SQLite store and
+//! over the in-memory store ([`shared::testing::memory::MemoryStore`]); what needs a database
+//! that goes away runs over the in-memory one only.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use ed25519_dalek::SigningKey;
 use format::integrity::{Expected, RecordingSigner, SessionBinding, Sidecar};
 use format::store::{LocalFolder, RecordingStore as _};
 use shared::core::{Action, Request, RequestRef, Status, Timestamp};
+use shared::testing::memory::MemoryStore;
 use shared::testing::{FixedClock, T0};
 use test_util::world::World;
 
@@ -24,11 +27,48 @@ struct Fixture {
     key: ed25519_dalek::VerifyingKey,
 }
 
+/// Runs each named case (an `async fn(Fixture)`) over both stores, as `NAME::sqlite` and
+/// `NAME::memory`.
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case(super::Fixture::sqlite().await).await;
+            }
+
+            #[tokio::test]
+            async fn memory() {
+                super::$case(super::Fixture::memory().0).await;
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    a_sealed_session_has_its_sidecar_and_its_stored_end_and_nothing_pending,
+    a_recording_without_a_sidecar_is_cut_closed_signed_and_ended_as_gateway_crashed,
+    a_pending_end_is_stored_and_removed,
+    a_recording_whose_end_is_stored_but_whose_sidecar_is_missing_gets_its_sidecar,
+);
+
 impl Fixture {
-    async fn new() -> Self {
+    /// Over a fresh SQLite database in a temporary folder.
+    async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("db/breakglass.db").display());
         let store = shared::storage::connect(&url).await.expect("the SQLite store opens");
+        Self::over(dir, store)
+    }
+
+    /// Over an empty in-memory store, returned too (to take it down).
+    fn memory() -> (Self, Arc<MemoryStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(MemoryStore::new());
+        (Self::over(dir, store.clone()), store)
+    }
+
+    fn over(dir: tempfile::TempDir, store: Arc<dyn GatewayStore>) -> Self {
         let recordings = dir.path().join("recordings");
         std::fs::create_dir_all(&recordings).expect("recordings folder");
         let folder = LocalFolder::new(&recordings);
@@ -131,9 +171,7 @@ fn put(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).expect("write");
 }
 
-#[tokio::test]
-async fn a_sealed_session_has_its_sidecar_and_its_stored_end_and_nothing_pending() {
-    let f = Fixture::new().await;
+async fn a_sealed_session_has_its_sidecar_and_its_stored_end_and_nothing_pending(f: Fixture) {
     let req = f.active().await;
     let name = format::store::recording_name(req.code.as_str(), Timestamp::from_unix(T0 + 120), 7);
     put(f.folder.dir(), &name, &cast(&req, false));
@@ -158,9 +196,9 @@ async fn a_sealed_session_has_its_sidecar_and_its_stored_end_and_nothing_pending
     assert!(f.sealer.recordings.unfinished().is_empty());
 }
 
-#[tokio::test]
-async fn a_recording_without_a_sidecar_is_cut_closed_signed_and_ended_as_gateway_crashed() {
-    let f = Fixture::new().await;
+async fn a_recording_without_a_sidecar_is_cut_closed_signed_and_ended_as_gateway_crashed(
+    f: Fixture,
+) {
     let req = f.active().await;
     let name = format!("{}-{}.cast", req.code, T0 + 120); // the older naming form
     let left = cast(&req, true);
@@ -188,9 +226,7 @@ async fn a_recording_without_a_sidecar_is_cut_closed_signed_and_ended_as_gateway
     assert!(f.sealer.recordings.unfinished().is_empty());
 }
 
-#[tokio::test]
-async fn a_pending_end_is_stored_and_removed() {
-    let f = Fixture::new().await;
+async fn a_pending_end_is_stored_and_removed(f: Fixture) {
     let req = f.active().await;
     let name = format::store::recording_name(req.code.as_str(), Timestamp::from_unix(T0 + 120), 1);
     let bytes = cast(&req, false);
@@ -246,9 +282,7 @@ async fn a_pending_end_is_stored_and_removed() {
     assert!(f.sealer.recordings.unfinished().is_empty());
 }
 
-#[tokio::test]
-async fn a_recording_whose_end_is_stored_but_whose_sidecar_is_missing_gets_its_sidecar() {
-    let f = Fixture::new().await;
+async fn a_recording_whose_end_is_stored_but_whose_sidecar_is_missing_gets_its_sidecar(f: Fixture) {
     let req = f.active().await;
     let name = format::store::recording_name(req.code.as_str(), Timestamp::from_unix(T0 + 120), 2);
     put(f.folder.dir(), &name, &cast(&req, false));
@@ -282,7 +316,7 @@ async fn a_recording_whose_end_is_stored_but_whose_sidecar_is_missing_gets_its_s
 
 #[tokio::test]
 async fn unfinished_lists_the_unsealed_and_the_pending_only() {
-    let f = Fixture::new().await;
+    let (f, _) = Fixture::memory();
     let dir = f.folder.dir();
     let side = f.sealer.signer.sign_v1("x", &[0; 32], Timestamp::from_unix(T0));
     for n in ["bg-000001-1.cast", "bg-000002-2-0000000a.cast", "bg-000003-3.cast"] {
@@ -297,4 +331,40 @@ async fn unfinished_lists_the_unsealed_and_the_pending_only() {
         unfinished(f.sealer.recordings.as_ref()),
         ["bg-000002-2-0000000a.cast", "bg-000003-3.cast"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_the_database_is_away_the_end_stays_pending_and_is_stored_once_it_is_back() {
+    let (f, db) = Fixture::memory();
+    let req = f.active().await;
+    let name = format::store::recording_name(req.code.as_str(), Timestamp::from_unix(T0 + 120), 3);
+    put(f.folder.dir(), &name, &cast(&req, false));
+    let ended = Ended {
+        req: req.clone(),
+        file: name.clone(),
+        reason: EndReason::Closed,
+        started_at: Timestamp::from_unix(T0 + 120),
+        ended_at: Timestamp::from_unix(T0 + 300),
+        finished: None,
+        failure: None,
+    };
+    db.set_down(true);
+    let sealer = f.sealer.clone();
+    let sealing = tokio::spawn(async move { seal(&sealer, ended).await });
+    // Several retries (200 ms, doubling) while the database is away.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    assert!(!sealing.is_finished(), "sealing waits for the database");
+    f.verifies(&name);
+    assert!(f.folder.read_pending(&name).is_ok(), "the end is pending next to the recording");
+    assert_eq!(unfinished(f.sealer.recordings.as_ref()), std::slice::from_ref(&name));
+
+    db.set_down(false);
+    sealing.await.expect("sealing finished");
+
+    let rec = f.sealer.store.recording(req.id).await.expect("read").expect("the end is stored");
+    assert_eq!((rec.file.as_str(), rec.end_reason.as_str()), (name.as_str(), "closed"));
+    assert_eq!(f.status(&req).await, Status::Closed);
+    assert!(f.folder.read_pending(&name).is_err(), "nothing pending once the database has it");
+    assert!(f.sealer.recordings.unfinished().is_empty());
 }

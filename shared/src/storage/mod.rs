@@ -44,8 +44,8 @@ use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
 use crate::ports::{
-    ChatThread, CommandSearch, LinkRefusal, RecordingRecord, RequestFilter, ReviewLink,
-    SessionEvent, Store, StoreError,
+    AuditLog, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, RecordingRecord, RequestFilter,
+    Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
 };
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
@@ -241,8 +241,8 @@ macro_rules! apply_transition {
 }
 
 #[async_trait]
-impl Store for SqlStore {
-    /// Any approvals `req` already carries are stored too, so [`Store::get_request`] returns
+impl Requests for SqlStore {
+    /// Any approvals `req` already carries are stored too, so [`Requests::get_request`] returns
     /// exactly what was created.
     async fn create_request(
         &self,
@@ -356,6 +356,60 @@ impl Store for SqlStore {
         })
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::PING).execute(pool).await.map(drop).map_err(error::db)
+        })
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqlStore {
+    async fn append_audit(&self, drafts: &[AuditDraft], at: Timestamp) -> Result<(), StoreError> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin_write().await.map_err(error::db)?;
+            append_chain!(tx, drafts, at);
+            tx.commit().await.map_err(error::db)
+        })
+    }
+
+    /// At most [`MAX_AUDIT_PAGE`] entries, whatever `limit` asks.
+    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::from(limit.min(MAX_AUDIT_PAGE));
+        on_pool!(&self.db, pool => {
+            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_PAGE)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(error::db)?;
+            rows.into_iter().map(AuditRow::into_entry).collect()
+        })
+    }
+
+    async fn audit_of_request(
+        &self,
+        id: RequestId,
+        after_seq: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let id = id.to_string();
+        on_pool!(&self.db, pool => {
+            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_OF_REQUEST)
+                .bind(&id)
+                .bind(after_seq)
+                .fetch_all(pool)
+                .await
+                .map_err(error::db)?;
+            rows.into_iter().map(AuditRow::into_entry).collect()
+        })
+    }
+}
+
+#[async_trait]
+impl SessionLog for SqlStore {
     async fn add_session_event(&self, e: &SessionEvent) -> Result<(), StoreError> {
         let id = e.request_id.to_string();
         let detail = e.detail.to_string();
@@ -453,31 +507,36 @@ impl Store for SqlStore {
         Ok(out)
     }
 
-    async fn append_audit(&self, drafts: &[AuditDraft], at: Timestamp) -> Result<(), StoreError> {
-        if drafts.is_empty() {
-            return Ok(());
+    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError> {
+        // Folded the same way as `command_folded`; LIKE's wildcards are literal.
+        let mut pattern = String::from("%");
+        for c in q.needle.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
         }
+        pattern.push('%');
+        let limit = i64::from(q.limit.clamp(1, MAX_LIST));
+        let requester = q.requester.as_ref().map(ToString::to_string);
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin_write().await.map_err(error::db)?;
-            append_chain!(tx, drafts, at);
-            tx.commit().await.map_err(error::db)
-        })
-    }
-
-    /// At most [`MAX_AUDIT_PAGE`] entries, whatever `limit` asks.
-    async fn audit_page(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let limit = i64::from(limit.min(MAX_AUDIT_PAGE));
-        on_pool!(&self.db, pool => {
-            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_PAGE)
-                .bind(after_seq)
+            let rows: Vec<SessionEventRow> = sqlx::query_as(sql::SEARCH_COMMANDS)
+                .bind(&pattern)
+                .bind(&requester)
+                .bind(&q.host)
+                .bind(q.from.unix())
+                .bind(q.to.unix())
                 .bind(limit)
                 .fetch_all(pool)
                 .await
                 .map_err(error::db)?;
-            rows.into_iter().map(AuditRow::into_entry).collect()
+            rows.into_iter().map(SessionEventRow::into_event).collect()
         })
     }
+}
 
+#[async_trait]
+impl ChatOutbox for SqlStore {
     async fn claim_chat_threads(
         &self,
         now: Timestamp,
@@ -531,23 +590,39 @@ impl Store for SqlStore {
         })
     }
 
-    async fn audit_of_request(
+    async fn remember_chat_delivery(
         &self,
-        id: RequestId,
-        after_seq: i64,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let id = id.to_string();
+        platform: &str,
+        id: &str,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         on_pool!(&self.db, pool => {
-            let rows: Vec<AuditRow> = sqlx::query_as(sql::AUDIT_OF_REQUEST)
-                .bind(&id)
-                .bind(after_seq)
-                .fetch_all(pool)
+            let inserted = sqlx::query(sql::REMEMBER_CHAT_DELIVERY)
+                .bind(platform)
+                .bind(id)
+                .bind(expires_at.unix())
+                .execute(pool)
                 .await
-                .map_err(error::db)?;
-            rows.into_iter().map(AuditRow::into_entry).collect()
+                .map_err(error::db)?
+                .rows_affected();
+            Ok(inserted == 1)
         })
     }
 
+    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::PURGE_CHAT_DELIVERIES)
+                .bind(now.unix())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(error::db)
+        })
+    }
+}
+
+#[async_trait]
+impl ReviewAccess for SqlStore {
     async fn create_review_link(&self, link: &ReviewLink) -> Result<(), StoreError> {
         on_pool!(&self.db, pool => {
             sqlx::query(sql::INSERT_REVIEW_LINK)
@@ -659,69 +734,6 @@ impl Store for SqlStore {
                 .rows_affected();
             tx.commit().await.map_err(error::db)?;
             Ok(sessions + links)
-        })
-    }
-
-    async fn remember_chat_delivery(
-        &self,
-        platform: &str,
-        id: &str,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        on_pool!(&self.db, pool => {
-            let inserted = sqlx::query(sql::REMEMBER_CHAT_DELIVERY)
-                .bind(platform)
-                .bind(id)
-                .bind(expires_at.unix())
-                .execute(pool)
-                .await
-                .map_err(error::db)?
-                .rows_affected();
-            Ok(inserted == 1)
-        })
-    }
-
-    async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError> {
-        on_pool!(&self.db, pool => {
-            sqlx::query(sql::PURGE_CHAT_DELIVERIES)
-                .bind(now.unix())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(error::db)
-        })
-    }
-
-    async fn search_commands(&self, q: &CommandSearch) -> Result<Vec<SessionEvent>, StoreError> {
-        // Folded the same way as `command_folded`; LIKE's wildcards are literal.
-        let mut pattern = String::from("%");
-        for c in q.needle.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        let limit = i64::from(q.limit.clamp(1, MAX_LIST));
-        let requester = q.requester.as_ref().map(ToString::to_string);
-        on_pool!(&self.db, pool => {
-            let rows: Vec<SessionEventRow> = sqlx::query_as(sql::SEARCH_COMMANDS)
-                .bind(&pattern)
-                .bind(&requester)
-                .bind(&q.host)
-                .bind(q.from.unix())
-                .bind(q.to.unix())
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .map_err(error::db)?;
-            rows.into_iter().map(SessionEventRow::into_event).collect()
-        })
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(&self.db, pool => {
-            sqlx::query(sql::PING).execute(pool).await.map(drop).map_err(error::db)
         })
     }
 }

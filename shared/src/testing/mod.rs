@@ -1,10 +1,12 @@
-//! Builders and fakes for tests: a settable clock, the fixed keys and instant of the test
-//! world, and parsers of test values that must be valid. The test world itself (users, scopes,
-//! keys, tokens) lives in the `test-util` crate (`test_util::world`), written once for every
-//! suite.
+//! Builders and fakes for tests: a settable clock, an in-memory store ([`memory`]), the fixed
+//! keys and instant of the test world, and parsers of test values that must be valid. The test
+//! world itself (users, scopes, keys, tokens) lives in the `test-util` crate
+//! (`test_util::world`), written once for every suite.
 
 #[cfg(feature = "storage")]
 pub mod db;
+#[cfg(feature = "storage")]
+pub mod memory;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
