@@ -28,6 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::core::{EndReason, Request, SignerKind, Status, Timestamp};
 
+use crate::recordings::Integrity;
+
 /// How long a handled delivery is remembered, in seconds: the platforms accept a timestamp up
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
 pub const DELIVERY_MEMORY_SECS: i64 = 600;
@@ -162,19 +164,6 @@ pub enum ThreadPost {
     Expired { was: Status },
     SessionStarted { requester: String, host: String, login: String },
     Summary(Box<SummaryView>),
-}
-
-/// Whether a recording's signature checks out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Integrity {
-    /// The gateway's signature verifies with a pinned key (and the file, when reachable,
-    /// hashes to the signed digest).
-    Verified {
-        key_id: String,
-    },
-    Failed(String),
-    /// No recording (the session never started one).
-    Missing,
 }
 
 /// The audit summary of a finished session.
