@@ -31,6 +31,8 @@ pub mod audit_check;
 pub mod chat;
 pub mod client;
 pub mod discord;
+#[cfg(test)]
+mod edges;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
