@@ -202,8 +202,8 @@ async fn run_tasks(
     if let Some(slack) = parts.slack.clone()
         && let Some(token) = slack.app_token.clone()
     {
-        let (hub, stop) = (parts.chat.clone(), stop.child_token());
-        tracker.spawn(bot::slack::socket::run(deps.clone(), hub, slack, token, stop));
+        let hub = parts.chat.clone();
+        tracker.spawn(bot::slack::socket::run(deps.clone(), hub, slack, token, stop.child_token()));
     }
     if let Some((ssh, gw, host_key)) = gateway {
         let gw_stop = stop.child_token();
