@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bot::Deps;
 use bot::logging::BANNER;
 use shared::config::{self, Config};
 use shared::core::{PinnedKeys, SystemClock};
@@ -65,9 +64,10 @@ async fn up(cfg: Config) -> Result<(), Failure> {
     bound_public_url(&mut cfg, bound);
     let data = cfg.server.data_dir.clone();
     let db = config::redact_url(&cfg.server.database_url);
-    let (deps, source) = bot::app::build_deps(cfg)
+    let (parts, source) = bot::app::build_bot(cfg)
         .await
         .map_err(|e| Failure::new(startup_exit_code(&e), format!("{e:#}")))?;
+    let deps = &parts.deps;
     if let bot::app::KeySource::DataDir { path, created: true } = &source {
         tracing::info!(
             target: BANNER,
@@ -85,7 +85,7 @@ async fn up(cfg: Config) -> Result<(), Failure> {
     tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
     tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());
     let stop = stop_on_signal();
-    run_tasks(deps, http, Some((ssh, gw, host_key)), stop, GRACE)
+    run_tasks(parts, http, Some((ssh, gw, host_key)), stop, GRACE)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
 }
@@ -96,14 +96,14 @@ async fn bot_only(cfg: Config) -> Result<(), Failure> {
     let http = bind(listen_addr, "HTTP").await?;
     let bound = http.local_addr().map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     bound_public_url(&mut cfg, bound);
-    let (deps, _) = bot::app::build_deps(cfg)
+    let (parts, _) = bot::app::build_bot(cfg)
         .await
         .map_err(|e| Failure::new(startup_exit_code(&e), format!("{e:#}")))?;
     tracing::info!(
         target: BANNER,
         "HTTP API on http://{bound} (OpenAPI at /api/openapi.json); no SSH gateway in this process"
     );
-    run_tasks(deps, http, None, stop_on_signal(), GRACE)
+    run_tasks(parts, http, None, stop_on_signal(), GRACE)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
 }
@@ -173,26 +173,29 @@ fn build_gateway(
 /// # Errors
 /// Startup failures (audit write) and server failures.
 async fn run_tasks(
-    deps: Deps,
+    parts: bot::Bot,
     http: TcpListener,
     gateway: Option<(TcpListener, recorder::GatewayDeps, recorder::HostKey)>,
     stop: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let deps = parts.deps.clone();
     deps.record_startup("bot").await.context("while writing the startup audit events")?;
     let tracker = TaskTracker::new();
     tracker.spawn(bot::reaper::run(deps.clone(), Duration::from_secs(5), stop.child_token()));
-    if !deps.chat.is_empty() {
+    if !parts.chat.is_empty() {
         tracker.spawn(bot::chat::sync::run(
             deps.clone(),
+            parts.chat.clone(),
             Duration::from_secs(1),
             stop.child_token(),
         ));
     }
-    if let Some(slack) = deps.slack.clone()
+    if let Some(slack) = parts.slack.clone()
         && let Some(token) = slack.app_token.clone()
     {
-        tracker.spawn(bot::slack::socket::run(deps.clone(), slack, token, stop.child_token()));
+        let hub = parts.chat.clone();
+        tracker.spawn(bot::slack::socket::run(deps.clone(), hub, slack, token, stop.child_token()));
     }
     if let Some((ssh, gw, host_key)) = gateway {
         let gw_stop = stop.child_token();
@@ -202,7 +205,7 @@ async fn run_tasks(
             }
         });
     }
-    let server = tracker.spawn(bot::serve(http, deps, stop.child_token()));
+    let server = tracker.spawn(bot::serve(http, parts, stop.child_token()));
     tracker.close();
     stop.cancelled().await;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

@@ -1,6 +1,7 @@
 //! The bot's start-up parts, from a validated config: the approval key, the pinned
 //! verification keys, the chat adapters, the database (migrations run at connect), private
-//! files and directories, and the HTTP server.
+//! files and directories, and the HTTP server; and the bot's own composition: [`Bot`] (the
+//! service and each front end's parts) and [`router`], which gives each front end its state.
 //!
 //! The composition root (the `breakglass` package's `compose` module) puts these together with
 //! the reaper, the chat sync, Slack Socket Mode and the SSH gateway under one cancellation
@@ -10,12 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::Router;
 use shared::config::Config;
 use shared::core::{ApprovalSigner, PinnedKeys, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::sync::ChatHub;
+use crate::discord::{DiscordFront, DiscordState};
+use crate::http::ApiFront;
+use crate::recordings::Recordings;
+use crate::review::ReviewFront;
 use crate::service::Deps;
+use crate::slack::{SlackFront, SlackState};
 
 /// Environment variable that may hold the bot's approval key (PKCS#8 PEM) instead of a file.
 pub const APPROVAL_KEY_ENV: &str = "BREAKGLASS_APPROVAL_SIGNING_KEY";
@@ -112,7 +120,8 @@ pub fn recording_pins_from(
     ])
 }
 
-/// The chat hub (adapters for the configured platforms) and the Slack endpoints' state.
+/// The chat hub (adapters for the configured platforms, over `recordings`) and the Slack and
+/// Discord endpoints' state.
 ///
 /// Slack is on with a signing secret (HTTP endpoints) or with `slack.socket_mode` (the app
 /// token; no signing secret needed, and the HTTP endpoints are off).
@@ -120,12 +129,8 @@ pub fn recording_pins_from(
 /// # Errors
 /// Secret files that cannot be read; a signing secret or Socket Mode without a bot token;
 /// Socket Mode without an app token.
-pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
-    let mut hub = crate::chat::sync::ChatHub::new(
-        recording_pins(config)?,
-        config.gateway.recordings_dir.clone(),
-        config.server.public_url.clone(),
-    );
+pub fn build_chat(config: &Config, recordings: Arc<Recordings>) -> anyhow::Result<ChatParts> {
+    let mut hub = ChatHub::new(recordings, config.server.public_url.clone());
     let s = &config.slack;
     let no_bot_token = |why: &str| {
         anyhow::anyhow!(
@@ -147,14 +152,14 @@ pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
         let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
         hub.add(adapter.clone());
         tracing::info!(api = %s.api_url, "Slack enabled in Socket Mode");
-        Some(Arc::new(crate::slack::SlackState::socket_mode(app_token, adapter)))
+        Some(Arc::new(SlackState::socket_mode(app_token, adapter)))
     } else {
         match (s.signing_secret.load()?, s.bot_token.load()?) {
             (Some(secret), Some(token)) => {
                 let adapter = Arc::new(crate::slack::SlackAdapter::new(&s.api_url, &token)?);
                 hub.add(adapter.clone());
                 tracing::info!(api = %s.api_url, "Slack enabled");
-                Some(Arc::new(crate::slack::SlackState::new(&secret, adapter)))
+                Some(Arc::new(SlackState::new(&secret, adapter)))
             }
             (Some(_), None) => return Err(no_bot_token("a Slack signing secret is set")),
             _ => None,
@@ -169,7 +174,7 @@ pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
             let adapter = Arc::new(crate::discord::DiscordAdapter::new(&d.api_base, app, &token));
             hub.add(adapter.clone());
             tracing::info!(api = %d.api_base, "Discord enabled");
-            Some(Arc::new(crate::discord::DiscordState::new(key, adapter)?))
+            Some(Arc::new(DiscordState::new(key, adapter)?))
         }
         _ => None,
     };
@@ -177,11 +182,50 @@ pub fn build_chat(config: &Config) -> anyhow::Result<ChatParts> {
 }
 
 /// The chat hub, and the Slack and Discord endpoints' state (when configured).
-pub type ChatParts = (
-    crate::chat::sync::ChatHub,
-    Option<Arc<crate::slack::SlackState>>,
-    Option<Arc<crate::discord::DiscordState>>,
-);
+pub type ChatParts = (ChatHub, Option<Arc<SlackState>>, Option<Arc<DiscordState>>);
+
+/// Everything the bot's process runs on: the application service, and what each front end
+/// needs besides it. The front ends get their own parts from here ([`router`]); the service
+/// never sees them.
+#[derive(Debug, Clone)]
+pub struct Bot {
+    /// The application service.
+    pub deps: Deps,
+    /// Where recordings are and the keys that sign them (reviewer pages, API, chat summary).
+    pub recordings: Arc<Recordings>,
+    /// Chat adapters and the sync loop's wake-up (empty when no chat is configured).
+    pub chat: Arc<ChatHub>,
+    /// The Slack endpoints' state, when Slack is configured.
+    pub slack: Option<Arc<SlackState>>,
+    /// The Discord endpoint's state, when Discord is configured.
+    pub discord: Option<Arc<DiscordState>>,
+}
+
+impl Bot {
+    /// The bot with no chat configured, over `deps` and `recordings`.
+    pub fn new(deps: Deps, recordings: Recordings) -> Self {
+        let recordings = Arc::new(recordings);
+        let chat = ChatHub::new(recordings.clone(), deps.config.server.public_url.clone());
+        Self { deps, recordings, chat: Arc::new(chat), slack: None, discord: None }
+    }
+}
+
+/// The bot's router: each front end's routes over its own state (the API, Slack, Discord, the
+/// reviewer pages), merged, with what every route shares around them.
+pub fn router(bot: Bot) -> Router {
+    let Bot { deps, recordings, chat, slack, discord } = bot;
+    let api = ApiFront { deps: deps.clone(), recordings: recordings.clone() };
+    let slack = SlackFront { deps: deps.clone(), hub: chat.clone(), slack };
+    let discord = DiscordFront { deps: deps.clone(), hub: chat, discord };
+    let review = ReviewFront { deps, recordings };
+    crate::http::around(
+        Router::new()
+            .merge(crate::http::routes().with_state(api))
+            .merge(crate::slack::routes().with_state(slack))
+            .merge(crate::discord::routes().with_state(discord))
+            .merge(crate::review::routes().with_state(review)),
+    )
+}
 
 /// Makes every file and directory this process creates private to its user (umask 077):
 /// recordings hold keystrokes (passwords typed at `read -s` too), the database the audit log.
@@ -225,11 +269,11 @@ pub fn warn_open_dirs(config: &Config) {
     }
 }
 
-/// Opens the database and builds the service's dependencies.
+/// Opens the database and builds the service and the front ends' parts.
 ///
 /// # Errors
 /// Key or database failures, each with what was being done.
-pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
+pub async fn build_bot(config: Config) -> anyhow::Result<(Bot, KeySource)> {
     warn_open_dirs(&config);
     if config.server.database_url.starts_with("sqlite:") {
         create_private_dir(&config.server.data_dir).context("while creating the data directory")?;
@@ -241,7 +285,9 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
     let pins = pins(&config, &signer);
-    let (chat, slack, discord) = build_chat(&config)?;
+    let recordings =
+        Arc::new(Recordings::new(recording_pins(&config)?, config.gateway.recordings_dir.clone()));
+    let (chat, slack, discord) = build_chat(&config, recordings.clone())?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
         format!(
             "while opening the database {}",
@@ -254,12 +300,9 @@ pub async fn build_deps(config: Config) -> anyhow::Result<(Deps, KeySource)> {
         clock: Arc::new(SystemClock),
         signer: Arc::new(signer),
         pins: Arc::new(pins),
-        chat: Arc::new(chat),
-        slack,
-        discord,
         changed: Arc::default(),
     };
-    Ok((deps, source))
+    Ok((Bot { deps, recordings, chat: Arc::new(chat), slack, discord }, source))
 }
 
 /// The approval keys a gateway running on its own trusts: `keys.pinned_bot_keys`, or, when
@@ -308,13 +351,9 @@ pub fn pins_from(config: &Config, require_bot_key: bool) -> anyhow::Result<Pinne
 ///
 /// # Errors
 /// The server failing to accept.
-pub async fn serve(
-    listener: TcpListener,
-    deps: Deps,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let limits = deps.config.server.http.clone();
-    crate::http::server::serve(listener, crate::http::router(deps), limits, stop)
+pub async fn serve(listener: TcpListener, bot: Bot, stop: CancellationToken) -> anyhow::Result<()> {
+    let limits = bot.deps.config.server.http.clone();
+    crate::http::server::serve(listener, router(bot), limits, stop)
         .await
         .context("while serving HTTP")
 }

@@ -5,12 +5,16 @@
 //! # Layout
 //!
 //! - [`service`]: create, approve, deny, revoke, expire: load, ask the core, store atomically.
-//! - [`http`]: axum router (`/api/v1`, `/healthz`, `/readyz`, `/api/openapi.json`), the
+//! - [`http`]: the API's routes (`/api/v1`, `/healthz`, `/readyz`, `/api/openapi.json`), the
 //!   `ApiError` -> JSON mapping, and the JSON views shared with the CLI.
 //! - [`reaper`]: background loop expiring requests whose deadline passed.
 //! - [`chat`]: the platform-neutral card and thread, the `ChatAdapter` port, and the sync loop
 //!   mirroring audit events into chat (summaries through an outbox, exactly once).
-//! - [`app`]: the bot's start-up parts: keys, pins, chat adapters, database, HTTP server.
+//! - [`recordings`]: the read side of recorded sessions, shared by the reviewer pages, the API
+//!   and the chat summary: integrity checks, command search, downloads, the audit bundle.
+//! - [`review`]: the reviewer pages (`/review`).
+//! - [`app`]: the bot's start-up parts (keys, pins, chat adapters, database, HTTP server) and
+//!   its composition: [`Bot`] and [`router`], which give each front end its own state.
 //! - [`slack`]: the slash command, the buttons, and the Slack `ChatAdapter`.
 //! - [`discord`]: the slash command, buttons and autocomplete, and the Discord `ChatAdapter`.
 //! - [`client`]: the HTTP client the CLI uses.
@@ -27,15 +31,17 @@ pub mod audit_check;
 pub mod chat;
 pub mod client;
 pub mod discord;
+#[cfg(test)]
+mod edges;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod reaper;
 pub mod recording_check;
+pub mod recordings;
 pub mod review;
 pub mod service;
 pub mod slack;
 
-pub use app::serve;
-pub use http::router;
+pub use app::{Bot, router, serve};
 pub use service::Deps;

@@ -1,5 +1,9 @@
 //! The application service: the one path every front end (HTTP API, CLI through the API, chat
-//! adapters) takes to create and decide requests.
+//! adapters, reviewer pages) takes to create and decide requests.
+//!
+//! It holds the config, the store, the clock, the approval signer and the pinned keys, and
+//! names no front end: what only a front end needs (chat adapters, Slack's and Discord's
+//! state, the recordings folder) is handed to that front end by the composition (`app`).
 //!
 //! Each operation loads the request, asks the pure core what the action does, and has storage
 //! apply the resulting transition atomically. A concurrent change makes storage refuse the write
@@ -17,7 +21,7 @@ use shared::core::{
 };
 use shared::ports::{RequestFilter, Store, StoreError};
 
-/// Everything the service needs, shared by every task of the process.
+/// Everything the service needs, shared by every task of the process (and nothing more).
 #[derive(Debug, Clone)]
 pub struct Deps {
     pub config: Arc<Config>,
@@ -27,12 +31,6 @@ pub struct Deps {
     pub signer: Arc<ApprovalSigner>,
     /// The keys approvals are verified against (from config, never from the database).
     pub pins: Arc<PinnedKeys>,
-    /// Chat adapters and the sync loop's wake-up (empty when no chat is configured).
-    pub chat: Arc<crate::chat::sync::ChatHub>,
-    /// The Slack endpoints' state, when Slack is configured.
-    pub slack: Option<Arc<crate::slack::SlackState>>,
-    /// The Discord endpoint's state, when Discord is configured.
-    pub discord: Option<Arc<crate::discord::DiscordState>>,
     /// Notified after every change a decision makes. In `breakglass up` the gateway's
     /// revocation watcher waits on it, so a revoke cuts the session at once, not at the next
     /// poll.

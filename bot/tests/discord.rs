@@ -46,19 +46,21 @@ impl Discord {
             &Secret::new("bot-token".into()),
         ));
         let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
-        let mut hub = bot::chat::sync::ChatHub::new(
+        let recordings = Arc::new(bot::recordings::Recordings::new(
             vec![recording_key.verifying_key()],
             std::env::temp_dir().join("bg-none"),
-            "https://bg.example".into(),
-        );
+        ));
+        let mut hub =
+            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
         hub.add(adapter.clone());
-        app.deps.chat = Arc::new(hub);
-        app.deps.discord = Some(Arc::new(
+        app.bot.recordings = recordings;
+        app.bot.chat = Arc::new(hub);
+        app.bot.discord = Some(Arc::new(
             bot::discord::DiscordState::new(&signer.public_key_hex(), adapter).expect("key"),
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = bot::router(app.deps.clone());
+        let router = bot::router(app.bot());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -123,7 +125,7 @@ impl Discord {
     }
 
     async fn sync(&self) {
-        bot::chat::sync::sync_due(&self.app.deps).await.expect("sync");
+        bot::chat::sync::sync_due(&self.app.deps, &self.app.bot.chat).await.expect("sync");
     }
 
     /// Requests db-1 as alice; returns (code, id, card message id, thread id).
@@ -575,7 +577,7 @@ async fn a_thread_that_failed_to_start_is_started_later_without_a_second_card(
     );
 
     // Had the thread's answer been lost, starting it again finds the same thread.
-    let discord = d.app.deps.discord.clone().ok_or("discord")?;
+    let discord = d.app.bot.discord.clone().ok_or("discord")?;
     let req = d.app.deps.get(&code.parse()?).await?;
     let card = bot::chat::present::card_of(&d.app.deps, &req);
     let posted = Posted { message_id: message, thread_id: None };

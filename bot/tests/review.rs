@@ -58,11 +58,13 @@ impl Review {
         let mut app = App::new(db);
         let dir = tempfile::tempdir().expect("tempdir");
         let key = format::integrity::RecordingSigner::new(shared::testing::key(7));
-        app.deps.chat = Arc::new(bot::chat::sync::ChatHub::new(
+        let recordings = Arc::new(bot::recordings::Recordings::new(
             vec![key.verifying_key()],
             dir.path().to_owned(),
-            "http://bg.test".into(),
         ));
+        app.bot.chat =
+            Arc::new(bot::chat::sync::ChatHub::new(recordings.clone(), "http://bg.test".into()));
+        app.bot.recordings = recordings;
         Self { app, dir, key }
     }
 
@@ -71,7 +73,7 @@ impl Review {
         if let Some(c) = cookie {
             b = b.header(header::COOKIE, c);
         }
-        let resp = bot::router(self.app.deps.clone())
+        let resp = bot::router(self.app.bot())
             .oneshot(b.body(Body::empty()).expect("request builds"))
             .await
             .expect("the router is infallible");
@@ -445,9 +447,9 @@ async fn another_sessions_recording_is_not_verified_on_the_page_or_in_chat(
     let d = &r.app.deps;
     let req = d.get(&y.parse()?).await?;
     let rec = d.store.recording(req.id).await?.expect("Y's row");
-    let chat = bot::chat::sync::integrity(d, &req, &rec, true);
+    let chat = r.app.bot.chat.recordings.integrity(&req, &rec, true);
     assert!(
-        matches!(&chat, bot::chat::Integrity::Failed(why) if why.contains(&format!("header says {x}"))),
+        matches!(&chat, bot::recordings::Integrity::Failed(why) if why.contains(&format!("header says {x}"))),
         "{chat:?}"
     );
     // Y's own recording back, with X's signature file beside it: refused too.
@@ -602,7 +604,7 @@ async fn a_live_view_ends_when_the_viewers_browser_session_does(db: TestDb) -> T
     let cookie = r.sign_in(&r.link("erin", None).await).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/review/s/{code}/live", listener.local_addr()?);
-    let router = bot::router(r.app.deps.clone());
+    let router = bot::router(r.app.bot());
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

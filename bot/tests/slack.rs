@@ -34,18 +34,20 @@ impl Slack {
                 .expect("client"),
         );
         let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
-        let mut hub = bot::chat::sync::ChatHub::new(
+        let recordings = Arc::new(bot::recordings::Recordings::new(
             vec![recording_key.verifying_key()],
             std::env::temp_dir().join("bg-no-recordings"),
-            "https://bg.example".into(),
-        );
+        ));
+        let mut hub =
+            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
         hub.add(adapter.clone());
-        app.deps.chat = Arc::new(hub);
-        app.deps.slack =
+        app.bot.recordings = recordings;
+        app.bot.chat = Arc::new(hub);
+        app.bot.slack =
             Some(Arc::new(bot::slack::SlackState::new(&Secret::new(SECRET.into()), adapter)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = bot::router(app.deps.clone());
+        let router = bot::router(app.bot());
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -92,7 +94,7 @@ impl Slack {
     }
 
     async fn sync(&self) {
-        bot::chat::sync::sync_due(&self.app.deps).await.expect("sync runs");
+        bot::chat::sync::sync_due(&self.app.deps, &self.app.bot.chat).await.expect("sync runs");
     }
 
     /// Requests db-1 as alice from the incident channel; returns (code, id, card ts).
@@ -564,9 +566,9 @@ async fn a_summary_due_while_the_bot_was_down_is_posted_once_after_restart(
 async fn socket_mode_carries_commands_and_clicks_without_inbound_http() {
     run(Backend::Sqlite, |db| async move {
         let s = Slack::start(&db).await;
-        let slack = s.app.deps.slack.clone().ok_or("slack state")?;
+        let slack = s.app.bot.slack.clone().ok_or("slack state")?;
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(bot::slack::socket::run(s.app.deps.clone(), slack, Secret::new("xapp-test".into()), stop.clone()));
+        let task = tokio::spawn(bot::slack::socket::run(s.app.deps.clone(), s.app.bot.chat.clone(), slack, Secret::new("xapp-test".into()), stop.clone()));
         assert!(s.fake.socket_connected().await, "the bot connected over Socket Mode");
         let open = s.fake.calls_to("apps.connections.open");
         assert_eq!(open.first().and_then(|c| c.token.clone()).as_deref(), Some("xapp-test"), "with the app-level token");
@@ -609,7 +611,7 @@ async fn a_thread_in_step_with_its_request_is_left_alone_until_the_request_chang
 ) -> TestResult {
     let s = Slack::start(&db).await;
     let (_code, id, ts) = s.request("disk full on the primary").await;
-    let sync = || bot::chat::sync::sync_due(&s.app.deps);
+    let sync = || bot::chat::sync::sync_due(&s.app.deps, &s.app.bot.chat);
     // The card is out and nothing happened since: no claim, no call to Slack.
     let calls = s.fake.calls().len();
     assert_eq!(sync().await?, 0);

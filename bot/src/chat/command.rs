@@ -18,6 +18,7 @@ use shared::core::{
 use shared::ports::RequestFilter;
 
 use super::present::{Markup, card_of, hhmm, request_line};
+use super::sync::ChatHub;
 use super::{Button, Platform};
 use crate::service::{Deps, ServiceError};
 
@@ -121,6 +122,7 @@ pub fn refusal<V: Voice>(v: &V, e: &ServiceError) -> String {
 /// Runs one verified slash command as the invoker; returns the answer only they see.
 pub async fn run<V: Voice>(
     deps: &Deps,
+    hub: &ChatHub,
     v: &V,
     inv: &Invocation<'_>,
     cmd: Result<SlashCommand, BadInput>,
@@ -146,7 +148,7 @@ pub async fn run<V: Voice>(
             };
             match deps.create_request(input).await {
                 Ok(r) => {
-                    deps.chat.wake.notify_one();
+                    hub.wake.notify_one();
                     format!(
                         "Requested {}. The card is posted in this channel for approvers; you will get the connect line {} once it is approved.",
                         describe(&r),
@@ -203,7 +205,7 @@ pub async fn run<V: Voice>(
         },
         SlashCommand::Revoke(r) => match deps.revoke(&r, &who).await {
             Ok(req) => {
-                deps.chat.wake.notify_one();
+                hub.wake.notify_one();
                 format!("Revoked {}.", v.code(req.code.as_str()))
             }
             Err(e) => refusal(v, &e),
@@ -219,6 +221,7 @@ pub async fn run<V: Voice>(
 /// The refusal's text, with its stable code.
 pub async fn click<V: Voice>(
     deps: &Deps,
+    hub: &ChatHub,
     v: &V,
     inv: &Invocation<'_>,
     button: Button,
@@ -232,7 +235,7 @@ pub async fn click<V: Voice>(
     };
     match result {
         Ok(_) => {
-            deps.chat.wake.notify_one();
+            hub.wake.notify_one();
             Ok(())
         }
         Err(e) => Err(refusal(v, &e)),

@@ -28,6 +28,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::core::{EndReason, Request, SignerKind, Status, Timestamp};
 
+use crate::recordings::Integrity;
+
 /// How long a handled delivery is remembered, in seconds: the platforms accept a timestamp up
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
 pub const DELIVERY_MEMORY_SECS: i64 = 600;
@@ -162,19 +164,6 @@ pub enum ThreadPost {
     Expired { was: Status },
     SessionStarted { requester: String, host: String, login: String },
     Summary(Box<SummaryView>),
-}
-
-/// Whether a recording's signature checks out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Integrity {
-    /// The gateway's signature verifies with a pinned key (and the file, when reachable,
-    /// hashes to the signed digest).
-    Verified {
-        key_id: String,
-    },
-    Failed(String),
-    /// No recording (the session never started one).
-    Missing,
 }
 
 /// The audit summary of a finished session.
@@ -359,49 +348,5 @@ mod tests {
         assert_eq!(text.lines().count(), 8, "{text}");
         assert_eq!(fit_lines(vec!["a".to_owned()], 1, 100), "a");
         assert_eq!(fit_lines(Vec::new(), 3, 100), "…and 3 more");
-    }
-
-    /// The `crate::` modules named anywhere in the Rust files under `src/<dir>`.
-    fn uses_of(dir: &str) -> Vec<(String, String)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
-        let mut found = Vec::new();
-        let mut dirs = vec![root];
-        while let Some(d) = dirs.pop() {
-            for entry in std::fs::read_dir(&d).expect("source folder").flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).expect("source file");
-                    for (i, _) in text.match_indices("crate::") {
-                        let name: String = text[i + 7..]
-                            .chars()
-                            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                            .collect();
-                        found.push((path.display().to_string(), name));
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    /// Front ends sit on the service and on this module, never on each other (STYLE.md,
-    /// "Seams"): chat knows no front end, and Slack and Discord know neither each other nor
-    /// the HTTP API, the review pages or the CLI.
-    #[test]
-    fn chat_and_the_chat_front_ends_import_no_other_front_end() {
-        let rules: [(&str, &[&str]); 3] = [
-            ("chat", &["http", "slack", "discord", "review", "review_cli", "cli", "app"]),
-            ("slack", &["http", "discord", "review", "review_cli", "cli", "app"]),
-            ("discord", &["http", "slack", "review", "review_cli", "cli", "app"]),
-        ];
-        for (dir, banned) in rules {
-            let uses = uses_of(dir);
-            assert!(uses.iter().any(|(_, m)| m == "service"), "{dir} is read: {uses:?}");
-            for (file, m) in uses {
-                assert!(!banned.contains(&m.as_str()), "{file} uses crate::{m}");
-            }
-        }
     }
 }

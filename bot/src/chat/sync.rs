@@ -2,19 +2,18 @@
 //! request's new audit events into its card and thread, and saves the progress.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
 use shared::core::event::SessionEnded;
 use shared::core::{AuditData, AuditEntry, AuditKind, EndReason, Request, RequestRef, Status};
-use shared::ports::{ChatThread, RecordingRecord};
+use shared::ports::ChatThread;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::present::{card_of, connect_line};
 use super::{ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost};
+use crate::recordings::Recordings;
 use crate::service::Deps;
 
 /// How long a replica holds a thread while it works on it.
@@ -28,26 +27,15 @@ pub struct ChatHub {
     adapters: HashMap<Platform, Arc<dyn ChatAdapter>>,
     /// Wakes the loop early (a click was just handled).
     pub wake: Notify,
-    /// Keys recording signatures are checked against for the summary.
-    pub recording_pins: Vec<VerifyingKey>,
-    pub recordings_dir: PathBuf,
+    /// Where recordings are and the keys their signatures are checked against (the summary).
+    pub recordings: Arc<Recordings>,
     /// Base URL for links (the bot's public URL).
     pub public_url: String,
 }
 
 impl ChatHub {
-    pub fn new(
-        recording_pins: Vec<VerifyingKey>,
-        recordings_dir: PathBuf,
-        public_url: String,
-    ) -> Self {
-        Self {
-            adapters: HashMap::new(),
-            wake: Notify::new(),
-            recording_pins,
-            recordings_dir,
-            public_url,
-        }
+    pub fn new(recordings: Arc<Recordings>, public_url: String) -> Self {
+        Self { adapters: HashMap::new(), wake: Notify::new(), recordings, public_url }
     }
     pub fn add(&mut self, adapter: Arc<dyn ChatAdapter>) {
         self.adapters.insert(adapter.platform(), adapter);
@@ -61,16 +49,16 @@ impl ChatHub {
 }
 
 /// Runs until `stop`: every `every`, or at once when woken, syncs the due threads.
-pub async fn run(deps: Deps, every: Duration, stop: CancellationToken) {
+pub async fn run(deps: Deps, hub: Arc<ChatHub>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
-            () = deps.chat.wake.notified() => {}
+            () = hub.wake.notified() => {}
         }
-        if let Err(e) = sync_due(&deps).await {
+        if let Err(e) = sync_due(&deps, &hub).await {
             tracing::warn!(error = %e, "chat sync could not read its work");
         }
     }
@@ -80,13 +68,13 @@ pub async fn run(deps: Deps, every: Duration, stop: CancellationToken) {
 ///
 /// # Errors
 /// Storage errors while claiming (per-thread failures are saved as backoff).
-pub async fn sync_due(deps: &Deps) -> Result<usize, shared::ports::StoreError> {
+pub async fn sync_due(deps: &Deps, hub: &ChatHub) -> Result<usize, shared::ports::StoreError> {
     let now = deps.now();
     let threads = deps.store.claim_chat_threads(now, LEASE_SECS, 50).await?;
     let n = threads.len();
     for t in threads {
-        let saved = match Platform::parse(&t.platform).and_then(|p| deps.chat.adapter(p).cloned()) {
-            Some(adapter) => match sync_thread(deps, adapter.as_ref(), t.clone()).await {
+        let saved = match Platform::parse(&t.platform).and_then(|p| hub.adapter(p).cloned()) {
+            Some(adapter) => match sync_thread(deps, hub, adapter.as_ref(), t.clone()).await {
                 Ok(done) => done,
                 Err((mut partial, e)) => {
                     partial.attempts += 1;
@@ -119,6 +107,7 @@ pub async fn sync_due(deps: &Deps) -> Result<usize, shared::ports::StoreError> {
 /// A post the platform refuses for good ([`ChatError::Refused`]) is logged and skipped.
 async fn sync_thread(
     deps: &Deps,
+    hub: &ChatHub,
     adapter: &dyn ChatAdapter,
     mut t: ChatThread,
 ) -> Result<ChatThread, (ChatThread, ChatError)> {
@@ -168,7 +157,7 @@ async fn sync_thread(
     // A failed pass may have stopped before updating the card.
     let changed = !events.is_empty() || t.attempts > 0;
     for e in &events {
-        if let Err(err) = mirror(deps, adapter, &req, &mut t, &posted, e).await {
+        if let Err(err) = mirror(deps, hub, adapter, &req, &mut t, &posted, e).await {
             return Err((t, err));
         }
     }
@@ -191,6 +180,7 @@ async fn sync_thread(
 /// Advances `synced_seq` once the thread line is out.
 async fn mirror(
     deps: &Deps,
+    hub: &ChatHub,
     adapter: &dyn ChatAdapter,
     req: &Request,
     t: &mut ChatThread,
@@ -218,7 +208,7 @@ async fn mirror(
             login: req.login.to_string(),
         }),
         Ok(AuditData::SessionEnded(d)) if !t.summary_sent => {
-            Some(ThreadPost::Summary(Box::new(summary(deps, req, Some(&d)).await)))
+            Some(ThreadPost::Summary(Box::new(summary(deps, hub, req, Some(&d)).await)))
         }
         Err(err) => {
             tracing::error!(request = %t.request_id, seq = e.seq, kind = %e.kind, %err, "an audit event's data does not parse; not mirrored");
@@ -304,7 +294,12 @@ async fn finished(deps: &Deps, req: &Request, t: &ChatThread) -> bool {
 }
 
 /// The audit summary of a finished session, from the database and the recording.
-async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> SummaryView {
+async fn summary(
+    deps: &Deps,
+    hub: &ChatHub,
+    req: &Request,
+    ended: Option<&SessionEnded>,
+) -> SummaryView {
     let rec = deps.store.recording(req.id).await.ok().flatten();
     let events = deps.store.session_events(req.id).await.unwrap_or_default();
     let commands: Vec<String> = events
@@ -313,7 +308,7 @@ async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> Su
         .filter_map(|e| e.detail["command"].as_str().map(str::to_owned))
         .collect();
     let integrity = match &rec {
-        Some(r) => integrity(deps, req, r, true),
+        Some(r) => hub.recordings.integrity(req, r, true),
         None => Integrity::Missing,
     };
     SummaryView {
@@ -340,52 +335,7 @@ async fn summary(deps: &Deps, req: &Request, ended: Option<&SessionEnded>) -> Su
         bytes_out: rec.as_ref().map_or(0, |r| r.bytes_out),
         exit_status: rec.as_ref().and_then(|r| r.exit_status),
         recording: rec.as_ref().map(|r| r.file.clone()),
-        recording_link: rec
-            .as_ref()
-            .map(|_| format!("{}/review/s/{}", deps.chat.public_url, req.code)),
+        recording_link: rec.as_ref().map(|_| format!("{}/review/s/{}", hub.public_url, req.code)),
         integrity,
-    }
-}
-
-/// Checks the stored signature with the pinned recording keys over the statement that binds
-/// the stored digest to `req`'s session (docs/recording-signature.md), and, with `rehash` and
-/// the file reachable, that the file hashes to that digest, that its header names this session,
-/// and that its `FILE.sig`, if any, binds this session too.
-pub fn integrity(deps: &Deps, req: &Request, r: &RecordingRecord, rehash: bool) -> Integrity {
-    use format::integrity::{Expected, Sidecar};
-    let Some(key) = format::integrity::pinned(&deps.chat.recording_pins, &r.key_id) else {
-        return Integrity::Failed(format!("signed by key {}, which is not pinned", r.key_id));
-    };
-    let pins = std::slice::from_ref(key);
-    let stored = crate::recording_check::stored(r);
-    let side = Sidecar::of(&stored, req);
-    let expected = Expected::session(&stored, req);
-    let path = deps.chat.recordings_dir.join(&r.file);
-    let file =
-        if rehash { std::fs::read(&path) } else { Err(std::io::ErrorKind::Unsupported.into()) };
-    let result = match file {
-        Ok(bytes) => format::integrity::verify_bytes(&bytes, &side, pins, &expected)
-            .map(drop)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                // The signature file beside it, when there is one, must bind this session too.
-                let Ok(text) = std::fs::read(format::integrity::sidecar_path(&path)) else {
-                    return Ok(());
-                };
-                let on_disk: Sidecar = serde_json::from_slice(&text)
-                    .map_err(|_| format!("{}.sig is not a recording signature", r.file))?;
-                format::integrity::verify_bytes(&bytes, &on_disk, pins, &expected)
-                    .map(drop)
-                    .map_err(|e| format!("{}.sig: {e}", r.file))
-            }),
-        // Not asked to, or not on this machine (split deployment): the signature over the
-        // stored digest, bound to the stored session.
-        Err(_) => format::integrity::verify_digest(&r.sha256, &side, pins, &expected)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-    };
-    match result {
-        Ok(()) => Integrity::Verified { key_id: r.key_id.to_string() },
-        Err(e) => Integrity::Failed(e),
     }
 }

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serenity::all::{
     ApplicationId, AutocompleteChoice, ChannelId, CommandInteraction, CommandOptionType,
     ComponentInteraction, CreateAutocompleteResponse, CreateCommand, CreateCommandOption,
@@ -32,6 +33,7 @@ use shared::core::{
 };
 
 use crate::chat::command::{self, BadInput, Invocation, SlashCommand};
+use crate::chat::sync::ChatHub;
 use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
 use crate::service::Deps;
 use render::{DiscordMarkdown, no_mentions};
@@ -376,9 +378,28 @@ fn private(text: String) -> Response {
     .into_response()
 }
 
+/// What the Discord endpoint runs on: the service, the chat hub (its sync loop is woken after a
+/// change) and Discord's state when Discord is configured.
+#[derive(Debug, Clone)]
+pub struct DiscordFront {
+    pub deps: Deps,
+    pub hub: Arc<ChatHub>,
+    pub discord: Option<Arc<DiscordState>>,
+}
+
+/// The Discord endpoint (`/discord/interactions`), merged into the bot's router.
+pub fn routes() -> Router<DiscordFront> {
+    Router::new().route("/discord/interactions", post(interactions))
+}
+
 /// `POST /discord/interactions`.
-pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(discord) = deps.discord.clone() else { return StatusCode::NOT_FOUND.into_response() };
+pub async fn interactions(
+    State(front): State<DiscordFront>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let DiscordFront { deps, hub, discord } = front;
+    let Some(discord) = discord else { return StatusCode::NOT_FOUND.into_response() };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
@@ -414,11 +435,11 @@ pub async fn interactions(State(deps): State<Deps>, headers: HeaderMap, body: By
         Interaction::Autocomplete(cmd) => autocomplete(&deps, &cmd),
         Interaction::Command(cmd) => {
             discord.adapter.remember(&cmd.user.id.to_string(), &cmd.token);
-            command(&deps, &cmd).await
+            command(&deps, &hub, &cmd).await
         }
         Interaction::Component(click) => {
             discord.adapter.remember(&click.user.id.to_string(), &click.token);
-            component(&deps, &click).await
+            component(&deps, &hub, &click).await
         }
         _ => StatusCode::OK.into_response(),
     }
@@ -466,11 +487,11 @@ pub fn string_opt<'a>(opts: &'a [ResolvedOption<'a>], name: &str) -> Option<&'a 
 }
 
 /// The slash command through the shared runner; the answer is private.
-async fn command(deps: &Deps, cmd: &CommandInteraction) -> Response {
+async fn command(deps: &Deps, hub: &ChatHub, cmd: &CommandInteraction) -> Response {
     let (user, channel) = (cmd.user.id.to_string(), cmd.channel_id.to_string());
     let inv = Invocation { platform: Platform::Discord, user: &user, channel: &channel };
     let decoded = slash_command(&cmd.data.options());
-    private(command::run(deps, &DiscordMarkdown, &inv, decoded).await)
+    private(command::run(deps, hub, &DiscordMarkdown, &inv, decoded).await)
 }
 
 /// The subcommand and its options as a [`SlashCommand`]. No subcommand, or one this bot
@@ -507,13 +528,13 @@ pub fn slash_command(options: &[ResolvedOption<'_>]) -> Result<SlashCommand, Bad
 
 /// A click on a card's button through the shared runner: acknowledged when taken (the sync
 /// loop edits the card for everyone), otherwise the refusal, privately.
-async fn component(deps: &Deps, click: &ComponentInteraction) -> Response {
+async fn component(deps: &Deps, hub: &ChatHub, click: &ComponentInteraction) -> Response {
     let Some((button, r)) = click_of(&click.data.custom_id) else {
         return StatusCode::OK.into_response();
     };
     let (user, channel) = (click.user.id.to_string(), click.channel_id.to_string());
     let inv = Invocation { platform: Platform::Discord, user: &user, channel: &channel };
-    match command::click(deps, &DiscordMarkdown, &inv, button, &r).await {
+    match command::click(deps, hub, &DiscordMarkdown, &inv, button, &r).await {
         Ok(()) => Json(CreateInteractionResponse::Acknowledge).into_response(),
         Err(text) => private(text),
     }

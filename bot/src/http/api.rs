@@ -5,7 +5,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -24,16 +26,21 @@ use super::views::{
     ReviewLinkBody, ReviewLinkView, SearchHit, SearchHits, SearchQuery, WhoAmI,
 };
 use crate::chat::present::connect_line;
+use crate::recordings::{self, Recordings};
 use crate::service::{Deps, OfflineApproval};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller(pub PrincipalName);
 
-impl FromRequestParts<Deps> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Deps: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let deps = Deps::from_ref(state);
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -277,26 +284,26 @@ pub async fn search(
 ) -> Result<Json<SearchHits>, ApiError> {
     reviewer(&deps, &who)?;
     let text = q.q.trim();
-    let max = crate::review::MAX_SEARCH_CHARS;
+    let max = recordings::MAX_SEARCH_CHARS;
     if text.is_empty() || text.chars().count() > max {
         return Err(ApiError::BadInput(shared::core::InvalidValue {
             what: "q",
             why: format!("the search text must be 1 to {max} characters"),
         }));
     }
-    let f = crate::review::ListFilters {
+    let f = recordings::ListFilters {
         who: q.who,
         host: q.host,
         q: Some(text.to_owned()),
         from: q.from,
         to: q.to,
     };
-    let hits = crate::review::search(&deps, &f, text).await?;
+    let hits = recordings::search(&deps, &f, text).await?;
     let audit = RecordingViewed::Search {
         q: text.to_owned(),
         hits: u64::try_from(hits.len()).unwrap_or(u64::MAX),
     };
-    crate::review::audit_view(&deps, &who, None, audit).await?;
+    recordings::audit_view(&deps, &who, None, audit).await?;
     let base = &deps.config.server.public_url;
     Ok(Json(SearchHits {
         hits: hits
@@ -325,27 +332,23 @@ fn reviewer(deps: &Deps, who: &PrincipalName) -> Result<(), ApiError> {
     security(("bearer" = [])))]
 pub async fn recording(
     State(deps): State<Deps>,
+    State(recs): State<Arc<Recordings>>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RecordingDownload>, ApiError> {
     reviewer(&deps, &who)?;
-    let (req, rec, bytes) = crate::review::finished(&deps, &request_ref(&id)?).await?;
+    let (req, rec, bytes) = recordings::finished(&deps, &recs, &request_ref(&id)?).await?;
     let cast = String::from_utf8(bytes)
         .map_err(|_| ApiError::Internal(format!("{} is not UTF-8", rec.file)))?;
     let what = RecordingViewed::ApiCast { file: rec.file.clone() };
-    crate::review::audit_view(&deps, &who, Some(req.id), what).await?;
+    recordings::audit_view(&deps, &who, Some(req.id), what).await?;
     let sidecar = format::integrity::Sidecar::of(&crate::recording_check::stored(&rec), &req);
     Ok(Json(RecordingDownload {
         code: req.code.to_string(),
         file: rec.file.clone(),
         cast,
         sidecar: serde_json::to_value(&sidecar).map_err(|e| ApiError::Internal(e.to_string()))?,
-        recording_keys: deps
-            .chat
-            .recording_pins
-            .iter()
-            .map(shared::core::approval::public_key_text)
-            .collect(),
+        recording_keys: recs.pins.iter().map(shared::core::approval::public_key_text).collect(),
     }))
 }
 
@@ -360,14 +363,15 @@ pub async fn recording(
     security(("bearer" = [])))]
 pub async fn bundle(
     State(deps): State<Deps>,
+    State(recs): State<Arc<Recordings>>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     reviewer(&deps, &who)?;
-    let (req, rec, cast) = crate::review::finished(&deps, &request_ref(&id)?).await?;
-    let bytes = crate::review::bundle_of(&deps, &req, &rec, &cast).await?;
+    let (req, rec, cast) = recordings::finished(&deps, &recs, &request_ref(&id)?).await?;
+    let bytes = recordings::bundle_of(&deps, &recs, &req, &rec, &cast).await?;
     let what = RecordingViewed::ApiBundle { file: rec.file.clone() };
-    crate::review::audit_view(&deps, &who, Some(req.id), what).await?;
+    recordings::audit_view(&deps, &who, Some(req.id), what).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }

@@ -148,3 +148,19 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::recordings::ReviewError> for ApiError {
+    fn from(e: crate::recordings::ReviewError) -> Self {
+        use crate::recordings::ReviewError;
+        use shared::core::PolicyError;
+        match e {
+            ReviewError::NotFound(what) => Self::NotFound(what),
+            ReviewError::Unavailable => Self::Unavailable,
+            ReviewError::NotAReviewer(w) => Self::Policy(PolicyError::NotAReviewer(w)),
+            ReviewError::BadInput(why) => {
+                Self::BadInput(shared::core::InvalidValue { what: "filter", why })
+            }
+            e => Self::Internal(e.to_string()),
+        }
+    }
+}

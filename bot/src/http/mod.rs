@@ -5,13 +5,16 @@ pub mod error;
 pub mod server;
 pub mod views;
 
-use axum::extract::{DefaultBodyLimit, State};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::recordings::Recordings;
 use crate::service::Deps;
 
 /// Largest request body the API reads (a request is well under 4 KiB).
@@ -39,8 +42,28 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The router with every route, over `deps`.
-pub fn router(deps: Deps) -> Router {
+/// What the API runs on: the service, and the recordings (reviewers download them).
+#[derive(Debug, Clone)]
+pub struct ApiFront {
+    pub deps: Deps,
+    pub recordings: Arc<Recordings>,
+}
+
+impl FromRef<ApiFront> for Deps {
+    fn from_ref(front: &ApiFront) -> Self {
+        front.deps.clone()
+    }
+}
+
+impl FromRef<ApiFront> for Arc<Recordings> {
+    fn from_ref(front: &ApiFront) -> Self {
+        front.recordings.clone()
+    }
+}
+
+/// The API's routes (`/api/v1`, `/api/openapi.json`, `/healthz`, `/readyz`), merged into the
+/// bot's router.
+pub fn routes() -> Router<ApiFront> {
     Router::new()
         .route("/api/v1/requests", post(api::create).get(api::list))
         .route("/api/v1/requests/{id}", get(api::get_one))
@@ -49,16 +72,18 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/v1/requests/{id}/revoke", post(api::revoke))
         .route("/api/v1/whoami", get(api::whoami))
         .route("/api/openapi.json", get(openapi))
-        .route("/slack/commands", post(crate::slack::command))
-        .route("/slack/interactions", post(crate::slack::interaction))
-        .route("/discord/interactions", post(crate::discord::interactions))
         .route("/api/v1/requests/{id}/recording", get(api::recording))
         .route("/api/v1/requests/{id}/bundle", get(api::bundle))
         .route("/api/v1/review-links", post(api::review_link))
         .route("/api/v1/search", get(api::search))
-        .merge(crate::review::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+/// What every route of the bot shares, around the merged routes of its front ends: the
+/// `not_found` fallback, the body limit and the request spans.
+pub fn around(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Spans name the path only: a query can hold a sign-in token (`/review/login?t=`).
@@ -68,7 +93,6 @@ pub fn router(deps: Deps) -> Router {
                     method = %req.method(), path = %req.uri().path())
             },
         ))
-        .with_state(deps)
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -12,6 +12,8 @@ use shared::core::{
 };
 use utoipa::{IntoParams, ToSchema};
 
+pub use crate::recordings::SearchHit;
+
 /// A request as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RequestView {
@@ -252,23 +254,6 @@ pub struct SearchQuery {
     pub from: Option<String>,
     /// Only sessions on or before this day (YYYY-MM-DD, UTC).
     pub to: Option<String>,
-}
-
-/// One command that matched, at its moment in a recording.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SearchHit {
-    pub code: String,
-    pub requester: String,
-    pub host: String,
-    /// Unix seconds when it ran.
-    pub at: i64,
-    /// Seconds into the recording.
-    pub t: f64,
-    /// `command` (typed in a shell) or `exec` (an `ssh host CMD` request).
-    pub kind: String,
-    pub command: String,
-    /// The reviewer page at that moment.
-    pub url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -18,6 +18,7 @@
 
 use std::convert::Infallible;
 use std::io::Read as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ReviewError, Reviewer, audit_view, load_request, reviewer_of};
+use crate::recordings::Recordings;
 use crate::service::Deps;
 
 /// Most output replayed into the viewer's screen at the start.
@@ -41,6 +43,7 @@ const STATUS_EVERY: u32 = 7;
 
 pub(super) async fn stream(
     State(deps): State<Deps>,
+    State(recordings): State<Arc<Recordings>>,
     Reviewer(who, session): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
@@ -52,7 +55,7 @@ pub(super) async fn stream(
         drop(tx);
         return Ok(Sse::new(ReceiverStream::new(rx)).into_response());
     }
-    let recordings = super::recordings(&deps);
+    let recordings = recordings.folder();
     let file = live_file(&recordings, &req.code.to_string()).ok_or_else(|| {
         ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
     })?;

@@ -11,30 +11,28 @@
 //! Every page is rendered by `maud` (which escapes all interpolated text) and sent with a
 //! strict Content-Security-Policy: no inline script or style, nothing from other origins.
 
-pub mod bundle;
 mod live;
 mod pages;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use format::store::{LocalFolder, RecordingStore as _};
 use serde::Deserialize;
 use shared::core::event::RecordingViewed;
-use shared::core::{
-    AuditData, AuditDraft, GrantCode, PrincipalName, Request, RequestId, RequestRef, Status,
-    Timestamp,
-};
+use shared::core::{GrantCode, PrincipalName, Request, RequestId, RequestRef, Status, Timestamp};
 use shared::ports::{LinkRefusal, RecordingRecord, RequestFilter, SessionEvent};
 
-use crate::chat::Integrity;
-use crate::http::views::SearchHit;
+use crate::recordings::{
+    Integrity, ListFilters, MAX_SEARCH_CHARS, Recordings, ReviewError, audit_view, bundle_of,
+    finished, load_request, read_recording, recording_name, search,
+};
 use crate::service::{Deps, sha256};
 
 /// The cookie holding a reviewer's browser session.
@@ -48,13 +46,27 @@ frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Most sessions the list shows.
 const LIST_LIMIT: u32 = 500;
-/// Most search hits shown.
-const HIT_LIMIT: u32 = 200;
-/// Longest search text, on the page and in the API (it is recorded in the audit log).
-pub const MAX_SEARCH_CHARS: usize = 200;
+/// What the reviewer pages run on: the service and the recordings.
+#[derive(Debug, Clone)]
+pub struct ReviewFront {
+    pub deps: Deps,
+    pub recordings: Arc<Recordings>,
+}
+
+impl FromRef<ReviewFront> for Deps {
+    fn from_ref(front: &ReviewFront) -> Self {
+        front.deps.clone()
+    }
+}
+
+impl FromRef<ReviewFront> for Arc<Recordings> {
+    fn from_ref(front: &ReviewFront) -> Self {
+        front.recordings.clone()
+    }
+}
 
 /// The reviewer routes (merged into the bot's router).
-pub fn routes() -> Router<Deps> {
+pub fn routes() -> Router<ReviewFront> {
     Router::new()
         .route("/review", get(list))
         .route("/review/login", get(login))
@@ -76,89 +88,6 @@ async fn secure_headers(mut res: Response) -> Response {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
-}
-
-/// Why a reviewer page was not shown; rendered as an HTML page with a stable code.
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    #[error(
-        "sign in first: ask for a link with `/breakglass review` in chat or `breakglass review`"
-    )]
-    NotSignedIn,
-    #[error("this sign-in link is not valid; ask for a new one")]
-    LinkUnknown,
-    #[error("this sign-in link was already used; links open once, ask for a new one")]
-    LinkUsed,
-    #[error("this sign-in link expired; ask for a new one")]
-    LinkExpired,
-    #[error(
-        "{0} is not a reviewer: recordings are shown only to members of review.reviewer_groups"
-    )]
-    NotAReviewer(String),
-    #[error("no session {0}")]
-    NotFound(String),
-    #[error("{0}")]
-    BadInput(String),
-    #[error("the database is unavailable; try again")]
-    Unavailable,
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl ReviewError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NotSignedIn => "not_signed_in",
-            Self::LinkUnknown => "link_unknown",
-            Self::LinkUsed => "link_used",
-            Self::LinkExpired => "link_expired",
-            Self::NotAReviewer(_) => "not_a_reviewer",
-            Self::NotFound(_) => "not_found",
-            Self::BadInput(_) => "bad_input",
-            Self::Unavailable => "unavailable",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::NotSignedIn => StatusCode::UNAUTHORIZED,
-            Self::LinkUnknown | Self::LinkUsed | Self::LinkExpired | Self::NotAReviewer(_) => {
-                StatusCode::FORBIDDEN
-            }
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::BadInput(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl From<shared::ports::StoreError> for ReviewError {
-    fn from(e: shared::ports::StoreError) -> Self {
-        match e {
-            shared::ports::StoreError::NotFound => Self::NotFound("(unknown)".into()),
-            e => {
-                tracing::error!(cause = %e, "reviewer page: storage failed");
-                Self::Unavailable
-            }
-        }
-    }
-}
-
-impl From<ReviewError> for crate::http::error::ApiError {
-    fn from(e: ReviewError) -> Self {
-        use shared::core::PolicyError;
-        match e {
-            ReviewError::NotFound(what) => Self::NotFound(what),
-            ReviewError::Unavailable => Self::Unavailable,
-            ReviewError::NotAReviewer(w) => Self::Policy(PolicyError::NotAReviewer(w)),
-            ReviewError::BadInput(why) => {
-                Self::BadInput(shared::core::InvalidValue { what: "filter", why })
-            }
-            e => Self::Internal(e.to_string()),
-        }
-    }
 }
 
 impl IntoResponse for ReviewError {
@@ -184,13 +113,16 @@ fn html(markup: maud::Markup) -> Response {
 #[derive(Debug, Clone)]
 pub struct Reviewer(pub PrincipalName, pub [u8; 32]);
 
-impl FromRequestParts<Deps> for Reviewer {
+impl<S: Send + Sync> FromRequestParts<S> for Reviewer
+where
+    Deps: FromRef<S>,
+{
     type Rejection = ReviewError;
 
-    async fn from_request_parts(parts: &mut Parts, deps: &Deps) -> Result<Self, ReviewError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ReviewError> {
         let id = cookie(&parts.headers, COOKIE).ok_or(ReviewError::NotSignedIn)?;
         let session = sha256(&id);
-        Ok(Self(reviewer_of(deps, &session).await?, session))
+        Ok(Self(reviewer_of(&Deps::from_ref(state), &session).await?, session))
     }
 }
 
@@ -269,51 +201,6 @@ async fn login(
         .into_response())
 }
 
-/// The list's filters (all optional).
-#[derive(Debug, Default, Deserialize)]
-pub struct ListFilters {
-    /// Requester name, exact.
-    pub who: Option<String>,
-    /// Host name, exact.
-    pub host: Option<String>,
-    /// Commands containing this text (case-insensitive).
-    pub q: Option<String>,
-    /// Sessions on or after this day (YYYY-MM-DD, UTC).
-    pub from: Option<String>,
-    /// Sessions on or before this day (YYYY-MM-DD, UTC).
-    pub to: Option<String>,
-}
-
-impl ListFilters {
-    fn text(v: Option<&String>) -> Option<&str> {
-        v.map(|s| s.trim()).filter(|s| !s.is_empty())
-    }
-
-    /// The time window `[from, to]` in unix seconds.
-    fn window(&self) -> Result<(i64, i64), ReviewError> {
-        let day = |s: &str, end: bool| -> Result<i64, ReviewError> {
-            let t = humantime::parse_rfc3339(&format!("{s}T00:00:00Z")).map_err(|_| {
-                ReviewError::BadInput(format!("`{s}` is not a day; use YYYY-MM-DD"))
-            })?;
-            let secs = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| ReviewError::BadInput(format!("`{s}` is before 1970")))?
-                .as_secs();
-            let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-            Ok(if end { secs + 86_399 } else { secs })
-        };
-        let from = Self::text(self.from.as_ref()).map(|s| day(s, false)).transpose()?;
-        let to = Self::text(self.to.as_ref()).map(|s| day(s, true)).transpose()?;
-        Ok((from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)))
-    }
-
-    fn keeps(&self, req: &Request, at: Timestamp, window: (i64, i64)) -> bool {
-        Self::text(self.who.as_ref()).is_none_or(|w| req.requester.as_str() == w)
-            && Self::text(self.host.as_ref()).is_none_or(|h| req.host.as_str() == h)
-            && (window.0..=window.1).contains(&at.unix())
-    }
-}
-
 /// One row of the list.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -333,7 +220,11 @@ impl SessionRow {
 }
 
 /// Sessions: requests that had a recording, or have a live one.
-async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, ReviewError> {
+async fn sessions(
+    deps: &Deps,
+    recordings: &Recordings,
+    f: &ListFilters,
+) -> Result<Vec<SessionRow>, ReviewError> {
     let window = f.window()?;
     // The requester filter goes to the database, so it looks past the newest LIST_LIMIT
     // sessions (a `who` that is not a name matches nobody).
@@ -365,7 +256,7 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
         let integrity = match &rec {
             // The list checks the signature over the stored digest; the session page also
             // re-hashes the file.
-            Some(r) => crate::chat::sync::integrity(deps, &req, r, false),
+            Some(r) => recordings.integrity(&req, r, false),
             None => Integrity::Missing,
         };
         let row = SessionRow { req, rec, integrity };
@@ -376,54 +267,9 @@ async fn sessions(deps: &Deps, f: &ListFilters) -> Result<Vec<SessionRow>, Revie
     Ok(rows)
 }
 
-/// Commands matching `q` in sessions the filters keep, newest first.
-/// Each hit's `url` is the page at that moment, relative to the public URL.
-pub async fn search(deps: &Deps, f: &ListFilters, q: &str) -> Result<Vec<SearchHit>, ReviewError> {
-    let (from, to) = f.window()?;
-    let requester = match ListFilters::text(f.who.as_ref()).map(PrincipalName::parse) {
-        Some(Ok(who)) => Some(who),
-        Some(Err(_)) => return Ok(Vec::new()), // not a name: nobody's sessions
-        None => None,
-    };
-    let search = shared::ports::CommandSearch {
-        needle: q.to_owned(),
-        requester,
-        host: ListFilters::text(f.host.as_ref()).map(str::to_owned),
-        from: Timestamp::from_unix(from),
-        to: Timestamp::from_unix(to),
-        limit: HIT_LIMIT,
-    };
-    let events = deps.store.search_commands(&search).await?;
-    // The sessions of those hits, in one query.
-    let mut ids: Vec<RequestId> = events.iter().map(|e| e.request_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut reqs: HashMap<RequestId, Request> = HashMap::new();
-    for chunk in ids.chunks(1000) {
-        let filter = RequestFilter { ids: chunk.to_vec(), limit: 1000, ..RequestFilter::default() };
-        reqs.extend(deps.store.list_requests(&filter).await?.into_iter().map(|r| (r.id, r)));
-    }
-    Ok(events.iter().filter_map(|e| reqs.get(&e.request_id).map(|req| hit(req, e))).collect())
-}
-
-fn hit(req: &Request, e: &SessionEvent) -> SearchHit {
-    #[allow(clippy::cast_precision_loss)] // offsets are far below 2^52 ms
-    let t = e.offset_ms as f64 / 1000.0;
-    let command = e.detail["command"].as_str().unwrap_or_default().to_owned();
-    SearchHit {
-        code: req.code.to_string(),
-        requester: req.requester.to_string(),
-        host: req.host.to_string(),
-        at: e.at.unix(),
-        t,
-        kind: e.kind.to_string(),
-        url: format!("/review/s/{}#t={t:.3}", req.code),
-        command,
-    }
-}
-
 async fn list(
     State(deps): State<Deps>,
+    State(recordings): State<Arc<Recordings>>,
     Reviewer(who, _): Reviewer,
     Query(f): Query<ListFilters>,
 ) -> Result<Response, ReviewError> {
@@ -433,7 +279,7 @@ async fn list(
             "the search text must be at most {MAX_SEARCH_CHARS} characters"
         )));
     }
-    let rows = sessions(&deps, &f).await?;
+    let rows = sessions(&deps, &recordings, &f).await?;
     let hits = match ListFilters::text(f.q.as_ref()) {
         Some(q) => Some(search(&deps, &f, q).await?),
         None => None,
@@ -453,21 +299,9 @@ pub struct SessionPage {
     pub quorum: u32,
 }
 
-async fn load_request(deps: &Deps, code: &str) -> Result<Request, ReviewError> {
-    let parsed = GrantCode::parse(code).map_err(|_| ReviewError::NotFound(code.to_owned()))?;
-    load(deps, &RequestRef::Code(parsed)).await
-}
-
-async fn load(deps: &Deps, r: &RequestRef) -> Result<Request, ReviewError> {
-    match deps.store.get_request(r).await {
-        Ok(req) => Ok(req),
-        Err(shared::ports::StoreError::NotFound) => Err(ReviewError::NotFound(r.to_string())),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn session(
     State(deps): State<Deps>,
+    State(recordings): State<Arc<Recordings>>,
     Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
@@ -476,8 +310,8 @@ async fn session(
     let integrity = match &rec {
         // Re-hashing the whole file is blocking work: off the async workers.
         Some(r) => {
-            let (d, q, r) = (deps.clone(), req.clone(), r.clone());
-            tokio::task::spawn_blocking(move || crate::chat::sync::integrity(&d, &q, &r, true))
+            let (recs, q, r) = (recordings.clone(), req.clone(), r.clone());
+            tokio::task::spawn_blocking(move || recs.integrity(&q, &r, true))
                 .await
                 .map_err(|e| ReviewError::Internal(e.to_string()))?
         }
@@ -505,78 +339,9 @@ async fn session(
     Ok(html(pages::session(&who, &page)))
 }
 
-/// Records that `who` saw `what` (an audit event per view or download).
-pub(crate) async fn audit_view(
-    deps: &Deps,
-    who: &PrincipalName,
-    request: Option<RequestId>,
-    what: RecordingViewed,
-) -> Result<(), ReviewError> {
-    let draft = AuditDraft::of(request, who.as_str(), &AuditData::RecordingViewed(what));
-    deps.store.append_audit(&[draft], deps.now()).await?;
-    Ok(())
-}
-
-/// Where the bot reads recordings: the configured recordings folder.
-pub(crate) fn recordings(deps: &Deps) -> LocalFolder {
-    LocalFolder::new(&deps.chat.recordings_dir)
-}
-
-/// The finished recording's name, refusing names that could leave the directory.
-pub(crate) fn recording_name(rec: &RecordingRecord) -> Result<&str, ReviewError> {
-    let name = rec.file.as_str();
-    if !format::store::is_plain(name) {
-        return Err(ReviewError::Internal(format!("recording file name {name:?} is not plain")));
-    }
-    Ok(name)
-}
-
-/// A finished session: its request, its recording row and the recording file's bytes.
-pub(crate) async fn finished(
-    deps: &Deps,
-    r: &RequestRef,
-) -> Result<(Request, RecordingRecord, Vec<u8>), ReviewError> {
-    let req = load(deps, r).await?;
-    let rec = deps.store.recording(req.id).await?.ok_or_else(|| {
-        ReviewError::NotFound(format!("{} (no finished recording yet)", req.code))
-    })?;
-    let bytes = read_recording(recordings(deps), recording_name(&rec)?, &req).await?;
-    Ok((req, rec, bytes))
-}
-
-async fn read_recording(
-    store: LocalFolder,
-    name: &str,
-    req: &Request,
-) -> Result<Vec<u8>, ReviewError> {
-    let file = name.to_owned();
-    let read = tokio::task::spawn_blocking(move || store.read(&file))
-        .await
-        .map_err(|e| ReviewError::Internal(e.to_string()))?;
-    read.map_err(|e| {
-        tracing::error!(recording = %name, error = %e, "recording unreadable");
-        ReviewError::NotFound(format!("{} (the recording file is not on this server)", req.code))
-    })
-}
-
-/// The audit bundle of a finished session (see [`bundle`]).
-pub(crate) async fn bundle_of(
-    deps: &Deps,
-    req: &Request,
-    rec: &RecordingRecord,
-    cast: &[u8],
-) -> Result<Vec<u8>, ReviewError> {
-    let audit = deps.store.audit_of_request(req.id, 0).await?;
-    let events = deps.store.session_events(req.id).await?;
-    let (d, req, rec, cast) = (deps.clone(), req.clone(), rec.clone(), cast.to_vec());
-    tokio::task::spawn_blocking(move || bundle::build(&d, &req, &rec, &cast, &audit, &events))
-        .await
-        .map_err(|e| ReviewError::Internal(e.to_string()))?
-        .map_err(|e| ReviewError::Internal(format!("{e:#}")))
-}
-
 async fn download_cast(
     State(deps): State<Deps>,
+    State(recordings): State<Arc<Recordings>>,
     Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
@@ -586,7 +351,7 @@ async fn download_cast(
         // A live session: the recording so far (the player's "watch from the start").
         None if req.status == Status::Active => {
             let name =
-                live::live_file(&recordings(&deps), &req.code.to_string()).ok_or_else(|| {
+                live::live_file(&recordings.folder(), &req.code.to_string()).ok_or_else(|| {
                     ReviewError::NotFound(format!(
                         "{code} (its live recording is not on this server)"
                     ))
@@ -595,7 +360,7 @@ async fn download_cast(
         }
         None => return Err(ReviewError::NotFound(format!("{code} (it has no recording)"))),
     };
-    let mut bytes = read_recording(recordings(&deps), &name, &req).await?;
+    let mut bytes = read_recording(recordings.folder(), &name, &req).await?;
     if live {
         // Live viewers never get keystrokes; whole lines only (the gateway may be midway
         // through writing one).
@@ -610,13 +375,14 @@ async fn download_cast(
 
 async fn download_bundle(
     State(deps): State<Deps>,
+    State(recordings): State<Arc<Recordings>>,
     Reviewer(who, _): Reviewer,
     Path(code): Path<String>,
 ) -> Result<Response, ReviewError> {
     let code = GrantCode::parse(&code).map_err(|_| ReviewError::NotFound(code.clone()))?;
-    let (req, rec, cast) = finished(&deps, &RequestRef::Code(code)).await?;
+    let (req, rec, cast) = finished(&deps, &recordings, &RequestRef::Code(code)).await?;
     let name = format!("{}-bundle.tar.gz", req.code);
-    let bytes = bundle_of(&deps, &req, &rec, &cast).await?;
+    let bytes = bundle_of(&deps, &recordings, &req, &rec, &cast).await?;
     audit_view(&deps, &who, Some(req.id), RecordingViewed::Bundle { file: rec.file.clone() })
         .await?;
     Ok(attachment(bytes, "application/gzip", &name))

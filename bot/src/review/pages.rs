@@ -5,8 +5,7 @@ use maud::{DOCTYPE, Markup, html};
 use shared::core::{PrincipalName, SessionEventKind, Timestamp};
 
 use super::{ListFilters, SessionPage, SessionRow};
-use crate::chat::Integrity;
-use crate::http::views::SearchHit;
+use crate::recordings::{Integrity, SearchHit};
 
 fn layout(title: &str, who: Option<&PrincipalName>, body: &Markup) -> Markup {
     html! {

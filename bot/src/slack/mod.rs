@@ -16,11 +16,12 @@ pub mod socket;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde_json::json;
 use sha2::Digest as _;
 use shared::config::Secret;
@@ -30,6 +31,7 @@ use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use crate::chat::command::{self, BadInput, Invocation};
+use crate::chat::sync::ChatHub;
 use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
 use crate::service::Deps;
 use render::Mrkdwn;
@@ -259,9 +261,25 @@ impl ChatAdapter for SlackAdapter {
     }
 }
 
+/// What the Slack endpoints run on: the service, the chat hub (its sync loop is woken after a
+/// change) and Slack's state when Slack is configured.
+#[derive(Debug, Clone)]
+pub struct SlackFront {
+    pub deps: Deps,
+    pub hub: Arc<ChatHub>,
+    pub slack: Option<Arc<SlackState>>,
+}
+
+/// The Slack endpoints (`/slack/commands`, `/slack/interactions`), merged into the bot's router.
+pub fn routes() -> Router<SlackFront> {
+    Router::new()
+        .route("/slack/commands", post(command))
+        .route("/slack/interactions", post(interaction))
+}
+
 /// The Slack state when the HTTP endpoints are on (Slack configured, not in Socket Mode).
-fn slack_state(deps: &Deps) -> Option<Arc<SlackState>> {
-    deps.slack.clone().filter(|s| s.verifier.is_some())
+fn slack_state(front: &SlackFront) -> Option<Arc<SlackState>> {
+    front.slack.clone().filter(|s| s.verifier.is_some())
 }
 
 /// An ephemeral answer to a slash command.
@@ -270,37 +288,42 @@ fn reply(text: String) -> Response {
 }
 
 /// `POST /slack/commands`: the `/breakglass` slash command.
-pub async fn command(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
+pub async fn command(State(front): State<SlackFront>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
+    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
         return refused;
     }
     let Some(ev) = decode_command(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
     };
-    reply(run_command(&deps, &ev).await)
+    reply(run_command(&front.deps, &front.hub, &ev).await)
 }
 
 /// Runs one slash command (verified, from HTTP or Socket Mode) through the shared runner;
 /// returns the private answer.
-pub async fn run_command(deps: &Deps, ev: &SlackCommandEvent) -> String {
+pub async fn run_command(deps: &Deps, hub: &ChatHub, ev: &SlackCommandEvent) -> String {
     let (user, channel) = (ev.user_id.to_string(), ev.channel_id.to_string());
     let inv = Invocation { platform: Platform::Slack, user: &user, channel: &channel };
     let cmd = parse::parse(ev.text.as_deref().unwrap_or_default())
         .map_err(|e| BadInput { message: e.to_string(), code: e.code() });
-    command::run(deps, &Mrkdwn, &inv, cmd).await
+    command::run(deps, hub, &Mrkdwn, &inv, cmd).await
 }
 
 /// Handles the clicks of one verified `block_actions` event (HTTP or Socket Mode): each goes
 /// through the shared runner as the clicker; refusals are told to the clicker alone, off the
 /// request path.
-pub async fn run_clicks(deps: &Deps, slack: &SlackState, ev: SlackInteractionBlockActionsEvent) {
+pub async fn run_clicks(
+    deps: &Deps,
+    hub: &ChatHub,
+    slack: &SlackState,
+    ev: SlackInteractionBlockActionsEvent,
+) {
     let user = ev.user.as_ref().map(|u| u.id.to_string()).unwrap_or_default();
     let channel = ev.channel.as_ref().map(|c| c.id.to_string()).unwrap_or_default();
     let inv = Invocation { platform: Platform::Slack, user: &user, channel: &channel };
     for action in ev.actions.unwrap_or_default() {
         let Some((button, r)) = click_of(&action) else { continue };
-        if let Err(text) = command::click(deps, &Mrkdwn, &inv, button, &r).await {
+        if let Err(text) = command::click(deps, hub, &Mrkdwn, &inv, button, &r).await {
             let adapter = slack.adapter.clone();
             let (channel, user) = (channel.clone(), user.clone());
             tokio::spawn(async move {
@@ -318,9 +341,13 @@ struct InteractionForm {
 }
 
 /// `POST /slack/interactions`: Approve, Deny and Revoke clicks on cards.
-pub async fn interaction(State(deps): State<Deps>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(slack) = slack_state(&deps) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&deps, &slack, &headers, &body).await {
+pub async fn interaction(
+    State(front): State<SlackFront>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
+    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
         return refused;
     }
     let Some(decoded) = decode_interaction(&body) else {
@@ -330,7 +357,7 @@ pub async fn interaction(State(deps): State<Deps>, headers: HeaderMap, body: Byt
         // Other interaction kinds are not ours: acknowledge and ignore.
         return StatusCode::OK.into_response();
     };
-    run_clicks(&deps, &slack, ev).await;
+    run_clicks(&front.deps, &front.hub, &slack, ev).await;
     StatusCode::OK.into_response()
 }
 

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SlackState;
 use crate::chat::Platform;
+use crate::chat::sync::ChatHub;
 use crate::service::Deps;
 
 /// With nothing from Slack for this long, the bot pings; with nothing for twice this long,
@@ -82,6 +83,7 @@ enum Ended {
 /// Keeps a Socket Mode connection open until `stop` is cancelled, reconnecting with backoff.
 pub async fn run(
     deps: Deps,
+    hub: Arc<ChatHub>,
     slack: Arc<SlackState>,
     app_token: Secret<String>,
     stop: CancellationToken,
@@ -94,7 +96,7 @@ pub async fn run(
             r = tokio::time::timeout(CONNECT_TIMEOUT, connect(&slack, &token)) => r,
         };
         let ended = match attempt {
-            Ok(Ok(ws)) => serve(&deps, &slack, ws, &stop).await,
+            Ok(Ok(ws)) => serve(&deps, &hub, &slack, ws, &stop).await,
             Ok(Err(e)) => Ended::Lost { reason: e, hello: false },
             Err(_) => Ended::Lost { reason: "timed out connecting".into(), hello: false },
         };
@@ -152,7 +154,13 @@ fn describe_ws_error(e: &tokio_tungstenite::tungstenite::Error) -> String {
 }
 
 /// Serves one connection: envelopes in, acknowledgements out, until it ends or `stop`.
-async fn serve(deps: &Deps, slack: &SlackState, mut ws: Socket, stop: &CancellationToken) -> Ended {
+async fn serve(
+    deps: &Deps,
+    hub: &ChatHub,
+    slack: &SlackState,
+    mut ws: Socket,
+    stop: &CancellationToken,
+) -> Ended {
     let mut hello = false;
     let mut pinged = false;
     loop {
@@ -189,7 +197,7 @@ async fn serve(deps: &Deps, slack: &SlackState, mut ws: Socket, stop: &Cancellat
             }
             _ => continue,
         };
-        match handle(deps, slack, text.as_str()).await {
+        match handle(deps, hub, slack, text.as_str()).await {
             Handled::Hello => {
                 hello = true;
                 tracing::info!("Slack Socket Mode connected");
@@ -235,7 +243,7 @@ struct Frame {
 }
 
 /// Handles one frame: a command or clicks run (once per envelope id), then the ack.
-async fn handle(deps: &Deps, slack: &SlackState, text: &str) -> Handled {
+async fn handle(deps: &Deps, hub: &ChatHub, slack: &SlackState, text: &str) -> Handled {
     let frame = match serde_json::from_str::<Frame>(text) {
         Ok(f) => f,
         Err(e) => {
@@ -252,7 +260,7 @@ async fn handle(deps: &Deps, slack: &SlackState, text: &str) -> Handled {
         ("slash_commands", Some(id)) => {
             let text = match first(deps, &id).await {
                 Ok(true) => match serde_json::from_value::<SlackCommandEvent>(frame.payload) {
-                    Ok(ev) => super::run_command(deps, &ev).await,
+                    Ok(ev) => super::run_command(deps, hub, &ev).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "a malformed Slack slash command was ignored");
                         "malformed slash command [bad_request]".to_owned()
@@ -269,7 +277,7 @@ async fn handle(deps: &Deps, slack: &SlackState, text: &str) -> Handled {
             match first(deps, &id).await {
                 Ok(true) => match serde_json::from_value::<SlackInteractionEvent>(frame.payload) {
                     Ok(SlackInteractionEvent::BlockActions(clicks)) => {
-                        super::run_clicks(deps, slack, clicks).await;
+                        super::run_clicks(deps, hub, slack, clicks).await;
                     }
                     // Other interaction kinds are not ours: acknowledge and ignore.
                     Ok(_) => {}

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use bot::Bot;
+use bot::recordings::Recordings;
 use bot::service::Deps;
 use serde_json::Value;
 use shared::config::Config;
@@ -30,7 +32,11 @@ pub fn test_config() -> Config {
 /// The app under test.
 #[derive(Debug, Clone)]
 pub struct App {
+    /// The service.
     pub deps: Deps,
+    /// The front ends' parts (no chat, no recordings folder unless a test sets them); its
+    /// `deps` is replaced by [`Self::deps`] when the router is built ([`Self::bot`]).
+    pub bot: Bot,
     pub clock: Arc<FixedClock>,
 }
 
@@ -46,12 +52,15 @@ impl App {
             clock: clock.clone(),
             signer: Arc::new(signer),
             pins: Arc::new(pins),
-            chat: Arc::new(bot::chat::sync::ChatHub::default()),
-            slack: None,
-            discord: None,
             changed: std::sync::Arc::default(),
         };
-        Self { deps, clock }
+        let bot = Bot::new(deps.clone(), Recordings::default());
+        Self { deps, bot, clock }
+    }
+
+    /// What the router is built with: [`Self::deps`] and the front ends' parts.
+    pub fn bot(&self) -> Bot {
+        Bot { deps: self.deps.clone(), ..self.bot.clone() }
     }
 
     pub fn now(&self) -> i64 {
@@ -74,7 +83,7 @@ impl App {
         if json {
             b = b.header("content-type", "application/json");
         }
-        let resp = bot::router(self.deps.clone())
+        let resp = bot::router(self.bot())
             .oneshot(b.body(body).expect("request builds"))
             .await
             .expect("the router is infallible");

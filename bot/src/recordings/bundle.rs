@@ -25,21 +25,22 @@ use shared::core::approval::public_key_text;
 use shared::core::{AuditEntry, Request};
 use shared::ports::{RecordingRecord, SessionEvent};
 
+use super::Recordings;
 use crate::service::Deps;
 
 /// Builds the bundle of a finished session (`cast` is the recording file's bytes).
 pub fn build(
     deps: &Deps,
+    recordings: &Recordings,
     req: &Request,
     rec: &RecordingRecord,
     cast: &[u8],
     audit: &[AuditEntry],
     events: &[SessionEvent],
 ) -> Result<Vec<u8>> {
-    let key =
-        format::integrity::pinned(&deps.chat.recording_pins, &rec.key_id).with_context(|| {
-            format!("the recording was signed by key {}, which is not pinned", rec.key_id)
-        })?;
+    let key = format::integrity::pinned(&recordings.pins, &rec.key_id).with_context(|| {
+        format!("the recording was signed by key {}, which is not pinned", rec.key_id)
+    })?;
     let sidecar = format::integrity::Sidecar::of(&crate::recording_check::stored(rec), req);
     // The signed statement (docs/recording-signature.md), for openssl alone.
     let statement = sidecar.statement().context("the recording's file name is too long")?;
