@@ -427,7 +427,11 @@ impl Recording {
         }
     }
 
-    pub fn exit_status(&mut self, ch: ChannelId, status: u32) {
+    /// The target reported a channel's exit status. Its trackers stay on until it closes
+    /// ([`Recording::channel_done`]): with a terminal, OpenSSH may send the status before the
+    /// last output it read from the pty (the echo of the `exit` just typed, say), and a command
+    /// on that output must still be found.
+    pub fn exit_status(&mut self, status: u32) {
         if self.finished {
             return;
         }
@@ -437,7 +441,6 @@ impl Recording {
             let r = w.marker(t, &format!("exit {status}"));
             self.io(r);
         }
-        self.channel_done(ch);
     }
 
     /// Something worth a marker and a session event (a refused forward, an agent request).
@@ -732,6 +735,30 @@ pub(crate) mod tests {
             kinds.iter().all(|(k, _)| *k != SessionEventKind::Forward),
             "nothing reported after the end: {kinds:?}"
         );
+    }
+
+    /// With a terminal, OpenSSH may report the exit status before the last output it read from
+    /// the pty: the echo of the `exit` just typed comes after it, and the command is still found.
+    #[test]
+    fn a_command_echoed_after_the_exit_status_is_still_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut r, mut events) = recording(dir.path());
+        let ch = channel(0);
+        r.pty(ch, "xterm", 80, 24);
+        r.start(ch, ChannelKind::Shell);
+        r.output(ch, b"\x1b[?2004hroot@db-1:~# ");
+        r.input(ch, b"exit\r");
+        r.exit_status(0);
+        r.output(ch, b"exit\r\n\x1b[?2004l\rlogout\r\n");
+        r.channel_done(ch);
+        assert!(r.finish("session ended: closed").is_some());
+        let mut commands = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if e.kind == SessionEventKind::Command {
+                commands.push(e.detail["command"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        assert_eq!(commands, ["exit"]);
     }
 
     #[test]

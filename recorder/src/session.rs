@@ -1157,7 +1157,7 @@ async fn pump_target(
             ChannelMsg::Success => replies.send(true).is_ok(),
             ChannelMsg::Failure => replies.send(false).is_ok(),
             ChannelMsg::ExitStatus { exit_status } => {
-                live.record(|r| r.exit_status(ch, exit_status));
+                live.record(|r| r.exit_status(exit_status));
                 handle.exit_status_request(ch, exit_status).await.is_ok()
             }
             ChannelMsg::ExitSignal { signal_name, core_dumped, error_message, lang_tag } => {
