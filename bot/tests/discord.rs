@@ -46,24 +46,11 @@ impl Discord {
             &Secret::new("bot-token".into()),
         ));
         let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
-        let recordings = Arc::new(bot::recordings::Recordings::new(
-            vec![recording_key.verifying_key()],
-            std::env::temp_dir().join("bg-none"),
-        ));
-        let mut hub =
-            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
-        hub.add(adapter.clone());
-        app.bot.recordings = recordings;
-        app.bot.chat = Arc::new(hub);
+        app.with_chat(adapter.clone(), &recording_key);
         app.bot.discord = Some(Arc::new(
             bot::discord::DiscordState::new(&signer.public_key_hex(), adapter).expect("key"),
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = bot::router(app.bot());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let url = app.serve().await;
         static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let first = 1_500_000_000_000_000_000
             + STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) * 1_000_000;

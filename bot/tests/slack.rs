@@ -34,23 +34,10 @@ impl Slack {
                 .expect("client"),
         );
         let recording_key = format::integrity::RecordingSigner::new(shared::testing::key(7));
-        let recordings = Arc::new(bot::recordings::Recordings::new(
-            vec![recording_key.verifying_key()],
-            std::env::temp_dir().join("bg-no-recordings"),
-        ));
-        let mut hub =
-            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
-        hub.add(adapter.clone());
-        app.bot.recordings = recordings;
-        app.bot.chat = Arc::new(hub);
+        app.with_chat(adapter.clone(), &recording_key);
         app.bot.slack =
             Some(Arc::new(bot::slack::SlackState::new(&Secret::new(SECRET.into()), adapter)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = bot::router(app.bot());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let url = app.serve().await;
         Self { app, fake, url, http: reqwest::Client::new(), recording_key }
     }
 

@@ -63,6 +63,35 @@ impl App {
         Bot { deps: self.deps.clone(), ..self.bot.clone() }
     }
 
+    /// Chat through `adapter`, with the recordings checked against `recording_key` (the
+    /// platform's own state is the caller's to set).
+    pub fn with_chat(
+        &mut self,
+        adapter: Arc<dyn bot::chat::ChatAdapter>,
+        recording_key: &format::integrity::RecordingSigner,
+    ) {
+        let recordings = Arc::new(Recordings::new(
+            vec![recording_key.verifying_key()],
+            std::env::temp_dir().join("bg-no-recordings"),
+        ));
+        let mut hub =
+            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
+        hub.add(adapter);
+        self.bot.recordings = recordings;
+        self.bot.chat = Arc::new(hub);
+    }
+
+    /// The router on a loopback port; its base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = bot::router(self.bot());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now().unix()
     }
