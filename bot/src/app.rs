@@ -191,8 +191,6 @@ pub type ChatParts = (ChatHub, Option<Arc<SlackState>>, Option<Arc<DiscordState>
 pub struct Bot {
     /// The application service.
     pub deps: Deps,
-    /// Where recordings are and the keys that sign them (reviewer pages, API, chat summary).
-    pub recordings: Arc<Recordings>,
     /// Chat adapters and the sync loop's wake-up (empty when no chat is configured).
     pub chat: Arc<ChatHub>,
     /// The Slack endpoints' state, when Slack is configured.
@@ -206,14 +204,17 @@ impl Bot {
     pub fn new(deps: Deps, recordings: Recordings) -> Self {
         let recordings = Arc::new(recordings);
         let chat = ChatHub::new(recordings.clone(), deps.config.server.public_url.clone());
-        Self { deps, recordings, chat: Arc::new(chat), slack: None, discord: None }
+        Self { deps, chat: Arc::new(chat), slack: None, discord: None }
     }
 }
 
 /// The bot's router: each front end's routes over its own state (the API, Slack, Discord, the
 /// reviewer pages), merged, with what every route shares around them.
 pub fn router(bot: Bot) -> Router {
-    let Bot { deps, recordings, chat, slack, discord } = bot;
+    let Bot { deps, chat, slack, discord } = bot;
+    // Where recordings are and the keys that sign them: one for the API, the reviewer pages
+    // and the chat summary.
+    let recordings = chat.recordings.clone();
     let api = ApiFront { deps: deps.clone(), recordings: recordings.clone() };
     let slack = SlackFront { deps: deps.clone(), hub: chat.clone(), slack };
     let discord = DiscordFront { deps: deps.clone(), hub: chat, discord };
@@ -287,7 +288,7 @@ pub async fn build_bot(config: Config) -> anyhow::Result<(Bot, KeySource)> {
     let pins = pins(&config, &signer);
     let recordings =
         Arc::new(Recordings::new(recording_pins(&config)?, config.gateway.recordings_dir.clone()));
-    let (chat, slack, discord) = build_chat(&config, recordings.clone())?;
+    let (chat, slack, discord) = build_chat(&config, recordings)?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
         format!(
             "while opening the database {}",
@@ -302,7 +303,7 @@ pub async fn build_bot(config: Config) -> anyhow::Result<(Bot, KeySource)> {
         pins: Arc::new(pins),
         changed: Arc::default(),
     };
-    Ok((Bot { deps, recordings, chat: Arc::new(chat), slack, discord }, source))
+    Ok((Bot { deps, chat: Arc::new(chat), slack, discord }, source))
 }
 
 /// The approval keys a gateway running on its own trusts: `keys.pinned_bot_keys`, or, when

@@ -62,9 +62,7 @@ impl Review {
             vec![key.verifying_key()],
             dir.path().to_owned(),
         ));
-        app.bot.chat =
-            Arc::new(bot::chat::sync::ChatHub::new(recordings.clone(), "http://bg.test".into()));
-        app.bot.recordings = recordings;
+        app.bot.chat = Arc::new(bot::chat::sync::ChatHub::new(recordings, "http://bg.test".into()));
         Self { app, dir, key }
     }
 

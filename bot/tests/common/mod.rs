@@ -74,10 +74,8 @@ impl App {
             vec![recording_key.verifying_key()],
             std::env::temp_dir().join("bg-no-recordings"),
         ));
-        let mut hub =
-            bot::chat::sync::ChatHub::new(recordings.clone(), "https://bg.example".into());
+        let mut hub = bot::chat::sync::ChatHub::new(recordings, "https://bg.example".into());
         hub.add(adapter);
-        self.bot.recordings = recordings;
         self.bot.chat = Arc::new(hub);
     }
 
