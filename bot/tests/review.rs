@@ -600,12 +600,7 @@ async fn a_live_view_ends_when_the_viewers_browser_session_does(db: TestDb) -> T
         "{\"version\":2,\"width\":80,\"height\":24}\n[0.5,\"o\",\"hello-live\"]\n",
     )?;
     let cookie = r.sign_in(&r.link("erin", None).await).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/review/s/{code}/live", listener.local_addr()?);
-    let router = bot::router(r.app.bot());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let url = format!("{}/review/s/{code}/live", r.app.serve().await);
     let mut resp = reqwest::Client::new().get(&url).header("cookie", &cookie).send().await?;
     assert_eq!(resp.status(), 200);
     let mut seen = String::new();
