@@ -169,6 +169,10 @@ pub enum Command {
         /// SSH listen address (overrides gateway.listen).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Where /healthz, /readyz and /metrics are served, or `off` (overrides
+        /// gateway.health_listen; default 127.0.0.1:9222).
+        #[arg(long, value_name = "ADDR")]
+        health_listen: Option<String>,
         #[command(flatten)]
         log: LogArg,
     },
@@ -190,6 +194,25 @@ pub enum Command {
         after_help = "Example:\n  BREAKGLASS_DISCORD_BOT_TOKEN=… breakglass discord register --guild 1180000000000000000"
     )]
     Discord(DiscordCommand),
+    /// Ask a running bot, or a standalone gateway's health listener, whether it is ready
+    /// (exit 0), for container and orchestrator probes.
+    #[command(
+        after_help = "Exit status: 0 ready; 1 it answered, not ready (e.g. the database is down); 4 no answer.\n\nExamples:\n  breakglass healthcheck                       # the bot of ./breakglass.toml (server.listen)\n  breakglass healthcheck --gateway             # the gateway's gateway.health_listen\n  breakglass healthcheck --url http://10.0.0.7:9222"
+    )]
+    Healthcheck {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Probe the standalone gateway's health listener (gateway.health_listen) instead of
+        /// the bot (server.listen).
+        #[arg(long, conflicts_with = "url")]
+        gateway: bool,
+        /// Probe this URL instead (`http://HOST:PORT` probes /readyz).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
     #[command(
         after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
@@ -726,8 +749,13 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let o = Overrides { listen, data_dir, ..Overrides::default() };
             commands::serve::serve(Mode::Bot, config.config, o).await
         }
-        Command::Gateway { config, data_dir, listen, log: _ } => {
-            let o = Overrides { data_dir, gateway_listen: listen, ..Overrides::default() };
+        Command::Gateway { config, data_dir, listen, health_listen, log: _ } => {
+            let o = Overrides {
+                data_dir,
+                gateway_listen: listen,
+                health_listen,
+                ..Overrides::default()
+            };
             commands::serve::serve(Mode::Gateway, config.config, o).await
         }
         Command::Ca(CaCommand::PublicKey { config, data_dir }) => {
@@ -777,6 +805,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             };
             let o = Overrides { data_dir, ..Overrides::default() };
             commands::recording::replay(g, &target, key.as_deref(), config.config, &o, &args).await
+        }
+        Command::Healthcheck { config, gateway, url, timeout } => {
+            let probe =
+                commands::healthcheck::Probe { url, gateway, config: config.config, timeout };
+            commands::healthcheck::run(probe).await
         }
         Command::Keygen { out } => commands::keys::keygen(&out),
         Command::Token { for_ } => {

@@ -44,6 +44,8 @@ pub enum Mode {
 /// answer, 5 for a local problem: a listen address, a key or secret file, the data
 /// directory), or a server failure (1).
 pub async fn run(mode: Mode, cfg: Config) -> Result<(), Failure> {
+    // Before anything records a metric: what is recorded earlier is lost.
+    bot::telemetry::install();
     match mode {
         Mode::Up => up(cfg).await,
         Mode::Bot => bot_only(cfg).await,
@@ -118,10 +120,28 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
     }
     let store = crate::commands::open_database(&cfg).await?;
     let ssh = bind(cfg.gateway.listen, "SSH").await?;
-    let (gw, host_key) = build_gateway(Arc::new(cfg), store, Arc::new(pins))
+    let health = match cfg.gateway.health_listen {
+        Some(addr) => Some(bind(addr, "health checks").await?),
+        None => None,
+    };
+    let (gw, host_key) = build_gateway(Arc::new(cfg), store.clone(), Arc::new(pins))
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     announce_gateway(&gw, &ssh);
     let stop = stop_on_signal();
+    if let Some(listener) = health {
+        let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(target: BANNER, "health checks and metrics on http://{bound} (/healthz, /readyz, /metrics)");
+        let router = bot::telemetry::health_router(store);
+        let health_stop = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { health_stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the health listener stopped");
+            }
+        });
+    }
     recorder::serve(ssh, gw, host_key, stop)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))

@@ -27,7 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("slack", &["service", "chat"]),
     ("discord", &["service", "chat"]),
     // The API shows the connect line as chat does (one presentation).
-    ("http", &["service", "recordings", "recording_check", "chat::present"]),
+    ("http", &["service", "recordings", "recording_check", "chat::present", "telemetry"]),
     ("review", &["service", "recordings"]),
     ("reaper", &["service"]),
     // The CLI's HTTP client reads the API's JSON shapes and error body.
@@ -37,8 +37,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // The fuzz targets' bodies call the chat platforms' decoders.
     ("fuzzing", &["slack", "discord"]),
     ("logging", &[]),
+    // Metrics and health checks: over the storage port only.
+    ("telemetry", &[]),
     // The bot's composition: the one place that names every front end.
-    ("app", &["service", "recordings", "chat", "slack", "discord", "http", "review"]),
+    ("app", &["service", "recordings", "chat", "slack", "discord", "http", "review", "telemetry"]),
 ];
 
 /// This module: its tests quote paths, so it is not read (and has no row).

@@ -23,6 +23,8 @@
 //! - [`recording_check`]: recordings in `audit verify`: signatures over the session statement
 //!   rebuilt from the audit log, the `recordings` rows and the files must agree.
 //! - [`fuzzing`]: the bodies of the chat payload fuzz targets, and the list of every target.
+//! - [`telemetry`]: the process's Prometheus recorder, `/metrics`, and a standalone gateway's
+//!   health listener.
 //! - [`logging`]: one format on standard error (text or JSON lines) for logs, the service
 //!   banner and a failed command's last line.
 
@@ -42,6 +44,7 @@ pub mod recordings;
 pub mod review;
 pub mod service;
 pub mod slack;
+pub mod telemetry;
 
 pub use app::{Bot, router, serve};
 pub use service::Deps;

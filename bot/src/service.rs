@@ -20,6 +20,7 @@ use shared::core::{
     PolicyError, PrincipalName, Request, RequestId, RequestRef, Status, Timestamp,
 };
 use shared::ports::{RequestFilter, Store, StoreError};
+use shared::telemetry;
 
 /// Everything the service needs, shared by every task of the process (and nothing more).
 #[derive(Debug, Clone)]
@@ -86,6 +87,7 @@ impl Deps {
             match self.store.create_request(&req, &audit, now).await {
                 Ok(()) => {
                     tracing::info!(code = %req.code, requester = %req.requester, host = %req.host, "request opened");
+                    metrics::counter!(telemetry::REQUESTS, "outcome" => "requested").increment(1);
                     return Ok(req);
                 }
                 // A code collision (1 in 16M per live code): draw new random parts.
@@ -177,6 +179,7 @@ impl Deps {
                 Ok(()) => {
                     tracing::info!(code = %t.next.code, status = t.next.status.as_str(), "request changed");
                     self.changed.notify_one();
+                    count_outcome(&req, &t.next, now);
                     return Ok(t.next);
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -186,7 +189,8 @@ impl Deps {
         Err(ServiceError::Busy)
     }
 
-    /// Expires every open request whose deadline passed; returns how many.
+    /// Expires every open request whose deadline passed; returns how many. Sets the reaper
+    /// lag: how far past its deadline the most overdue of them was.
     ///
     /// # Errors
     /// Storage errors while listing. Errors on single requests are logged and skipped.
@@ -200,8 +204,19 @@ impl Deps {
                 ..RequestFilter::default()
             })
             .await?;
+        let now = self.now();
+        let lag = open
+            .iter()
+            .filter(|r| !r.status.is_terminal() && r.status_at(now) == Status::Expired)
+            .map(|r| match r.status {
+                Status::Pending => r.pending_until,
+                _ => r.not_after,
+            })
+            .map(|due| telemetry::seconds_between(due, now))
+            .fold(0.0, f64::max);
+        metrics::gauge!(telemetry::REAPER_LAG).set(lag);
         let mut n = 0;
-        for id in request::due_for_expiry(&open, self.now()) {
+        for id in request::due_for_expiry(&open, now) {
             match self.expire(id).await {
                 Ok(_) => n += 1,
                 Err(e) => tracing::warn!(%id, error = %e, "could not expire request"),
@@ -324,4 +339,25 @@ fn fresh() -> Fresh {
         code: GrantCode::from_random(code),
         nonce: Nonce::from_bytes(nonce),
     }
+}
+
+/// Counts a request's change of status by outcome; the approval that completed the quorum
+/// also records how long the request waited for it.
+fn count_outcome(before: &Request, after: &Request, now: Timestamp) {
+    if before.status == after.status {
+        return;
+    }
+    let outcome = match after.status {
+        Status::Approved => {
+            metrics::histogram!(telemetry::TIME_TO_APPROVE)
+                .record(telemetry::seconds_between(after.not_before, now));
+            "approved"
+        }
+        Status::Denied => "denied",
+        Status::Expired => "expired",
+        Status::Revoked => "revoked",
+        Status::Closed => "closed",
+        Status::Pending | Status::Active => return,
+    };
+    metrics::counter!(telemetry::REQUESTS, "outcome" => outcome).increment(1);
 }

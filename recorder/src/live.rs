@@ -196,6 +196,8 @@ impl Cutter {
             if r.is_some() {
                 return None;
             }
+            metrics::counter!(shared::telemetry::SESSION_CUTS, "reason" => reason.as_str())
+                .increment(1);
             *r = Some(reason);
         }
         // The channels to say goodbye on are taken before anything stops, so a relay task
@@ -238,6 +240,13 @@ impl Cutter {
         }
         self.client.cancel();
     }
+}
+
+/// Sets the live-sessions gauge. Every gateway of a process shares the one gauge (tests run
+/// several; a process in production has one).
+#[allow(clippy::cast_precision_loss)]
+fn live_gauge(n: usize) {
+    metrics::gauge!(shared::telemetry::LIVE_SESSIONS).set(n as f64);
 }
 
 /// Waits longer than this are cut short and measured again against the clock (see
@@ -302,11 +311,13 @@ impl LiveSessions {
     pub fn insert(&self, id: RequestId, host: String, cutter: Arc<Cutter>) {
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, (host, cutter));
+            live_gauge(m.len());
         }
     }
     pub fn remove(&self, id: RequestId) {
         if let Ok(mut m) = self.map.lock() {
             m.remove(&id);
+            live_gauge(m.len());
         }
     }
     pub fn len(&self) -> usize {

@@ -25,6 +25,43 @@ use shared::core::{RequestId, SessionEventKind, Timestamp};
 use shared::ports::SessionEvent;
 use tokio::sync::mpsc;
 
+/// A recording writer that counts the bytes it writes ([`shared::telemetry::RECORDED_BYTES`]).
+/// It sits under the asciicast writer's line buffer, so it counts once per flushed batch, not
+/// per relayed packet.
+pub struct Counted {
+    inner: Box<dyn RecordingWriter>,
+    bytes: metrics::Counter,
+}
+
+impl Counted {
+    pub fn new(inner: Box<dyn RecordingWriter>) -> Self {
+        Self { inner, bytes: metrics::counter!(shared::telemetry::RECORDED_BYTES) }
+    }
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Counted").field(&self.inner).finish()
+    }
+}
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.increment(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl RecordingWriter for Counted {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+}
+
 /// What kind of work a channel does, once the client said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelKind {

@@ -325,7 +325,7 @@ impl GatewaySession {
             Recording::new(
                 req.id,
                 file.clone(),
-                writer,
+                Box::new(crate::recording::Counted::new(writer)),
                 meta,
                 started_at,
                 events_tx,
@@ -407,6 +407,10 @@ impl GatewaySession {
             flusher: d.live.flusher().clone(),
         });
         d.live.insert(req.id, req.host.to_string(), cutter);
+        if let Some(quorum_at) = req.approvals.iter().map(|a| a.signed_at).max() {
+            metrics::histogram!(shared::telemetry::TIME_TO_ACCESS)
+                .record(shared::telemetry::seconds_since(quorum_at));
+        }
         live.tasks.spawn(bridge_inbound(
             live.clone(),
             handle,
@@ -1399,6 +1403,8 @@ async fn enforce_deadline(live: Arc<Live>, clock: Arc<dyn shared::core::Clock>) 
         req.host
     );
     tracing::info!(code = %req.code, "grant window ended: cutting the session");
+    metrics::histogram!(shared::telemetry::CUT_LATENCY)
+        .record(shared::telemetry::seconds_since(deadline));
     live.cutter.cut(EndReason::Expired, &msg).await;
 }
 

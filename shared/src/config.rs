@@ -147,6 +147,7 @@ pub struct RawGateway {
     pub max_channels_per_session: usize,
     pub max_startups: usize,
     pub max_startups_per_source: usize,
+    pub health_listen: String,
 }
 
 impl Default for RawGateway {
@@ -166,9 +167,13 @@ impl Default for RawGateway {
             max_channels_per_session: 10,
             max_startups: 100,
             max_startups_per_source: 10,
+            health_listen: DEFAULT_HEALTH_LISTEN.into(),
         }
     }
 }
+
+/// Where a standalone gateway serves `/healthz`, `/readyz` and `/metrics` by default.
+pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9222";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -409,6 +414,9 @@ pub struct GatewaySettings {
     pub max_startups: usize,
     /// Connections not logged in yet from one source address; more are closed at once.
     pub max_startups_per_source: usize,
+    /// Where a standalone gateway (`breakglass gateway`) serves `/healthz`, `/readyz` and
+    /// `/metrics`; `None` (`"off"`): nowhere. `breakglass up` serves them on the bot's listener.
+    pub health_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +546,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub gateway_listen: Option<String>,
+    pub health_listen: Option<String>,
 }
 
 /// Loads the config: defaults, then `file` (if any), then `BREAKGLASS__*` env, then `flags`.
@@ -592,6 +601,9 @@ fn merge_flags(mut fig: Figment, flags: &Overrides) -> Figment {
     }
     if let Some(v) = &flags.gateway_listen {
         fig = fig.merge(Serialized::default("gateway.listen", v));
+    }
+    if let Some(v) = &flags.health_listen {
+        fig = fig.merge(Serialized::default("gateway.health_listen", v));
     }
     fig
 }
@@ -712,6 +724,13 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         positive_duration("gateway.login_grace_time", &g.login_grace_time, "30s")?;
     let revocation_poll =
         positive_duration("gateway.revocation_poll", &g.revocation_poll, "250ms")?;
+    let health_listen = match g.health_listen.trim() {
+        "off" => None,
+        v => Some(parse_addr("gateway.health_listen", v).map_err(|mut e| {
+            e.fix = format!("{} (or \"off\")", e.fix);
+            e
+        })?),
+    };
     for (i, v) in g.env_allowlist.iter().enumerate() {
         let name = v.strip_suffix('*').unwrap_or(v);
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -753,6 +772,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         max_channels_per_session: g.max_channels_per_session,
         max_startups: g.max_startups,
         max_startups_per_source: g.max_startups_per_source,
+        health_listen,
     };
 
     // Principals.

@@ -9,6 +9,7 @@
 //! - [`fuzzing`]: the bodies of the approval and config fuzz targets (`fuzz/`).
 //! - [`ports`]: the storage port (`Store`) that adapters implement.
 //! - [`storage`]: the sqlx adapter for SQLite and PostgreSQL (feature `storage`).
+//! - [`telemetry`]: the Prometheus metric names every process exports, and their help.
 //! - [`testing`]: builders and fakes for tests (feature `test-util`).
 
 pub mod config;
@@ -19,5 +20,6 @@ pub mod keys;
 pub mod ports;
 #[cfg(feature = "storage")]
 pub mod storage;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;

@@ -176,6 +176,23 @@ pub trait Requests: Send + Sync + Debug {
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How this process uses its database connections now (`None`: no pool, as in the
+    /// in-memory fake).
+    fn pool_use(&self) -> Option<PoolUse> {
+        None
+    }
+}
+
+/// A connection pool's use at one moment, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections open now.
+    pub open: u32,
+    /// Of those, the ones waiting for work.
+    pub idle: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
 }
 
 /// The hash-chained audit log: appending events that change no request, and reading it.

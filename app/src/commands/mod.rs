@@ -14,6 +14,7 @@ pub mod approve;
 pub mod audit;
 pub mod config_check;
 pub mod discord;
+pub mod healthcheck;
 pub mod keys;
 pub mod recording;
 pub mod serve;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use shared::core::event::SessionEnded;
 use shared::core::{AuditData, AuditEntry, AuditKind, EndReason, Request, RequestRef, Status};
 use shared::ports::ChatThread;
+use shared::telemetry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +78,9 @@ pub async fn sync_due(deps: &Deps, hub: &ChatHub) -> Result<usize, shared::ports
             Some(adapter) => match sync_thread(deps, hub, adapter.as_ref(), t.clone()).await {
                 Ok(done) => done,
                 Err((mut partial, e)) => {
+                    let platform = adapter.platform().as_str();
+                    metrics::counter!(telemetry::CHAT_ERRORS, "platform" => platform).increment(1);
+                    metrics::counter!(telemetry::CHAT_RETRIES, "platform" => platform).increment(1);
                     partial.attempts += 1;
                     let backoff = match &e {
                         ChatError::RateLimited(Some(d)) => {
@@ -131,6 +135,7 @@ async fn sync_thread(
         match adapter.start_thread(&t.channel, &posted, &card).await {
             Ok(thread) => posted.thread_id = thread,
             Err(ChatError::Refused(why)) => {
+                refused(adapter);
                 tracing::error!(request = %t.request_id, %why, "chat refused to start the card's thread; posting in the channel instead");
                 posted.thread_id = Some(t.channel.clone());
             }
@@ -165,6 +170,7 @@ async fn sync_thread(
         match adapter.update_card(&t.channel, &posted, &card).await {
             Ok(()) => {}
             Err(ChatError::Refused(why)) => {
+                refused(adapter);
                 tracing::error!(request = %t.request_id, %why, "chat refused the card update for good");
             }
             Err(e) => return Err((t, e)),
@@ -220,6 +226,7 @@ async fn mirror(
         match adapter.post_in_thread(&t.channel, posted, p).await {
             Ok(()) => {}
             Err(ChatError::Refused(why)) => {
+                refused(adapter);
                 tracing::error!(request = %t.request_id, seq = e.seq, kind = %e.kind, %why, "chat refused a thread post for good; skipping it");
             }
             Err(err) => return Err(err),
@@ -253,6 +260,7 @@ async fn connect(
         match adapter.ephemeral(&t.channel, &user, &text).await {
             Ok(()) => {}
             Err(ChatError::Refused(why)) => {
+                refused(adapter);
                 tracing::error!(request = %t.request_id, %why, "chat refused the connect line for good; not retrying it");
             }
             Err(e) => return Err(e),
@@ -338,4 +346,10 @@ async fn summary(
         recording_link: rec.as_ref().map(|_| format!("{}/review/s/{}", hub.public_url, req.code)),
         integrity,
     }
+}
+
+/// Counts a post the platform refused for good (logged and skipped, never retried).
+fn refused(adapter: &dyn ChatAdapter) {
+    metrics::counter!(telemetry::CHAT_ERRORS, "platform" => adapter.platform().as_str())
+        .increment(1);
 }

@@ -1,4 +1,4 @@
-//! The bot's HTTP surface: the API, health checks and the OpenAPI document.
+//! The bot's HTTP surface: the API, health checks, metrics and the OpenAPI document.
 
 pub mod api;
 pub mod error;
@@ -23,7 +23,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "breakglass API", description = "Request, approve, deny and revoke break-glass access. Errors are `{\"error\":{\"code\",\"message\"}}` with a stable code."),
-    paths(api::create, api::get_one, api::list, api::approve, api::deny, api::revoke, api::whoami, api::review_link, api::search, api::recording, api::bundle, healthz, readyz),
+    paths(api::create, api::get_one, api::list, api::approve, api::deny, api::revoke, api::whoami, api::review_link, api::search, api::recording, api::bundle, healthz, readyz, metrics),
     components(schemas(views::RequestView, views::ApprovalView, views::NewRequestBody,
         views::OfflineApprovalBody, views::RequestList, views::WhoAmI, views::ReviewLinkBody, views::ReviewLinkView, views::SearchHits, views::SearchHit, views::RecordingDownload, error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -61,7 +61,7 @@ impl FromRef<ApiFront> for Arc<Recordings> {
     }
 }
 
-/// The API's routes (`/api/v1`, `/api/openapi.json`, `/healthz`, `/readyz`), merged into the
+/// The API's routes (`/api/v1`, `/api/openapi.json`, `/healthz`, `/readyz`, `/metrics`), merged into the
 /// bot's router.
 pub fn routes() -> Router<ApiFront> {
     Router::new()
@@ -78,6 +78,7 @@ pub fn routes() -> Router<ApiFront> {
         .route("/api/v1/search", get(api::search))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 /// What every route of the bot shares, around the merged routes of its front ends: the
@@ -109,13 +110,14 @@ pub async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
 pub async fn readyz(State(deps): State<Deps>) -> (StatusCode, &'static str) {
-    match deps.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
-    }
+    crate::telemetry::readiness(deps.store.as_ref()).await
+}
+
+/// Prometheus metrics of this process (`shared::telemetry` names them).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(deps): State<Deps>) -> impl axum::response::IntoResponse {
+    crate::telemetry::render(deps.store.as_ref())
 }
 
 async fn not_found() -> error::ApiError {

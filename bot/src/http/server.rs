@@ -247,7 +247,7 @@ async fn connection(
 
 /// Paths not counted against the request rate: load balancers' health checks.
 fn counted(path: &str) -> bool {
-    !matches!(path, "/healthz" | "/readyz")
+    !matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 async fn handle(

@@ -44,8 +44,8 @@ use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
 use crate::ports::{
-    AuditLog, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, RecordingRecord, RequestFilter,
-    Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
+    AuditLog, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, PoolUse, RecordingRecord,
+    RequestFilter, Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
 };
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
@@ -360,6 +360,14 @@ impl Requests for SqlStore {
         on_pool!(&self.db, pool => {
             sqlx::query(sql::PING).execute(pool).await.map(drop).map_err(error::db)
         })
+    }
+
+    fn pool_use(&self) -> Option<PoolUse> {
+        on_pool!(&self.db, pool => Some(PoolUse {
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        }))
     }
 }
 
