@@ -260,7 +260,9 @@ fn the_image_runs_as_an_unprivileged_user_on_a_read_only_root_and_answers_its_he
         let probe = in_image(&rootfs, "65532:65532", &health[1..], &env).output()?;
         ok(&probe, "the image's HEALTHCHECK command");
     } else {
-        eprintln!("note: this binary has no `healthcheck` subcommand yet; checked /readyz directly");
+        eprintln!(
+            "note: this binary has no `healthcheck` subcommand yet; checked /readyz directly"
+        );
     }
 
     drop(running);
@@ -304,7 +306,8 @@ fn directives(unit: &str) -> Vec<(String, String)> {
 fn the_systemd_units_verify_cleanly_and_score_as_hardened() -> TestResult {
     let t = tempfile::tempdir()?;
     let units = units_for_this_build(t.path())?;
-    let args: Vec<&str> = std::iter::once("verify").chain(units.iter().map(|p| path_str(p))).collect();
+    let args: Vec<&str> =
+        std::iter::once("verify").chain(units.iter().map(|p| path_str(p))).collect();
     let verify = run("systemd-analyze", &args);
     ok(&verify, "systemd-analyze verify");
     assert_eq!(text(&verify).trim(), "", "systemd-analyze verify said something");
@@ -332,7 +335,9 @@ fn the_systemd_services_are_hardened_and_run_commands_the_binary_has() -> TestRe
     for name in SERVICES {
         let unit = fs::read_to_string(root().join("deploy/systemd").join(name))?;
         let d = directives(&unit);
-        let get = |k: &str| d.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        let get = |k: &str| {
+            d.iter().filter(|(key, _)| key == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>()
+        };
         for (k, v) in [
             ("NoNewPrivileges", "yes"),
             ("ProtectSystem", "strict"),
@@ -352,7 +357,8 @@ fn the_systemd_services_are_hardened_and_run_commands_the_binary_has() -> TestRe
         }
 
         let pre = get("ExecStartPre");
-        let pre: Vec<&str> = pre.first().ok_or(format!("{name}: no ExecStartPre"))?.split(' ').collect();
+        let pre: Vec<&str> =
+            pre.first().ok_or(format!("{name}: no ExecStartPre"))?.split(' ').collect();
         assert_eq!(&pre[..3], ["/usr/local/bin/breakglass", "config", "check"], "{name}");
         let example = root().join("deploy/breakglass.example.toml");
         let mut check: Vec<&str> = pre[1..].to_vec();
@@ -362,7 +368,8 @@ fn the_systemd_services_are_hardened_and_run_commands_the_binary_has() -> TestRe
         assert_eq!(out.code, 0, "{name}: {check:?}: {}", out.all());
 
         let start = get("ExecStart");
-        let start: Vec<&str> = start.first().ok_or(format!("{name}: no ExecStart"))?.split(' ').collect();
+        let start: Vec<&str> =
+            start.first().ok_or(format!("{name}: no ExecStart"))?.split(' ').collect();
         let mode = start[1];
         assert_eq!(format!("breakglass-{mode}.service"), name, "{name} runs {mode}");
         let help = cli(&[mode, "--help"], &[]);
@@ -426,7 +433,10 @@ fn every_kubernetes_manifest_and_both_renderings_validate_strictly() -> TestResu
                 let docs = yaml_docs(&p)?;
                 // A patch names no selector, template or spec of its own kind: skip it.
                 let whole = docs.iter().all(|d| {
-                    d["kind"] != "Deployment" || d["spec"].get("template").is_some_and(|t| t["spec"].get("containers").is_some())
+                    d["kind"] != "Deployment"
+                        || d["spec"]
+                            .get("template")
+                            .is_some_and(|t| t["spec"].get("containers").is_some())
                 });
                 if whole {
                     files.push(p);
@@ -498,6 +508,15 @@ fn the_ha_overlay_renders_hardened_replicated_zone_spread_deployments() -> TestR
         let args = strings(&main["args"]);
         match args.first().map(String::as_str) {
             Some("bot") => {
+                // The bot signs approvals; the CA and recording keys stay on the gateways.
+                let keys: Vec<String> = pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|v| v["secret"]["items"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|i| i["key"].as_str().map(str::to_owned))
+                    .collect();
+                assert_eq!(keys, ["approval.key"], "{name}: the bot's keys");
                 let spread = pod["topologySpreadConstraints"].as_array().ok_or("spread")?;
                 assert!(
                     spread.iter().any(|s| s["topologyKey"] == "topology.kubernetes.io/zone"),
@@ -539,7 +558,9 @@ fn the_ha_overlay_renders_hardened_replicated_zone_spread_deployments() -> TestR
     assert_eq!(deny["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
     let gateway_policy = policies
         .iter()
-        .find(|p| p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway")
+        .find(|p| {
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        })
         .ok_or("no gateway NetworkPolicy")?;
     let egress_ports: BTreeSet<u64> = gateway_policy["spec"]["egress"]
         .as_array()
@@ -683,14 +704,24 @@ fn the_operations_guide_names_real_commands_and_files() -> TestResult {
                 continue;
             }
             let words: Vec<&str> = c[at + 11..].split_whitespace().take(2).collect();
-            let Some(first) = words.first().filter(|w| w.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-')) else {
+            let Some(first) =
+                words.first().filter(|w| w.chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'))
+            else {
                 continue;
             };
-            assert!(has(&[], first), "docs/operations.md names `breakglass {first}`: not in --help");
-            if let Some(second) = words.get(1).filter(|w| w.chars().all(|ch| ch.is_ascii_lowercase())) {
+            assert!(
+                has(&[], first),
+                "docs/operations.md names `breakglass {first}`: not in --help"
+            );
+            if let Some(second) =
+                words.get(1).filter(|w| w.chars().all(|ch| ch.is_ascii_lowercase()))
+            {
                 let subs = cli(&[first, "--help"], &[]).stdout;
                 if subs.contains("Commands:") {
-                    assert!(has(&[first], second), "`breakglass {first} {second}`: not in `{first} --help`");
+                    assert!(
+                        has(&[first], second),
+                        "`breakglass {first} {second}`: not in `{first} --help`"
+                    );
                 }
             }
             named += 1;
