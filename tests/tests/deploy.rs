@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use e2e::gateway::free_port;
 use e2e::{bin, cli, root};
 use serde_json::Value;
 
@@ -213,11 +212,11 @@ fn the_image_runs_as_an_unprivileged_user_on_a_read_only_root_and_answers_its_he
         assert_eq!(volume.permissions().mode() & 0o777, 0o700);
     }
 
-    // Start it: ENTRYPOINT + CMD, the image's environment, free local ports.
-    let (http, ssh) = (free_port(), free_port());
+    // Start it: ENTRYPOINT + CMD, the image's environment, ports the kernel picks (the
+    // address is read back from its log, so no other process can take a port in between).
     let mut env = env;
-    env.push(("BREAKGLASS__SERVER__LISTEN".into(), format!("127.0.0.1:{http}")));
-    env.push(("BREAKGLASS__GATEWAY__LISTEN".into(), format!("127.0.0.1:{ssh}")));
+    env.push(("BREAKGLASS__SERVER__LISTEN".into(), "127.0.0.1:0".into()));
+    env.push(("BREAKGLASS__GATEWAY__LISTEN".into(), "127.0.0.1:0".into()));
     let command: Vec<String> = entrypoint.iter().chain(&strings(&config["Cmd"])).cloned().collect();
     let log_path = d.join("breakglass.log");
     let log = fs::File::create(&log_path)?;
@@ -226,15 +225,23 @@ fn the_image_runs_as_an_unprivileged_user_on_a_read_only_root_and_answers_its_he
         .stderr(log)
         .spawn()?;
     let pid = child.id();
-    let running = Running(child);
+    let mut running = Running(child);
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let status = |path: &str| {
-        client.get(format!("http://127.0.0.1:{http}{path}")).send().map(|r| r.status().as_u16())
+    let logged = || fs::read_to_string(&log_path).unwrap_or_default();
+    let url = || {
+        let log = logged();
+        let rest = log.split("HTTP API on ").nth(1)?;
+        rest.split_whitespace().next().map(str::to_owned)
+    };
+    let status = |path: &str| -> Result<u16, Box<dyn std::error::Error>> {
+        let base = url().ok_or("no address in the log yet")?;
+        Ok(client.get(format!("{base}{path}")).send()?.status().as_u16())
     };
     let ready = test_util::poll(Duration::from_secs(60), Duration::from_millis(100), || {
-        status("/readyz").ok().filter(|s| *s == 200)
+        // A process that exited (0 = gone, not ready) ends the wait at once.
+        let exited = running.0.try_wait().ok().flatten().map(|_| 0);
+        exited.or_else(|| status("/readyz").ok().filter(|s| *s == 200))
     });
-    let logged = || fs::read_to_string(&log_path).unwrap_or_default();
     assert_eq!(ready, Some(200), "/readyz did not answer 200:\n{}", logged());
     assert_eq!(status("/healthz")?, 200, "{}", logged());
 
@@ -258,7 +265,16 @@ fn the_image_runs_as_an_unprivileged_user_on_a_read_only_root_and_answers_its_he
         .lines()
         .any(|l| l.trim_start().starts_with("healthcheck "));
     if has_healthcheck {
-        let probe = in_image(&rootfs, "65532:65532", &health[1..], &env).output()?;
+        // As the container would run it: the same environment, the port it listens on.
+        let bound = url().unwrap_or_default().trim_start_matches("http://").to_owned();
+        let probe_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "BREAKGLASS__SERVER__LISTEN" => (k.clone(), bound.clone()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let probe = in_image(&rootfs, "65532:65532", &health[1..], &probe_env).output()?;
         ok(&probe, "the image's HEALTHCHECK command");
     } else {
         eprintln!(
@@ -429,7 +445,7 @@ fn every_kubernetes_manifest_and_both_renderings_validate_strictly() -> TestResu
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "yaml")
-                && !p.file_name().is_some_and(|n| n == "kustomization.yaml")
+                && p.file_name().is_none_or(|n| n != "kustomization.yaml")
             {
                 let docs = yaml_docs(&p)?;
                 // A patch names no selector, template or spec of its own kind: skip it.
