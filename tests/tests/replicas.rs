@@ -81,7 +81,9 @@ fn a_revoke_through_one_bot_cuts_a_session_on_another_gateway_at_once() {
     let _ = type_line(&mut stdin, &format!("touch {}", after.display()));
     std::thread::sleep(Duration::from_secs(1));
     assert!(!after.exists(), "a command typed after the cut ran on the target");
-    let seen = text(&out.lock().expect("output").clone());
+    // The one line that says why: on the terminal, or as the disconnect message.
+    let stderr = child.wait_with_output().expect("ssh's stderr").stderr;
+    let seen = text(&out.lock().expect("output").clone()) + &text(&stderr);
     assert!(seen.contains(&format!("the grant {code} for db-1 was revoked by bob")), "{seen}");
     c.wait_status(&code, "revoked", 10);
 }

@@ -69,17 +69,17 @@ impl Admin {
     /// The first column of every row `sql` returns, as integers (counts, versions, pids).
     pub async fn numbers(&self, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         // Test-only SQL written by the tests themselves.
-        let q = || sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()));
+        let sql = AssertSqlSafe(sql.to_owned());
         match self.backend {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::connect(&self.url).await?;
-                let rows = q().fetch_all(&mut conn).await?;
+                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
                 conn.close().await?;
                 Ok(rows)
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::connect(&self.url).await?;
-                let rows = q().fetch_all(&mut conn).await?;
+                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
                 conn.close().await?;
                 Ok(rows)
             }
