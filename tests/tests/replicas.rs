@@ -42,7 +42,12 @@ fn wait_listeners(c: &Cluster, n: usize) -> Vec<i64> {
 
 /// Revokes `code` as bob through bot `bot` and waits (up to 30 s) for the ssh client to end:
 /// how long that took.
-fn revoke_and_time_the_cut(c: &Cluster, bot: usize, code: &str, child: &mut std::process::Child) -> Duration {
+fn revoke_and_time_the_cut(
+    c: &Cluster,
+    bot: usize,
+    code: &str,
+    child: &mut std::process::Child,
+) -> Duration {
     let began = Instant::now();
     c.act(bot, code, "revoke", "bob");
     let ended = test_util::eventually(Duration::from_secs(30), Duration::from_millis(10), || {
@@ -58,7 +63,10 @@ fn revoke_and_time_the_cut(c: &Cluster, bot: usize, code: &str, child: &mut std:
 
 #[test]
 fn a_revoke_through_one_bot_cuts_a_session_on_another_gateway_at_once() {
-    let c = Cluster::start(ClusterOptions { revocation_poll: "1h".into(), ..ClusterOptions::default() });
+    let c = Cluster::start(ClusterOptions {
+        revocation_poll: "1h".into(),
+        ..ClusterOptions::default()
+    });
     wait_listeners(&c, 2);
     // Requested through bot A, approved by two approvers through bot B.
     let code = c.grant();
@@ -76,7 +84,11 @@ fn a_revoke_through_one_bot_cuts_a_session_on_another_gateway_at_once() {
     let took = revoke_and_time_the_cut(&c, 1, &code, &mut child);
     // bench/replicas.sh collects this line.
     eprintln!("cut-latency replicas {}", took.as_secs_f64());
-    assert!(took <= FAST, "the cut took {took:?}: the change feed did not wake gateway A\n{}", c.logs());
+    assert!(
+        took <= FAST,
+        "the cut took {took:?}: the change feed did not wake gateway A\n{}",
+        c.logs()
+    );
     // A command typed after the cut never runs on the target.
     let _ = type_line(&mut stdin, &format!("touch {}", after.display()));
     std::thread::sleep(Duration::from_secs(1));
@@ -117,7 +129,10 @@ fn a_revoke_in_one_process_on_postgres_cuts_at_once() {
 
 #[test]
 fn the_change_feed_comes_back_after_its_connection_is_killed_and_still_cuts() {
-    let c = Cluster::start(ClusterOptions { revocation_poll: "1h".into(), ..ClusterOptions::default() });
+    let c = Cluster::start(ClusterOptions {
+        revocation_poll: "1h".into(),
+        ..ClusterOptions::default()
+    });
     let old = wait_listeners(&c, 2);
     let code = c.grant();
     let (mut child, _out, _stdin) = c.shell(0, &code);
@@ -205,7 +220,12 @@ fn four_bots_starting_at_once_on_a_fresh_database_apply_the_schema_once() {
 
 /// A binary older than the database's schema refuses to start, says why, and writes nothing.
 fn an_older_replica_refuses(sqlite: bool) {
-    let mut c = Cluster::start(ClusterOptions { bots: 1, gateways: 0, sqlite, ..ClusterOptions::default() });
+    let mut c = Cluster::start(ClusterOptions {
+        bots: 1,
+        gateways: 0,
+        sqlite,
+        ..ClusterOptions::default()
+    });
     c.bots.clear();
     let newest = newest_migration(if sqlite { "sqlite" } else { "postgres" });
     let future = newest + 1000;

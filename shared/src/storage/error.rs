@@ -38,7 +38,10 @@ pub(super) fn unique(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ 
 /// A migration that failed or no longer matches what this build embeds. A migration applied
 /// to the database that this build does not know (a newer replica migrated it meanwhile) is
 /// said as [`newer_schema`] says it.
-pub(super) fn migrate(e: &sqlx::migrate::MigrateError, known: &sqlx::migrate::Migrator) -> StoreError {
+pub(super) fn migrate(
+    e: &sqlx::migrate::MigrateError,
+    known: &sqlx::migrate::Migrator,
+) -> StoreError {
     match e {
         sqlx::migrate::MigrateError::VersionMissing(v) => newer_schema(*v, known),
         e => StoreError::Unavailable(format!("database migrations failed: {e}")),

@@ -50,8 +50,8 @@ use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
 use crate::ports::{
-    AuditLog, ChangeFeed, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, RecordingRecord, RequestFilter,
-    Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
+    AuditLog, ChangeFeed, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, RecordingRecord,
+    RequestFilter, Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
 };
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 

@@ -40,8 +40,10 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     let migrated: bool =
         sqlx::query_scalar(HAS_MIGRATIONS).fetch_one(&pool).await.map_err(error::db)?;
     if migrated {
-        let applied: Option<i64> =
-            sqlx::query_scalar(super::sql::NEWEST_MIGRATION).fetch_one(&pool).await.map_err(error::db)?;
+        let applied: Option<i64> = sqlx::query_scalar(super::sql::NEWEST_MIGRATION)
+            .fetch_one(&pool)
+            .await
+            .map_err(error::db)?;
         super::refuse_newer_schema(applied, &MIGRATOR)?;
     }
     MIGRATOR.run(&pool).await.map_err(|e| error::migrate(&e, &MIGRATOR))?;
