@@ -87,6 +87,8 @@ async fn up(cfg: Config) -> Result<(), Failure> {
     tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
     tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());
     let stop = stop_on_signal();
+    // Other replicas on the same PostgreSQL: their revokes wake this gateway too.
+    follow_change_feed(&gw, &stop)?;
     run_tasks(parts, http, Some((ssh, gw, host_key)), stop, GRACE)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
@@ -142,9 +144,27 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
             }
         });
     }
+    // The bots that decide are in other processes: their revokes reach this gateway through
+    // the database's change feed (PostgreSQL), or at its next poll.
+    follow_change_feed(&gw, &stop)?;
     recorder::serve(ssh, gw, host_key, stop)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+/// On PostgreSQL, wakes the gateway's revocation watcher at every change the database
+/// announces (any replica's revoke), until `stop`; on SQLite there is no feed and nothing to
+/// do. The watcher's poll stays the fallback while the feed is down.
+///
+/// # Errors
+/// A PostgreSQL URL that does not parse (4).
+fn follow_change_feed(gw: &recorder::GatewayDeps, stop: &CancellationToken) -> Result<(), Failure> {
+    let feed = shared::storage::change_feed(&gw.config.server.database_url)
+        .map_err(|e| Failure::new(EXIT_UNREACHABLE, e.to_string()))?;
+    if let Some(feed) = feed {
+        tokio::spawn(recorder::live::follow_changes(gw.live.clone(), feed, stop.child_token()));
+    }
+    Ok(())
 }
 
 /// The exit code of a start-up failure: 4 when the database did not open or answer, 5 for
