@@ -1,7 +1,7 @@
 //! Where recordings live: the one port the gateway writes through and the bot reads through
 //! ([`RecordingStore`]), the one naming function ([`recording_name`]), and the local-folder
-//! adapter ([`LocalFolder`], today's behaviour). An object-storage adapter comes with
-//! scale-out.
+//! adapter ([`LocalFolder`], today's behaviour). The object-storage adapter is the
+//! `breakglass-s3` crate (`s3::S3Store`), so this crate links no async runtime.
 //!
 //! A recording is named by a plain file name (the database stores it, the signature binds it);
 //! next to it live its signature sidecar (`NAME.sig`, written once the recording is sealed)
@@ -131,6 +131,17 @@ pub trait RecordingStore: Send + Sync + fmt::Debug {
 
     /// The newest recording of grant `code` (`CODE-*.cast`): the session being recorded.
     fn newest_of(&self, code: &str) -> Option<String>;
+
+    /// Whether recordings are being stored now. A store that cannot keep up (object storage
+    /// that stopped answering) says why, so the gateway cuts its live sessions before their
+    /// next byte rather than relay what is not getting recorded. A folder is always healthy
+    /// (its write errors show at the write).
+    ///
+    /// # Errors
+    /// Why writes would fail now.
+    fn health(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Recordings as files in one local folder: `NAME`, `NAME.sig`, `NAME.pending`.

@@ -92,6 +92,7 @@ pub struct RawConfig {
     pub slack: RawSlack,
     pub discord: RawDiscord,
     pub review: RawReview,
+    pub recordings: RawRecordings,
     pub users: BTreeMap<String, RawUser>,
     pub service_accounts: BTreeMap<String, RawService>,
     pub scopes: BTreeMap<String, RawScope>,
@@ -523,6 +524,8 @@ pub struct Config {
     pub slack: SlackSettings,
     pub discord: DiscordSettings,
     pub review: ReviewSettings,
+    /// Where recordings are kept (`[recordings]`).
+    pub recordings: RecordingsSettings,
     pub policy: Policy,
     pub identities: BTreeMap<PrincipalName, Identity>,
     /// SHA-256 of an API token -> whose token it is.
@@ -1000,9 +1003,11 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         session_ttl: ttl("session_ttl", &r.session_ttl)?,
     };
 
+    let recordings = validate_recordings(&raw.recordings, data)?;
     Ok(Config {
         server,
         gateway,
+        recordings,
         slack,
         discord,
         review,
@@ -1246,6 +1251,195 @@ impl Config {
     pub fn is_empty(&self) -> bool {
         self.policy.scopes().next().is_none() || self.identities.is_empty()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `[recordings]`: where recordings are kept (a local folder, or an S3-compatible bucket) and for
+// how long.
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecordings {
+    pub store: String,
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub allow_http: bool,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max: String,
+    pub upload_every: String,
+    pub upload_timeout: String,
+    pub retention_days: Option<u32>,
+}
+
+impl Default for RawRecordings {
+    fn default() -> Self {
+        Self {
+            store: "local".into(),
+            bucket: None,
+            prefix: "recordings".into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            allow_http: false,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            session_token_file: None,
+            spool_dir: None,
+            spool_max: "256MiB".into(),
+            upload_every: "2s".into(),
+            upload_timeout: "10s".into(),
+            retention_days: None,
+        }
+    }
+}
+
+/// Where recordings are kept, and for how long.
+#[derive(Debug, Clone)]
+pub struct RecordingsSettings {
+    pub store: RecordingStoreKind,
+    /// Recordings older than this many days are deleted by the reaper (their database row
+    /// keeps the hash and says so), unless their request is on legal hold. `None`: kept.
+    pub retention_days: Option<u32>,
+}
+
+/// Which recording store (`recordings.store`).
+#[derive(Debug, Clone)]
+pub enum RecordingStoreKind {
+    /// Files in `gateway.recordings_dir`.
+    Local,
+    /// Objects in an S3-compatible bucket, spooled locally while written.
+    S3(S3Settings),
+}
+
+/// An S3-compatible bucket for recordings. Credentials are read when the store opens, from
+/// the `AWS_*` environment variables or the named files (see [`SecretSource`]).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub allow_http: bool,
+    pub access_key_id: SecretSource,
+    pub secret_access_key: SecretSource,
+    pub session_token: SecretSource,
+    pub spool_dir: PathBuf,
+    pub spool_max: u64,
+    pub upload_every: std::time::Duration,
+    pub upload_timeout: std::time::Duration,
+}
+
+fn validate_recordings(r: &RawRecordings, data: &Path) -> Result<RecordingsSettings, ConfigError> {
+    if let Some(d) = r.retention_days
+        && d == 0
+    {
+        return Err(err(
+            "recordings.retention_days",
+            "0 would delete every recording at once",
+            "use a number of days from 1, or leave it out to keep recordings",
+        ));
+    }
+    let store = match r.store.as_str() {
+        "local" => RecordingStoreKind::Local,
+        "s3" => RecordingStoreKind::S3(validate_s3(r, data)?),
+        other => {
+            return Err(err(
+                "recordings.store",
+                format!("`{other}` is not a recording store"),
+                "write \"local\" (the recordings folder) or \"s3\" (an S3-compatible bucket)",
+            ));
+        }
+    };
+    Ok(RecordingsSettings { store, retention_days: r.retention_days })
+}
+
+fn validate_s3(r: &RawRecordings, data: &Path) -> Result<S3Settings, ConfigError> {
+    let bucket = r.bucket.clone().unwrap_or_default();
+    if bucket.is_empty()
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Err(err(
+            "recordings.bucket",
+            format!("`{bucket}` is not a bucket name"),
+            "name the bucket (lowercase letters, digits, `-` and `.`), e.g. bucket = \"breakglass-recordings\"",
+        ));
+    }
+    if let Some(e) = &r.endpoint {
+        let http = e.starts_with("http://");
+        if !http && !e.starts_with("https://") {
+            return Err(err(
+                "recordings.endpoint",
+                format!("`{e}` is not an http(s) URL"),
+                "write it like \"https://s3.eu-west-1.amazonaws.com\"",
+            ));
+        }
+        if http && !r.allow_http {
+            return Err(err(
+                "recordings.endpoint",
+                "a plain http:// endpoint sends recordings unencrypted",
+                "use https://, or set recordings.allow_http = true for a local test server",
+            ));
+        }
+    }
+    let upload_every = positive_duration("recordings.upload_every", &r.upload_every, "2s")?;
+    let upload_timeout = positive_duration("recordings.upload_timeout", &r.upload_timeout, "10s")?;
+    if upload_timeout <= upload_every {
+        return Err(err(
+            "recordings.upload_timeout",
+            format!(
+                "`{}` is not longer than recordings.upload_every (`{}`): every upload would time out",
+                r.upload_timeout, r.upload_every
+            ),
+            "make it several times upload_every, e.g. 10s for 2s",
+        ));
+    }
+    let spool_max = parse_size(&r.spool_max).filter(|n| *n >= 1024 * 1024).ok_or_else(|| {
+        err(
+            "recordings.spool_max",
+            format!("`{}` is not a size of at least 1MiB", r.spool_max),
+            "write it like \"256MiB\" or \"1GiB\"",
+        )
+    })?;
+    let file = |f: &Option<PathBuf>| f.clone();
+    Ok(S3Settings {
+        bucket,
+        prefix: r.prefix.trim_matches('/').to_owned(),
+        endpoint: r.endpoint.clone(),
+        region: r.region.clone(),
+        allow_http: r.allow_http,
+        access_key_id: SecretSource { env: "AWS_ACCESS_KEY_ID", file: file(&r.access_key_id_file) },
+        secret_access_key: SecretSource {
+            env: "AWS_SECRET_ACCESS_KEY",
+            file: file(&r.secret_access_key_file),
+        },
+        session_token: SecretSource { env: "AWS_SESSION_TOKEN", file: file(&r.session_token_file) },
+        spool_dir: r.spool_dir.clone().unwrap_or_else(|| data.join("recording-spool")),
+        spool_max,
+        upload_every,
+        upload_timeout,
+    })
+}
+
+/// `256MiB`, `1GiB`, `500KiB`, `1000000` (bytes).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 #[cfg(test)]
