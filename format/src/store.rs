@@ -132,6 +132,11 @@ pub trait RecordingStore: Send + Sync + fmt::Debug {
     /// The newest recording of grant `code` (`CODE-*.cast`): the session being recorded.
     fn newest_of(&self, code: &str) -> Option<String>;
 
+    /// Where recording `name` is, for a person reading a message (a path, a URL).
+    fn locate(&self, name: &str) -> String {
+        name.to_owned()
+    }
+
     /// Whether recordings are being stored now. A store that cannot keep up (object storage
     /// that stopped answering) says why, so the gateway cuts its live sessions before their
     /// next byte rather than relay what is not getting recorded. A folder is always healthy
@@ -255,6 +260,10 @@ impl RecordingStore for LocalFolder {
             .filter(|n| is_plain(n))
             .filter(|n| !self.is_sealed(n) || self.pending_path(n).is_ok_and(|p| p.exists()))
             .collect()
+    }
+
+    fn locate(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
     }
 
     fn newest_of(&self, code: &str) -> Option<String> {

@@ -935,6 +935,11 @@ impl RecordingStore for S3Store {
             .map(|(_, n)| n)
     }
 
+    fn locate(&self, name: &str) -> String {
+        let key = self.inner.key(name).map(|k| k.to_string()).unwrap_or_default();
+        format!("{}/{key}", self.inner.bucket)
+    }
+
     fn health(&self) -> io::Result<()> {
         match &self.inner.lock().failing {
             Some(why) => Err(io::Error::other(format!("object storage: {why}"))),

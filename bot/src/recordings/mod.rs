@@ -39,6 +39,13 @@ pub struct Recordings {
     pub store: Arc<dyn RecordingStore>,
 }
 
+impl Default for Recordings {
+    /// No pins, and a folder at the empty path (nothing is found there).
+    fn default() -> Self {
+        Self::new(Vec::new(), PathBuf::new())
+    }
+}
+
 impl Recordings {
     /// Recordings in the folder `dir`.
     pub fn new(pins: Vec<VerifyingKey>, dir: PathBuf) -> Self {

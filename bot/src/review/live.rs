@@ -56,7 +56,7 @@ pub(super) async fn stream(
         return Ok(Sse::new(ReceiverStream::new(rx)).into_response());
     }
     let recordings = recordings.folder();
-    let file = live_file(&recordings, &req.code.to_string()).ok_or_else(|| {
+    let file = live_file(recordings.as_ref(), &req.code.to_string()).ok_or_else(|| {
         ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
     })?;
     audit_view(&deps, &who, Some(req.id), RecordingViewed::Live).await?;
