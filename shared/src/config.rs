@@ -1254,8 +1254,7 @@ impl Config {
 }
 
 // ---------------------------------------------------------------------------------------------
-// `[recordings]`: where recordings are kept (a local folder, or an S3-compatible bucket) and for
-// how long.
+// `[recordings]`: where recordings are kept (a local folder, or an S3-compatible bucket).
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1273,7 +1272,6 @@ pub struct RawRecordings {
     pub spool_max: String,
     pub upload_every: String,
     pub upload_timeout: String,
-    pub retention_days: Option<u32>,
 }
 
 impl Default for RawRecordings {
@@ -1292,18 +1290,14 @@ impl Default for RawRecordings {
             spool_max: "256MiB".into(),
             upload_every: "2s".into(),
             upload_timeout: "10s".into(),
-            retention_days: None,
         }
     }
 }
 
-/// Where recordings are kept, and for how long.
+/// Where recordings are kept.
 #[derive(Debug, Clone)]
 pub struct RecordingsSettings {
     pub store: RecordingStoreKind,
-    /// Recordings older than this many days are deleted by the reaper (their database row
-    /// keeps the hash and says so), unless their request is on legal hold. `None`: kept.
-    pub retention_days: Option<u32>,
 }
 
 /// Which recording store (`recordings.store`).
@@ -1334,15 +1328,6 @@ pub struct S3Settings {
 }
 
 fn validate_recordings(r: &RawRecordings, data: &Path) -> Result<RecordingsSettings, ConfigError> {
-    if let Some(d) = r.retention_days
-        && d == 0
-    {
-        return Err(err(
-            "recordings.retention_days",
-            "0 would delete every recording at once",
-            "use a number of days from 1, or leave it out to keep recordings",
-        ));
-    }
     let store = match r.store.as_str() {
         "local" => RecordingStoreKind::Local,
         "s3" => RecordingStoreKind::S3(validate_s3(r, data)?),
@@ -1354,7 +1339,7 @@ fn validate_recordings(r: &RawRecordings, data: &Path) -> Result<RecordingsSetti
             ));
         }
     };
-    Ok(RecordingsSettings { store, retention_days: r.retention_days })
+    Ok(RecordingsSettings { store })
 }
 
 fn validate_s3(r: &RawRecordings, data: &Path) -> Result<S3Settings, ConfigError> {
@@ -1528,6 +1513,52 @@ mod tests {
         let s = c.policy.scopes().next().expect("one scope");
         assert_eq!((s.quorum, s.max_duration.secs(), s.default_duration.secs()), (1, 3600, 1800));
         assert_eq!(c.tokens.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn recordings_are_local_by_default_and_an_s3_store_is_checked_key_by_key()
+    -> Result<(), ConfigError> {
+        let c = from_toml_str(MINIMAL)?;
+        assert!(matches!(c.recordings.store, RecordingStoreKind::Local));
+        let s3 = |extra: &str| format!("{MINIMAL}\n[recordings]\nstore = \"s3\"\n{extra}");
+        let c = from_toml_str(&s3("bucket = \"bg-rec\"\nprefix = \"/a/b/\""))?;
+        let RecordingStoreKind::S3(b) = &c.recordings.store else { panic!("an s3 store") };
+        assert_eq!(
+            (b.bucket.as_str(), b.prefix.as_str(), b.spool_max),
+            ("bg-rec", "a/b", 256 << 20)
+        );
+        assert_eq!((b.upload_every.as_secs(), b.upload_timeout.as_secs()), (2, 10));
+        assert_eq!(b.access_key_id.env, "AWS_ACCESS_KEY_ID");
+        assert_eq!(b.spool_dir, PathBuf::from("./data/recording-spool"));
+        refused(
+            &format!("{MINIMAL}\n[recordings]\nstore = \"ftp\""),
+            "recordings.store",
+            "not a recording store",
+        );
+        refused(&s3(""), "recordings.bucket", "not a bucket name");
+        refused(&s3("bucket = \"Bad_Name\""), "recordings.bucket", "not a bucket name");
+        refused(
+            &s3("bucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\""),
+            "recordings.endpoint",
+            "unencrypted",
+        );
+        refused(&s3("bucket = \"b\"\nendpoint = \"minio:9000\""), "recordings.endpoint", "http(s)");
+        refused(
+            &s3("bucket = \"b\"\nupload_every = \"10s\"\nupload_timeout = \"5s\""),
+            "recordings.upload_timeout",
+            "not longer",
+        );
+        refused(
+            &s3("bucket = \"b\"\nspool_max = \"10KiB\""),
+            "recordings.spool_max",
+            "at least 1MiB",
+        );
+        refused(
+            &s3("bucket = \"b\"\nupload_every = \"0s\""),
+            "recordings.upload_every",
+            "positive",
+        );
         Ok(())
     }
 
