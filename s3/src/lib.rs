@@ -170,14 +170,10 @@ impl Rec {
     }
 
     fn close_current(&mut self) {
-        if let Some(seg) = self.current.take() {
-            if seg.len > 0 {
-                self.closed.push_back(Closed {
-                    number: seg.number,
-                    len: seg.len,
-                    since: seg.since,
-                });
-            }
+        if let Some(seg) = self.current.take()
+            && seg.len > 0
+        {
+            self.closed.push_back(Closed { number: seg.number, len: seg.len, since: seg.since });
         }
     }
 }
@@ -527,10 +523,10 @@ impl Inner {
         let _ = tokio::fs::remove_file(&path).await;
         let mut st = self.lock();
         st.last_ok = Some(Instant::now());
-        if let Some(rec) = st.recs.get_mut(name) {
-            if rec.closed.front().is_some_and(|c| c.number == seg.number) {
-                rec.closed.pop_front();
-            }
+        if let Some(rec) = st.recs.get_mut(name)
+            && rec.closed.front().is_some_and(|c| c.number == seg.number)
+        {
+            rec.closed.pop_front();
         }
         st.backlog = st.backlog.saturating_sub(seg.len);
         Ok(())

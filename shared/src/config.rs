@@ -1306,7 +1306,7 @@ pub enum RecordingStoreKind {
     /// Files in `gateway.recordings_dir`.
     Local,
     /// Objects in an S3-compatible bucket, spooled locally while written.
-    S3(S3Settings),
+    S3(Box<S3Settings>),
 }
 
 /// An S3-compatible bucket for recordings. Credentials are read when the store opens, from
@@ -1330,7 +1330,7 @@ pub struct S3Settings {
 fn validate_recordings(r: &RawRecordings, data: &Path) -> Result<RecordingsSettings, ConfigError> {
     let store = match r.store.as_str() {
         "local" => RecordingStoreKind::Local,
-        "s3" => RecordingStoreKind::S3(validate_s3(r, data)?),
+        "s3" => RecordingStoreKind::S3(Box::new(validate_s3(r, data)?)),
         other => {
             return Err(err(
                 "recordings.store",
