@@ -190,6 +190,7 @@ fn the_guard_to_test_map_matches_the_code() {
     let crate_dirs = [
         ("breakglass-shared", "shared"),
         ("breakglass-format", "format"),
+        ("breakglass-s3", "s3"),
         ("breakglass-recorder", "recorder"),
         ("breakglass-bot", "bot"),
         ("breakglass", "app"),
