@@ -883,47 +883,41 @@ impl RecordingStore for S3Store {
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
-        let inner = self.inner.clone();
-        let objects = self.run(async move {
-            let list: Vec<_> = inner.bucket.list(Some(&inner.prefix)).collect::<Vec<_>>().await;
-            list.into_iter()
-                .map(|r| r.map(|m| (m.location, m.last_modified)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| os_err("list", e))
-        })?;
         let mut names: BTreeSet<String> =
-            objects.iter().filter_map(|(loc, _)| self.name_of(loc)).collect();
+            self.objects()?.iter().filter_map(|(loc, _)| self.name_of(loc)).collect();
         names.extend(self.inner.lock().recs.keys().cloned());
         Ok(names.into_iter().collect())
     }
 
+    /// From one listing of the bucket (not a request per recording): every recording
+    /// without its `NAME.sig` or with a `NAME.pending`, after adopting what a crash left in
+    /// the spool.
     fn unfinished(&self) -> Vec<String> {
         self.adopt_spool();
-        let names = self.list().unwrap_or_default();
+        let Ok(objects) = self.objects() else { return Vec::new() };
+        let keys: BTreeSet<String> = objects
+            .iter()
+            .filter_map(|(loc, _)| {
+                let rest: Vec<PathPart<'_>> = loc.prefix_match(&self.inner.prefix)?.collect();
+                (rest.len() == 1).then(|| rest[0].as_ref().to_owned())
+            })
+            .collect();
+        let mut names: BTreeSet<String> =
+            objects.iter().filter_map(|(loc, _)| self.name_of(loc)).collect();
+        names.extend(self.inner.lock().recs.keys().cloned());
         names
             .into_iter()
             .filter(|n| is_plain(n))
             .filter(|n| {
-                !self.is_sealed(n)
-                    || self.inner.key(&format!("{n}.pending")).is_ok_and(|k| self.head(k).is_ok())
+                !keys.contains(&format!("{n}.sig")) || keys.contains(&format!("{n}.pending"))
             })
             .collect()
     }
 
     fn newest_of(&self, code: &str) -> Option<String> {
         let prefix = format!("{code}-");
-        let inner = self.inner.clone();
-        let objects = self
-            .run(async move {
-                let list: Vec<_> = inner.bucket.list(Some(&inner.prefix)).collect::<Vec<_>>().await;
-                Ok(list
-                    .into_iter()
-                    .flatten()
-                    .map(|m| (m.location, m.last_modified))
-                    .collect::<Vec<_>>())
-            })
-            .ok()?;
-        objects
+        self.objects()
+            .ok()?
             .into_iter()
             .filter_map(|(loc, at)| Some((at, self.name_of(&loc)?)))
             .filter(|(_, n)| n.starts_with(&prefix))
@@ -945,6 +939,18 @@ impl RecordingStore for S3Store {
 }
 
 impl S3Store {
+    /// Every object under the prefix, with when it was last changed.
+    fn objects(&self) -> io::Result<Vec<(Path, std::time::SystemTime)>> {
+        let inner = self.inner.clone();
+        self.run(async move {
+            let list: Vec<_> = inner.bucket.list(Some(&inner.prefix)).collect::<Vec<_>>().await;
+            list.into_iter()
+                .map(|r| r.map(|m| (m.location, m.last_modified.into())))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| os_err("list", e))
+        })
+    }
+
     /// The recording an object belongs to: `NAME` itself, or `NAME.parts/…`; `None` for a
     /// sidecar, a pending end or anything else.
     fn name_of(&self, loc: &Path) -> Option<String> {

@@ -23,7 +23,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for crate_dir in ["shared", "format", "s3", "recorder", "bot", "app", "tests", "test-util", "fuzz"] {
+    for crate_dir in
+        ["shared", "format", "s3", "recorder", "bot", "app", "tests", "test-util", "fuzz"]
+    {
         rust_files(&root().join(crate_dir), &mut v);
     }
     assert!(v.len() > 20, "found the sources ({} files)", v.len());
