@@ -79,8 +79,12 @@ async fn up(cfg: Config) -> Result<(), Failure> {
         );
     }
     let (mut gw, host_key) =
-        build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
-            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+        build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone(), {
+            // One recording store for both halves (`[recordings]`): the live view reads what
+            // the gateway writes, and a bucket's spool has one owner.
+            Some(parts.chat.recordings.store.clone())
+        })
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     // One process: a revoke through this bot wakes this gateway's watcher at once.
     gw.live = Arc::new(recorder::live::LiveSessions::woken_by(deps.changed.clone()));
     announce_gateway(&gw, &ssh);
@@ -126,7 +130,7 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
         Some(addr) => Some(bind(addr, "health checks").await?),
         None => None,
     };
-    let (gw, host_key) = build_gateway(Arc::new(cfg), store.clone(), Arc::new(pins))
+    let (gw, host_key) = build_gateway(Arc::new(cfg), store.clone(), Arc::new(pins), None)
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     announce_gateway(&gw, &ssh);
     let stop = stop_on_signal();
@@ -178,22 +182,28 @@ fn startup_exit_code(e: &anyhow::Error) -> u8 {
 }
 
 /// The gateway's dependencies over an open store: its keys (generated under the data
-/// directory on first start), its identities, and the approval keys it trusts.
+/// directory on first start), its identities, the approval keys it trusts, and the recording
+/// store (`recordings`, shared with the bot in `up`; else opened from `[recordings]`).
 ///
 /// # Errors
-/// Key files, SSH keys in the config that do not parse.
+/// Key files, SSH keys in the config that do not parse, a recording store that does not open.
 fn build_gateway(
     config: Arc<Config>,
     store: Arc<dyn shared::ports::Store>,
     pins: Arc<PinnedKeys>,
+    recordings: Option<Arc<dyn format::store::RecordingStore>>,
 ) -> anyhow::Result<(recorder::GatewayDeps, recorder::HostKey)> {
+    let recordings = match recordings {
+        Some(r) => r,
+        None => s3::open_store(&config).context("while opening the recording store")?,
+    };
     let keys = recorder::load_keys(&config)?;
     let identities = recorder::authz::Identities::from_config(&config)?;
     // Fail closed: without its journal the gateway could not tell a reused grant.
     let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
     tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
     let deps = recorder::GatewayDeps {
-        recordings: Arc::new(format::store::LocalFolder::new(&config.gateway.recordings_dir)),
+        recordings,
         config,
         store,
         clock: Arc::new(SystemClock),
@@ -313,9 +323,9 @@ fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &TcpListener) {
     );
     tracing::info!(
         target: BANNER,
-        "target host keys are pinned in {}, recordings go to {}",
+        "target host keys are pinned in {}, recordings go to {:?}",
         gw.config.gateway.known_hosts_file.display(),
-        gw.config.gateway.recordings_dir.display()
+        gw.recordings
     );
     if gw.identities.is_empty() {
         tracing::warn!(

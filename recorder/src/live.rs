@@ -327,7 +327,7 @@ impl LiveSessions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn all(&self) -> Vec<(RequestId, String, Arc<Cutter>)> {
+    pub(crate) fn all(&self) -> Vec<(RequestId, String, Arc<Cutter>)> {
         self.map
             .lock()
             .map(|m| m.iter().map(|(id, (h, c))| (*id, h.clone(), c.clone())).collect())
