@@ -391,6 +391,18 @@ fn the_systemd_services_are_hardened_and_run_commands_the_binary_has() -> TestRe
 // ---------------------------------------------------------------------------------------
 // Kubernetes
 
+/// Every config file deploy/ ships loads and validates in this build (the image's, and the
+/// Kubernetes base's with its object storage and health listener).
+#[test]
+fn every_shipped_config_passes_config_check() {
+    for file in ["deploy/container/breakglass.toml", "deploy/kubernetes/base/core/breakglass.toml"]
+    {
+        let path = root().join(file);
+        let out = cli(&["config", "check", "--config", path_str(&path)], &[]);
+        assert_eq!(out.code, 0, "{file}: {}", out.all());
+    }
+}
+
 fn kubernetes() -> PathBuf {
     root().join("deploy/kubernetes")
 }
