@@ -538,6 +538,8 @@ impl Inner {
         let mut st = self.lock();
         let writing = st.recs.values().any(|r| r.writing);
         let oldest = st.recs.values().filter_map(Rec::oldest).min();
+        metrics::gauge!(shared::telemetry::UPLOAD_LAG)
+            .set(oldest.map_or(0.0, |t| t.elapsed().as_secs_f64()));
         let stale_upload = oldest.is_some_and(|t| t.elapsed() > self.upload_timeout);
         let silent = writing && st.last_ok.is_some_and(|t| t.elapsed() > self.upload_timeout);
         st.failing = (stale_upload || silent).then(|| {

@@ -93,6 +93,16 @@ fn a_sessions_recording_is_sealed_in_the_bucket_and_verifies_and_the_reviewer_re
     let (status, body) = w.api("erin", "GET", &format!("/api/v1/requests/{code}/recording"), None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["cast"].as_str().map(str::as_bytes), Some(cast.as_slice()));
+
+    // Operators see the upload lag: nothing waits once the session is sealed.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", w.server.url))
+        .and_then(reqwest::blocking::Response::text)
+        .expect("/metrics");
+    let lag = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("breakglass_recording_upload_lag_seconds "))
+        .unwrap_or_else(|| panic!("no upload lag in:\n{metrics}"));
+    assert_eq!(lag.trim(), "0", "{metrics}");
 }
 
 #[test]
