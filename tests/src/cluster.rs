@@ -300,18 +300,7 @@ channels = ["{channel}"]
         body: Option<Value>,
     ) -> (u16, Value) {
         let url = format!("{}{path}", self.bots[bot].addr);
-        let req = match method {
-            "POST" => self.http.post(url),
-            _ => self.http.get(url),
-        }
-        .bearer_auth(token(who));
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().expect("API answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+        crate::api_call(&self.http, &url, &token(who), method, body)
     }
 
     /// alice asks for db-1 through bot `bot`; the request's code.

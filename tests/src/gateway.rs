@@ -445,18 +445,7 @@ channels = ["{channel}", "{discord_channel}"]
     /// A JSON call to the API as `who`.
     pub fn api(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.server.url);
-        let req = match method {
-            "POST" => self.http.post(url),
-            _ => self.http.get(url),
-        }
-        .bearer_auth(token(who));
-        let req = match body {
-            Some(b) => req.json(&b),
-            None => req,
-        };
-        let resp = req.send().expect("API answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+        crate::api_call(&self.http, &url, &token(who), method, body)
     }
 
     /// Requests `host` as alice for `duration` and has bob and carol approve; returns the code.

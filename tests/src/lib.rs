@@ -254,3 +254,29 @@ pub fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &st
         || format!("{what}: `{needle}` x{times} never appeared in:\n{:?}", seen()),
     );
 }
+
+/// A JSON call to the API at `url` with bearer `token`: `POST` (with `body` as JSON, if any)
+/// or `GET`; the status and the JSON answer (`Null` when it is not JSON).
+///
+/// # Panics
+/// When the server does not answer.
+pub fn api_call(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    token: &str,
+    method: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let req = match method {
+        "POST" => http.post(url),
+        _ => http.get(url),
+    }
+    .bearer_auth(token);
+    let req = match body {
+        Some(b) => req.json(&b),
+        None => req,
+    };
+    let resp = req.send().expect("API answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().unwrap_or(serde_json::Value::Null))
+}

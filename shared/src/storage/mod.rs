@@ -28,6 +28,26 @@
 //! - The adapter never updates or deletes `audit_events`, `approvals` or `consumed_nonces`;
 //!   database triggers refuse it too.
 
+/// On a new pool: refuses a schema newer than this build (`refuse_newer_schema`), then applies
+/// the embedded migrations. `$has_migrations` is the backend's query for "is there a
+/// `_sqlx_migrations` table"; a macro because sqlx's executor bounds over a generic backend
+/// are longer than the code.
+macro_rules! migrate_checked {
+    ($pool:expr, $has_migrations:expr, $migrator:expr) => {{
+        let pool = $pool;
+        let migrated: bool =
+            sqlx::query_scalar($has_migrations).fetch_one(pool).await.map_err(super::error::db)?;
+        if migrated {
+            let applied: Option<i64> = sqlx::query_scalar(super::sql::NEWEST_MIGRATION)
+                .fetch_one(pool)
+                .await
+                .map_err(super::error::db)?;
+            super::refuse_newer_schema(applied, $migrator)?;
+        }
+        $migrator.run(pool).await.map_err(|e| super::error::migrate(&e, $migrator))
+    }};
+}
+
 mod error;
 mod postgres;
 mod rows;

@@ -37,16 +37,7 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(error::db)?;
     let pool =
         PgPoolOptions::new().max_connections(10).connect_with(options).await.map_err(error::db)?;
-    let migrated: bool =
-        sqlx::query_scalar(HAS_MIGRATIONS).fetch_one(&pool).await.map_err(error::db)?;
-    if migrated {
-        let applied: Option<i64> = sqlx::query_scalar(super::sql::NEWEST_MIGRATION)
-            .fetch_one(&pool)
-            .await
-            .map_err(error::db)?;
-        super::refuse_newer_schema(applied, &MIGRATOR)?;
-    }
-    MIGRATOR.run(&pool).await.map_err(|e| error::migrate(&e, &MIGRATOR))?;
+    migrate_checked!(&pool, HAS_MIGRATIONS, &MIGRATOR)?;
     Ok(pool)
 }
 
