@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use shared::testing::{host, name};
 struct Memory {
     calls: Mutex<Vec<String>>,
     thread_failures: Mutex<Vec<ChatError>>,
+    /// The key of every post made, as the platform would show it back.
+    keys: Mutex<HashSet<String>>,
 }
 
 impl Memory {
@@ -37,9 +40,26 @@ impl ChatAdapter for Memory {
     fn platform(&self) -> Platform {
         Platform::Slack
     }
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError> {
         self.took(format!("card {channel} {:?}", card.status));
+        self.keys.lock().expect("keys").insert(key.to_owned());
         Ok(Posted { message_id: "m1".into(), thread_id: None })
+    }
+    async fn find_card(&self, _channel: &str, key: &str) -> Result<Option<Posted>, ChatError> {
+        let found = self.keys.lock().expect("keys").contains(key);
+        Ok(found.then(|| Posted { message_id: "m1".into(), thread_id: None }))
+    }
+    async fn thread_keys(
+        &self,
+        _channel: &str,
+        _posted: &Posted,
+    ) -> Result<HashSet<String>, ChatError> {
+        Ok(self.keys.lock().expect("keys").clone())
     }
     async fn start_thread(
         &self,
@@ -63,10 +83,12 @@ impl ChatAdapter for Memory {
         _channel: &str,
         _posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError> {
         if let Some(e) = self.thread_failures.lock().expect("failures").pop() {
             return Err(e);
         }
+        self.keys.lock().expect("keys").insert(key.to_owned());
         let what = match post {
             ThreadPost::Approved { by, have, need, .. } => format!("approved {by} {have}/{need}"),
             ThreadPost::Granted { .. } => "granted".to_owned(),

@@ -104,6 +104,10 @@ pub struct ChatThread {
     /// Failed attempts in a row (for backoff).
     pub attempts: i64,
     pub next_attempt_at: Timestamp,
+    /// Read-only, set by the claim: the previous lease on this thread ran out without its
+    /// progress being saved (the replica holding it died, or could not save). Its posts may
+    /// have gone out unrecorded, so this pass looks each one up before posting it again.
+    pub taken_over: bool,
 }
 
 /// A single-use sign-in link to the reviewer page (stored by the SHA-256 of its token).

@@ -50,6 +50,20 @@ pub async fn first_delivery(
     store.remember_chat_delivery(platform.as_str(), id, until).await
 }
 
+/// The idempotency key of one post: the card (`step` `card`, `seq` 0) or the thread line of
+/// audit event `seq` (`step` `line`; the summary is the line of `session_ended`). The same
+/// inputs give the same key on every replica, so a replica taking a thread over can find what
+/// the one before it posted. 24 hex characters of SHA-256: within Discord's 25-character
+/// `nonce`.
+pub fn post_key(request: shared::core::RequestId, step: &str, seq: i64) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("breakglass-post\0{request}\0{step}\0{seq}"));
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Slack message metadata `event_type` our posts carry their key under.
+pub const POST_EVENT_TYPE: &str = "breakglass_post";
+
 /// Which chat a request lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {
@@ -234,7 +248,26 @@ pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
     /// Posts a request's card in `channel`. The thread, where the platform has one, is
     /// started by [`Self::start_thread`], so a card is never posted twice when only the thread
     /// failed.
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError>;
+    ///
+    /// `key` ([`post_key`]) goes with the post (Slack message metadata, Discord `nonce`), so
+    /// [`Self::find_card`] can find it after a replica died before saving it.
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError>;
+
+    /// The card posted with `key` in `channel`, if the platform shows it (`None`: not found,
+    /// post it).
+    async fn find_card(&self, channel: &str, key: &str) -> Result<Option<Posted>, ChatError>;
+
+    /// The keys of the posts in the card's thread (those the platform shows).
+    async fn thread_keys(
+        &self,
+        channel: &str,
+        posted: &Posted,
+    ) -> Result<std::collections::HashSet<String>, ChatError>;
 
     /// Starts the card's thread and returns its id, or `None` where replies hang off the
     /// message itself (Slack). Called while `posted.thread_id` is `None`; starting a thread
@@ -254,12 +287,13 @@ pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
         card: &CardView,
     ) -> Result<(), ChatError>;
 
-    /// Posts in the card's thread.
+    /// Posts in the card's thread, with `key` ([`post_key`]) as for [`Self::post_card`].
     async fn post_in_thread(
         &self,
         channel: &str,
         posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError>;
 
     /// Shows `text` to one user only (the connect line, refusals).
@@ -329,6 +363,17 @@ mod tests {
             out.push('\\');
         }
         out.push(c);
+    }
+
+    #[test]
+    fn post_keys_are_the_same_everywhere_and_fit_a_discord_nonce() {
+        let id: shared::core::RequestId =
+            "7c1f3a52-1b8e-4d55-9a59-0b9b2a0c1d2e".parse().expect("uuid");
+        let card = post_key(id, "card", 0);
+        assert_eq!(card, post_key(id, "card", 0));
+        assert_eq!(card.len(), 24);
+        assert_ne!(card, post_key(id, "line", 0));
+        assert_ne!(post_key(id, "line", 3), post_key(id, "line", 4));
     }
 
     #[test]

@@ -153,6 +153,18 @@ impl SlackAdapter {
     }
 }
 
+/// The message metadata carrying a post's key ([`crate::chat::post_key`]).
+fn metadata(key: &str) -> SlackMessageMetadata {
+    SlackMessageMetadata::new(crate::chat::POST_EVENT_TYPE.to_owned())
+        .with_event_payload([("key".to_owned(), key.to_owned())].into_iter().collect())
+}
+
+/// The key of one of our posts, from its metadata.
+fn key_of(content: &SlackMessageContent) -> Option<String> {
+    let m = content.metadata.as_ref().filter(|m| m.event_type == crate::chat::POST_EVENT_TYPE)?;
+    m.event_payload.as_ref()?.get("key").cloned()
+}
+
 /// Slack's answer as a [`ChatError`]: an `error` code about the bot's access is retried, one
 /// about Slack itself is transient, any other refuses this message for good.
 fn chat_error(e: SlackClientError) -> ChatError {
@@ -189,16 +201,70 @@ impl ChatAdapter for SlackAdapter {
         Platform::Slack
     }
 
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+    /// With `key` in the message metadata (`breakglass_post`), which
+    /// `conversations.history` shows back.
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError> {
         let session = self.client.open_session(&self.token);
         let r = session
             .chat_post_message(&SlackApiChatPostMessageRequest::new(
                 channel.into(),
-                render::card(card),
+                render::card(card).with_metadata(metadata(key)),
             ))
             .await
             .map_err(chat_error)?;
         Ok(Posted { message_id: r.ts.0, thread_id: None })
+    }
+
+    /// `conversations.history` of the channel (the last 200 messages, with metadata).
+    async fn find_card(&self, channel: &str, key: &str) -> Result<Option<Posted>, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let r: SlackApiConversationsHistoryResponse = session
+            .http_session_api
+            .http_get(
+                "conversations.history",
+                &[
+                    ("channel", Some(channel)),
+                    ("limit", Some("200")),
+                    ("include_all_metadata", Some("true")),
+                ],
+                None,
+            )
+            .await
+            .map_err(chat_error)?;
+        Ok(r.messages
+            .into_iter()
+            .find(|m| key_of(&m.content).as_deref() == Some(key))
+            .map(|m| Posted { message_id: m.origin.ts.0, thread_id: None }))
+    }
+
+    /// `conversations.replies` of the card (with metadata; slack-morphism's request type has
+    /// no `include_all_metadata`, so the call is spelled out).
+    async fn thread_keys(
+        &self,
+        channel: &str,
+        posted: &Posted,
+    ) -> Result<std::collections::HashSet<String>, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let r: SlackApiConversationsRepliesResponse = session
+            .http_session_api
+            .http_get(
+                "conversations.replies",
+                &[
+                    ("channel", Some(channel)),
+                    ("ts", Some(posted.message_id.as_str())),
+                    ("limit", Some("1000")),
+                    ("include_all_metadata", Some("true")),
+                ],
+                None,
+            )
+            .await
+            .map_err(chat_error)?;
+        Ok(r.messages.iter().filter_map(|m| key_of(&m.content)).collect())
     }
 
     /// Replies hang off the card's message: there is no thread to start.
@@ -234,12 +300,16 @@ impl ChatAdapter for SlackAdapter {
         channel: &str,
         posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
         session
             .chat_post_message(
-                &SlackApiChatPostMessageRequest::new(channel.into(), render::thread_post(post))
-                    .with_thread_ts(posted.message_id.clone().into()),
+                &SlackApiChatPostMessageRequest::new(
+                    channel.into(),
+                    render::thread_post(post).with_metadata(metadata(key)),
+                )
+                .with_thread_ts(posted.message_id.clone().into()),
             )
             .await
             .map(drop)

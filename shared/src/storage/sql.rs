@@ -129,7 +129,7 @@ pub(super) const INSERT_CHAT_THREAD: &str = "INSERT INTO chat_threads \
 macro_rules! chat_cols {
     () => {
         "request_id, platform, channel, message_id, thread_id, synced_seq, connect_sent, \
-         summary_sent, done, attempts, next_attempt_at"
+         summary_sent, done, attempts, next_attempt_at, lease_until"
     };
 }
 
