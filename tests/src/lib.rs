@@ -253,3 +253,10 @@ pub fn wait_for(buf: &Arc<Mutex<Vec<u8>>>, needle: &str, times: usize, what: &st
         || format!("{what}: `{needle}` x{times} never appeared in:\n{:?}", seen()),
     );
 }
+
+/// Now, in Unix seconds (a Slack request timestamp).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}

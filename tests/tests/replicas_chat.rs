@@ -1,0 +1,137 @@
+//! Chat posts exactly once across bot replicas killed mid-post: two `breakglass bot`
+//! processes on one PostgreSQL with Slack (the fake). The fake keeps a chosen post and never
+//! answers it, the replica waiting on it is SIGKILLed (the post is out, its progress is not
+//! saved), and the other replica takes the thread over when the lease runs out: it finds the
+//! post by the key in its metadata (`conversations.history` / `conversations.replies`) and
+//! does not post it again.
+
+use std::time::Duration;
+
+use e2e::cluster::{Cluster, ClusterOptions, type_line};
+use e2e::fake_slack::{Call, FakeSlack, Message};
+
+/// The lease (60 s) plus room for the next claim and pass.
+const TAKEOVER: Duration = Duration::from_secs(100);
+
+/// Which bot made `call` (bot `i` posts as `xoxb-bot-{i}`).
+fn bot_of(call: &Call) -> usize {
+    call.token
+        .as_deref()
+        .and_then(|t| t.strip_prefix("xoxb-bot-"))
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("a call with an unknown token: {call:?}"))
+}
+
+fn start(fake: &FakeSlack) -> Cluster {
+    Cluster::start(ClusterOptions {
+        gateways: 1,
+        slack_api: Some(fake.api_url.clone()),
+        ..ClusterOptions::default()
+    })
+}
+
+/// Waits until `sql` (one count) answers `want`.
+fn wait_count(c: &Cluster, sql: &str, want: i64, within: Duration) {
+    test_util::wait_until(
+        within,
+        Duration::from_millis(200),
+        || (c.numbers(sql).first() == Some(&want)).then_some(()),
+        || format!("{sql} never answered {want}: {:?}\n{}", c.numbers(sql), c.logs()),
+    );
+}
+
+/// The cards of `code` in the channel.
+fn cards(fake: &FakeSlack, code: &str) -> Vec<Message> {
+    fake.messages()
+        .into_iter()
+        .filter(|m| m.thread_ts.is_none() && m.body.to_string().contains(code))
+        .collect()
+}
+
+#[test]
+fn a_replica_killed_mid_summary_leaves_exactly_one_summary_and_one_card() {
+    let rt = e2e::background_runtime();
+    let fake = rt.block_on(FakeSlack::start());
+    let mut c = start(&fake);
+    let code = c.slack_request(0);
+    c.act(1, &code, "approve", "bob");
+    c.act(1, &code, "approve", "carol");
+    fake.stall_after_posting("Session summary");
+
+    let (mut child, _out, mut stdin) = c.shell(0, &code);
+    assert!(type_line(&mut stdin, "exit"));
+    let _ = child.wait();
+    let stalled = fake.wait_call("the summary post", |call| {
+        call.method == "chat.postMessage" && call.text().contains("Session summary")
+    });
+    let holder = bot_of(&stalled);
+    let other = 1 - holder;
+    // The summary is out; the replica that posted it dies before saving that.
+    c.bots[holder].kill9();
+
+    wait_count(&c, "SELECT count(*)::bigint FROM chat_threads WHERE summary_sent", 1, TAKEOVER);
+    let card = cards(&fake, &code);
+    assert_eq!(card.len(), 1, "one card: {card:#?}");
+    let summaries: Vec<Message> = fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.thread_ts.as_deref() == Some(card[0].ts.as_str()))
+        .filter(|m| m.body.to_string().contains("Session summary"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "exactly one summary in the thread: {summaries:#?}");
+    // The survivor looked the thread up, with metadata.
+    let looked = fake.calls_to("conversations.replies");
+    assert!(
+        looked.iter().any(|l| bot_of(l) == other && l.body["include_all_metadata"] == "true"),
+        "the replica taking over never read the thread: {looked:#?}"
+    );
+    // Nothing lost: every line of the thread is there once (approved ×2, granted, live,
+    // summary).
+    let thread: Vec<String> = fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.thread_ts.as_deref() == Some(card[0].ts.as_str()))
+        .map(|m| m.metadata["event_payload"]["key"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut unique = thread.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), thread.len(), "a thread line twice: {thread:?}");
+    assert!(thread.len() >= 5, "lines lost: {:#?}", fake.messages());
+}
+
+#[test]
+fn a_replica_killed_mid_card_leaves_exactly_one_card_with_its_thread() {
+    let rt = e2e::background_runtime();
+    let fake = rt.block_on(FakeSlack::start());
+    let mut c = start(&fake);
+    // The first post of the request is its card: kept, never answered.
+    fake.stall_after_posting("Break-glass request");
+    let code = c.slack_request(0);
+    let stalled = fake.wait_call("the card post", |call| {
+        call.method == "chat.postMessage" && call.text().contains(&code)
+    });
+    let holder = bot_of(&stalled);
+    c.bots[holder].kill9();
+    let other = 1 - holder;
+
+    wait_count(
+        &c,
+        "SELECT count(*)::bigint FROM chat_threads WHERE message_id IS NOT NULL",
+        1,
+        TAKEOVER,
+    );
+    c.act(other, &code, "approve", "bob");
+    let card = cards(&fake, &code);
+    assert_eq!(card.len(), 1, "one card: {card:#?}");
+    let ts = card[0].ts.clone();
+    // The survivor carries on with that card: its approval line goes under it.
+    fake.wait_call("bob's approval in the thread", |call| {
+        call.method == "chat.postMessage"
+            && call.body["thread_ts"] == ts.as_str()
+            && call.text().contains("bob")
+    });
+    assert_eq!(cards(&fake, &code).len(), 1, "one card: {:#?}", fake.messages());
+    let looked = fake.calls_to("conversations.history");
+    assert!(looked.iter().any(|l| bot_of(l) == other), "no lookup: {looked:#?}");
+}
