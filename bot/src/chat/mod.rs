@@ -34,9 +34,25 @@ use crate::recordings::Integrity;
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
 pub const DELIVERY_MEMORY_SECS: i64 = 600;
 
-/// Whether a verified delivery (a Slack request, a Discord interaction) is handled for the
-/// first time. The id is stored under a unique constraint until its window has closed, so
-/// every replica and a restarted bot refuse a replayed copy alike.
+/// How long a taken click may stay not done before a copy of it runs (the replica handling
+/// it is taken to have died: a click takes milliseconds).
+pub const DELIVERY_STALE_SECS: i64 = 10;
+
+/// What a delivery does, for [`first_delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A button click: idempotent (the request's state machine takes one vote per approver
+    /// and one end), so a copy resent after the replica handling it died runs, once. The
+    /// caller marks it done with [`delivery_done`].
+    Click,
+    /// Anything else (a slash command makes a request): at most once.
+    Other,
+}
+
+/// Whether a verified delivery (a Slack request, a Discord interaction) is to run: the first
+/// time, or (a [`Delivery::Click`]) a copy of one a dead replica took and never finished. The
+/// id is stored under a unique constraint until its window has closed, so every replica and a
+/// restarted bot refuse a replayed copy alike.
 ///
 /// # Errors
 /// The database not answering: the caller refuses the delivery (fail closed).
@@ -45,9 +61,20 @@ pub async fn first_delivery(
     platform: Platform,
     id: &str,
     now: Timestamp,
+    kind: Delivery,
 ) -> Result<bool, shared::ports::StoreError> {
     let until = Timestamp::from_unix(now.unix().saturating_add(DELIVERY_MEMORY_SECS));
-    store.remember_chat_delivery(platform.as_str(), id, until).await
+    let retry = (kind == Delivery::Click)
+        .then(|| Timestamp::from_unix(now.unix().saturating_sub(DELIVERY_STALE_SECS)));
+    store.remember_chat_delivery(platform.as_str(), id, now, until, retry).await
+}
+
+/// Marks a click handled: later copies are replays. A failure is logged: the click ran, and a
+/// copy after [`DELIVERY_STALE_SECS`] would find the request already changed.
+pub async fn delivery_done(store: &dyn shared::ports::Store, platform: Platform, id: &str) {
+    if let Err(e) = store.chat_delivery_done(platform.as_str(), id).await {
+        tracing::warn!(error = %e, "cannot mark a chat delivery handled");
+    }
 }
 
 /// The idempotency key of one post: the card (`step` `card`, `seq` 0) or the thread line of

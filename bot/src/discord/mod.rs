@@ -470,7 +470,12 @@ pub async fn interactions(
     // forged one, and nothing is done. The id is kept in the database, so every replica and a
     // restarted bot refuse it alike.
     let id = interaction.id().get().to_string();
-    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Discord, &id, deps.now()).await
+    let kind = match interaction {
+        Interaction::Component(_) => crate::chat::Delivery::Click,
+        _ => crate::chat::Delivery::Other,
+    };
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Discord, &id, deps.now(), kind)
+        .await
     {
         Ok(true) => {}
         Ok(false) => {
@@ -491,7 +496,9 @@ pub async fn interactions(
         }
         Interaction::Component(click) => {
             discord.adapter.remember(&click.user.id.to_string(), &click.token);
-            component(&deps, &hub, &click).await
+            let answer = component(&deps, &hub, &click).await;
+            crate::chat::delivery_done(deps.store.as_ref(), Platform::Discord, &id).await;
+            answer
         }
         _ => StatusCode::OK.into_response(),
     }

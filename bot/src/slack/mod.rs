@@ -32,7 +32,9 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use crate::chat::command::{self, BadInput, Invocation};
 use crate::chat::sync::ChatHub;
-use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
+use crate::chat::{
+    Button, CardView, ChatAdapter, ChatError, Delivery, Platform, Posted, ThreadPost,
+};
 use crate::service::Deps;
 use render::Mrkdwn;
 
@@ -90,7 +92,8 @@ async fn verified(
     slack: &SlackState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(), Response> {
+    kind: Delivery,
+) -> Result<String, Response> {
     if !slack.verify(headers, body) {
         return Err(StatusCode::UNAUTHORIZED.into_response());
     }
@@ -101,8 +104,10 @@ async fn verified(
     digest.update(b"\n");
     digest.update(h(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP));
     let id = hex::encode(digest.finalize());
-    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &id, deps.now()).await {
-        Ok(true) => Ok(()),
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &id, deps.now(), kind)
+        .await
+    {
+        Ok(true) => Ok(id),
         Ok(false) => {
             tracing::warn!("a replayed Slack request was refused");
             Err((StatusCode::UNAUTHORIZED, "request already handled").into_response())
@@ -360,7 +365,7 @@ fn reply(text: String) -> Response {
 /// `POST /slack/commands`: the `/breakglass` slash command.
 pub async fn command(State(front): State<SlackFront>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
+    if let Err(refused) = verified(&front.deps, &slack, &headers, &body, Delivery::Other).await {
         return refused;
     }
     let Some(ev) = decode_command(&body) else {
@@ -417,9 +422,10 @@ pub async fn interaction(
     body: Bytes,
 ) -> Response {
     let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
-        return refused;
-    }
+    let id = match verified(&front.deps, &slack, &headers, &body, Delivery::Click).await {
+        Ok(id) => id,
+        Err(refused) => return refused,
+    };
     let Some(decoded) = decode_interaction(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
     };
@@ -428,6 +434,7 @@ pub async fn interaction(
         return StatusCode::OK.into_response();
     };
     run_clicks(&front.deps, &front.hub, &slack, ev).await;
+    crate::chat::delivery_done(front.deps.store.as_ref(), Platform::Slack, &id).await;
     StatusCode::OK.into_response()
 }
 
