@@ -335,17 +335,7 @@ channels = ["{channel}"]
     /// Posts a form body to bot `bot`, signed as Slack signs it at `ts` (a resend of the same
     /// delivery is the same `ts` and body); returns status and JSON.
     pub fn slack_post(&self, bot: usize, path: &str, body: &str, ts: i64) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.bots[bot].addr))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", ts.to_string())
-            .header("x-slack-signature", crate::fake_slack::sign(SLACK_SECRET, ts, body))
-            .body(body.to_owned())
-            .send()
-            .expect("bot answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+        slack_post_to(&self.http, &self.bots[bot].addr, path, body, ts)
     }
 
     /// `/breakglass request db-1 …` from alice in the incident channel through bot `bot`: the
@@ -484,6 +474,32 @@ channels = ["{channel}"]
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// Posts a form body to the bot at `addr` (`http://HOST:PORT`), signed as Slack signs it at
+/// `ts`; returns status and JSON. Usable from another thread than the cluster's.
+pub fn slack_post_to(
+    http: &reqwest::blocking::Client,
+    addr: &str,
+    path: &str,
+    body: &str,
+    ts: i64,
+) -> (u16, Value) {
+    let resp = http
+        .post(format!("{addr}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", crate::fake_slack::sign(SLACK_SECRET, ts, body))
+        .body(body.to_owned())
+        .send();
+    match resp {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().unwrap_or(Value::Null))
+        }
+        // The bot died before answering.
+        Err(_) => (0, Value::Null),
     }
 }
 

@@ -4,14 +4,29 @@
 //! saved), and the other replica takes the thread over when the lease runs out: it finds the
 //! post by the key in its metadata (`conversations.history` / `conversations.replies`) and
 //! does not post it again.
+//!
+//! A click follows the same rule at the front door: replica A takes it and dies while its
+//! approval waits on the database; the platform resends the same signed delivery to replica
+//! B, which runs it (the delivery was taken and never done): one approval, one audit event,
+//! and a further copy is a replay (401).
 
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::cluster::{Cluster, ClusterOptions, type_line};
+use e2e::cluster::{Cluster, ClusterOptions, slack_post_to, type_line};
+use e2e::gateway::SLACK_CHANNEL;
 use e2e::fake_slack::{Call, FakeSlack, Message};
 
 /// The lease (60 s) plus room for the next claim and pass.
 const TAKEOVER: Duration = Duration::from_secs(100);
+
+/// How long a replica may take to take a delivery and block on the lock.
+const TAKEN: Duration = Duration::from_secs(20);
+
+/// Past `bot::chat::DELIVERY_STALE_SECS` (10 s): a taken click never done is a dead
+/// replica's.
+const STALE: Duration = Duration::from_secs(11);
 
 /// Which bot made `call` (bot `i` posts as `xoxb-bot-{i}`).
 fn bot_of(call: &Call) -> usize {
@@ -134,4 +149,74 @@ fn a_replica_killed_mid_card_leaves_exactly_one_card_with_its_thread() {
     assert_eq!(cards(&fake, &code).len(), 1, "one card: {:#?}", fake.messages());
     let looked = fake.calls_to("conversations.history");
     assert!(looked.iter().any(|l| bot_of(l) == other), "no lookup: {looked:#?}");
+}
+
+#[test]
+fn a_click_resent_after_its_replica_died_mid_approval_approves_once() {
+    let rt = e2e::background_runtime();
+    let fake = rt.block_on(FakeSlack::start());
+    let mut c = start(&fake);
+    let code = c.slack_request(0);
+    let id = c.status(&code)["id"].as_str().expect("id").to_owned();
+    let approved = format!(
+        "SELECT count(*)::bigint FROM audit_events WHERE kind = 'approved' AND request_id = '{id}'"
+    );
+
+    // Writes to requests wait behind an open transaction: bot A's approval will hang there.
+    let mut lock = Command::new("psql")
+        .arg(&c.database_url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql");
+    let mut sql = lock.stdin.take().expect("psql stdin");
+    sql.write_all(b"BEGIN;\nLOCK TABLE requests IN SHARE MODE;\n").expect("lock");
+    sql.flush().expect("flush");
+    wait_count(
+        &c,
+        "SELECT count(*)::bigint FROM pg_locks l JOIN pg_class r ON r.oid = l.relation \
+         WHERE r.relname = 'requests' AND l.mode = 'ShareLock' AND l.granted",
+        1,
+        Duration::from_secs(10),
+    );
+
+    // bob clicks Approve; Slack delivers it to bot A.
+    let ts = e2e::unix_now();
+    let body = e2e::fake_slack::click_body("U0BOB", SLACK_CHANNEL, "1.1", "breakglass_approve", &id);
+    let (addr, copy) = (c.bots[0].addr.clone(), body.clone());
+    let first = std::thread::spawn(move || {
+        slack_post_to(&reqwest::blocking::Client::new(), &addr, "/slack/interactions", &copy, ts)
+    });
+    // A took the delivery and its approval waits on the lock: A dies there.
+    wait_count(&c, "SELECT count(*)::bigint FROM chat_deliveries WHERE NOT done", 1, TAKEN);
+    wait_count(
+        &c,
+        "SELECT count(*)::bigint FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock'",
+        1,
+        TAKEN,
+    );
+    c.bots[0].kill9();
+    assert_eq!(first.join().expect("the first delivery").0, 0, "A never answered");
+    sql.write_all(b"ROLLBACK;\n").expect("unlock");
+    drop(sql);
+    let _ = lock.wait();
+    assert_eq!(c.numbers(&approved), [0], "A's approval never committed");
+
+    // Slack resends the same delivery (same signature and timestamp), to bot B, once the
+    // taken delivery is stale.
+    std::thread::sleep(STALE);
+    let (s, v) = c.slack_post(1, "/slack/interactions", &body, ts);
+    assert_eq!(s, 200, "the resent click runs on B: {v}\n{}", c.logs());
+    assert_eq!(c.numbers(&approved), [1], "exactly one approval event");
+    let (_, now) = c.api(1, "alice", "GET", &format!("/api/v1/requests/{code}"), None);
+    assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
+    // The replay table is shared (the command and the click, one row each) and says done: a
+    // further copy is a replay.
+    assert_eq!(c.numbers("SELECT count(*)::bigint FROM chat_deliveries"), [2]);
+    assert_eq!(c.numbers("SELECT count(*)::bigint FROM chat_deliveries WHERE NOT done"), [0]);
+    let (s, _) = c.slack_post(1, "/slack/interactions", &body, ts);
+    assert_eq!(s, 401, "a copy of a finished click is a replay");
+    assert_eq!(c.numbers(&approved), [1]);
 }
