@@ -925,15 +925,33 @@ async fn commands_are_searchable(db: TestDb) -> TestResult {
 /// per platform, and forgotten only after its window closed.
 async fn chat_deliveries_are_remembered_once_until_they_expire(db: TestDb) -> TestResult {
     let store = db.store.as_ref();
-    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?, "first time");
-    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 900), None).await?, "a replay");
-    assert!(store.remember_chat_delivery("discord", "ab12", ts(T0), ts(T0 + 600), None).await?, "per platform");
+    assert!(
+        store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "first time"
+    );
+    assert!(
+        !store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 900), None).await?,
+        "a replay"
+    );
+    assert!(
+        store.remember_chat_delivery("discord", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "per platform"
+    );
     assert!(store.remember_chat_delivery("slack", "cd34", ts(T0), ts(T0 + 1200), None).await?);
     assert_eq!(store.purge_chat_deliveries(ts(T0 + 599)).await?, 0, "not yet expired");
-    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?, "still a replay");
+    assert!(
+        !store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "still a replay"
+    );
     assert_eq!(store.purge_chat_deliveries(ts(T0 + 600)).await?, 2);
-    assert!(!store.remember_chat_delivery("slack", "cd34", ts(T0), ts(T0 + 1200), None).await?, "kept");
-    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 1800), None).await?, "forgotten");
+    assert!(
+        !store.remember_chat_delivery("slack", "cd34", ts(T0), ts(T0 + 1200), None).await?,
+        "kept"
+    );
+    assert!(
+        store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 1800), None).await?,
+        "forgotten"
+    );
     Ok(())
 }
 
@@ -953,6 +971,8 @@ async fn a_click_a_dead_replica_never_finished_is_taken_over_once(db: TestDb) ->
     // What is done at once (a slash command) is never taken over.
     assert!(store.remember_chat_delivery("slack", "s1", ts(T0), until, None).await?);
     assert!(!copy(T0 + 100).await?);
-    assert!(!store.remember_chat_delivery("slack", "s1", ts(T0 + 100), until, stale(T0 + 100)).await?);
+    assert!(
+        !store.remember_chat_delivery("slack", "s1", ts(T0 + 100), until, stale(T0 + 100)).await?
+    );
     Ok(())
 }

@@ -33,6 +33,11 @@ pub struct ClusterOptions {
     /// secret [`SLACK_SECRET`]. Bot `i` posts with the token `xoxb-bot-{i}`, so a test can
     /// tell which replica made a call.
     pub slack_api: Option<String>,
+    /// A database of the test's own (e.g. a [`crate::throwaway_pg::ThrowawayPg`]) instead of
+    /// a fresh one on the shared server.
+    pub database_url: Option<String>,
+    /// Extra lines for `[scopes.prod]` (e.g. `max_duration = "5s"`).
+    pub scope_extra: String,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +48,8 @@ impl Default for ClusterOptions {
             revocation_poll: "250ms".into(),
             sqlite: false,
             slack_api: None,
+            database_url: None,
+            scope_extra: String::new(),
         }
     }
 }
@@ -205,7 +212,9 @@ impl Cluster {
     pub fn prepare(opts: &ClusterOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let (pg, database_url) = if opts.sqlite {
+        let (pg, database_url) = if let Some(url) = &opts.database_url {
+            (None, url.clone())
+        } else if opts.sqlite {
             (None, format!("sqlite://{}", d.join("shared").join("breakglass.db").display()))
         } else {
             let pg = block_on(PgDatabase::create());
@@ -265,6 +274,7 @@ requester_groups = ["oncall"]
 approver_groups = ["dba"]
 quorum = 2
 channels = ["{channel}"]
+{scope_extra}
 "#,
             kh = known_hosts.display(),
             poll = opts.revocation_poll,
@@ -279,6 +289,7 @@ channels = ["{channel}"]
             )]),
             port = sshd.port,
             channel = SLACK_CHANNEL,
+            scope_extra = opts.scope_extra,
         );
         let config_path = d.join("breakglass.toml");
         std::fs::write(&config_path, config).expect("config");

@@ -370,11 +370,9 @@ async fn read_api(
     let meta = q.get("include_all_metadata").is_some_and(|v| v == "true" || v == "1");
     let in_channel = i.messages.iter().filter(|m| m.channel == channel);
     let messages: Vec<Value> = match method.as_str() {
-        "conversations.history" => in_channel
-            .filter(|m| m.thread_ts.is_none())
-            .rev()
-            .map(|m| m.json(meta))
-            .collect(),
+        "conversations.history" => {
+            in_channel.filter(|m| m.thread_ts.is_none()).rev().map(|m| m.json(meta)).collect()
+        }
         "conversations.replies" => {
             let ts = q.get("ts").cloned().unwrap_or_default();
             in_channel

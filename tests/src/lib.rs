@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod fake_discord;
 pub mod fake_slack;
 pub mod gateway;
+pub mod throwaway_pg;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::cluster::{Cluster, ClusterOptions, slack_post_to, type_line};
-use e2e::gateway::SLACK_CHANNEL;
 use e2e::fake_slack::{Call, FakeSlack, Message};
+use e2e::gateway::SLACK_CHANNEL;
 
 /// The lease (60 s) plus room for the next claim and pass.
 const TAKEOVER: Duration = Duration::from_secs(100);
@@ -183,7 +183,8 @@ fn a_click_resent_after_its_replica_died_mid_approval_approves_once() {
 
     // bob clicks Approve; Slack delivers it to bot A.
     let ts = e2e::unix_now();
-    let body = e2e::fake_slack::click_body("U0BOB", SLACK_CHANNEL, "1.1", "breakglass_approve", &id);
+    let body =
+        e2e::fake_slack::click_body("U0BOB", SLACK_CHANNEL, "1.1", "breakglass_approve", &id);
     let (addr, copy) = (c.bots[0].addr.clone(), body.clone());
     let first = std::thread::spawn(move || {
         slack_post_to(&reqwest::blocking::Client::new(), &addr, "/slack/interactions", &copy, ts)

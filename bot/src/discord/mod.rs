@@ -25,8 +25,7 @@ use serenity::all::{
     ComponentInteraction, CreateAutocompleteResponse, CreateCommand, CreateCommandOption,
     CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
     CreateMessage, CreateThread, EditMessage, GetMessages, GuildId, Http, HttpBuilder, Interaction,
-    MessageId, Nonce,
-    ResolvedOption, ResolvedValue, UserId,
+    MessageId, Nonce, ResolvedOption, ResolvedValue, UserId,
 };
 use shared::config::Secret;
 use shared::core::{
