@@ -5,6 +5,9 @@
 //! post by the key in its metadata (`conversations.history` / `conversations.replies`) and
 //! does not post it again.
 //!
+//! On Discord the card goes out again with the same `nonce` and `enforce_nonce`, and Discord
+//! answers the first message instead of making a second.
+//!
 //! A click follows the same rule at the front door: replica A takes it and dies while its
 //! approval waits on the database; the platform resends the same signed delivery to replica
 //! B, which runs it (the delivery was taken and never done): one approval, one audit event,
@@ -15,8 +18,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e::cluster::{Cluster, ClusterOptions, slack_post_to, type_line};
+use e2e::fake_discord::{self as discord, Call as DiscordCall, FakeDiscord};
 use e2e::fake_slack::{Call, FakeSlack, Message};
-use e2e::gateway::SLACK_CHANNEL;
+use e2e::gateway::{DISCORD_CHANNEL, SLACK_CHANNEL};
+
+/// alice's Discord user id.
+const ALICE: &str = "1010000000000000001";
 
 /// The lease (60 s) plus room for the next claim and pass.
 const TAKEOVER: Duration = Duration::from_secs(100);
@@ -220,4 +227,93 @@ fn a_click_resent_after_its_replica_died_mid_approval_approves_once() {
     let (s, _) = c.slack_post(1, "/slack/interactions", &body, ts);
     assert_eq!(s, 401, "a copy of a finished click is a replay");
     assert_eq!(c.numbers(&approved), [1]);
+}
+
+/// Which bot made a Discord call (bot `i` calls as `discord-bot-{i}`).
+fn discord_bot_of(call: &DiscordCall) -> usize {
+    call.token
+        .as_deref()
+        .and_then(|t| t.strip_prefix("discord-bot-"))
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("a Discord call with an unknown token: {call:?}"))
+}
+
+#[test]
+fn on_discord_a_replica_killed_mid_card_leaves_exactly_one_card_with_its_thread() {
+    let rt = e2e::background_runtime();
+    let fake = rt.block_on(FakeDiscord::start());
+    let mut c = Cluster::start(ClusterOptions {
+        gateways: 1,
+        discord_api: Some(fake.base.clone()),
+        ..ClusterOptions::default()
+    });
+    fake.stall_after_posting("Break-glass request");
+    let (s, v) = c.discord_post(
+        0,
+        &discord::command(
+            1_600_000_000_000_000_001,
+            ALICE,
+            DISCORD_CHANNEL,
+            "request",
+            &[("host", "db-1"), ("reason", "replica chat test"), ("login", &c.login)],
+        ),
+    );
+    assert_eq!(s, 200, "{v}");
+    let text = v["data"]["content"].as_str().unwrap_or_default().to_owned();
+    let code = text.split_whitespace().nth(1).expect("code").to_owned();
+    let cards = |f: &FakeDiscord| -> Vec<String> {
+        f.made()
+            .into_iter()
+            .filter(|m| m.channel == DISCORD_CHANNEL && m.body.to_string().contains(&code))
+            .map(|m| m.id)
+            .collect()
+    };
+    let stalled = test_util::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            fake.calls().into_iter().find(|call| {
+                call.method == "POST"
+                    && call.path == format!("channels/{DISCORD_CHANNEL}/messages")
+                    && call.body.to_string().contains(&code)
+            })
+        },
+        || format!("no card post: {:#?}", fake.calls()),
+    );
+    let holder = discord_bot_of(&stalled);
+    c.bots[holder].kill9();
+    let other = 1 - holder;
+
+    wait_count(
+        &c,
+        "SELECT count(*)::bigint FROM chat_threads WHERE message_id IS NOT NULL",
+        1,
+        TAKEOVER,
+    );
+    c.act(other, &code, "approve", "bob");
+    let card = cards(&fake);
+    assert_eq!(card.len(), 1, "one card: {:#?}", fake.made());
+    // The survivor carries on with that card: its thread, and bob's line in it.
+    test_util::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            fake.made()
+                .into_iter()
+                .find(|m| m.channel == card[0] && m.body.to_string().contains("bob"))
+        },
+        || format!("no approval line in the card's thread: {:#?}", fake.made()),
+    );
+    assert_eq!(cards(&fake).len(), 1, "one card: {:#?}", fake.made());
+    // The second create carried the same nonce, enforced.
+    let creates: Vec<DiscordCall> = fake
+        .calls()
+        .into_iter()
+        .filter(|call| call.path == format!("channels/{DISCORD_CHANNEL}/messages"))
+        .filter(|call| call.method == "POST" && call.body.to_string().contains(&code))
+        .collect();
+    assert_eq!(creates.len(), 2, "{creates:#?}");
+    assert_eq!(creates[0].body["nonce"], creates[1].body["nonce"]);
+    assert!(creates.iter().all(|c| c.body["enforce_nonce"] == true), "{creates:#?}");
+    assert_eq!(discord_bot_of(&creates[1]), other);
 }
