@@ -215,7 +215,39 @@ async fn a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_i
     Ok(())
 }
 
+/// A pass whose lease ran out unsaved (its replica died after posting): the next claim looks
+/// every post up by its key and posts none of them again.
+async fn a_thread_taken_over_from_an_unsaved_lease_posts_nothing_twice(db: TestDb) -> TestResult {
+    let w = World::new(&db);
+    let code = w.request().await;
+    w.sync().await;
+    w.approve(&code, "bob").await;
+    w.approve(&code, "carol").await;
+    w.sync().await;
+    let before = w.chat.calls();
+    // As the database looks when a replica posted all that and died before saving it.
+    db.admin
+        .exec(
+            "UPDATE chat_threads SET message_id = NULL, synced_seq = 0, connect_sent = FALSE, \
+             lease_until = 1",
+        )
+        .await?;
+    assert_eq!(w.sync().await, 1, "the thread is due again");
+    let calls = w.chat.calls();
+    let new: Vec<&String> = calls[before.len()..].iter().collect();
+    assert!(
+        !new.iter().any(|c| c.starts_with("card ") || c.starts_with("thread ")),
+        "posted again after a takeover: {new:?}"
+    );
+    // Nothing lost: the card is updated, and only the connect line (ephemeral, not findable)
+    // may go out again.
+    assert!(new.iter().any(|c| c.starts_with("update m1")), "{new:?}");
+    assert!(new.iter().all(|c| c.starts_with("update ") || c.starts_with("ephemeral ")), "{new:?}");
+    Ok(())
+}
+
 test_util::both_backends!(
     a_requests_events_become_its_card_and_thread_in_order_and_the_summary_once,
-    a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_in_order
+    a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_in_order,
+    a_thread_taken_over_from_an_unsaved_lease_posts_nothing_twice
 );
