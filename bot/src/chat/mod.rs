@@ -12,7 +12,9 @@
 //! (a flag saved with the progress; a replica holds a lease while it works on a thread).
 //! Failed posts are retried with backoff (Slack's `Retry-After` on 429); a post the platform
 //! refuses for good (malformed, too long) is logged and skipped, so one bad message cannot
-//! stall a thread. Progress is saved per step, so a retry never repeats a post that went out.
+//! stall a thread. Every post carries a key ([`post_key`]); a pass that follows one that died
+//! unsaved (its lease ran out) or failed looks each post up by it first, so a replica killed
+//! mid-post makes nothing appear twice (the connect line, ephemeral, excepted).
 //! Nothing here is on the path of a decision: a chat outage delays messages, it never blocks
 //! access decisions.
 //!
