@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use shared::testing::{host, name};
 struct Memory {
     calls: Mutex<Vec<String>>,
     thread_failures: Mutex<Vec<ChatError>>,
+    /// The key of every post made, as the platform would show it back.
+    keys: Mutex<HashSet<String>>,
 }
 
 impl Memory {
@@ -37,9 +40,26 @@ impl ChatAdapter for Memory {
     fn platform(&self) -> Platform {
         Platform::Slack
     }
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError> {
         self.took(format!("card {channel} {:?}", card.status));
+        self.keys.lock().expect("keys").insert(key.to_owned());
         Ok(Posted { message_id: "m1".into(), thread_id: None })
+    }
+    async fn find_card(&self, _channel: &str, key: &str) -> Result<Option<Posted>, ChatError> {
+        let found = self.keys.lock().expect("keys").contains(key);
+        Ok(found.then(|| Posted { message_id: "m1".into(), thread_id: None }))
+    }
+    async fn thread_keys(
+        &self,
+        _channel: &str,
+        _posted: &Posted,
+    ) -> Result<HashSet<String>, ChatError> {
+        Ok(self.keys.lock().expect("keys").clone())
     }
     async fn start_thread(
         &self,
@@ -63,10 +83,12 @@ impl ChatAdapter for Memory {
         _channel: &str,
         _posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError> {
         if let Some(e) = self.thread_failures.lock().expect("failures").pop() {
             return Err(e);
         }
+        self.keys.lock().expect("keys").insert(key.to_owned());
         let what = match post {
             ThreadPost::Approved { by, have, need, .. } => format!("approved {by} {have}/{need}"),
             ThreadPost::Granted { .. } => "granted".to_owned(),
@@ -193,7 +215,39 @@ async fn a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_i
     Ok(())
 }
 
+/// A pass whose lease ran out unsaved (its replica died after posting): the next claim looks
+/// every post up by its key and posts none of them again.
+async fn a_thread_taken_over_from_an_unsaved_lease_posts_nothing_twice(db: TestDb) -> TestResult {
+    let w = World::new(&db);
+    let code = w.request().await;
+    w.sync().await;
+    w.approve(&code, "bob").await;
+    w.approve(&code, "carol").await;
+    w.sync().await;
+    let before = w.chat.calls();
+    // As the database looks when a replica posted all that and died before saving it.
+    db.admin
+        .exec(
+            "UPDATE chat_threads SET message_id = NULL, synced_seq = 0, connect_sent = FALSE, \
+             lease_until = 1",
+        )
+        .await?;
+    assert_eq!(w.sync().await, 1, "the thread is due again");
+    let calls = w.chat.calls();
+    let new: Vec<&String> = calls[before.len()..].iter().collect();
+    assert!(
+        !new.iter().any(|c| c.starts_with("card ") || c.starts_with("thread ")),
+        "posted again after a takeover: {new:?}"
+    );
+    // Nothing lost: the card is updated, and only the connect line (ephemeral, not findable)
+    // may go out again.
+    assert!(new.iter().any(|c| c.starts_with("update m1")), "{new:?}");
+    assert!(new.iter().all(|c| c.starts_with("update ") || c.starts_with("ephemeral ")), "{new:?}");
+    Ok(())
+}
+
 test_util::both_backends!(
     a_requests_events_become_its_card_and_thread_in_order_and_the_summary_once,
-    a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_in_order
+    a_post_refused_for_good_is_skipped_and_a_transient_failure_is_retried_in_order,
+    a_thread_taken_over_from_an_unsaved_lease_posts_nothing_twice
 );

@@ -104,6 +104,10 @@ pub struct ChatThread {
     /// Failed attempts in a row (for backoff).
     pub attempts: i64,
     pub next_attempt_at: Timestamp,
+    /// Read-only, set by the claim: the previous lease on this thread ran out without its
+    /// progress being saved (the replica holding it died, or could not save). Its posts may
+    /// have gone out unrecorded, so this pass looks each one up before posting it again.
+    pub taken_over: bool,
 }
 
 /// A single-use sign-in link to the reviewer page (stored by the SHA-256 of its token).
@@ -262,16 +266,26 @@ pub trait ChatOutbox: Send + Sync + Debug {
     /// Saves a thread's progress and releases its lease.
     async fn save_chat_thread(&self, t: &ChatThread) -> Result<(), StoreError>;
 
-    /// Records that a chat delivery was handled, under a unique constraint: `Ok(true)` the
-    /// first time, `Ok(false)` when `(platform, id)` is already there (a replay). Kept until
-    /// `expires_at`, when the signed request's window has closed. `id` is short and made by
-    /// the caller (a hex digest, a numeric platform id), never raw client text.
+    /// Records a chat delivery, under a unique constraint: `Ok(true)` the first time,
+    /// `Ok(false)` when `(platform, id)` is already there (a replay). Kept until `expires_at`,
+    /// when the signed request's window has closed. `id` is short and made by the caller (a
+    /// hex digest, a numeric platform id), never raw client text.
+    ///
+    /// With `retry.is_some()` the delivery is only taken at `now`, and done once
+    /// [`Self::chat_delivery_done`] says so; a copy that comes while it was taken at or before
+    /// `retry` and never done (the replica handling it died) is taken over: `Ok(true)` once.
+    /// With `None` it is done at once (at most once, for what is not idempotent).
     async fn remember_chat_delivery(
         &self,
         platform: &str,
         id: &str,
+        now: Timestamp,
         expires_at: Timestamp,
+        retry: Option<Timestamp>,
     ) -> Result<bool, StoreError>;
+
+    /// Marks a taken delivery done: every later copy is a replay.
+    async fn chat_delivery_done(&self, platform: &str, id: &str) -> Result<(), StoreError>;
 
     /// Deletes chat deliveries whose window closed at or before `now`; returns how many.
     async fn purge_chat_deliveries(&self, now: Timestamp) -> Result<u64, StoreError>;

@@ -45,6 +45,7 @@ test_util::both_backends!(
     review_links_open_once_and_expire,
     commands_are_searchable,
     chat_deliveries_are_remembered_once_until_they_expire,
+    a_click_a_dead_replica_never_finished_is_taken_over_once,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -924,14 +925,54 @@ async fn commands_are_searchable(db: TestDb) -> TestResult {
 /// per platform, and forgotten only after its window closed.
 async fn chat_deliveries_are_remembered_once_until_they_expire(db: TestDb) -> TestResult {
     let store = db.store.as_ref();
-    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0 + 600)).await?, "first time");
-    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0 + 900)).await?, "a replay");
-    assert!(store.remember_chat_delivery("discord", "ab12", ts(T0 + 600)).await?, "per platform");
-    assert!(store.remember_chat_delivery("slack", "cd34", ts(T0 + 1200)).await?);
+    assert!(
+        store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "first time"
+    );
+    assert!(
+        !store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 900), None).await?,
+        "a replay"
+    );
+    assert!(
+        store.remember_chat_delivery("discord", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "per platform"
+    );
+    assert!(store.remember_chat_delivery("slack", "cd34", ts(T0), ts(T0 + 1200), None).await?);
     assert_eq!(store.purge_chat_deliveries(ts(T0 + 599)).await?, 0, "not yet expired");
-    assert!(!store.remember_chat_delivery("slack", "ab12", ts(T0 + 600)).await?, "still a replay");
+    assert!(
+        !store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 600), None).await?,
+        "still a replay"
+    );
     assert_eq!(store.purge_chat_deliveries(ts(T0 + 600)).await?, 2);
-    assert!(!store.remember_chat_delivery("slack", "cd34", ts(T0 + 1200)).await?, "kept");
-    assert!(store.remember_chat_delivery("slack", "ab12", ts(T0 + 1800)).await?, "forgotten");
+    assert!(
+        !store.remember_chat_delivery("slack", "cd34", ts(T0), ts(T0 + 1200), None).await?,
+        "kept"
+    );
+    assert!(
+        store.remember_chat_delivery("slack", "ab12", ts(T0), ts(T0 + 1800), None).await?,
+        "forgotten"
+    );
+    Ok(())
+}
+
+/// A click is taken before it runs: a copy while it runs, or once it is done, is a replay; a
+/// copy of one taken long ago and never done (its replica died) is taken over, once.
+async fn a_click_a_dead_replica_never_finished_is_taken_over_once(db: TestDb) -> TestResult {
+    let store = db.store.as_ref();
+    let (until, stale) = (ts(T0 + 600), |now: i64| Some(ts(now - 10)));
+    assert!(store.remember_chat_delivery("slack", "c1", ts(T0), until, stale(T0)).await?);
+    let copy = |now: i64| store.remember_chat_delivery("slack", "c1", ts(now), until, stale(now));
+    assert!(!copy(T0 + 5).await?, "still running: a replay");
+    assert!(copy(T0 + 10).await?, "never done: taken over");
+    assert!(!copy(T0 + 11).await?, "taken over once");
+    assert!(copy(T0 + 20).await?, "and again when that replica died too");
+    store.chat_delivery_done("slack", "c1").await?;
+    assert!(!copy(T0 + 100).await?, "done: every copy is a replay");
+    // What is done at once (a slash command) is never taken over.
+    assert!(store.remember_chat_delivery("slack", "s1", ts(T0), until, None).await?);
+    assert!(!copy(T0 + 100).await?);
+    assert!(
+        !store.remember_chat_delivery("slack", "s1", ts(T0 + 100), until, stale(T0 + 100)).await?
+    );
     Ok(())
 }

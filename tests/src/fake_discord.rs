@@ -9,6 +9,14 @@
 //!   field value 1024, footer 2048, 25 fields, 6000 in all; a thread name of 1 to 100. A
 //!   thread started from a message gets the message's id, and starting a second one is a 400
 //!   (`160004`), as on Discord.
+//! - Message create honours `nonce` with `enforce_nonce: true` as Discord does: a second
+//!   message with a nonce the bot already used is not made, the first is answered again (the
+//!   fake keeps nonces for its whole life, Discord for a few minutes). `GET
+//!   channels/{channel}/messages` lists a channel's messages, newest first, without their
+//!   nonces (Discord's listing is not documented to show them).
+//! - [`FakeDiscord::stall_after_posting`]: the next message create whose body contains a
+//!   needle is made, but its answer never comes, so a test can SIGKILL the replica waiting.
+//! - Each call records the bot token it came with, so a test can tell replicas apart.
 //! - [`FakeDiscord::fail_next`] makes the next calls of a [`Route`] answer an error status.
 //! - [`Signer`] signs `timestamp ‖ body` with a test application key (Ed25519), as Discord does
 //!   in `X-Signature-Ed25519` / `X-Signature-Timestamp`.
@@ -20,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::{Value, json};
@@ -36,6 +44,8 @@ pub struct Call {
     pub answer_id: Option<String>,
     /// The HTTP status the fake answered.
     pub status: u16,
+    /// The bot token of the call (`Authorization: Bot TOKEN`).
+    pub token: Option<String>,
 }
 
 /// What a REST call does, for [`FakeDiscord::fail_next`].
@@ -53,6 +63,18 @@ pub enum Route {
     OpenDm,
     /// `PUT applications/{application}/guilds/{guild}/commands`.
     SetCommands,
+    /// `GET channels/{channel}/messages`.
+    ListMessages,
+}
+
+/// A message the fake made.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub channel: String,
+    pub id: String,
+    pub nonce: Option<String>,
+    /// The create call's JSON body.
+    pub body: Value,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +87,10 @@ struct Inner {
     failures: HashMap<Route, VecDeque<u16>>,
     /// Messages a thread was started from (the thread has the message's id).
     threads: HashSet<String>,
+    /// Every message made, oldest first.
+    made: Vec<Made>,
+    /// Message creates containing this are made and never answered.
+    stall: Option<String>,
 }
 
 /// The running REST fake.
@@ -101,6 +127,19 @@ impl FakeDiscord {
     pub fn fail_next(&self, route: Route, status: u16, times: usize) {
         if let Ok(mut i) = self.inner.lock() {
             i.failures.entry(route).or_default().extend(std::iter::repeat_n(status, times));
+        }
+    }
+
+    /// Every message made so far, oldest first.
+    pub fn made(&self) -> Vec<Made> {
+        self.inner.lock().map(|i| i.made.clone()).unwrap_or_default()
+    }
+
+    /// The next message create whose JSON body contains `needle` is made, and its answer is
+    /// then held forever.
+    pub fn stall_after_posting(&self, needle: &str) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.stall = Some(needle.to_owned());
         }
     }
 
@@ -190,10 +229,35 @@ async fn rest(
     State(inner): State<Arc<Mutex<Inner>>>,
     method: Method,
     Path(path): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bot "))
+        .map(str::to_owned);
+    let (answer, stall) = answer(&inner, &method, path, token, body);
+    if stall {
+        // The message exists; its answer never comes.
+        std::future::pending::<()>().await;
+    }
+    answer
+}
+
+/// The answer to one REST call, and whether to hold it back forever (a stall).
+#[allow(clippy::too_many_lines)]
+fn answer(
+    inner: &Mutex<Inner>,
+    method: &Method,
+    path: String,
+    token: Option<String>,
+    body: Value,
+) -> (Response, bool) {
+    let Ok(mut i) = inner.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false);
+    };
     let parts: Vec<&str> = path.split('/').collect();
     let route = match (method.as_str(), parts.as_slice()) {
         ("POST", ["channels", _, "messages"]) => Route::CreateMessage,
@@ -202,6 +266,7 @@ async fn rest(
         ("POST", ["webhooks", _, _]) => Route::Followup,
         ("POST", ["users", "@me", "channels"]) => Route::OpenDm,
         ("PUT", ["applications", _, "guilds", _, "commands"]) => Route::SetCommands,
+        ("GET", ["channels", _, "messages"]) => Route::ListMessages,
         _ => {
             i.calls.push(Call {
                 method: method.to_string(),
@@ -209,9 +274,10 @@ async fn rest(
                 body,
                 answer_id: None,
                 status: 404,
+                token,
             });
-            return (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown route", "code": 0})))
-                .into_response();
+            let body = json!({"message": "Unknown route", "code": 0});
+            return ((StatusCode::NOT_FOUND, Json(body)).into_response(), false);
         }
     };
     let mut call = Call {
@@ -220,6 +286,7 @@ async fn rest(
         body: body.clone(),
         answer_id: None,
         status: 200,
+        token,
     };
     let refusal = if let Some(status) = i.failures.get_mut(&route).and_then(VecDeque::pop_front) {
         Some((status, error_status(status)))
@@ -237,12 +304,57 @@ async fn rest(
     if let Some((status, resp)) = refusal {
         call.status = status;
         i.calls.push(call);
-        return resp;
+        return (resp, false);
+    }
+    if let ("GET", ["channels", ch, "messages"]) = (method.as_str(), parts.as_slice()) {
+        let listed: Vec<Value> = i
+            .made
+            .iter()
+            .rev()
+            .filter(|m| m.channel == *ch)
+            .take(100)
+            .map(|m| message(&m.id, &m.channel, &m.body))
+            .collect();
+        i.calls.push(call);
+        return (Json(Value::Array(listed)).into_response(), false);
+    }
+    let nonce = body["nonce"].as_str().map(str::to_owned);
+    if let ("POST", ["channels", ch, "messages"]) = (method.as_str(), parts.as_slice())
+        && body["enforce_nonce"] == true
+        && let Some(n) = &nonce
+        && let Some(m) = i.made.iter().find(|m| m.nonce.as_ref() == Some(n)).cloned()
+    {
+        // Discord: "that message will be returned and no new message will be created".
+        call.answer_id = Some(m.id.clone());
+        i.calls.push(call);
+        let mut answer = message(&m.id, ch, &m.body);
+        answer["nonce"] = json!(n);
+        return (Json(answer).into_response(), false);
     }
     i.next_id += 1;
     let id = i.next_id.to_string();
     let answer = match (method.as_str(), parts.as_slice()) {
-        ("POST", ["channels", ch, "messages"]) => message(&id, ch, &body),
+        ("POST", ["channels", ch, "messages"]) => {
+            i.made.push(Made {
+                channel: (*ch).to_owned(),
+                id: id.clone(),
+                nonce: nonce.clone(),
+                body: body.clone(),
+            });
+            if let Some(needle) = i.stall.clone()
+                && body.to_string().contains(&needle)
+            {
+                i.stall = None;
+                call.answer_id = Some(id);
+                i.calls.push(call);
+                return (StatusCode::OK.into_response(), true);
+            }
+            let mut m = message(&id, ch, &body);
+            if let Some(n) = &nonce {
+                m["nonce"] = json!(n);
+            }
+            m
+        }
         ("PATCH", ["channels", ch, "messages", msg]) => message(msg, ch, &body),
         ("POST", ["channels", ch, "messages", msg, "threads"]) => {
             i.threads.insert((*msg).to_owned());
@@ -276,13 +388,13 @@ async fn rest(
             i.commands.insert((*guild).to_owned(), cmds.clone());
             Value::Array(cmds)
         }
-        _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        _ => return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false),
     };
     if call.answer_id.is_none() {
         call.answer_id = Some(id);
     }
     i.calls.push(call);
-    Json(answer).into_response()
+    (Json(answer).into_response(), false)
 }
 
 /// Signs interactions as Discord does, with a test application key.

@@ -6,6 +6,12 @@
 //!   [`FakeSlack::fail_next`]) or refuse them with an error code ([`FakeSlack::refuse_next`]);
 //!   like Slack, it refuses blocks over Slack's limits with `invalid_blocks` (a section's text
 //!   3000 characters, a field's 2000, 10 fields, 50 blocks);
+//! - the messages posted, kept as Slack keeps them (channel, `ts`, `thread_ts`, text and
+//!   `metadata`), served back by `GET conversations.history` and `GET conversations.replies`
+//!   (metadata only with `include_all_metadata=true`, as Slack does);
+//! - a stall ([`FakeSlack::stall_after_posting`]): the next `chat.postMessage` whose body
+//!   contains a needle is kept (the message exists) but its answer never comes, so a test can
+//!   SIGKILL the bot replica waiting on it, after the post and before its progress is saved;
 //! - Socket Mode: `apps.connections.open` hands out a `ws://` URL served here; the fake says
 //!   `hello`, then [`FakeSlack::socket_send`] delivers envelopes and returns the app's ack;
 //!   [`FakeSlack::socket_drop`] cuts the connection as a network failure would;
@@ -17,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -66,6 +72,37 @@ struct Inner {
     connections: usize,
     /// The tasks serving the current connection (aborted to drop it).
     socket_tasks: Vec<tokio::task::AbortHandle>,
+    /// Every message posted, oldest first.
+    messages: Vec<Message>,
+    /// `chat.postMessage` calls containing this are kept and never answered.
+    stall: Option<String>,
+}
+
+/// A message as Slack stores it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub channel: Value,
+    pub ts: String,
+    /// The card's `ts` for a line in its thread; `None` for a card.
+    pub thread_ts: Option<String>,
+    pub text: Value,
+    pub metadata: Value,
+    /// The whole `chat.postMessage` body (text and blocks), for assertions.
+    pub body: Value,
+}
+
+impl Message {
+    /// As `conversations.*` answer it; `metadata` only when asked for.
+    fn json(&self, with_metadata: bool) -> Value {
+        let mut m = json!({"type": "message", "ts": self.ts, "text": self.text, "user": "U0BOT"});
+        if let Some(t) = &self.thread_ts {
+            m["thread_ts"] = json!(t);
+        }
+        if with_metadata && !self.metadata.is_null() {
+            m["metadata"] = self.metadata.clone();
+        }
+        m
+    }
 }
 
 /// The running fake.
@@ -89,7 +126,9 @@ impl FakeSlack {
             i.ws_url = format!("ws://{ws_addr}/link");
         }
         tokio::spawn(serve_socket(ws, inner.clone()));
-        let app = axum::Router::new().route("/api/{method}", post(api)).with_state(inner.clone());
+        let app = axum::Router::new()
+            .route("/api/{method}", post(api).get(read_api))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -186,6 +225,19 @@ impl FakeSlack {
         .await
     }
 
+    /// Every message posted so far, oldest first (what a person in the channel sees).
+    pub fn messages(&self) -> Vec<Message> {
+        self.inner.lock().map(|i| i.messages.clone()).unwrap_or_default()
+    }
+
+    /// The next `chat.postMessage` whose JSON body contains `needle` is kept as a message, and
+    /// then its answer is held forever (the caller waits until killed).
+    pub fn stall_after_posting(&self, needle: &str) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.stall = Some(needle.to_owned());
+        }
+    }
+
     /// The next `times` calls to `method` answer HTTP `status` (with `Retry-After` if given).
     pub fn fail_next(&self, method: &str, status: u16, retry_after: Option<u64>, times: usize) {
         if let Ok(mut i) = self.inner.lock() {
@@ -216,7 +268,24 @@ async fn api(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let (answer, stall) = answer(&inner, method, token, &body);
+    if stall {
+        // The message exists; its answer never comes.
+        std::future::pending::<()>().await;
+    }
+    answer
+}
+
+/// The answer to one Web API call, and whether to hold it back forever (a stall).
+fn answer(
+    inner: &Mutex<Inner>,
+    method: String,
+    token: Option<String>,
+    body: &Value,
+) -> (Response, bool) {
+    let Ok(mut i) = inner.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR.into_response(), false);
+    };
     i.calls.push(Call { method: method.clone(), token, body: body.clone(), ts: None, ok: false });
     match i.failures.get_mut(&method).and_then(VecDeque::pop_front) {
         Some(Failure::Status(status, retry)) => {
@@ -230,15 +299,15 @@ async fn api(
             {
                 resp.headers_mut().insert("retry-after", v);
             }
-            return resp;
+            return (resp, false);
         }
         Some(Failure::Refuse(error)) => {
-            return Json(json!({"ok": false, "error": error})).into_response();
+            return (Json(json!({"ok": false, "error": error})).into_response(), false);
         }
         None => {}
     }
     if !blocks_fit(&body["blocks"]) {
-        return Json(json!({"ok": false, "error": "invalid_blocks"})).into_response();
+        return (Json(json!({"ok": false, "error": "invalid_blocks"})).into_response(), false);
     }
     i.ts += 1;
     let ts = format!("1795400000.{:06}", i.ts);
@@ -248,6 +317,22 @@ async fn api(
         last.ts = Some(ts.clone());
     }
     let channel = body["channel"].clone();
+    if method == "chat.postMessage" {
+        i.messages.push(Message {
+            channel: channel.clone(),
+            ts: ts.clone(),
+            thread_ts: body["thread_ts"].as_str().map(str::to_owned),
+            text: body["text"].clone(),
+            metadata: body["metadata"].clone(),
+            body: body.clone(),
+        });
+        if let Some(needle) = i.stall.clone()
+            && body.to_string().contains(&needle)
+        {
+            i.stall = None;
+            return (StatusCode::OK.into_response(), true);
+        }
+    }
     let answer = match method.as_str() {
         "chat.postMessage" => {
             json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})
@@ -262,7 +347,42 @@ async fn api(
     if let Some(last) = i.calls.last_mut() {
         last.ok = answer["ok"] == true;
     }
-    Json(answer).into_response()
+    (Json(answer).into_response(), false)
+}
+
+/// `GET conversations.history` (top-level messages of a channel, newest first) and
+/// `conversations.replies` (the parent, then its replies, oldest first), recorded as calls.
+async fn read_api(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Ok(mut i) = inner.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let body = json!(q);
+    i.calls.push(Call { method: method.clone(), token, body, ts: None, ok: true });
+    let channel = json!(q.get("channel").cloned().unwrap_or_default());
+    let meta = q.get("include_all_metadata").is_some_and(|v| v == "true" || v == "1");
+    let in_channel = i.messages.iter().filter(|m| m.channel == channel);
+    let messages: Vec<Value> = match method.as_str() {
+        "conversations.history" => {
+            in_channel.filter(|m| m.thread_ts.is_none()).rev().map(|m| m.json(meta)).collect()
+        }
+        "conversations.replies" => {
+            let ts = q.get("ts").cloned().unwrap_or_default();
+            in_channel
+                .filter(|m| m.ts == ts || m.thread_ts.as_deref() == Some(ts.as_str()))
+                .map(|m| m.json(meta))
+                .collect()
+        }
+        _ => return Json(json!({"ok": false, "error": "unknown_method"})).into_response(),
+    };
+    Json(json!({"ok": true, "messages": messages, "has_more": false})).into_response()
 }
 
 /// Slack's limits on blocks: 50 blocks; a section's text 3000 characters, its fields 10 of

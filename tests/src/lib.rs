@@ -13,6 +13,7 @@ pub mod fake_discord;
 pub mod fake_slack;
 pub mod gateway;
 pub mod s3;
+pub mod throwaway_pg;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -279,4 +280,11 @@ pub fn api_call(
     let resp = req.send().expect("API answers");
     let status = resp.status().as_u16();
     (status, resp.json().unwrap_or(serde_json::Value::Null))
+}
+
+/// Now, in Unix seconds (a Slack request timestamp).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }

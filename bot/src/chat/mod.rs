@@ -12,7 +12,9 @@
 //! (a flag saved with the progress; a replica holds a lease while it works on a thread).
 //! Failed posts are retried with backoff (Slack's `Retry-After` on 429); a post the platform
 //! refuses for good (malformed, too long) is logged and skipped, so one bad message cannot
-//! stall a thread. Progress is saved per step, so a retry never repeats a post that went out.
+//! stall a thread. Every post carries a key ([`post_key`]); a pass that follows one that died
+//! unsaved (its lease ran out) or failed looks each post up by it first, so a replica killed
+//! mid-post makes nothing appear twice (the connect line, ephemeral, excepted).
 //! Nothing here is on the path of a decision: a chat outage delays messages, it never blocks
 //! access decisions.
 //!
@@ -34,9 +36,25 @@ use crate::recordings::Integrity;
 /// to 5 minutes either side of now, so 10 minutes covers every moment a copy could verify.
 pub const DELIVERY_MEMORY_SECS: i64 = 600;
 
-/// Whether a verified delivery (a Slack request, a Discord interaction) is handled for the
-/// first time. The id is stored under a unique constraint until its window has closed, so
-/// every replica and a restarted bot refuse a replayed copy alike.
+/// How long a taken click may stay not done before a copy of it runs (the replica handling
+/// it is taken to have died: a click takes milliseconds).
+pub const DELIVERY_STALE_SECS: i64 = 10;
+
+/// What a delivery does, for [`first_delivery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A button click: idempotent (the request's state machine takes one vote per approver
+    /// and one end), so a copy resent after the replica handling it died runs, once. The
+    /// caller marks it done with [`delivery_done`].
+    Click,
+    /// Anything else (a slash command makes a request): at most once.
+    Other,
+}
+
+/// Whether a verified delivery (a Slack request, a Discord interaction) is to run: the first
+/// time, or (a [`Delivery::Click`]) a copy of one a dead replica took and never finished. The
+/// id is stored under a unique constraint until its window has closed, so every replica and a
+/// restarted bot refuse a replayed copy alike.
 ///
 /// # Errors
 /// The database not answering: the caller refuses the delivery (fail closed).
@@ -45,10 +63,35 @@ pub async fn first_delivery(
     platform: Platform,
     id: &str,
     now: Timestamp,
+    kind: Delivery,
 ) -> Result<bool, shared::ports::StoreError> {
     let until = Timestamp::from_unix(now.unix().saturating_add(DELIVERY_MEMORY_SECS));
-    store.remember_chat_delivery(platform.as_str(), id, until).await
+    let retry = (kind == Delivery::Click)
+        .then(|| Timestamp::from_unix(now.unix().saturating_sub(DELIVERY_STALE_SECS)));
+    store.remember_chat_delivery(platform.as_str(), id, now, until, retry).await
 }
+
+/// Marks a click handled: later copies are replays. A failure is logged: the click ran, and a
+/// copy after [`DELIVERY_STALE_SECS`] would find the request already changed.
+pub async fn delivery_done(store: &dyn shared::ports::Store, platform: Platform, id: &str) {
+    if let Err(e) = store.chat_delivery_done(platform.as_str(), id).await {
+        tracing::warn!(error = %e, "cannot mark a chat delivery handled");
+    }
+}
+
+/// The idempotency key of one post: the card (`step` `card`, `seq` 0) or the thread line of
+/// audit event `seq` (`step` `line`; the summary is the line of `session_ended`). The same
+/// inputs give the same key on every replica, so a replica taking a thread over can find what
+/// the one before it posted. 24 hex characters of SHA-256: within Discord's 25-character
+/// `nonce`.
+pub fn post_key(request: shared::core::RequestId, step: &str, seq: i64) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("breakglass-post\0{request}\0{step}\0{seq}"));
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Slack message metadata `event_type` our posts carry their key under.
+pub const POST_EVENT_TYPE: &str = "breakglass_post";
 
 /// Which chat a request lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,7 +277,26 @@ pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
     /// Posts a request's card in `channel`. The thread, where the platform has one, is
     /// started by [`Self::start_thread`], so a card is never posted twice when only the thread
     /// failed.
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError>;
+    ///
+    /// `key` ([`post_key`]) goes with the post (Slack message metadata, Discord `nonce`), so
+    /// [`Self::find_card`] can find it after a replica died before saving it.
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError>;
+
+    /// The card posted with `key` in `channel`, if the platform shows it (`None`: not found,
+    /// post it).
+    async fn find_card(&self, channel: &str, key: &str) -> Result<Option<Posted>, ChatError>;
+
+    /// The keys of the posts in the card's thread (those the platform shows).
+    async fn thread_keys(
+        &self,
+        channel: &str,
+        posted: &Posted,
+    ) -> Result<std::collections::HashSet<String>, ChatError>;
 
     /// Starts the card's thread and returns its id, or `None` where replies hang off the
     /// message itself (Slack). Called while `posted.thread_id` is `None`; starting a thread
@@ -254,12 +316,13 @@ pub trait ChatAdapter: Send + Sync + std::fmt::Debug {
         card: &CardView,
     ) -> Result<(), ChatError>;
 
-    /// Posts in the card's thread.
+    /// Posts in the card's thread, with `key` ([`post_key`]) as for [`Self::post_card`].
     async fn post_in_thread(
         &self,
         channel: &str,
         posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError>;
 
     /// Shows `text` to one user only (the connect line, refusals).
@@ -329,6 +392,17 @@ mod tests {
             out.push('\\');
         }
         out.push(c);
+    }
+
+    #[test]
+    fn post_keys_are_the_same_everywhere_and_fit_a_discord_nonce() {
+        let id: shared::core::RequestId =
+            "7c1f3a52-1b8e-4d55-9a59-0b9b2a0c1d2e".parse().expect("uuid");
+        let card = post_key(id, "card", 0);
+        assert_eq!(card, post_key(id, "card", 0));
+        assert_eq!(card.len(), 24);
+        assert_ne!(card, post_key(id, "line", 0));
+        assert_ne!(post_key(id, "line", 3), post_key(id, "line", 4));
     }
 
     #[test]

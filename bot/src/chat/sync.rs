@@ -1,7 +1,7 @@
 //! The chat sync loop: a thin shell that claims chat threads with work due, mirrors each
 //! request's new audit events into its card and thread, and saves the progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::present::{card_of, connect_line};
-use super::{ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost};
+use super::{
+    ChatAdapter, ChatError, Integrity, Platform, Posted, SummaryView, ThreadPost, post_key,
+};
 use crate::recordings::Recordings;
 use crate::service::Deps;
 
@@ -109,6 +111,11 @@ pub async fn sync_due(deps: &Deps, hub: &ChatHub) -> Result<usize, shared::ports
 /// card's message id before its thread is started, `synced_seq` as soon as an event's thread
 /// line is out (before the connect line it may owe), `connect_sent` and `summary_sent`.
 /// A post the platform refuses for good ([`ChatError::Refused`]) is logged and skipped.
+///
+/// Progress reaches the database when the pass ends. When the previous pass may have posted
+/// without saving (its lease ran out unsaved: the replica died mid-post; or it failed, maybe
+/// after the platform took the post), every post is first looked up by its key
+/// ([`post_key`]) and not sent again when found: nothing doubled, nothing lost.
 async fn sync_thread(
     deps: &Deps,
     hub: &ChatHub,
@@ -120,9 +127,10 @@ async fn sync_thread(
         Err(e) => return Err((t, ChatError::Transient(format!("database: {e}")))),
     };
     let card = card_of(deps, &req);
+    let mut check = Recheck { on: t.taken_over || t.attempts > 0, seen: None };
     let mut posted = match &t.message_id {
         Some(m) => Posted { message_id: m.clone(), thread_id: t.thread_id.clone() },
-        None => match adapter.post_card(&t.channel, &card).await {
+        None => match post_card_once(adapter, &t, &card, check.on).await {
             Ok(p) => {
                 t.message_id = Some(p.message_id.clone());
                 t.thread_id = p.thread_id.clone();
@@ -162,7 +170,7 @@ async fn sync_thread(
     // A failed pass may have stopped before updating the card.
     let changed = !events.is_empty() || t.attempts > 0;
     for e in &events {
-        if let Err(err) = mirror(deps, hub, adapter, &req, &mut t, &posted, e).await {
+        if let Err(err) = mirror(deps, hub, adapter, &req, &mut t, &posted, e, &mut check).await {
             return Err((t, err));
         }
     }
@@ -182,8 +190,51 @@ async fn sync_thread(
     Ok(t)
 }
 
+/// Whether this pass looks posts up before sending them, and the keys found in the thread
+/// (read once, on the first thread post of the pass).
+struct Recheck {
+    on: bool,
+    seen: Option<HashSet<String>>,
+}
+
+impl Recheck {
+    /// Whether the post with `key` is already in the thread.
+    async fn already_posted(
+        &mut self,
+        adapter: &dyn ChatAdapter,
+        channel: &str,
+        posted: &Posted,
+        key: &str,
+    ) -> Result<bool, ChatError> {
+        if !self.on {
+            return Ok(false);
+        }
+        if self.seen.is_none() {
+            self.seen = Some(adapter.thread_keys(channel, posted).await?);
+        }
+        Ok(self.seen.as_ref().is_some_and(|s| s.contains(key)))
+    }
+}
+
+/// The card: found by its key when `recheck` (a replica may have posted it and died before
+/// saving), else posted with its key.
+async fn post_card_once(
+    adapter: &dyn ChatAdapter,
+    t: &ChatThread,
+    card: &super::CardView,
+    recheck: bool,
+) -> Result<Posted, ChatError> {
+    let key = post_key(t.request_id, "card", 0);
+    if recheck && let Some(found) = adapter.find_card(&t.channel, &key).await? {
+        tracing::info!(request = %t.request_id, "the card was posted before a takeover; not posting it again");
+        return Ok(found);
+    }
+    adapter.post_card(&t.channel, card, &key).await
+}
+
 /// One audit event into the thread (and the connect line to the requester on `granted`).
-/// Advances `synced_seq` once the thread line is out.
+/// Advances `synced_seq` once the thread line is out (or found there already).
+#[allow(clippy::too_many_arguments)]
 async fn mirror(
     deps: &Deps,
     hub: &ChatHub,
@@ -192,6 +243,7 @@ async fn mirror(
     t: &mut ChatThread,
     posted: &Posted,
     e: &AuditEntry,
+    check: &mut Recheck,
 ) -> Result<(), ChatError> {
     let data = AuditKind::parse(&e.kind).and_then(|kind| AuditData::parse(kind, &e.data));
     let post = match data {
@@ -222,8 +274,11 @@ async fn mirror(
         }
         _ => None,
     };
-    if let Some(p) = &post {
-        match adapter.post_in_thread(&t.channel, posted, p).await {
+    let key = post_key(t.request_id, "line", e.seq);
+    if post.is_some() && check.already_posted(adapter, &t.channel, posted, &key).await? {
+        tracing::info!(request = %t.request_id, seq = e.seq, "a thread line was posted before a takeover; not posting it again");
+    } else if let Some(p) = &post {
+        match adapter.post_in_thread(&t.channel, posted, p, &key).await {
             Ok(()) => {}
             Err(ChatError::Refused(why)) => {
                 refused(adapter);

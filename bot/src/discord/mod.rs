@@ -24,8 +24,8 @@ use serenity::all::{
     ApplicationId, AutocompleteChoice, ChannelId, CommandInteraction, CommandOptionType,
     ComponentInteraction, CreateAutocompleteResponse, CreateCommand, CreateCommandOption,
     CreateInteractionResponse, CreateInteractionResponseFollowup, CreateInteractionResponseMessage,
-    CreateMessage, CreateThread, EditMessage, GuildId, Http, HttpBuilder, Interaction, MessageId,
-    ResolvedOption, ResolvedValue, UserId,
+    CreateMessage, CreateThread, EditMessage, GetMessages, GuildId, Http, HttpBuilder, Interaction,
+    MessageId, Nonce, ResolvedOption, ResolvedValue, UserId,
 };
 use shared::config::Secret;
 use shared::core::{
@@ -149,6 +149,24 @@ fn chat_error(e: serenity::Error) -> ChatError {
     }
 }
 
+/// The last 100 messages of `channel` that carry a string nonce: (message id, nonce).
+async fn recent_nonces(
+    http: &serenity::http::Http,
+    channel: &str,
+) -> Result<Vec<(String, String)>, ChatError> {
+    let msgs = ChannelId::new(snowflake(channel)?)
+        .messages(http, GetMessages::new().limit(100))
+        .await
+        .map_err(chat_error)?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m.nonce {
+            Some(Nonce::String(n)) => Some((m.id.to_string(), n)),
+            _ => None,
+        })
+        .collect())
+}
+
 fn snowflake(s: &str) -> Result<u64, ChatError> {
     s.parse::<u64>()
         .ok()
@@ -162,17 +180,47 @@ impl ChatAdapter for DiscordAdapter {
         Platform::Discord
     }
 
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+    /// With `nonce` = `key` and `enforce_nonce`: Discord answers the message already made
+    /// with that nonce (within a few minutes) instead of making a second one.
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError> {
         let ch = ChannelId::new(snowflake(channel)?);
         let (embed, rows) = render::card(card);
         let msg = ch
             .send_message(
                 &self.http,
-                CreateMessage::new().embed(embed).components(rows).allowed_mentions(no_mentions()),
+                CreateMessage::new()
+                    .embed(embed)
+                    .components(rows)
+                    .allowed_mentions(no_mentions())
+                    .nonce(Nonce::String(key.to_owned()))
+                    .enforce_nonce(true),
             )
             .await
             .map_err(chat_error)?;
         Ok(Posted { message_id: msg.id.to_string(), thread_id: None })
+    }
+
+    /// The channel's last 100 messages, by nonce (past `enforce_nonce`'s few minutes).
+    async fn find_card(&self, channel: &str, key: &str) -> Result<Option<Posted>, ChatError> {
+        let found = recent_nonces(&self.http, channel).await?;
+        Ok(found
+            .into_iter()
+            .find(|(_, nonce)| nonce == key)
+            .map(|(id, _)| Posted { message_id: id, thread_id: None }))
+    }
+
+    async fn thread_keys(
+        &self,
+        channel: &str,
+        posted: &Posted,
+    ) -> Result<std::collections::HashSet<String>, ChatError> {
+        let target = posted.thread_id.as_deref().unwrap_or(channel);
+        Ok(recent_nonces(&self.http, target).await?.into_iter().map(|(_, n)| n).collect())
     }
 
     /// A thread started from the card. Its id is the card's message id, so a thread that
@@ -224,6 +272,7 @@ impl ChatAdapter for DiscordAdapter {
         channel: &str,
         posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError> {
         let target = posted.thread_id.as_deref().unwrap_or(channel);
         ChannelId::new(snowflake(target)?)
@@ -231,7 +280,9 @@ impl ChatAdapter for DiscordAdapter {
                 &self.http,
                 CreateMessage::new()
                     .content(render::thread_post(post))
-                    .allowed_mentions(no_mentions()),
+                    .allowed_mentions(no_mentions())
+                    .nonce(Nonce::String(key.to_owned()))
+                    .enforce_nonce(true),
             )
             .await
             .map(drop)
@@ -418,7 +469,12 @@ pub async fn interactions(
     // forged one, and nothing is done. The id is kept in the database, so every replica and a
     // restarted bot refuse it alike.
     let id = interaction.id().get().to_string();
-    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Discord, &id, deps.now()).await
+    let kind = match interaction {
+        Interaction::Component(_) => crate::chat::Delivery::Click,
+        _ => crate::chat::Delivery::Other,
+    };
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Discord, &id, deps.now(), kind)
+        .await
     {
         Ok(true) => {}
         Ok(false) => {
@@ -439,7 +495,9 @@ pub async fn interactions(
         }
         Interaction::Component(click) => {
             discord.adapter.remember(&click.user.id.to_string(), &click.token);
-            component(&deps, &hub, &click).await
+            let answer = component(&deps, &hub, &click).await;
+            crate::chat::delivery_done(deps.store.as_ref(), Platform::Discord, &id).await;
+            answer
         }
         _ => StatusCode::OK.into_response(),
     }

@@ -32,7 +32,9 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use crate::chat::command::{self, BadInput, Invocation};
 use crate::chat::sync::ChatHub;
-use crate::chat::{Button, CardView, ChatAdapter, ChatError, Platform, Posted, ThreadPost};
+use crate::chat::{
+    Button, CardView, ChatAdapter, ChatError, Delivery, Platform, Posted, ThreadPost,
+};
 use crate::service::Deps;
 use render::Mrkdwn;
 
@@ -90,7 +92,8 @@ async fn verified(
     slack: &SlackState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(), Response> {
+    kind: Delivery,
+) -> Result<String, Response> {
     if !slack.verify(headers, body) {
         return Err(StatusCode::UNAUTHORIZED.into_response());
     }
@@ -101,8 +104,10 @@ async fn verified(
     digest.update(b"\n");
     digest.update(h(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP));
     let id = hex::encode(digest.finalize());
-    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &id, deps.now()).await {
-        Ok(true) => Ok(()),
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &id, deps.now(), kind)
+        .await
+    {
+        Ok(true) => Ok(id),
         Ok(false) => {
             tracing::warn!("a replayed Slack request was refused");
             Err((StatusCode::UNAUTHORIZED, "request already handled").into_response())
@@ -153,6 +158,18 @@ impl SlackAdapter {
     }
 }
 
+/// The message metadata carrying a post's key ([`crate::chat::post_key`]).
+fn metadata(key: &str) -> SlackMessageMetadata {
+    SlackMessageMetadata::new(crate::chat::POST_EVENT_TYPE.to_owned())
+        .with_event_payload([("key".to_owned(), key.to_owned())].into_iter().collect())
+}
+
+/// The key of one of our posts, from its metadata.
+fn key_of(content: &SlackMessageContent) -> Option<String> {
+    let m = content.metadata.as_ref().filter(|m| m.event_type == crate::chat::POST_EVENT_TYPE)?;
+    m.event_payload.as_ref()?.get("key").cloned()
+}
+
 /// Slack's answer as a [`ChatError`]: an `error` code about the bot's access is retried, one
 /// about Slack itself is transient, any other refuses this message for good.
 fn chat_error(e: SlackClientError) -> ChatError {
@@ -189,16 +206,70 @@ impl ChatAdapter for SlackAdapter {
         Platform::Slack
     }
 
-    async fn post_card(&self, channel: &str, card: &CardView) -> Result<Posted, ChatError> {
+    /// With `key` in the message metadata (`breakglass_post`), which
+    /// `conversations.history` shows back.
+    async fn post_card(
+        &self,
+        channel: &str,
+        card: &CardView,
+        key: &str,
+    ) -> Result<Posted, ChatError> {
         let session = self.client.open_session(&self.token);
         let r = session
             .chat_post_message(&SlackApiChatPostMessageRequest::new(
                 channel.into(),
-                render::card(card),
+                render::card(card).with_metadata(metadata(key)),
             ))
             .await
             .map_err(chat_error)?;
         Ok(Posted { message_id: r.ts.0, thread_id: None })
+    }
+
+    /// `conversations.history` of the channel (the last 200 messages, with metadata).
+    async fn find_card(&self, channel: &str, key: &str) -> Result<Option<Posted>, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let r: SlackApiConversationsHistoryResponse = session
+            .http_session_api
+            .http_get(
+                "conversations.history",
+                &[
+                    ("channel", Some(channel)),
+                    ("limit", Some("200")),
+                    ("include_all_metadata", Some("true")),
+                ],
+                None,
+            )
+            .await
+            .map_err(chat_error)?;
+        Ok(r.messages
+            .into_iter()
+            .find(|m| key_of(&m.content).as_deref() == Some(key))
+            .map(|m| Posted { message_id: m.origin.ts.0, thread_id: None }))
+    }
+
+    /// `conversations.replies` of the card (with metadata; slack-morphism's request type has
+    /// no `include_all_metadata`, so the call is spelled out).
+    async fn thread_keys(
+        &self,
+        channel: &str,
+        posted: &Posted,
+    ) -> Result<std::collections::HashSet<String>, ChatError> {
+        let session = self.client.open_session(&self.token);
+        let r: SlackApiConversationsRepliesResponse = session
+            .http_session_api
+            .http_get(
+                "conversations.replies",
+                &[
+                    ("channel", Some(channel)),
+                    ("ts", Some(posted.message_id.as_str())),
+                    ("limit", Some("1000")),
+                    ("include_all_metadata", Some("true")),
+                ],
+                None,
+            )
+            .await
+            .map_err(chat_error)?;
+        Ok(r.messages.iter().filter_map(|m| key_of(&m.content)).collect())
     }
 
     /// Replies hang off the card's message: there is no thread to start.
@@ -234,12 +305,16 @@ impl ChatAdapter for SlackAdapter {
         channel: &str,
         posted: &Posted,
         post: &ThreadPost,
+        key: &str,
     ) -> Result<(), ChatError> {
         let session = self.client.open_session(&self.token);
         session
             .chat_post_message(
-                &SlackApiChatPostMessageRequest::new(channel.into(), render::thread_post(post))
-                    .with_thread_ts(posted.message_id.clone().into()),
+                &SlackApiChatPostMessageRequest::new(
+                    channel.into(),
+                    render::thread_post(post).with_metadata(metadata(key)),
+                )
+                .with_thread_ts(posted.message_id.clone().into()),
             )
             .await
             .map(drop)
@@ -290,7 +365,7 @@ fn reply(text: String) -> Response {
 /// `POST /slack/commands`: the `/breakglass` slash command.
 pub async fn command(State(front): State<SlackFront>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
+    if let Err(refused) = verified(&front.deps, &slack, &headers, &body, Delivery::Other).await {
         return refused;
     }
     let Some(ev) = decode_command(&body) else {
@@ -347,9 +422,10 @@ pub async fn interaction(
     body: Bytes,
 ) -> Response {
     let Some(slack) = slack_state(&front) else { return StatusCode::NOT_FOUND.into_response() };
-    if let Err(refused) = verified(&front.deps, &slack, &headers, &body).await {
-        return refused;
-    }
+    let id = match verified(&front.deps, &slack, &headers, &body, Delivery::Click).await {
+        Ok(id) => id,
+        Err(refused) => return refused,
+    };
     let Some(decoded) = decode_interaction(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed interaction").into_response();
     };
@@ -358,6 +434,7 @@ pub async fn interaction(
         return StatusCode::OK.into_response();
     };
     run_clicks(&front.deps, &front.hub, &slack, ev).await;
+    crate::chat::delivery_done(front.deps.store.as_ref(), Platform::Slack, &id).await;
     StatusCode::OK.into_response()
 }
 

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::SlackState;
+use crate::chat::Delivery;
 use crate::chat::Platform;
 use crate::chat::sync::ChatHub;
 use crate::service::Deps;
@@ -258,7 +259,7 @@ async fn handle(deps: &Deps, hub: &ChatHub, slack: &SlackState, text: &str) -> H
             64,
         )),
         ("slash_commands", Some(id)) => {
-            let text = match first(deps, &id).await {
+            let text = match first(deps, &id, Delivery::Other).await {
                 Ok(true) => match serde_json::from_value::<SlackCommandEvent>(frame.payload) {
                     Ok(ev) => super::run_command(deps, hub, &ev).await,
                     Err(e) => {
@@ -274,17 +275,21 @@ async fn handle(deps: &Deps, hub: &ChatHub, slack: &SlackState, text: &str) -> H
             ack(&id, serde_json::to_value(reply).ok())
         }
         ("interactive", Some(id)) => {
-            match first(deps, &id).await {
-                Ok(true) => match serde_json::from_value::<SlackInteractionEvent>(frame.payload) {
-                    Ok(SlackInteractionEvent::BlockActions(clicks)) => {
-                        super::run_clicks(deps, hub, slack, clicks).await;
+            match first(deps, &id, Delivery::Click).await {
+                Ok(true) => {
+                    match serde_json::from_value::<SlackInteractionEvent>(frame.payload) {
+                        Ok(SlackInteractionEvent::BlockActions(clicks)) => {
+                            super::run_clicks(deps, hub, slack, clicks).await;
+                        }
+                        // Other interaction kinds are not ours: acknowledge and ignore.
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a malformed Slack interaction was ignored")
+                        }
                     }
-                    // Other interaction kinds are not ours: acknowledge and ignore.
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a malformed Slack interaction was ignored")
-                    }
-                },
+                    let key = envelope_key(&id);
+                    crate::chat::delivery_done(deps.store.as_ref(), Platform::Slack, &key).await;
+                }
                 Ok(false) => {}
                 // Not acknowledged: Slack resends it, by when the database may answer.
                 Err(_) => return Handled::Nothing,
@@ -309,12 +314,18 @@ fn ack(id: &str, payload: Option<serde_json::Value>) -> Handled {
     Handled::Ack(a.to_string())
 }
 
+/// The delivery id an envelope is remembered under.
+fn envelope_key(id: &str) -> String {
+    hex::encode(sha2::Sha256::digest(format!("socket:{id}")))
+}
+
 /// Whether this envelope is handled for the first time (Slack resends one whose ack it did
 /// not get, possibly to another replica). `Err` carries the answer when the database cannot
 /// tell: nothing runs (fail closed).
-async fn first(deps: &Deps, id: &str) -> Result<bool, String> {
-    let key = hex::encode(sha2::Sha256::digest(format!("socket:{id}")));
-    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &key, deps.now()).await
+async fn first(deps: &Deps, id: &str, kind: Delivery) -> Result<bool, String> {
+    let key = envelope_key(id);
+    match crate::chat::first_delivery(deps.store.as_ref(), Platform::Slack, &key, deps.now(), kind)
+        .await
     {
         Ok(true) => Ok(true),
         Ok(false) => {

@@ -661,18 +661,37 @@ impl ChatOutbox for SqlStore {
         &self,
         platform: &str,
         id: &str,
+        now: Timestamp,
         expires_at: Timestamp,
+        retry: Option<Timestamp>,
     ) -> Result<bool, StoreError> {
+        // With no retry, an existing row is never taken over (no `taken_at` is below MIN).
+        let stale = retry.map_or(i64::MIN, Timestamp::unix);
         on_pool!(&self.db, pool => {
             let inserted = sqlx::query(sql::REMEMBER_CHAT_DELIVERY)
                 .bind(platform)
                 .bind(id)
                 .bind(expires_at.unix())
+                .bind(retry.is_none())
+                .bind(now.unix())
+                .bind(stale)
                 .execute(pool)
                 .await
                 .map_err(error::db)?
                 .rows_affected();
             Ok(inserted == 1)
+        })
+    }
+
+    async fn chat_delivery_done(&self, platform: &str, id: &str) -> Result<(), StoreError> {
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql::CHAT_DELIVERY_DONE)
+                .bind(platform)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(error::db)
         })
     }
 

@@ -249,6 +249,8 @@ pub(super) struct ChatThreadRow {
     done: bool,
     attempts: i64,
     next_attempt_at: i64,
+    /// 0 once a pass saved its progress; a past time here means a lease ran out unsaved.
+    lease_until: i64,
 }
 
 impl ChatThreadRow {
@@ -266,6 +268,7 @@ impl ChatThreadRow {
             done: self.done,
             attempts: self.attempts,
             next_attempt_at: Timestamp::from_unix(self.next_attempt_at),
+            taken_over: self.lease_until > 0,
         })
     }
 }

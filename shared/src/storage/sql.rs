@@ -129,7 +129,7 @@ pub(super) const INSERT_CHAT_THREAD: &str = "INSERT INTO chat_threads \
 macro_rules! chat_cols {
     () => {
         "request_id, platform, channel, message_id, thread_id, synced_seq, connect_sent, \
-         summary_sent, done, attempts, next_attempt_at"
+         summary_sent, done, attempts, next_attempt_at, lease_until"
     };
 }
 
@@ -185,9 +185,15 @@ pub(super) const PURGE_REVIEW_SESSIONS: &str = "DELETE FROM review_sessions WHER
 pub(super) const PURGE_REVIEW_LINKS: &str = "DELETE FROM review_links WHERE expires_at <= $1";
 
 /// Inserts a delivery; no row is affected when it is already there (a replay).
+/// Inserts a delivery (`$4` done or only taken, at `$5`), or takes over one taken at or
+/// before `$6` and never done; a row is affected only then.
 pub(super) const REMEMBER_CHAT_DELIVERY: &str = "INSERT INTO chat_deliveries \
-     (platform, delivery_id, expires_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (platform, delivery_id) DO NOTHING";
+     (platform, delivery_id, expires_at, done, taken_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (platform, delivery_id) DO UPDATE SET taken_at = excluded.taken_at \
+     WHERE chat_deliveries.done = FALSE AND chat_deliveries.taken_at <= $6";
+
+pub(super) const CHAT_DELIVERY_DONE: &str =
+    "UPDATE chat_deliveries SET done = TRUE WHERE platform = $1 AND delivery_id = $2";
 
 pub(super) const PURGE_CHAT_DELIVERIES: &str = "DELETE FROM chat_deliveries WHERE expires_at <= $1";
 
