@@ -242,6 +242,88 @@ fn signatures_are_checked_strictly() {
     assert_eq!(w.must(&r, Action::Approve(own), T0 + 5).approvals.len(), 1);
 }
 
+/// Pins bot key 1 (the world's signer) retired at `T0 + 30` and key 7 as its successor.
+fn rotated(w: &World) -> (PinnedKeys, ApprovalSigner) {
+    let mut pins = PinnedKeys::new();
+    let retired =
+        approval::Validity { not_before: None, not_after: Some(Timestamp::from_unix(T0 + 30)) };
+    pins.pin_bot_within(w.bot.verifying_key(), retired);
+    let next = ApprovalSigner::new(key(7));
+    pins.pin_bot(next.verifying_key());
+    (pins, next)
+}
+
+#[test]
+fn a_retired_key_verifies_what_it_signed_before_its_not_after_and_nothing_after() {
+    let w = World::new();
+    let (pins, next) = rotated(&w);
+    let r = w.open_default();
+    let apply = |req: &Request, a: Approval, now: i64| {
+        request::apply(req, Action::Approve(a), &w.policy, &pins, Timestamp::from_unix(now))
+    };
+
+    // Signed by the old key before it retired: accepted (also at the edge, inclusive).
+    for at in [T0 + 5, T0 + 30] {
+        assert!(apply(&r, w.bot_approval(&r, "bob", at), at).is_ok(), "signed at T0+{}", at - T0);
+    }
+    // Signed by the old key after it retired: refused, naming the key's window.
+    let late = apply(&r, w.bot_approval(&r, "bob", T0 + 31), T0 + 31).expect_err("retired");
+    assert_eq!(late.code(), "key_not_valid_at", "{late}");
+    assert!(late.to_string().contains("until 2026-11-23T03:14:30Z"), "{late}");
+    // The new key signs at any time.
+    let fresh = next.sign(&r, &name("bob"), Timestamp::from_unix(T0 + 31));
+    assert!(apply(&r, fresh, T0 + 31).is_ok());
+    // A key whose window has not started yet signs nothing either.
+    let mut early = PinnedKeys::new();
+    let later =
+        approval::Validity { not_before: Some(Timestamp::from_unix(T0 + 100)), not_after: None };
+    early.pin_bot_within(w.bot.verifying_key(), later);
+    let e = request::apply(
+        &r,
+        Action::Approve(w.bot_approval(&r, "bob", T0 + 5)),
+        &w.policy,
+        &early,
+        Timestamp::from_unix(T0 + 5),
+    )
+    .expect_err("not yet valid");
+    assert_eq!(e.code(), "key_not_valid_at", "{e}");
+}
+
+#[test]
+fn the_gateway_refuses_a_grant_carrying_a_signature_made_after_its_key_retired() {
+    let w = World::new();
+    let (pins, next) = rotated(&w);
+    let r = w.open_default();
+    // Approved with the world's pins (key 1 unrestricted), one signature made after T0 + 30.
+    let r = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
+    let g = w.must(&r, Action::Approve(w.bot_approval(&r, "carol", T0 + 40)), T0 + 40);
+    // The late signature does not count (the gateway skips approvals that do not verify).
+    match verify_grant(&g, &w.policy, &pins, Timestamp::from_unix(T0 + 50)) {
+        Err(DenyReason::QuorumNotMet { have: 1, need: 2 }) => {}
+        other => panic!("expected quorum_not_met (1 of 2), got {other:?}"),
+    }
+    // The same grant with carol's approval by the new key is accepted by the same gateway.
+    let r = w.open_default();
+    let r = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
+    let carol = next.sign(&r, &name("carol"), Timestamp::from_unix(T0 + 40));
+    let g = request::apply(&r, Action::Approve(carol), &w.policy, &pins, Timestamp::from_unix(T0 + 40))
+        .expect("the new key signs")
+        .next;
+    assert!(verify_grant(&g, &w.policy, &pins, Timestamp::from_unix(T0 + 50)).is_ok());
+}
+
+#[test]
+fn validity_windows_are_inclusive_and_open_ended_when_unset() {
+    let at = Timestamp::from_unix;
+    let v = approval::Validity { not_before: Some(at(10)), not_after: Some(at(20)) };
+    assert!(!v.contains(at(9)) && v.contains(at(10)) && v.contains(at(20)) && !v.contains(at(21)));
+    assert!(approval::Validity::ALWAYS.contains(at(i64::MIN)));
+    assert!(approval::Validity::ALWAYS.contains(at(i64::MAX)));
+    assert_eq!(approval::Validity::ALWAYS.describe(), "always");
+    assert_eq!(Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").map(Timestamp::unix), Ok(1_799_539_200));
+    assert!(Timestamp::parse_rfc3339("next tuesday").is_err());
+}
+
 #[test]
 fn offline_scopes_accept_only_personal_keys() {
     let w = World::new();
