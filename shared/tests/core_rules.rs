@@ -665,3 +665,71 @@ proptest! {
         }
     }
 }
+
+/// A log as storage would chain it: `key_loaded` pinning `recorded` (none: the event written
+/// before rotation existed), then a request approved by bob through the world's bot key (1).
+fn log_with_pins(w: &World, recorded: Vec<event::PinnedKeyRecord>) -> Vec<AuditEntry> {
+    let loaded = AuditDraft::of(
+        None,
+        "bot",
+        &AuditData::KeyLoaded(event::KeyLoaded {
+            purpose: "approval_signing".into(),
+            key_id: w.bot.key_id(),
+            pinned_bot_keys: vec![w.bot.key_id()],
+            pinned_personal_keys: Vec::new(),
+            pinned_keys: recorded,
+        }),
+    );
+    let (r, requested) =
+        request::open(&w.policy, w.ask("alice", "db-1"), w.fresh(), Timestamp::from_unix(T0))
+            .expect("open");
+    let a = w.bot_approval(&r, "bob", T0 + 10);
+    let t = request::apply(&r, Action::Approve(a), &w.policy, &w.pins, Timestamp::from_unix(T0 + 10))
+        .expect("approve");
+    let mut out: Vec<AuditEntry> = Vec::new();
+    for d in [loaded, requested].into_iter().chain(t.audit) {
+        let prev = out.last().map(|e| (e.seq, e.hash));
+        out.push(AuditEntry::next(prev, Timestamp::from_unix(T0 + 10), &d));
+    }
+    out
+}
+
+/// What `audit verify` says of `log` with only key 7 pinned in the auditor's config.
+fn audit_with_only_the_new_key(log: &[AuditEntry]) -> Result<Vec<KeyId>, String> {
+    let mut pins = PinnedKeys::new();
+    pins.pin_bot(ApprovalSigner::new(key(7)).verifying_key());
+    let mut c = audit_verify::AuditChecker::new(&pins);
+    for e in log {
+        c.check(e).map_err(|p| p.to_string())?;
+    }
+    Ok(c.from_recorded_pins().copied().collect())
+}
+
+#[test]
+fn audit_verify_checks_a_dropped_key_against_the_pin_the_log_recorded_and_says_so() {
+    let w = World::new();
+    let record = |not_after: Option<i64>| event::PinnedKeyRecord {
+        role: event::PinRole::Bot,
+        key_id: w.bot.key_id(),
+        public_key: approval::public_key_text(&w.bot.verifying_key()),
+        approver: None,
+        not_before: None,
+        not_after: not_after.map(Timestamp::from_unix),
+    };
+    // Recorded as pinned: the approval verifies, and the report names the key.
+    let log = log_with_pins(&w, vec![record(None)]);
+    assert_eq!(audit_with_only_the_new_key(&log), Ok(vec![w.bot.key_id()]));
+    // Recorded as pinned only until before the approval was signed: refused.
+    let log = log_with_pins(&w, vec![record(Some(T0 + 5))]);
+    let e = audit_with_only_the_new_key(&log).expect_err("signed after its recorded not_after");
+    assert!(e.contains("pinned only until"), "{e}");
+    // Never recorded (an old log, or a key nobody pinned): refused as unpinned.
+    let log = log_with_pins(&w, Vec::new());
+    let e = audit_with_only_the_new_key(&log).expect_err("never pinned");
+    assert!(e.contains("not pinned"), "{e}");
+    // A record whose key id is not its key's is malformed, not trusted.
+    let mut lying = record(None);
+    lying.public_key = approval::public_key_text(&ApprovalSigner::new(key(9)).verifying_key());
+    let e = audit_with_only_the_new_key(&log_with_pins(&w, vec![lying])).expect_err("lying");
+    assert!(e.contains("for another key"), "{e}");
+}
