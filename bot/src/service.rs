@@ -277,16 +277,15 @@ impl Deps {
             not_before: p.validity.not_before,
             not_after: p.validity.not_after,
         });
-        let recording = self.config.keys.pinned_recording_keys.iter().map(|p| {
-            event::PinnedKeyRecord {
+        let recording =
+            self.config.keys.pinned_recording_keys.iter().map(|p| event::PinnedKeyRecord {
                 role: event::PinRole::Recording,
                 key_id: shared::core::KeyId::of(p.key.as_bytes()),
                 public_key: public_key_text(&p.key),
                 approver: None,
                 not_before: p.validity.not_before,
                 not_after: p.validity.not_after,
-            }
-        });
+            });
         approval.chain(recording).collect()
     }
 }

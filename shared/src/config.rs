@@ -186,6 +186,7 @@ pub struct RawKeys {
     pub pinned_bot_keys: Vec<RawPin>,
     pub pinned_recording_keys: Vec<RawPin>,
     pub pinned_approver_keys: BTreeMap<String, Vec<RawPin>>,
+    pub retired_gateway_ca_keys: Vec<RawPin>,
 }
 
 /// One pinned public key as written in the config: the `ed25519:` line alone (valid always),
@@ -215,16 +216,19 @@ pub struct Pin {
 fn parse_pin(raw: &RawPin, at: &str) -> Result<Pin, ConfigError> {
     let (text, nb, na) = match raw {
         RawPin::Line(t) => (t, None, None),
-        RawPin::Window { key, not_before, not_after } => (key, not_before.as_ref(), not_after.as_ref()),
+        RawPin::Window { key, not_before, not_after } => {
+            (key, not_before.as_ref(), not_after.as_ref())
+        }
     };
     let key = parse_public_key(text)
         .map_err(|e| err(at, e.to_string(), "paste the line `breakglass keygen` printed"))?;
     let time = |v: Option<&String>, field: &str| {
-        v.map(|t| Timestamp::parse_rfc3339(t))
-            .transpose()
-            .map_err(|e| err(format!("{at}.{field}"), e.to_string(), "write it as \"2027-01-10T00:00:00Z\""))
+        v.map(|t| Timestamp::parse_rfc3339(t)).transpose().map_err(|e| {
+            err(format!("{at}.{field}"), e.to_string(), "write it as \"2027-01-10T00:00:00Z\"")
+        })
     };
-    let validity = Validity { not_before: time(nb, "not_before")?, not_after: time(na, "not_after")? };
+    let validity =
+        Validity { not_before: time(nb, "not_before")?, not_after: time(na, "not_after")? };
     if let (Some(b), Some(a)) = (validity.not_before, validity.not_after)
         && b > a
     {
@@ -477,6 +481,9 @@ pub struct KeySettings {
     /// against every pinned key whatever its window (docs/operations.md, key rotation).
     pub pinned_recording_keys: Vec<Pin>,
     pub pinned_approver_keys: Vec<(PrincipalName, Pin)>,
+    /// Former gateway CA keys the targets keep trusting until their `not_after` (a CA
+    /// rotation's overlap); `breakglass ca trusted-keys` prints them with the current one.
+    pub retired_gateway_ca_keys: Vec<Pin>,
 }
 
 impl KeySettings {
@@ -946,6 +953,10 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     for (i, k) in raw.keys.pinned_recording_keys.iter().enumerate() {
         pinned_recording_keys.push(parse_pin(k, &format!("keys.pinned_recording_keys[{i}]"))?);
     }
+    let mut retired_gateway_ca_keys = Vec::new();
+    for (i, k) in raw.keys.retired_gateway_ca_keys.iter().enumerate() {
+        retired_gateway_ca_keys.push(parse_pin(k, &format!("keys.retired_gateway_ca_keys[{i}]"))?);
+    }
     let mut pinned_approver_keys = Vec::new();
     for (who, ks) in &raw.keys.pinned_approver_keys {
         let key = format!("keys.pinned_approver_keys.{who}");
@@ -1087,6 +1098,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             pinned_bot_keys,
             pinned_recording_keys,
             pinned_approver_keys,
+            retired_gateway_ca_keys,
         },
         policy,
         identities,

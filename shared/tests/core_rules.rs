@@ -306,9 +306,10 @@ fn the_gateway_refuses_a_grant_carrying_a_signature_made_after_its_key_retired()
     let r = w.open_default();
     let r = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
     let carol = next.sign(&r, &name("carol"), Timestamp::from_unix(T0 + 40));
-    let g = request::apply(&r, Action::Approve(carol), &w.policy, &pins, Timestamp::from_unix(T0 + 40))
-        .expect("the new key signs")
-        .next;
+    let g =
+        request::apply(&r, Action::Approve(carol), &w.policy, &pins, Timestamp::from_unix(T0 + 40))
+            .expect("the new key signs")
+            .next;
     assert!(verify_grant(&g, &w.policy, &pins, Timestamp::from_unix(T0 + 50)).is_ok());
 }
 
@@ -320,7 +321,10 @@ fn validity_windows_are_inclusive_and_open_ended_when_unset() {
     assert!(approval::Validity::ALWAYS.contains(at(i64::MIN)));
     assert!(approval::Validity::ALWAYS.contains(at(i64::MAX)));
     assert_eq!(approval::Validity::ALWAYS.describe(), "always");
-    assert_eq!(Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").map(Timestamp::unix), Ok(1_799_539_200));
+    assert_eq!(
+        Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").map(Timestamp::unix),
+        Ok(1_799_539_200)
+    );
     assert!(Timestamp::parse_rfc3339("next tuesday").is_err());
 }
 
@@ -684,8 +688,9 @@ fn log_with_pins(w: &World, recorded: Vec<event::PinnedKeyRecord>) -> Vec<AuditE
         request::open(&w.policy, w.ask("alice", "db-1"), w.fresh(), Timestamp::from_unix(T0))
             .expect("open");
     let a = w.bot_approval(&r, "bob", T0 + 10);
-    let t = request::apply(&r, Action::Approve(a), &w.policy, &w.pins, Timestamp::from_unix(T0 + 10))
-        .expect("approve");
+    let t =
+        request::apply(&r, Action::Approve(a), &w.policy, &w.pins, Timestamp::from_unix(T0 + 10))
+            .expect("approve");
     let mut out: Vec<AuditEntry> = Vec::new();
     for d in [loaded, requested].into_iter().chain(t.audit) {
         let prev = out.last().map(|e| (e.seq, e.hash));
