@@ -79,14 +79,20 @@ async fn up(cfg: Config) -> Result<(), Failure> {
         );
     }
     let (mut gw, host_key) =
-        build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone())
-            .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
+        build_gateway(deps.config.clone(), deps.store.clone(), deps.pins.clone(), {
+            // One recording store for both halves (`[recordings]`): the live view reads what
+            // the gateway writes, and a bucket's spool has one owner.
+            Some(parts.chat.recordings.store.clone())
+        })
+        .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     // One process: a revoke through this bot wakes this gateway's watcher at once.
     gw.live = Arc::new(recorder::live::LiveSessions::woken_by(deps.changed.clone()));
     announce_gateway(&gw, &ssh);
     tracing::info!(target: BANNER, "HTTP API on http://{bound} (OpenAPI at /api/openapi.json)");
     tracing::info!(target: BANNER, "database {db}, data directory {}", data.display());
     let stop = stop_on_signal();
+    // Other replicas on the same PostgreSQL: their revokes wake this gateway too.
+    follow_change_feed(&gw, &stop)?;
     run_tasks(parts, http, Some((ssh, gw, host_key)), stop, GRACE)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
@@ -124,7 +130,7 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
         Some(addr) => Some(bind(addr, "health checks").await?),
         None => None,
     };
-    let (gw, host_key) = build_gateway(Arc::new(cfg), store.clone(), Arc::new(pins))
+    let (gw, host_key) = build_gateway(Arc::new(cfg), store.clone(), Arc::new(pins), None)
         .map_err(|e| Failure::new(EXIT_LOCAL, format!("{e:#}")))?;
     announce_gateway(&gw, &ssh);
     let stop = stop_on_signal();
@@ -142,9 +148,27 @@ async fn gateway(cfg: Config) -> Result<(), Failure> {
             }
         });
     }
+    // The bots that decide are in other processes: their revokes reach this gateway through
+    // the database's change feed (PostgreSQL), or at its next poll.
+    follow_change_feed(&gw, &stop)?;
     recorder::serve(ssh, gw, host_key, stop)
         .await
         .map_err(|e| Failure::new(EXIT_FAILURE, format!("{e:#}")))
+}
+
+/// On PostgreSQL, wakes the gateway's revocation watcher at every change the database
+/// announces (any replica's revoke), until `stop`; on SQLite there is no feed and nothing to
+/// do. The watcher's poll stays the fallback while the feed is down.
+///
+/// # Errors
+/// A PostgreSQL URL that does not parse (4).
+fn follow_change_feed(gw: &recorder::GatewayDeps, stop: &CancellationToken) -> Result<(), Failure> {
+    let feed = shared::storage::change_feed(&gw.config.server.database_url)
+        .map_err(|e| Failure::new(EXIT_UNREACHABLE, e.to_string()))?;
+    if let Some(feed) = feed {
+        tokio::spawn(recorder::live::follow_changes(gw.live.clone(), feed, stop.child_token()));
+    }
+    Ok(())
 }
 
 /// The exit code of a start-up failure: 4 when the database did not open or answer, 5 for
@@ -158,22 +182,28 @@ fn startup_exit_code(e: &anyhow::Error) -> u8 {
 }
 
 /// The gateway's dependencies over an open store: its keys (generated under the data
-/// directory on first start), its identities, and the approval keys it trusts.
+/// directory on first start), its identities, the approval keys it trusts, and the recording
+/// store (`recordings`, shared with the bot in `up`; else opened from `[recordings]`).
 ///
 /// # Errors
-/// Key files, SSH keys in the config that do not parse.
+/// Key files, SSH keys in the config that do not parse, a recording store that does not open.
 fn build_gateway(
     config: Arc<Config>,
     store: Arc<dyn shared::ports::Store>,
     pins: Arc<PinnedKeys>,
+    recordings: Option<Arc<dyn format::store::RecordingStore>>,
 ) -> anyhow::Result<(recorder::GatewayDeps, recorder::HostKey)> {
+    let recordings = match recordings {
+        Some(r) => r,
+        None => s3::open_store(&config).context("while opening the recording store")?,
+    };
     let keys = recorder::load_keys(&config)?;
     let identities = recorder::authz::Identities::from_config(&config)?;
     // Fail closed: without its journal the gateway could not tell a reused grant.
     let journal = recorder::journal::NonceJournal::open(&config.gateway.recordings_dir)?;
     tracing::info!(path = %journal.path().display(), used = journal.len(), "used-grant journal loaded");
     let deps = recorder::GatewayDeps {
-        recordings: Arc::new(format::store::LocalFolder::new(&config.gateway.recordings_dir)),
+        recordings,
         config,
         store,
         clock: Arc::new(SystemClock),
@@ -293,9 +323,9 @@ fn announce_gateway(gw: &recorder::GatewayDeps, ssh: &TcpListener) {
     );
     tracing::info!(
         target: BANNER,
-        "target host keys are pinned in {}, recordings go to {}",
+        "target host keys are pinned in {}, recordings go to {:?}",
         gw.config.gateway.known_hosts_file.display(),
-        gw.config.gateway.recordings_dir.display()
+        gw.recordings
     );
     if gw.identities.is_empty() {
         tracing::warn!(

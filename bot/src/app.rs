@@ -280,8 +280,10 @@ pub async fn build_bot(config: Config) -> anyhow::Result<(Bot, KeySource)> {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
     let pins = pins(&config, &signer);
-    let recordings =
-        Arc::new(Recordings::new(recording_pins(&config)?, config.gateway.recordings_dir.clone()));
+    // The recordings folder or the bucket `[recordings]` names; in `up` the gateway records
+    // through this same store (`Bot::recordings`).
+    let store = s3::open_store(&config).context("while opening the recording store")?;
+    let recordings = Arc::new(Recordings::in_store(recording_pins(&config)?, store));
     let (chat, slack, discord) = build_chat(&config, recordings)?;
     let store = shared::storage::connect(&config.server.database_url).await.with_context(|| {
         format!(

@@ -6,9 +6,8 @@
 //! session ends this returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 
-use format::store::{LocalFolder, RecordingStore as _};
+use format::store::RecordingStore;
 use shared::core::audit_verify::{AuditChecker, AuditProblem, first_difference};
 use shared::core::{AuditEntry, PinnedKeys, Request, RequestId, RequestRef, Status};
 use shared::ports::Store;
@@ -69,7 +68,7 @@ pub enum ReadError {
 }
 
 /// Re-verifies the audit log in `store` against `pins`, then the requests and recordings
-/// tables and the `.cast` files in `recordings_dir` against the log.
+/// tables and the recordings in `recordings` (the folder or the bucket) against the log.
 ///
 /// # Errors
 ///
@@ -78,7 +77,7 @@ pub enum ReadError {
 pub async fn check_log(
     store: &dyn Store,
     pins: &PinnedKeys,
-    recordings_dir: &Path,
+    recordings: &dyn RecordingStore,
 ) -> Result<LogOutcome, ReadError> {
     let mut checker = AuditChecker::new(pins);
     let mut after = 0;
@@ -149,7 +148,6 @@ pub async fn check_log(
         }
     }
     let files: HashSet<&str> = registered.values().map(String::as_str).collect();
-    let recordings = LocalFolder::new(recordings_dir);
     // `None` when the folder is not on this machine.
     let on_disk = recordings.list().ok();
     for name in on_disk.iter().flatten() {
@@ -159,7 +157,7 @@ pub async fn check_log(
         broken.push(Problem {
             line: format!(
                 "recordings BROKEN: {} is on disk but no session in the database has it (a session the database never registered: its grant was used again, or its row was removed)",
-                recordings_dir.join(name).display()
+                recordings.locate(name)
             ),
             summary: format!("recording {name} is not registered in the database"),
         });

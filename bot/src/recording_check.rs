@@ -6,11 +6,10 @@
 //! first field that differs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use format::integrity::{self, Expected, SessionBinding, Sidecar, StoredRecording};
-use format::store::{LocalFolder, RecordingStore as _};
+use format::store::RecordingStore;
 use shared::core::approval::SignatureBytes;
 use shared::core::{AuditEntry, AuditKind, KeyId, Request, RequestId, Timestamp};
 use shared::ports::{RecordingRecord, Store};
@@ -96,7 +95,7 @@ fn expected_from(side: &Sidecar) -> Expected {
 /// Checks every recording the log's `ended` events describe (see the module docs).
 pub async fn check(
     store: &dyn Store,
-    dir: &Path,
+    recordings: &dyn RecordingStore,
     pins: &[VerifyingKey],
     ended: &[AuditEntry],
     requests: &BTreeMap<RequestId, Request>,
@@ -112,7 +111,7 @@ pub async fn check(
             continue;
         };
         report.checked += 1;
-        if let Err(why) = check_one(store, dir, pins, req, e, &mut report.files).await {
+        if let Err(why) = check_one(store, recordings, pins, req, e, &mut report.files).await {
             report.problems.push(format!("recording of {} (seq {}): {why}", req.code, e.seq));
         }
     }
@@ -121,7 +120,7 @@ pub async fn check(
 
 async fn check_one(
     store: &dyn Store,
-    dir: &Path,
+    recordings: &dyn RecordingStore,
     pins: &[VerifyingKey],
     req: &Request,
     e: &AuditEntry,
@@ -149,7 +148,6 @@ async fn check_one(
         return Err(format!("the recordings table disagrees with the audit log: field `{field}`"));
     }
     // The file and its sidecar, when they are on this machine.
-    let recordings = LocalFolder::new(dir);
     if !recordings.exists(&side.file) {
         return Ok(());
     }
@@ -157,7 +155,7 @@ async fn check_one(
     let expected = expected_from(&side);
     let bytes = recordings
         .read(&side.file)
-        .map_err(|err| format!("cannot read {}: {err}", dir.join(&side.file).display()))?;
+        .map_err(|err| format!("cannot read {}: {err}", recordings.locate(&side.file)))?;
     integrity::verify_bytes(&bytes, &side, pins, &expected)
         .map_err(|err| format!("{}: {err}", side.file))?;
     if let Ok(text) = recordings.sidecar(&side.file) {

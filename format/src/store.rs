@@ -1,7 +1,7 @@
 //! Where recordings live: the one port the gateway writes through and the bot reads through
 //! ([`RecordingStore`]), the one naming function ([`recording_name`]), and the local-folder
-//! adapter ([`LocalFolder`], today's behaviour). An object-storage adapter comes with
-//! scale-out.
+//! adapter ([`LocalFolder`], today's behaviour). The object-storage adapter is the
+//! `breakglass-s3` crate (`s3::S3Store`), so this crate links no async runtime.
 //!
 //! A recording is named by a plain file name (the database stores it, the signature binds it);
 //! next to it live its signature sidecar (`NAME.sig`, written once the recording is sealed)
@@ -131,6 +131,22 @@ pub trait RecordingStore: Send + Sync + fmt::Debug {
 
     /// The newest recording of grant `code` (`CODE-*.cast`): the session being recorded.
     fn newest_of(&self, code: &str) -> Option<String>;
+
+    /// Where recording `name` is, for a person reading a message (a path, a URL).
+    fn locate(&self, name: &str) -> String {
+        name.to_owned()
+    }
+
+    /// Whether recordings are being stored now. A store that cannot keep up (object storage
+    /// that stopped answering) says why, so the gateway cuts its live sessions before their
+    /// next byte rather than relay what is not getting recorded. A folder is always healthy
+    /// (its write errors show at the write).
+    ///
+    /// # Errors
+    /// Why writes would fail now.
+    fn health(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Recordings as files in one local folder: `NAME`, `NAME.sig`, `NAME.pending`.
@@ -244,6 +260,10 @@ impl RecordingStore for LocalFolder {
             .filter(|n| is_plain(n))
             .filter(|n| !self.is_sealed(n) || self.pending_path(n).is_ok_and(|p| p.exists()))
             .collect()
+    }
+
+    fn locate(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
     }
 
     fn newest_of(&self, code: &str) -> Option<String> {

@@ -36,6 +36,7 @@ pub mod recording;
 pub mod seal;
 pub mod session;
 pub mod sever;
+pub mod store_watch;
 pub mod to_target;
 pub mod upstream;
 
@@ -217,6 +218,7 @@ pub async fn serve(
         deps.config.gateway.max_startups_per_source,
     );
     tracker.spawn(flush::run(deps.live.flusher().clone(), stop.child_token()));
+    tracker.spawn(store_watch::run(deps.live.clone(), deps.recordings.clone(), stop.child_token()));
     tracker.spawn(live::watch_revocations(
         deps.live.clone(),
         deps.store.clone(),

@@ -7,7 +7,8 @@
 //! The deadline is enforced by a timer in the session itself (from the signed grant, so it
 //! holds even when the database is down; [`until_deadline`] makes it fire at the deadline
 //! itself, not in whole seconds); revocations come from the database, polled here, or at once
-//! when this process decided them.
+//! when this process decided them or another process announced a change on the database's
+//! change feed ([`follow_changes`]; PostgreSQL).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::time::Duration;
 use russh::server::Handle;
 use russh::{ChannelId, Disconnect};
 use shared::core::{Clock, RequestId, Status, Timestamp};
-use shared::ports::{RequestFilter, Requests};
+use shared::ports::{ChangeFeed, RequestFilter, Requests};
 use tokio_util::sync::CancellationToken;
 
 /// Why a session ended.
@@ -326,7 +327,7 @@ impl LiveSessions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn all(&self) -> Vec<(RequestId, String, Arc<Cutter>)> {
+    pub(crate) fn all(&self) -> Vec<(RequestId, String, Arc<Cutter>)> {
         self.map
             .lock()
             .map(|m| m.iter().map(|(id, (h, c))| (*id, h.clone(), c.clone())).collect())
@@ -341,6 +342,21 @@ impl LiveSessions {
             cuts.spawn(async move { c.cut(EndReason::Shutdown, &message).await });
         }
         while cuts.join_next().await.is_some() {}
+    }
+}
+
+/// Wakes the revocation watcher of `live` at every change announced on `feed` (another
+/// replica revoked a grant), and once each time the feed (re)connects, until `stop`. The feed
+/// only hastens the watcher: its poll goes on, so a feed that is down delays a cut by one
+/// poll at most.
+pub async fn follow_changes(
+    live: Arc<LiveSessions>,
+    feed: Arc<dyn ChangeFeed>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = feed.follow(&live.wake) => {}
     }
 }
 

@@ -94,6 +94,7 @@ pub struct RawConfig {
     pub slack: RawSlack,
     pub discord: RawDiscord,
     pub review: RawReview,
+    pub recordings: RawRecordings,
     pub users: BTreeMap<String, RawUser>,
     pub service_accounts: BTreeMap<String, RawService>,
     pub scopes: BTreeMap<String, RawScope>,
@@ -607,6 +608,8 @@ pub struct Config {
     pub slack: SlackSettings,
     pub discord: DiscordSettings,
     pub review: ReviewSettings,
+    /// Where recordings are kept (`[recordings]`).
+    pub recordings: RecordingsSettings,
     pub policy: Policy,
     pub identities: BTreeMap<PrincipalName, Identity>,
     /// SHA-256 of an API token -> whose token it is.
@@ -1085,9 +1088,11 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         session_ttl: ttl("session_ttl", &r.session_ttl)?,
     };
 
+    let recordings = validate_recordings(&raw.recordings, data)?;
     Ok(Config {
         server,
         gateway,
+        recordings,
         slack,
         discord,
         review,
@@ -1334,6 +1339,180 @@ impl Config {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// `[recordings]`: where recordings are kept (a local folder, or an S3-compatible bucket).
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecordings {
+    pub store: String,
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub allow_http: bool,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max: String,
+    pub upload_every: String,
+    pub upload_timeout: String,
+}
+
+impl Default for RawRecordings {
+    fn default() -> Self {
+        Self {
+            store: "local".into(),
+            bucket: None,
+            prefix: "recordings".into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            allow_http: false,
+            access_key_id_file: None,
+            secret_access_key_file: None,
+            session_token_file: None,
+            spool_dir: None,
+            spool_max: "256MiB".into(),
+            upload_every: "2s".into(),
+            upload_timeout: "10s".into(),
+        }
+    }
+}
+
+/// Where recordings are kept.
+#[derive(Debug, Clone)]
+pub struct RecordingsSettings {
+    pub store: RecordingStoreKind,
+}
+
+/// Which recording store (`recordings.store`).
+#[derive(Debug, Clone)]
+pub enum RecordingStoreKind {
+    /// Files in `gateway.recordings_dir`.
+    Local,
+    /// Objects in an S3-compatible bucket, spooled locally while written.
+    S3(Box<S3Settings>),
+}
+
+/// An S3-compatible bucket for recordings. Credentials are read when the store opens, from
+/// the `AWS_*` environment variables or the named files (see [`SecretSource`]).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub allow_http: bool,
+    pub access_key_id: SecretSource,
+    pub secret_access_key: SecretSource,
+    pub session_token: SecretSource,
+    pub spool_dir: PathBuf,
+    pub spool_max: u64,
+    pub upload_every: std::time::Duration,
+    pub upload_timeout: std::time::Duration,
+}
+
+fn validate_recordings(r: &RawRecordings, data: &Path) -> Result<RecordingsSettings, ConfigError> {
+    let store = match r.store.as_str() {
+        "local" => RecordingStoreKind::Local,
+        "s3" => RecordingStoreKind::S3(Box::new(validate_s3(r, data)?)),
+        other => {
+            return Err(err(
+                "recordings.store",
+                format!("`{other}` is not a recording store"),
+                "write \"local\" (the recordings folder) or \"s3\" (an S3-compatible bucket)",
+            ));
+        }
+    };
+    Ok(RecordingsSettings { store })
+}
+
+fn validate_s3(r: &RawRecordings, data: &Path) -> Result<S3Settings, ConfigError> {
+    let bucket = r.bucket.clone().unwrap_or_default();
+    if bucket.is_empty()
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Err(err(
+            "recordings.bucket",
+            format!("`{bucket}` is not a bucket name"),
+            "name the bucket (lowercase letters, digits, `-` and `.`), e.g. bucket = \"breakglass-recordings\"",
+        ));
+    }
+    if let Some(e) = &r.endpoint {
+        let http = e.starts_with("http://");
+        if !http && !e.starts_with("https://") {
+            return Err(err(
+                "recordings.endpoint",
+                format!("`{e}` is not an http(s) URL"),
+                "write it like \"https://s3.eu-west-1.amazonaws.com\"",
+            ));
+        }
+        if http && !r.allow_http {
+            return Err(err(
+                "recordings.endpoint",
+                "a plain http:// endpoint sends recordings unencrypted",
+                "use https://, or set recordings.allow_http = true for a local test server",
+            ));
+        }
+    }
+    let upload_every = positive_duration("recordings.upload_every", &r.upload_every, "2s")?;
+    let upload_timeout = positive_duration("recordings.upload_timeout", &r.upload_timeout, "10s")?;
+    if upload_timeout <= upload_every {
+        return Err(err(
+            "recordings.upload_timeout",
+            format!(
+                "`{}` is not longer than recordings.upload_every (`{}`): every upload would time out",
+                r.upload_timeout, r.upload_every
+            ),
+            "make it several times upload_every, e.g. 10s for 2s",
+        ));
+    }
+    let spool_max = parse_size(&r.spool_max).filter(|n| *n >= 1024 * 1024).ok_or_else(|| {
+        err(
+            "recordings.spool_max",
+            format!("`{}` is not a size of at least 1MiB", r.spool_max),
+            "write it like \"256MiB\" or \"1GiB\"",
+        )
+    })?;
+    let file = |f: &Option<PathBuf>| f.clone();
+    Ok(S3Settings {
+        bucket,
+        prefix: r.prefix.trim_matches('/').to_owned(),
+        endpoint: r.endpoint.clone(),
+        region: r.region.clone(),
+        allow_http: r.allow_http,
+        access_key_id: SecretSource { env: "AWS_ACCESS_KEY_ID", file: file(&r.access_key_id_file) },
+        secret_access_key: SecretSource {
+            env: "AWS_SECRET_ACCESS_KEY",
+            file: file(&r.secret_access_key_file),
+        },
+        session_token: SecretSource { env: "AWS_SESSION_TOKEN", file: file(&r.session_token_file) },
+        spool_dir: r.spool_dir.clone().unwrap_or_else(|| data.join("recording-spool")),
+        spool_max,
+        upload_every,
+        upload_timeout,
+    })
+}
+
+/// `256MiB`, `1GiB`, `500KiB`, `1000000` (bytes).
+fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1420,6 +1599,52 @@ mod tests {
         let s = c.policy.scopes().next().expect("one scope");
         assert_eq!((s.quorum, s.max_duration.secs(), s.default_duration.secs()), (1, 3600, 1800));
         assert_eq!(c.tokens.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn recordings_are_local_by_default_and_an_s3_store_is_checked_key_by_key()
+    -> Result<(), ConfigError> {
+        let c = from_toml_str(MINIMAL)?;
+        assert!(matches!(c.recordings.store, RecordingStoreKind::Local));
+        let s3 = |extra: &str| format!("{MINIMAL}\n[recordings]\nstore = \"s3\"\n{extra}");
+        let c = from_toml_str(&s3("bucket = \"bg-rec\"\nprefix = \"/a/b/\""))?;
+        let RecordingStoreKind::S3(b) = &c.recordings.store else { panic!("an s3 store") };
+        assert_eq!(
+            (b.bucket.as_str(), b.prefix.as_str(), b.spool_max),
+            ("bg-rec", "a/b", 256 << 20)
+        );
+        assert_eq!((b.upload_every.as_secs(), b.upload_timeout.as_secs()), (2, 10));
+        assert_eq!(b.access_key_id.env, "AWS_ACCESS_KEY_ID");
+        assert_eq!(b.spool_dir, PathBuf::from("./data/recording-spool"));
+        refused(
+            &format!("{MINIMAL}\n[recordings]\nstore = \"ftp\""),
+            "recordings.store",
+            "not a recording store",
+        );
+        refused(&s3(""), "recordings.bucket", "not a bucket name");
+        refused(&s3("bucket = \"Bad_Name\""), "recordings.bucket", "not a bucket name");
+        refused(
+            &s3("bucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\""),
+            "recordings.endpoint",
+            "unencrypted",
+        );
+        refused(&s3("bucket = \"b\"\nendpoint = \"minio:9000\""), "recordings.endpoint", "http(s)");
+        refused(
+            &s3("bucket = \"b\"\nupload_every = \"10s\"\nupload_timeout = \"5s\""),
+            "recordings.upload_timeout",
+            "not longer",
+        );
+        refused(
+            &s3("bucket = \"b\"\nspool_max = \"10KiB\""),
+            "recordings.spool_max",
+            "at least 1MiB",
+        );
+        refused(
+            &s3("bucket = \"b\"\nupload_every = \"0s\""),
+            "recordings.upload_every",
+            "positive",
+        );
         Ok(())
     }
 

@@ -313,6 +313,22 @@ pub trait ReviewAccess: Send + Sync + Debug {
     async fn purge_review_access(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
+/// News that requests changed in another process (a replica sharing the database), so a
+/// watcher checks at once instead of at its next poll. Only a hint: the watcher still reads
+/// the database to decide, and keeps polling, so a lost notice delays a cut by one poll at
+/// most and never grants anything.
+///
+/// Implemented by `shared::storage::change_feed` on PostgreSQL (LISTEN on the channel every
+/// status change is announced on); SQLite has none (one process wakes its own gateway).
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + Debug {
+    /// Follows the feed until the future is dropped: notifies `wake` once per announced change,
+    /// and once after each (re)connection, since a change made while nobody listened was
+    /// announced to no one. A lost connection is logged and reopened with backoff; this never
+    /// returns on its own.
+    async fn follow(&self, wake: &tokio::sync::Notify);
+}
+
 /// What the gateway may do with the database: check grants and move requests on, append to
 /// the audit log, and log sessions and their ends. No chat outbox, no review sign-ins: those
 /// methods are not in its type.

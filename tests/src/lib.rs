@@ -5,10 +5,14 @@
 //! - [`Server::start`] runs `breakglass up` on `127.0.0.1:0` and reads the bound address from
 //!   its first lines; dropping it kills the process.
 //! - [`cli`] runs one CLI command and captures its exit code and output.
+//! - [`cluster::Cluster`]: several `breakglass bot` and `breakglass gateway` replicas on one
+//!   database.
 
+pub mod cluster;
 pub mod fake_discord;
 pub mod fake_slack;
 pub mod gateway;
+pub mod s3;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

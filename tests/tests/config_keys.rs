@@ -25,6 +25,10 @@ const READ_AS: &[(&str, &str, &str)] = &[
     ("scopes.*.allow_port_forwarding", "forwarding.port", "the scope's forwarding"),
     ("scopes.*.allow_agent_forwarding", "forwarding.agent", "the scope's forwarding"),
     ("scopes.*.allow_x11_forwarding", "forwarding.x11", "the scope's forwarding"),
+    ("recordings.store", "RecordingStoreKind::S3", "the recording store's kind"),
+    ("recordings.access_key_id_file", "access_key_id)?", "the access key's source (env or file)"),
+    ("recordings.secret_access_key_file", "secret_access_key)?", "the secret key's source"),
+    ("recordings.session_token_file", "session_token)?", "the session token's source"),
 ];
 
 /// Tables whose names are the user's (a user, a scope): their keys are documented once.
@@ -88,7 +92,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `#[cfg(test)]` module (which ends each file that has one).
 fn product_sources() -> String {
     let mut files = Vec::new();
-    for dir in ["app/src", "bot/src", "format/src", "recorder/src", "shared/src"] {
+    for dir in ["app/src", "bot/src", "format/src", "recorder/src", "s3/src", "shared/src"] {
         rust_files(&root().join(dir), &mut files);
     }
     let skip = [root().join("shared/src/config.rs"), root().join("shared/src/testing")];

@@ -259,28 +259,18 @@ fn the_image_runs_as_an_unprivileged_user_on_a_read_only_root_and_answers_its_he
         assert_eq!(fs::metadata(&p).map(|m| m.uid()).ok(), Some(65532), "{}", p.display());
     }
 
-    // The HEALTHCHECK command, in the image, as its user. `breakglass healthcheck` is being
-    // added with the metrics work; until the binary has it, /readyz above is what it checks.
-    let has_healthcheck = String::from_utf8_lossy(&run(path_str(&bin()), &["--help"]).stdout)
-        .lines()
-        .any(|l| l.trim_start().starts_with("healthcheck "));
-    if has_healthcheck {
-        // As the container would run it: the same environment, the port it listens on.
-        let bound = url().unwrap_or_default().trim_start_matches("http://").to_owned();
-        let probe_env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| match k.as_str() {
-                "BREAKGLASS__SERVER__LISTEN" => (k.clone(), bound.clone()),
-                _ => (k.clone(), v.clone()),
-            })
-            .collect();
-        let probe = in_image(&rootfs, "65532:65532", &health[1..], &probe_env).output()?;
-        ok(&probe, "the image's HEALTHCHECK command");
-    } else {
-        eprintln!(
-            "note: this binary has no `healthcheck` subcommand yet; checked /readyz directly"
-        );
-    }
+    // The HEALTHCHECK command, in the image, as its user: the same environment, the port it
+    // listens on.
+    let bound = url().unwrap_or_default().trim_start_matches("http://").to_owned();
+    let probe_env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "BREAKGLASS__SERVER__LISTEN" => (k.clone(), bound.clone()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    let probe = in_image(&rootfs, "65532:65532", &health[1..], &probe_env).output()?;
+    ok(&probe, "the image's HEALTHCHECK command");
 
     drop(running);
     let log = logged();

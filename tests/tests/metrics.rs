@@ -37,6 +37,25 @@ fn get(url: &str) -> (u16, String, String) {
     }
 }
 
+/// The metric names of `deploy/grafana/metrics.txt`, the list dashboards are checked against.
+fn listed() -> Vec<String> {
+    std::fs::read_to_string(e2e::root().join("deploy/grafana/metrics.txt"))
+        .expect("metrics.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_dashboards_metric_list_is_the_codes() {
+    let mut code: Vec<String> = shared::telemetry::ALL.iter().map(|s| (*s).to_owned()).collect();
+    let mut list = listed();
+    code.sort();
+    list.sort();
+    assert_eq!(list, code, "deploy/grafana/metrics.txt and shared::telemetry::ALL differ");
+}
+
 fn value(s: &BTreeMap<String, f64>, key: &str, page: &str) -> f64 {
     *s.get(key).unwrap_or_else(|| panic!("no sample {key} in:\n{page}"))
 }
@@ -83,6 +102,16 @@ fn the_bot_exports_what_a_real_session_did() {
     assert!(value(&s, r#"breakglass_db_pool_connections{state="idle"}"#, &page) >= 0.0);
     // Histograms have buckets, so dashboards can take quantiles across replicas.
     assert!(s.keys().any(|k| k.starts_with("breakglass_cut_latency_seconds_bucket{le=")), "{page}");
+    // Every metric the binary exports is on the dashboards' list.
+    let list = listed();
+    for key in s.keys().filter(|k| k.starts_with("breakglass_")) {
+        let name = key.split('{').next().unwrap_or_default();
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|sfx| name.strip_suffix(sfx).filter(|b| list.iter().any(|l| l == b)))
+            .unwrap_or(name);
+        assert!(list.iter().any(|l| l == base), "{base} is not in deploy/grafana/metrics.txt");
+    }
     // Help texts are there, and no label carries a host, a user or a grant code.
     assert!(page.contains("# HELP breakglass_requests_total"), "{page}");
     for secret in [code.as_str(), "db-1", "alice", "bob", "metrics-marker"] {

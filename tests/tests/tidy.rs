@@ -23,7 +23,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for crate_dir in ["shared", "format", "recorder", "bot", "app", "tests", "test-util", "fuzz"] {
+    for crate_dir in
+        ["shared", "format", "s3", "recorder", "bot", "app", "tests", "test-util", "fuzz"]
+    {
         rust_files(&root().join(crate_dir), &mut v);
     }
     assert!(v.len() > 20, "found the sources ({} files)", v.len());
@@ -190,6 +192,7 @@ fn the_guard_to_test_map_matches_the_code() {
     let crate_dirs = [
         ("breakglass-shared", "shared"),
         ("breakglass-format", "format"),
+        ("breakglass-s3", "s3"),
         ("breakglass-recorder", "recorder"),
         ("breakglass-bot", "bot"),
         ("breakglass", "app"),

@@ -36,8 +36,12 @@ pub async fn verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), F
     use bot::audit_check::{LogOutcome, ReadError};
     let (cfg, store) = open_store_for_audit(flag, overrides).await?;
     let pins = audit_pins(&cfg)?;
-    let dir = &cfg.gateway.recordings_dir;
-    let log = match bot::audit_check::check_log(store.as_ref(), &pins, dir).await {
+    let recordings = s3::open_store(&cfg).map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
+    let place = match &cfg.recordings.store {
+        config::RecordingStoreKind::Local => cfg.gateway.recordings_dir.display().to_string(),
+        config::RecordingStoreKind::S3(s) => format!("bucket {}/{}", s.bucket, s.prefix),
+    };
+    let log = match bot::audit_check::check_log(store.as_ref(), &pins, recordings.as_ref()).await {
         Ok(LogOutcome::Intact(log)) => log,
         Ok(LogOutcome::ChainBroken(p)) => {
             outln!("audit log BROKEN: {p}");
@@ -76,7 +80,7 @@ pub async fn verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), F
     let recording_pins = if log.ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
     let recordings = bot::recording_check::check(
         store.as_ref(),
-        &cfg.gateway.recordings_dir,
+        recordings.as_ref(),
         &recording_pins,
         &log.ended,
         &log.logged,
@@ -102,14 +106,8 @@ pub async fn verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), F
         recordings.files
     );
     match log.on_disk {
-        Some(n) => outln!(
-            "recordings OK: {n} file(s) in {}, each registered or in progress",
-            dir.display()
-        ),
-        None => outln!(
-            "recordings: {} is not on this machine; files on disk not checked",
-            dir.display()
-        ),
+        Some(n) => outln!("recordings OK: {n} file(s) in {place}, each registered or in progress"),
+        None => outln!("recordings: {place} is not on this machine; files on disk not checked"),
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use ed25519_dalek::VerifyingKey;
-use format::store::{LocalFolder, RecordingStore as _};
+use format::store::{LocalFolder, RecordingStore};
 use serde::{Deserialize, Serialize};
 use shared::core::event::RecordingViewed;
 use shared::core::{
@@ -31,22 +31,35 @@ const HIT_LIMIT: u32 = 200;
 pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// Where the bot reads recordings, and the keys their signatures are checked against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Recordings {
     /// Keys recording signatures are checked against (from config or the data directory).
     pub pins: Vec<VerifyingKey>,
-    /// The configured recordings folder.
-    pub dir: PathBuf,
+    /// The configured recording store (the recordings folder, or a bucket).
+    pub store: Arc<dyn RecordingStore>,
+}
+
+impl Default for Recordings {
+    /// No pins, and a folder at the empty path (nothing is found there).
+    fn default() -> Self {
+        Self::new(Vec::new(), PathBuf::new())
+    }
 }
 
 impl Recordings {
+    /// Recordings in the folder `dir`.
     pub fn new(pins: Vec<VerifyingKey>, dir: PathBuf) -> Self {
-        Self { pins, dir }
+        Self { pins, store: Arc::new(LocalFolder::new(dir)) }
     }
 
-    /// The recordings folder as a recording store.
-    pub fn folder(&self) -> LocalFolder {
-        LocalFolder::new(&self.dir)
+    /// Recordings in `store` (the one `s3::open_store` opened from the config).
+    pub fn in_store(pins: Vec<VerifyingKey>, store: Arc<dyn RecordingStore>) -> Self {
+        Self { pins, store }
+    }
+
+    /// The recording store.
+    pub fn folder(&self) -> Arc<dyn RecordingStore> {
+        self.store.clone()
     }
 
     /// Checks the stored signature with the pinned recording keys over the statement that binds
@@ -62,16 +75,18 @@ impl Recordings {
         let stored = crate::recording_check::stored(r);
         let side = Sidecar::of(&stored, req);
         let expected = Expected::session(&stored, req);
-        let path = self.dir.join(&r.file);
-        let file =
-            if rehash { std::fs::read(&path) } else { Err(std::io::ErrorKind::Unsupported.into()) };
+        let file = if rehash {
+            self.store.read(&r.file)
+        } else {
+            Err(std::io::ErrorKind::Unsupported.into())
+        };
         let result = match file {
             Ok(bytes) => format::integrity::verify_bytes(&bytes, &side, pins, &expected)
                 .map(drop)
                 .map_err(|e| e.to_string())
                 .and_then(|()| {
                     // The signature file beside it, when there is one, must bind this session too.
-                    let Ok(text) = std::fs::read(format::integrity::sidecar_path(&path)) else {
+                    let Ok(text) = self.store.sidecar(&r.file) else {
                         return Ok(());
                     };
                     let on_disk: Sidecar = serde_json::from_slice(&text)
@@ -332,7 +347,7 @@ pub async fn finished(
 }
 
 pub async fn read_recording(
-    store: LocalFolder,
+    store: Arc<dyn RecordingStore>,
     name: &str,
     req: &Request,
 ) -> Result<Vec<u8>, ReviewError> {

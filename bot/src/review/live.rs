@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use format::store::{LocalFolder, RecordingStore};
+use format::store::RecordingStore;
 use shared::core::event::RecordingViewed;
 use shared::core::{RequestRef, Status};
 use tokio::sync::mpsc;
@@ -56,7 +56,7 @@ pub(super) async fn stream(
         return Ok(Sse::new(ReceiverStream::new(rx)).into_response());
     }
     let recordings = recordings.folder();
-    let file = live_file(&recordings, &req.code.to_string()).ok_or_else(|| {
+    let file = live_file(recordings.as_ref(), &req.code.to_string()).ok_or_else(|| {
         ReviewError::NotFound(format!("{code} (its live recording is not on this server)"))
     })?;
     audit_view(&deps, &who, Some(req.id), RecordingViewed::Live).await?;
@@ -76,7 +76,11 @@ pub fn live_file(recordings: &dyn RecordingStore, code: &str) -> Option<String> 
 }
 
 /// Recording `name` from byte `offset` on, as far as it is written now.
-async fn read_from(recordings: &LocalFolder, name: &str, offset: u64) -> std::io::Result<Vec<u8>> {
+async fn read_from(
+    recordings: &Arc<dyn RecordingStore>,
+    name: &str,
+    offset: u64,
+) -> std::io::Result<Vec<u8>> {
     let (recordings, name) = (recordings.clone(), name.to_owned());
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -93,7 +97,7 @@ async fn follow(
     deps: &Deps,
     id: shared::core::RequestId,
     viewer: &[u8; 32],
-    recordings: &LocalFolder,
+    recordings: &Arc<dyn RecordingStore>,
     name: &str,
     tx: &mpsc::Sender<Result<Event, Infallible>>,
 ) -> anyhow::Result<()> {

@@ -350,8 +350,8 @@ async fn download_cast(
         Some(rec) => (recording_name(&rec)?.to_owned(), false),
         // A live session: the recording so far (the player's "watch from the start").
         None if req.status == Status::Active => {
-            let name =
-                live::live_file(&recordings.folder(), &req.code.to_string()).ok_or_else(|| {
+            let name = live::live_file(recordings.folder().as_ref(), &req.code.to_string())
+                .ok_or_else(|| {
                     ReviewError::NotFound(format!(
                         "{code} (its live recording is not on this server)"
                     ))

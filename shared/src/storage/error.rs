@@ -35,7 +35,24 @@ pub(super) fn unique(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ 
     }
 }
 
-/// A migration that failed or no longer matches what this build embeds.
-pub(super) fn migrate(e: &sqlx::migrate::MigrateError) -> StoreError {
-    StoreError::Unavailable(format!("database migrations failed: {e}"))
+/// A migration that failed or no longer matches what this build embeds. A migration applied
+/// to the database that this build does not know (a newer replica migrated it meanwhile) is
+/// said as [`newer_schema`] says it.
+pub(super) fn migrate(
+    e: &sqlx::migrate::MigrateError,
+    known: &sqlx::migrate::Migrator,
+) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(v) => newer_schema(*v, known),
+        e => StoreError::Unavailable(format!("database migrations failed: {e}")),
+    }
+}
+
+/// The schema is at `applied`, newer than the newest migration this build knows.
+pub(super) fn newer_schema(applied: i64, known: &sqlx::migrate::Migrator) -> StoreError {
+    let ours = known.iter().map(|m| m.version).max().unwrap_or(0);
+    StoreError::Unavailable(format!(
+        "the database schema is at version {applied}, newer than this breakglass knows \
+         ({ours}): upgrade this replica"
+    ))
 }

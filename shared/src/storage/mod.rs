@@ -8,6 +8,8 @@
 //! - `sqlite.rs`, `postgres.rs`: connection options, embedded migrations, and how each
 //!   backend begins read and write transactions (the one thing the shared SQL cannot say).
 //! - `error.rs`: `sqlx::Error` to [`StoreError`].
+//! - [`change_feed`]: on PostgreSQL, the LISTEN side of the announcements every status change
+//!   makes (a trigger), for gateways in other processes.
 //!
 //! The schema lives in `migrations/sqlite` and `migrations/postgres` at the workspace root and
 //! is applied by [`connect`].
@@ -19,6 +21,10 @@
 //!   `BEGIN IMMEDIATE`, a PostgreSQL advisory lock), and `seq` is the primary key, so the chain
 //!   cannot fork even if that serialisation were lost.
 //! - A failed write leaves nothing behind: the transaction is dropped, which rolls it back.
+//! - A database whose schema is newer than this build's migrations is refused before anything
+//!   is written (`the database schema is at version N, newer than this breakglass knows (M)`);
+//!   migrations from replicas starting together run once (sqlx's advisory lock on PostgreSQL,
+//!   SQLite's write lock).
 //! - The adapter never updates or deletes `audit_events`, `approvals` or `consumed_nonces`;
 //!   database triggers refuse it too.
 
@@ -44,8 +50,9 @@ use crate::core::{
     AuditDraft, AuditEntry, PrincipalName, Request, RequestRef, Timestamp, Transition,
 };
 use crate::ports::{
-    AuditLog, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, PoolUse, RecordingRecord,
-    RequestFilter, Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog, Store, StoreError,
+    AuditLog, ChangeFeed, ChatOutbox, ChatThread, CommandSearch, LinkRefusal, PoolUse,
+    RecordingRecord, RequestFilter, Requests, ReviewAccess, ReviewLink, SessionEvent, SessionLog,
+    Store, StoreError,
 };
 use rows::{ApprovalRow, AuditRow, ChatThreadRow, RecordingRow, RequestRow, SessionEventRow};
 
@@ -89,6 +96,38 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         }));
     };
     Ok(Arc::new(SqlStore { db }))
+}
+
+/// The change feed of the database at `url` (see [`ChangeFeed`]): PostgreSQL's, or `None` on
+/// SQLite, where one process wakes its own gateway. Nothing connects until it is followed.
+///
+/// # Errors
+/// `Unavailable` for a PostgreSQL URL that does not parse.
+pub fn change_feed(url: &str) -> Result<Option<Arc<dyn ChangeFeed>>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Some(Arc::new(postgres::PgChangeFeed::new(url)?)))
+    } else {
+        Ok(None)
+    }
+}
+
+pub use postgres::{CHANNEL as CHANGE_CHANNEL, LISTENER_NAME as CHANGE_LISTENER_NAME};
+
+/// Refuses a database whose schema is newer than this build: `applied` (the newest version
+/// in it) past every migration `known` embeds. Such a binary would write rows the newer
+/// schema may not expect; it must be upgraded instead.
+///
+/// # Errors
+/// `Unavailable`, saying both versions and the fix.
+fn refuse_newer_schema(
+    applied: Option<i64>,
+    known: &sqlx::migrate::Migrator,
+) -> Result<(), StoreError> {
+    let ours = known.iter().map(|m| m.version).max().unwrap_or(0);
+    match applied {
+        Some(v) if v > ours => Err(error::newer_schema(v, known)),
+        _ => Ok(()),
+    }
 }
 
 /// The pool of whichever backend the URL named.

@@ -88,6 +88,9 @@ pub(super) const AUDIT_PAGE: &str =
 
 pub(super) const PING: &str = "SELECT 1";
 
+/// The newest migration applied (sqlx's table; asked only once it exists).
+pub(super) const NEWEST_MIGRATION: &str = "SELECT MAX(version) FROM _sqlx_migrations";
+
 pub(super) const INSERT_SESSION_EVENT: &str = "INSERT INTO session_events \
      (request_id, seq, at, offset_ms, kind, detail, command_folded) \
      VALUES ($1, (SELECT COALESCE(MAX(seq) + 1, 0) FROM session_events WHERE request_id = $1), \

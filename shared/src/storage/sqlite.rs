@@ -59,9 +59,23 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         SqlitePoolOptions::new().max_connections(8)
     };
     let pool = pool.connect_with(options).await.map_err(error::db)?;
-    MIGRATOR.run(&pool).await.map_err(|e| error::migrate(&e))?;
+    let migrated: bool =
+        sqlx::query_scalar(HAS_MIGRATIONS).fetch_one(&pool).await.map_err(error::db)?;
+    if migrated {
+        let applied: Option<i64> = sqlx::query_scalar(super::sql::NEWEST_MIGRATION)
+            .fetch_one(&pool)
+            .await
+            .map_err(error::db)?;
+        super::refuse_newer_schema(applied, &MIGRATOR)?;
+    }
+    MIGRATOR.run(&pool).await.map_err(|e| error::migrate(&e, &MIGRATOR))?;
     Ok(pool)
 }
+
+/// Whether the database has a migrations table (none on a fresh one). Checked, then the
+/// newest applied version read, before the migrator runs, so a binary older than the schema
+/// writes nothing.
+const HAS_MIGRATIONS: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')";
 
 impl Transactions for SqlitePool {
     type Db = Sqlite;

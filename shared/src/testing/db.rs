@@ -66,6 +66,26 @@ impl Admin {
         }
     }
 
+    /// The first column of every row `sql` returns, as integers (counts, versions, pids).
+    pub async fn numbers(&self, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        // Test-only SQL written by the tests themselves.
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = SqliteConnection::connect(&self.url).await?;
+                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+                conn.close().await?;
+                Ok(rows)
+            }
+            Backend::Postgres => {
+                let mut conn = PgConnection::connect(&self.url).await?;
+                let rows = sqlx::query_scalar(sql).fetch_all(&mut conn).await?;
+                conn.close().await?;
+                Ok(rows)
+            }
+        }
+    }
+
     /// Simulates losing the database under a running process (PostgreSQL only): refuses new
     /// connections to the test database and ends every existing one. The store's pool is left
     /// with nothing that works, exactly as when the server goes away.
