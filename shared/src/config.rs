@@ -197,13 +197,19 @@ pub struct RawKeys {
 #[serde(untagged)]
 pub enum RawPin {
     Line(String),
-    Window {
-        key: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        not_before: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        not_after: Option<String>,
-    },
+    Window(RawPinWindow),
+}
+
+/// The table form of a [`RawPin`]. Unknown fields are refused: a misspelt `not_after` must not
+/// leave a retired key valid for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPinWindow {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
 }
 
 /// A pinned public key with the window in which its signatures are accepted.
@@ -217,9 +223,7 @@ pub struct Pin {
 fn parse_pin(raw: &RawPin, at: &str) -> Result<Pin, ConfigError> {
     let (text, nb, na) = match raw {
         RawPin::Line(t) => (t, None, None),
-        RawPin::Window { key, not_before, not_after } => {
-            (key, not_before.as_ref(), not_after.as_ref())
-        }
+        RawPin::Window(w) => (&w.key, w.not_before.as_ref(), w.not_after.as_ref()),
     };
     let key = parse_public_key(text)
         .map_err(|e| err(at, e.to_string(), "paste the line `breakglass keygen` printed"))?;
@@ -1773,6 +1777,33 @@ mod tests {
     }
 
     const EXAMPLE: &str = include_str!("../../deploy/breakglass.example.toml");
+
+    #[test]
+    fn a_pinned_key_may_carry_a_window_and_a_misspelt_window_is_refused() -> Result<(), ConfigError>
+    {
+        const OLD: &str =
+            "ed25519:4cea64eb67d3da18b87f87049c0d40b2d918b34c8d17d8a3eea7bd59d0629ea0";
+        const NEW: &str =
+            "ed25519:a9e6aad02db1393447552fcfa97bf85c24909ab3a5192f2fb4ae71a37d5efffe";
+        let c = from_toml_str(&format!(
+            "{MINIMAL}\n[keys]\npinned_bot_keys = [\"{NEW}\", {{ key = \"{OLD}\", not_after = \"2027-01-10T00:00:00Z\" }}]"
+        ))?;
+        let windows: Vec<Validity> = c.keys.pinned_bot_keys.iter().map(|p| p.validity).collect();
+        let until = Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").ok();
+        assert_eq!(windows, [Validity::ALWAYS, Validity { not_before: None, not_after: until }]);
+        let misspelt = format!(
+            "{MINIMAL}\n[keys]\npinned_bot_keys = [{{ key = \"{OLD}\", not_afer = \"2027-01-10T00:00:00Z\" }}]"
+        );
+        assert!(from_toml_str(&misspelt).is_err(), "a misspelt not_after must not pin for ever");
+        refused(
+            &format!(
+                "{MINIMAL}\n[keys]\npinned_bot_keys = [{{ key = \"{OLD}\", not_after = \"next week\" }}]"
+            ),
+            "keys.pinned_bot_keys[0].not_after",
+            "RFC 3339",
+        );
+        Ok(())
+    }
 
     #[test]
     fn the_example_config_loads() -> Result<(), ConfigError> {
