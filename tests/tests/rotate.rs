@@ -166,3 +166,60 @@ fn a_rotated_key_signs_new_grants_while_old_approvals_and_recordings_still_verif
     assert_eq!(v.code, 0, "{}", v.all());
     assert!(v.stdout.contains(&format!("key {}", key_id_of(&recording.old_public))), "{}", v.all());
 }
+
+/// `breakglass ARGS` with no config file of the caller's environment.
+fn run(dir: &Path, args: &[&str]) -> e2e::Output {
+    let out = std::process::Command::new(e2e::bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BREAKGLASS_CONFIG")
+        .output()
+        .expect("breakglass runs");
+    e2e::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_ca_rotation_prints_both_trusted_keys_during_the_overlap_and_one_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let data = d.join("data");
+    let data = data.to_str().expect("utf-8");
+    let old = run(d, &["ca", "public-key", "--data-dir", data]);
+    assert_eq!(old.code, 0, "{}", old.all());
+    let old_line = old.stdout.trim().to_owned();
+    let rotated = run(d, &["keys", "rotate", "ca", "--overlap", "14d", "--data-dir", data]);
+    assert_eq!(rotated.code, 0, "{}", rotated.all());
+    // Step 1 as printed, pasted into the config.
+    let at = rotated.stdout.find("  [keys]\n").expect("the [keys] lines");
+    let end = rotated.stdout[at..].find("\n  ]\n").expect("the end of the list") + at + 4;
+    let keys_toml: String =
+        rotated.stdout[at..end].lines().map(|l| format!("{}\n", l.trim_start())).collect();
+    let config = d.join("breakglass.toml");
+    std::fs::write(&config, &keys_toml).expect("config");
+    let cfg = config.to_str().expect("utf-8");
+    let trusted = run(d, &["ca", "trusted-keys", "--config", cfg, "--data-dir", data]);
+    assert_eq!(trusted.code, 0, "{}", trusted.all());
+    let lines: Vec<&str> = trusted.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", trusted.all());
+    let blob = |l: &str| l.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    assert_ne!(blob(lines[0]), blob(&old_line), "the new CA comes first");
+    assert_eq!(blob(lines[1]), blob(&old_line), "the retired CA is still trusted");
+    assert!(lines[1].contains("breakglass-ca-retired-until-"), "{}", trusted.all());
+    // What the gateway now mints with is the first line.
+    let now = run(d, &["ca", "public-key", "--config", cfg, "--data-dir", data]);
+    assert_eq!(blob(now.stdout.trim()), blob(lines[0]), "{}", now.all());
+    // After not_after: only the new CA.
+    let after = keys_toml.replace(
+        &keys_toml[keys_toml.find("not_after = \"").expect("not_after")..][..34],
+        "not_after = \"2026-01-01T00:00:00Z\"",
+    );
+    std::fs::write(&config, after).expect("config");
+    let trusted = run(d, &["ca", "trusted-keys", "--config", cfg, "--data-dir", data]);
+    assert_eq!(trusted.stdout.lines().count(), 1, "{}", trusted.all());
+    assert_eq!(blob(trusted.stdout.trim()), blob(lines[0]));
+    assert!(d.join("data/keys/ca.key").exists(), "the old CA key is kept");
+}

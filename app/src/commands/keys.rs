@@ -84,7 +84,9 @@ pub fn rotate(
     })?;
     let next = shared::keys::generate();
     let next_id = KeyId::of(next.verifying_key().as_bytes());
-    let dir = current_path.parent().unwrap_or(Path::new("."));
+    // Absolute, so the printed config lines work wherever the config file lives.
+    let dir = current_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
     let written = shared::keys::write_key_files(&dir.join(format!("{stem}-{next_id}")), &next)
         .map_err(|e| Failure::new(EXIT_LOCAL, e.to_string()))?;
     let secs = i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX);
@@ -134,8 +136,14 @@ pub fn rotate(
             outln!(
                 "\nstep 2, on every target: trust both CAs; with the new config, `breakglass ca trusted-keys` prints this file:"
             );
-            outln!("  {}", recorder::keys::Ca::new(&current).public_line());
             outln!("  {}", recorder::keys::Ca::new(&next).public_line());
+            outln!(
+                "  {}",
+                recorder::keys::openssh_line(
+                    &current.verifying_key(),
+                    &format!("breakglass-ca-retired-until-{not_after}")
+                )
+            );
             outln!(
                 "  install it as the file sshd_config's TrustedUserCAKeys names (e.g. /etc/ssh/breakglass_ca.pub); sshd rereads it at each login"
             );
