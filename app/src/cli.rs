@@ -213,6 +213,12 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Rotate a key with an overlap: the approval key, the recording key or the gateway CA.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  breakglass keys rotate approval --overlap 7d\n  breakglass keys rotate recording --config /etc/breakglass/breakglass.toml\n  breakglass keys rotate ca --overlap 14d"
+    )]
+    Keys(KeysCommand),
     /// Write a new Ed25519 key pair: BASE.key (private, mode 0600) and BASE.pub.
     #[command(
         after_help = "Examples:\n  breakglass keygen --out ~/.breakglass/erin\n  breakglass keygen --out /etc/breakglass/approval\n\nPaste the printed public line into [keys] of the config."
@@ -472,12 +478,57 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new key next to the current one (the current file is kept, retired, never
+    /// deleted) and print what to pin: both keys, the current one with `not_after = now +
+    /// overlap`, and the steps in order. Nothing changes until the processes restart with the
+    /// new config: pin both on every gateway first, then switch the signer.
+    #[command(
+        after_help = "Examples:\n  breakglass keys rotate approval                 # 7 days of overlap\n  breakglass keys rotate recording --overlap 30d\n  breakglass keys rotate ca --overlap 14d --config /etc/breakglass/breakglass.toml\n\nThe order (docs/operations.md, \"Key rotation\"):\n  approval, recording: 1. pin both keys on every gateway and bot, restart them;\n                       2. point the signing key file at the new key, restart the signer;\n                       3. after not_after, drop the old key's line (the audit keeps it).\n  ca:                  1. set the new CA file and retire the old one in the config;\n                       2. `breakglass ca trusted-keys` onto every target (both lines);\n                       3. restart the gateway; 4. after not_after, install the one line left."
+    )]
+    Rotate {
+        /// Which key: `approval` (the bot's approval key), `recording` (the gateway's
+        /// recording key) or `ca` (the gateway's SSH certificate authority).
+        kind: RotateKind,
+        /// How long the current key stays trusted after now.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        overlap: std::time::Duration,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Data directory holding the keys (overrides server.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// The keys `breakglass keys rotate` rotates.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RotateKind {
+    Approval,
+    Recording,
+    Ca,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CaCommand {
     /// Print the CA's public key: the line for the targets' TrustedUserCAKeys file.
     #[command(
         after_help = "Example (on each target host):\n  breakglass ca public-key > /etc/ssh/breakglass_ca.pub\n  # /etc/ssh/sshd_config:  TrustedUserCAKeys /etc/ssh/breakglass_ca.pub"
     )]
     PublicKey {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Data directory holding the CA key (overrides server.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Print the targets' whole TrustedUserCAKeys file: the current CA and, during a
+    /// rotation's overlap, every `keys.retired_gateway_ca_keys` entry not yet past its
+    /// `not_after`.
+    #[command(
+        after_help = "Example (on each target host, after each step of a CA rotation):\n  breakglass ca trusted-keys > /etc/ssh/breakglass_ca.pub\n  # /etc/ssh/sshd_config:  TrustedUserCAKeys /etc/ssh/breakglass_ca.pub"
+    )]
+    TrustedKeys {
         #[command(flatten)]
         config: ConfigArg,
         /// Data directory holding the CA key (overrides server.data_dir).
@@ -760,6 +811,12 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Ca(CaCommand::PublicKey { config, data_dir }) => {
             commands::keys::ca_public_key(config.config, data_dir)
+        }
+        Command::Ca(CaCommand::TrustedKeys { config, data_dir }) => {
+            commands::keys::ca_trusted_keys(config.config, data_dir)
+        }
+        Command::Keys(KeysCommand::Rotate { kind, overlap, config, data_dir }) => {
+            commands::keys::rotate(kind, overlap, config.config, data_dir)
         }
         Command::Discord(DiscordCommand::Register { guild, config }) => {
             commands::discord::register(guild, config.config).await

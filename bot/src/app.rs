@@ -64,15 +64,9 @@ pub fn load_signer(config: &Config) -> anyhow::Result<(ApprovalSigner, KeySource
 /// The verification keys, from config only. With no `pinned_bot_keys` (single-process
 /// embedded defaults), the process trusts its own approval key.
 pub fn pins(config: &Config, own: &ApprovalSigner) -> PinnedKeys {
-    let mut pins = PinnedKeys::new();
+    let mut pins = config.keys.approval_pins();
     if config.keys.pinned_bot_keys.is_empty() {
         pins.pin_bot(own.verifying_key());
-    }
-    for k in &config.keys.pinned_bot_keys {
-        pins.pin_bot(*k);
-    }
-    for (who, k) in &config.keys.pinned_approver_keys {
-        pins.pin_personal(who.clone(), *k);
     }
     pins
 }
@@ -97,7 +91,7 @@ pub fn recording_pins_from(
     generate: bool,
 ) -> anyhow::Result<Vec<ed25519_dalek::VerifyingKey>> {
     if !config.keys.pinned_recording_keys.is_empty() {
-        return Ok(config.keys.pinned_recording_keys.clone());
+        return Ok(config.keys.recording_keys());
     }
     if let Some(p) = &config.keys.recording_signing_key_file {
         let key = shared::keys::read_signing_key(p)
@@ -281,7 +275,7 @@ pub async fn build_bot(config: Config) -> anyhow::Result<(Bot, KeySource)> {
     }
     let (signer, source) = load_signer(&config)?;
     if !config.keys.pinned_bot_keys.is_empty()
-        && !config.keys.pinned_bot_keys.contains(&signer.verifying_key())
+        && !config.keys.pinned_bot_keys.iter().any(|p| p.key == signer.verifying_key())
     {
         tracing::warn!(key_id = %signer.key_id(), "the approval key is not among keys.pinned_bot_keys: approvals this bot signs will not verify");
     }
@@ -324,10 +318,7 @@ pub fn gateway_pins(config: &Config) -> anyhow::Result<PinnedKeys> {
 /// # Errors
 /// A missing required key, an unparsable key file.
 pub fn pins_from(config: &Config, require_bot_key: bool) -> anyhow::Result<PinnedKeys> {
-    let mut pins = PinnedKeys::new();
-    for k in &config.keys.pinned_bot_keys {
-        pins.pin_bot(*k);
-    }
+    let mut pins = config.keys.approval_pins();
     if config.keys.pinned_bot_keys.is_empty() {
         let p = config.server.data_dir.join("keys").join("approval.pub");
         match std::fs::read_to_string(&p) {
@@ -343,9 +334,6 @@ pub fn pins_from(config: &Config, require_bot_key: bool) -> anyhow::Result<Pinne
                 p.display()
             ),
         }
-    }
-    for (who, k) in &config.keys.pinned_approver_keys {
-        pins.pin_personal(who.clone(), *k);
     }
     Ok(pins)
 }

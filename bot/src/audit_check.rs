@@ -45,6 +45,9 @@ pub struct LogReport {
     /// The chain's last hash (`None` for an empty log).
     pub head: Option<[u8; 32]>,
     pub approvals_checked: u64,
+    /// Keys the config no longer pins that verified old approvals because the log recorded
+    /// them as pinned when they signed (`key_loaded`).
+    pub from_recorded_pins: Vec<shared::core::KeyId>,
     /// Requests whose table row matches the log.
     pub requests: usize,
     /// The `session_ended` events that name a recording, for `recording_check::check`.
@@ -166,6 +169,7 @@ pub async fn check_log(
         events: checker.events(),
         head: checker.head(),
         approvals_checked: checker.approvals_checked(),
+        from_recorded_pins: checker.from_recorded_pins().copied().collect(),
         requests,
         ended,
         logged: checker.requests().map(|r| (r.id, r.clone())).collect(),

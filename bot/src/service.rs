@@ -246,6 +246,7 @@ impl Deps {
                         approver: who.clone(),
                     })
                     .collect(),
+                pinned_keys: self.pinned_key_records(),
             }),
         )];
         drafts.push(AuditDraft::of(
@@ -260,6 +261,32 @@ impl Deps {
         ));
         self.store.append_audit(&drafts, self.now()).await?;
         Ok(())
+    }
+}
+
+impl Deps {
+    /// Every key this process pins, with its public half and validity, for `key_loaded`: the
+    /// approval keys it verifies with and the recording keys the config pins.
+    fn pinned_key_records(&self) -> Vec<event::PinnedKeyRecord> {
+        use shared::core::approval::public_key_text;
+        let approval = self.pins.all().into_iter().map(|p| event::PinnedKeyRecord {
+            role: if p.approver.is_some() { event::PinRole::Personal } else { event::PinRole::Bot },
+            key_id: p.key_id,
+            public_key: public_key_text(&p.key),
+            approver: p.approver,
+            not_before: p.validity.not_before,
+            not_after: p.validity.not_after,
+        });
+        let recording =
+            self.config.keys.pinned_recording_keys.iter().map(|p| event::PinnedKeyRecord {
+                role: event::PinRole::Recording,
+                key_id: shared::core::KeyId::of(p.key.as_bytes()),
+                public_key: public_key_text(&p.key),
+                approver: None,
+                not_before: p.validity.not_before,
+                not_after: p.validity.not_after,
+            });
+        approval.chain(recording).collect()
     }
 }
 

@@ -44,6 +44,15 @@ pub fn load_or_create_host_key(path: &Path) -> anyhow::Result<PrivateKey> {
     Ok(key)
 }
 
+/// An Ed25519 public key as an OpenSSH line with `comment`, the form `TrustedUserCAKeys`
+/// reads.
+pub fn openssh_line(key: &ed25519_dalek::VerifyingKey, comment: &str) -> String {
+    let data = russh::keys::ssh_key::public::KeyData::Ed25519(
+        russh::keys::ssh_key::public::Ed25519PublicKey(*key.as_bytes()),
+    );
+    russh::keys::ssh_key::PublicKey::new(data, comment).to_openssh().unwrap_or_default()
+}
+
 /// The CA that signs session certificates.
 pub struct Ca {
     key: PrivateKey,
@@ -66,6 +75,12 @@ impl Ca {
     /// The line for a target's `TrustedUserCAKeys` file.
     pub fn public_line(&self) -> String {
         self.key.public_key().to_openssh().unwrap_or_default()
+    }
+
+    /// The CA's public half, to pin or to retire in the config (`ed25519:` line).
+    pub fn verifying_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        let b = self.key.public_key().key_data().ed25519()?.0;
+        ed25519_dalek::VerifyingKey::from_bytes(&b).ok()
     }
 
     /// Mints the one certificate of a session: principal = the approved login, valid from a

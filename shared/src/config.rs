@@ -21,8 +21,10 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::core::approval::parse_public_key;
-use crate::core::ids::{GrantDuration, GroupName, HostName, Login, PrincipalName, ScopeName};
+use crate::core::approval::{Validity, parse_public_key};
+use crate::core::ids::{
+    GrantDuration, GroupName, HostName, Login, PrincipalName, ScopeName, Timestamp,
+};
 use crate::core::policy::{Policy, Principal, PrincipalKind, ScopePolicy};
 
 /// Prefix of the environment variables that override config keys.
@@ -182,9 +184,62 @@ pub struct RawKeys {
     pub approval_signing_key_file: Option<PathBuf>,
     pub gateway_ca_key_file: Option<PathBuf>,
     pub recording_signing_key_file: Option<PathBuf>,
-    pub pinned_bot_keys: Vec<String>,
-    pub pinned_recording_keys: Vec<String>,
-    pub pinned_approver_keys: BTreeMap<String, Vec<String>>,
+    pub pinned_bot_keys: Vec<RawPin>,
+    pub pinned_recording_keys: Vec<RawPin>,
+    pub pinned_approver_keys: BTreeMap<String, Vec<RawPin>>,
+    pub retired_gateway_ca_keys: Vec<RawPin>,
+}
+
+/// One pinned public key as written in the config: the `ed25519:` line alone (valid always),
+/// or a table with a validity window, as a rotation pins the key it retires:
+/// `{ key = "ed25519:…", not_after = "2027-01-10T00:00:00Z" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawPin {
+    Line(String),
+    Window(RawPinWindow),
+}
+
+/// The table form of a [`RawPin`]. Unknown fields are refused: a misspelt `not_after` must not
+/// leave a retired key valid for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPinWindow {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+/// A pinned public key with the window in which its signatures are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    pub key: VerifyingKey,
+    pub validity: Validity,
+}
+
+/// Parses one pinned key at config key `at`.
+fn parse_pin(raw: &RawPin, at: &str) -> Result<Pin, ConfigError> {
+    let (text, nb, na) = match raw {
+        RawPin::Line(t) => (t, None, None),
+        RawPin::Window(w) => (&w.key, w.not_before.as_ref(), w.not_after.as_ref()),
+    };
+    let key = parse_public_key(text)
+        .map_err(|e| err(at, e.to_string(), "paste the line `breakglass keygen` printed"))?;
+    let time = |v: Option<&String>, field: &str| {
+        v.map(|t| Timestamp::parse_rfc3339(t)).transpose().map_err(|e| {
+            err(format!("{at}.{field}"), e.to_string(), "write it as \"2027-01-10T00:00:00Z\"")
+        })
+    };
+    let validity =
+        Validity { not_before: time(nb, "not_before")?, not_after: time(na, "not_after")? };
+    if let (Some(b), Some(a)) = (validity.not_before, validity.not_after)
+        && b > a
+    {
+        return Err(err(at, "not_before is after not_after", "swap them, or drop one"));
+    }
+    Ok(Pin { key, validity })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -425,9 +480,34 @@ pub struct KeySettings {
     pub approval_signing_key_file: Option<PathBuf>,
     pub gateway_ca_key_file: Option<PathBuf>,
     pub recording_signing_key_file: Option<PathBuf>,
-    pub pinned_bot_keys: Vec<VerifyingKey>,
-    pub pinned_recording_keys: Vec<VerifyingKey>,
-    pub pinned_approver_keys: Vec<(PrincipalName, VerifyingKey)>,
+    /// The bot's approval keys, each with its validity (a retired key until its `not_after`).
+    pub pinned_bot_keys: Vec<Pin>,
+    /// The recording keys. Their validity is recorded in the audit; a recording is checked
+    /// against every pinned key whatever its window (docs/operations.md, key rotation).
+    pub pinned_recording_keys: Vec<Pin>,
+    pub pinned_approver_keys: Vec<(PrincipalName, Pin)>,
+    /// Former gateway CA keys the targets keep trusting until their `not_after` (a CA
+    /// rotation's overlap); `breakglass ca trusted-keys` prints them with the current one.
+    pub retired_gateway_ca_keys: Vec<Pin>,
+}
+
+impl KeySettings {
+    /// The pinned approval keys (bot and personal) with their validity, as the verifier holds
+    /// them. Callers add the defaults (the own key) when none are pinned.
+    pub fn approval_pins(&self) -> crate::core::approval::PinnedKeys {
+        let mut pins = crate::core::approval::PinnedKeys::new();
+        for p in &self.pinned_bot_keys {
+            pins.pin_bot_within(p.key, p.validity);
+        }
+        for (who, p) in &self.pinned_approver_keys {
+            pins.pin_personal_within(who.clone(), p.key, p.validity);
+        }
+        pins
+    }
+    /// The recording keys' public halves (every pinned one, whatever its window).
+    pub fn recording_keys(&self) -> Vec<VerifyingKey> {
+        self.pinned_recording_keys.iter().map(|p| p.key).collect()
+    }
 }
 
 /// Slack settings. Secrets are read when the bot starts (see [`SecretSource`]).
@@ -874,23 +954,15 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
     // Keys.
     let mut pinned_bot_keys = Vec::new();
     for (i, k) in raw.keys.pinned_bot_keys.iter().enumerate() {
-        pinned_bot_keys.push(parse_public_key(k).map_err(|e| {
-            err(
-                format!("keys.pinned_bot_keys[{i}]"),
-                e.to_string(),
-                "paste the line `breakglass keygen` printed",
-            )
-        })?);
+        pinned_bot_keys.push(parse_pin(k, &format!("keys.pinned_bot_keys[{i}]"))?);
     }
     let mut pinned_recording_keys = Vec::new();
     for (i, k) in raw.keys.pinned_recording_keys.iter().enumerate() {
-        pinned_recording_keys.push(parse_public_key(k).map_err(|e| {
-            err(
-                format!("keys.pinned_recording_keys[{i}]"),
-                e.to_string(),
-                "paste the line `breakglass keygen` printed",
-            )
-        })?);
+        pinned_recording_keys.push(parse_pin(k, &format!("keys.pinned_recording_keys[{i}]"))?);
+    }
+    let mut retired_gateway_ca_keys = Vec::new();
+    for (i, k) in raw.keys.retired_gateway_ca_keys.iter().enumerate() {
+        retired_gateway_ca_keys.push(parse_pin(k, &format!("keys.retired_gateway_ca_keys[{i}]"))?);
     }
     let mut pinned_approver_keys = Vec::new();
     for (who, ks) in &raw.keys.pinned_approver_keys {
@@ -905,10 +977,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             ));
         }
         for k in ks {
-            let vk = parse_public_key(k).map_err(|e| {
-                err(&key, e.to_string(), "paste the line `breakglass keygen` printed")
-            })?;
-            pinned_approver_keys.push((name.clone(), vk));
+            pinned_approver_keys.push((name.clone(), parse_pin(k, &key)?));
         }
     }
 
@@ -1038,6 +1107,7 @@ fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
             pinned_bot_keys,
             pinned_recording_keys,
             pinned_approver_keys,
+            retired_gateway_ca_keys,
         },
         policy,
         identities,
@@ -1707,6 +1777,33 @@ mod tests {
     }
 
     const EXAMPLE: &str = include_str!("../../deploy/breakglass.example.toml");
+
+    #[test]
+    fn a_pinned_key_may_carry_a_window_and_a_misspelt_window_is_refused() -> Result<(), ConfigError>
+    {
+        const OLD: &str =
+            "ed25519:4cea64eb67d3da18b87f87049c0d40b2d918b34c8d17d8a3eea7bd59d0629ea0";
+        const NEW: &str =
+            "ed25519:a9e6aad02db1393447552fcfa97bf85c24909ab3a5192f2fb4ae71a37d5efffe";
+        let c = from_toml_str(&format!(
+            "{MINIMAL}\n[keys]\npinned_bot_keys = [\"{NEW}\", {{ key = \"{OLD}\", not_after = \"2027-01-10T00:00:00Z\" }}]"
+        ))?;
+        let windows: Vec<Validity> = c.keys.pinned_bot_keys.iter().map(|p| p.validity).collect();
+        let until = Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").ok();
+        assert_eq!(windows, [Validity::ALWAYS, Validity { not_before: None, not_after: until }]);
+        let misspelt = format!(
+            "{MINIMAL}\n[keys]\npinned_bot_keys = [{{ key = \"{OLD}\", not_afer = \"2027-01-10T00:00:00Z\" }}]"
+        );
+        assert!(from_toml_str(&misspelt).is_err(), "a misspelt not_after must not pin for ever");
+        refused(
+            &format!(
+                "{MINIMAL}\n[keys]\npinned_bot_keys = [{{ key = \"{OLD}\", not_after = \"next week\" }}]"
+            ),
+            "keys.pinned_bot_keys[0].not_after",
+            "RFC 3339",
+        );
+        Ok(())
+    }
 
     #[test]
     fn the_example_config_loads() -> Result<(), ConfigError> {

@@ -95,8 +95,12 @@ pub struct WrittenKey {
 /// # Errors
 /// [`KeyError::Exists`] when either file exists, [`KeyError::Write`] on I/O failure.
 pub fn generate_to_files(base: &Path) -> Result<WrittenKey, KeyError> {
-    let key = SigningKey::generate(&mut rand::rng());
-    write_key_files(base, &key)
+    write_key_files(base, &generate())
+}
+
+/// A new Ed25519 key from the OS RNG (in memory; [`write_key_files`] stores it).
+pub fn generate() -> SigningKey {
+    SigningKey::generate(&mut rand::rng())
 }
 
 /// Writes an existing key as `<base>.key` and `<base>.pub`.

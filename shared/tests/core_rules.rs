@@ -242,6 +242,92 @@ fn signatures_are_checked_strictly() {
     assert_eq!(w.must(&r, Action::Approve(own), T0 + 5).approvals.len(), 1);
 }
 
+/// Pins bot key 1 (the world's signer) retired at `T0 + 30` and key 7 as its successor.
+fn rotated(w: &World) -> (PinnedKeys, ApprovalSigner) {
+    let mut pins = PinnedKeys::new();
+    let retired =
+        approval::Validity { not_before: None, not_after: Some(Timestamp::from_unix(T0 + 30)) };
+    pins.pin_bot_within(w.bot.verifying_key(), retired);
+    let next = ApprovalSigner::new(key(7));
+    pins.pin_bot(next.verifying_key());
+    (pins, next)
+}
+
+#[test]
+fn a_retired_key_verifies_what_it_signed_before_its_not_after_and_nothing_after() {
+    let w = World::new();
+    let (pins, next) = rotated(&w);
+    let r = w.open_default();
+    let apply = |req: &Request, a: Approval, now: i64| {
+        request::apply(req, Action::Approve(a), &w.policy, &pins, Timestamp::from_unix(now))
+    };
+
+    // Signed by the old key before it retired: accepted (also at the edge, inclusive).
+    for at in [T0 + 5, T0 + 30] {
+        assert!(apply(&r, w.bot_approval(&r, "bob", at), at).is_ok(), "signed at T0+{}", at - T0);
+    }
+    // Signed by the old key after it retired: refused, naming the key's window.
+    let late = apply(&r, w.bot_approval(&r, "bob", T0 + 31), T0 + 31).expect_err("retired");
+    assert_eq!(late.code(), "key_not_valid_at", "{late}");
+    assert!(late.to_string().contains("until 2026-11-23T03:14:30Z"), "{late}");
+    // The new key signs at any time.
+    let fresh = next.sign(&r, &name("bob"), Timestamp::from_unix(T0 + 31));
+    assert!(apply(&r, fresh, T0 + 31).is_ok());
+    // A key whose window has not started yet signs nothing either.
+    let mut early = PinnedKeys::new();
+    let later =
+        approval::Validity { not_before: Some(Timestamp::from_unix(T0 + 100)), not_after: None };
+    early.pin_bot_within(w.bot.verifying_key(), later);
+    let e = request::apply(
+        &r,
+        Action::Approve(w.bot_approval(&r, "bob", T0 + 5)),
+        &w.policy,
+        &early,
+        Timestamp::from_unix(T0 + 5),
+    )
+    .expect_err("not yet valid");
+    assert_eq!(e.code(), "key_not_valid_at", "{e}");
+}
+
+#[test]
+fn the_gateway_refuses_a_grant_carrying_a_signature_made_after_its_key_retired() {
+    let w = World::new();
+    let (pins, next) = rotated(&w);
+    let r = w.open_default();
+    // Approved with the world's pins (key 1 unrestricted), one signature made after T0 + 30.
+    let r = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
+    let g = w.must(&r, Action::Approve(w.bot_approval(&r, "carol", T0 + 40)), T0 + 40);
+    // The late signature does not count (the gateway skips approvals that do not verify).
+    match verify_grant(&g, &w.policy, &pins, Timestamp::from_unix(T0 + 50)) {
+        Err(DenyReason::QuorumNotMet { have: 1, need: 2 }) => {}
+        other => panic!("expected quorum_not_met (1 of 2), got {other:?}"),
+    }
+    // The same grant with carol's approval by the new key is accepted by the same gateway.
+    let r = w.open_default();
+    let r = w.must(&r, Action::Approve(w.bot_approval(&r, "bob", T0 + 10)), T0 + 10);
+    let carol = next.sign(&r, &name("carol"), Timestamp::from_unix(T0 + 40));
+    let g =
+        request::apply(&r, Action::Approve(carol), &w.policy, &pins, Timestamp::from_unix(T0 + 40))
+            .expect("the new key signs")
+            .next;
+    assert!(verify_grant(&g, &w.policy, &pins, Timestamp::from_unix(T0 + 50)).is_ok());
+}
+
+#[test]
+fn validity_windows_are_inclusive_and_open_ended_when_unset() {
+    let at = Timestamp::from_unix;
+    let v = approval::Validity { not_before: Some(at(10)), not_after: Some(at(20)) };
+    assert!(!v.contains(at(9)) && v.contains(at(10)) && v.contains(at(20)) && !v.contains(at(21)));
+    assert!(approval::Validity::ALWAYS.contains(at(i64::MIN)));
+    assert!(approval::Validity::ALWAYS.contains(at(i64::MAX)));
+    assert_eq!(approval::Validity::ALWAYS.describe(), "always");
+    assert_eq!(
+        Timestamp::parse_rfc3339("2027-01-10T00:00:00Z").map(Timestamp::unix),
+        Ok(1_799_539_200)
+    );
+    assert!(Timestamp::parse_rfc3339("next tuesday").is_err());
+}
+
 #[test]
 fn offline_scopes_accept_only_personal_keys() {
     let w = World::new();
@@ -582,4 +668,73 @@ proptest! {
             }
         }
     }
+}
+
+/// A log as storage would chain it: `key_loaded` pinning `recorded` (none: the event written
+/// before rotation existed), then a request approved by bob through the world's bot key (1).
+fn log_with_pins(w: &World, recorded: Vec<event::PinnedKeyRecord>) -> Vec<AuditEntry> {
+    let loaded = AuditDraft::of(
+        None,
+        "bot",
+        &AuditData::KeyLoaded(event::KeyLoaded {
+            purpose: "approval_signing".into(),
+            key_id: w.bot.key_id(),
+            pinned_bot_keys: vec![w.bot.key_id()],
+            pinned_personal_keys: Vec::new(),
+            pinned_keys: recorded,
+        }),
+    );
+    let (r, requested) =
+        request::open(&w.policy, w.ask("alice", "db-1"), w.fresh(), Timestamp::from_unix(T0))
+            .expect("open");
+    let a = w.bot_approval(&r, "bob", T0 + 10);
+    let t =
+        request::apply(&r, Action::Approve(a), &w.policy, &w.pins, Timestamp::from_unix(T0 + 10))
+            .expect("approve");
+    let mut out: Vec<AuditEntry> = Vec::new();
+    for d in [loaded, requested].into_iter().chain(t.audit) {
+        let prev = out.last().map(|e| (e.seq, e.hash));
+        out.push(AuditEntry::next(prev, Timestamp::from_unix(T0 + 10), &d));
+    }
+    out
+}
+
+/// What `audit verify` says of `log` with only key 7 pinned in the auditor's config.
+fn audit_with_only_the_new_key(log: &[AuditEntry]) -> Result<Vec<KeyId>, String> {
+    let mut pins = PinnedKeys::new();
+    pins.pin_bot(ApprovalSigner::new(key(7)).verifying_key());
+    let mut c = audit_verify::AuditChecker::new(&pins);
+    for e in log {
+        c.check(e).map_err(|p| p.to_string())?;
+    }
+    Ok(c.from_recorded_pins().copied().collect())
+}
+
+#[test]
+fn audit_verify_checks_a_dropped_key_against_the_pin_the_log_recorded_and_says_so() {
+    let w = World::new();
+    let record = |not_after: Option<i64>| event::PinnedKeyRecord {
+        role: event::PinRole::Bot,
+        key_id: w.bot.key_id(),
+        public_key: approval::public_key_text(&w.bot.verifying_key()),
+        approver: None,
+        not_before: None,
+        not_after: not_after.map(Timestamp::from_unix),
+    };
+    // Recorded as pinned: the approval verifies, and the report names the key.
+    let log = log_with_pins(&w, vec![record(None)]);
+    assert_eq!(audit_with_only_the_new_key(&log), Ok(vec![w.bot.key_id()]));
+    // Recorded as pinned only until before the approval was signed: refused.
+    let log = log_with_pins(&w, vec![record(Some(T0 + 5))]);
+    let e = audit_with_only_the_new_key(&log).expect_err("signed after its recorded not_after");
+    assert!(e.contains("pinned only until"), "{e}");
+    // Never recorded (an old log, or a key nobody pinned): refused as unpinned.
+    let log = log_with_pins(&w, Vec::new());
+    let e = audit_with_only_the_new_key(&log).expect_err("never pinned");
+    assert!(e.contains("not pinned"), "{e}");
+    // A record whose key id is not its key's is malformed, not trusted.
+    let mut lying = record(None);
+    lying.public_key = approval::public_key_text(&ApprovalSigner::new(key(9)).verifying_key());
+    let e = audit_with_only_the_new_key(&log_with_pins(&w, vec![lying])).expect_err("lying");
+    assert!(e.contains("for another key"), "{e}");
 }

@@ -154,13 +154,7 @@ impl World {
     pub fn new() -> Self {
         let config = config();
         let bot = ApprovalSigner::new(key(1));
-        let mut pins = PinnedKeys::new();
-        for k in &config.keys.pinned_bot_keys {
-            pins.pin_bot(*k);
-        }
-        for (who, k) in &config.keys.pinned_approver_keys {
-            pins.pin_personal(who.clone(), *k);
-        }
+        let pins = config.keys.approval_pins();
         let personal = [("bob", 2u8), ("carol", 3), ("erin", 5)]
             .into_iter()
             .map(|(who, seed)| (who.to_owned(), ApprovalSigner::new(key(seed))))

@@ -71,6 +71,11 @@ pub async fn verify(flag: Option<PathBuf>, overrides: Overrides) -> Result<(), F
         log.approvals_checked,
         pins.bot_key_ids().count() + pins.personal_keys().count()
     );
+    for id in &log.from_recorded_pins {
+        outln!(
+            "  key {id} is no longer pinned in the config: its approvals were verified with the public key and validity the audit log recorded as pinned when they were signed"
+        );
+    }
     outln!("requests OK: {} match the audit log, each grant used once", log.requests);
     let recording_pins = if log.ended.is_empty() { Vec::new() } else { recording_pins(&cfg)? };
     let recordings = bot::recording_check::check(

@@ -103,6 +103,7 @@ fn policy_status(p: &PolicyError) -> StatusCode {
         | P::ServiceCannotDecide
         | P::OfflineSignatureRequired { .. }
         | P::UnpinnedKey(_)
+        | P::KeyNotValidAt { .. }
         | P::ApproverMismatch { .. }
         | P::NotAllowedToRevoke { .. }
         | P::NotAReviewer(_) => StatusCode::FORBIDDEN,

@@ -219,11 +219,57 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, InvalidValue> {
     VerifyingKey::from_bytes(&b).map_err(|_| bad("is not a valid Ed25519 public key"))
 }
 
-/// The public keys the verifier trusts, from its own config (never from the database).
+/// When a pinned key may sign: approvals whose `signed_at` lies in `[not_before, not_after]`
+/// (either end open when `None`). A rotated-out key keeps its old signatures valid and gets a
+/// `not_after`; anything it signs later is refused.
+///
+/// The signing time is the signer's claim, but it is bound: an approval's `signed_at` must also
+/// lie in its request's window, so a retired key cannot sign a request made after its
+/// `not_after` (less the 60 s of clock skew) by backdating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Timestamp>,
+}
+
+impl Validity {
+    /// Valid forever (a key pinned without a window).
+    pub const ALWAYS: Self = Self { not_before: None, not_after: None };
+
+    /// Whether a signature made at `at` is inside the window (both ends inclusive).
+    pub fn contains(&self, at: Timestamp) -> bool {
+        self.not_before.is_none_or(|nb| at >= nb) && self.not_after.is_none_or(|na| at <= na)
+    }
+
+    /// `from … until …` as a person reads it (`always` with no window).
+    pub fn describe(&self) -> String {
+        match (self.not_before, self.not_after) {
+            (None, None) => "always".to_owned(),
+            (Some(b), None) => format!("from {}", b.rfc3339()),
+            (None, Some(a)) => format!("until {}", a.rfc3339()),
+            (Some(b), Some(a)) => format!("from {} until {}", b.rfc3339(), a.rfc3339()),
+        }
+    }
+}
+
+/// The public keys the verifier trusts, from its own config (never from the database), each
+/// with its [`Validity`].
 #[derive(Debug, Clone, Default)]
 pub struct PinnedKeys {
-    bot: BTreeMap<KeyId, VerifyingKey>,
-    personal: BTreeMap<KeyId, (PrincipalName, VerifyingKey)>,
+    bot: BTreeMap<KeyId, (VerifyingKey, Validity)>,
+    personal: BTreeMap<KeyId, (PrincipalName, VerifyingKey, Validity)>,
+}
+
+/// One pinned key as [`PinnedKeys::all`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedKey {
+    pub key_id: KeyId,
+    pub key: VerifyingKey,
+    /// `None` for the bot's key, the approver for a personal key.
+    pub approver: Option<PrincipalName>,
+    pub validity: Validity,
 }
 
 impl PinnedKeys {
@@ -232,30 +278,64 @@ impl PinnedKeys {
     }
     /// Trusts `key` as the bot's approval key (several may be pinned during a rotation).
     pub fn pin_bot(&mut self, key: VerifyingKey) -> KeyId {
+        self.pin_bot_within(key, Validity::ALWAYS)
+    }
+    /// Trusts `key` as the bot's approval key for signatures made inside `validity`.
+    pub fn pin_bot_within(&mut self, key: VerifyingKey, validity: Validity) -> KeyId {
         let id = KeyId::of(key.as_bytes());
-        self.bot.insert(id, key);
+        self.bot.insert(id, (key, validity));
         id
     }
     /// Trusts `key` as `approver`'s personal key.
     pub fn pin_personal(&mut self, approver: PrincipalName, key: VerifyingKey) -> KeyId {
+        self.pin_personal_within(approver, key, Validity::ALWAYS)
+    }
+    /// Trusts `key` as `approver`'s personal key for signatures made inside `validity`.
+    pub fn pin_personal_within(
+        &mut self,
+        approver: PrincipalName,
+        key: VerifyingKey,
+        validity: Validity,
+    ) -> KeyId {
         let id = KeyId::of(key.as_bytes());
-        self.personal.insert(id, (approver, key));
+        self.personal.insert(id, (approver, key, validity));
         id
     }
     pub fn bot_key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.bot.keys()
     }
     pub fn personal_keys(&self) -> impl Iterator<Item = (&KeyId, &PrincipalName)> {
-        self.personal.iter().map(|(id, (who, _))| (id, who))
+        self.personal.iter().map(|(id, (who, _, _))| (id, who))
+    }
+    /// Whether `id` is pinned at all (as the bot's or someone's personal key).
+    pub fn contains(&self, id: &KeyId) -> bool {
+        self.bot.contains_key(id) || self.personal.contains_key(id)
+    }
+    /// Every pinned key with its validity: the bot's first, then the personal ones.
+    pub fn all(&self) -> Vec<PinnedKey> {
+        let bot = self.bot.iter().map(|(id, (key, validity))| PinnedKey {
+            key_id: *id,
+            key: *key,
+            approver: None,
+            validity: *validity,
+        });
+        let personal = self.personal.iter().map(|(id, (who, key, validity))| PinnedKey {
+            key_id: *id,
+            key: *key,
+            approver: Some(who.clone()),
+            validity: *validity,
+        });
+        bot.chain(personal).collect()
     }
 
     /// Checks one approval of `request` strictly: the key must be pinned (as the bot key, or as
-    /// this approver's own key), the signing time inside the request's window, and the Ed25519
-    /// signature valid over the bytes rebuilt from `request`.
+    /// this approver's own key), the signing time inside the key's validity and the request's
+    /// window, and the Ed25519 signature valid over the bytes rebuilt from `request`.
     ///
     /// # Errors
     /// `UnpinnedKey`, `OfflineSignatureRequired` (bot key on a scope that needs the
-    /// approver's own), `SignatureOutOfWindow`, `BadSignature`.
+    /// approver's own), `KeyNotValidAt` (signed outside the key's pinned validity: a retired
+    /// key), `SignatureOutOfWindow`, `BadSignature`.
     pub fn verify(
         &self,
         request: &Request,
@@ -276,21 +356,28 @@ impl PinnedKeys {
     /// audit verifier uses it, since a scope's rules may have changed since the approval.
     ///
     /// # Errors
-    /// `UnpinnedKey`, `SignatureOutOfWindow`, `BadSignature`.
+    /// `UnpinnedKey`, `KeyNotValidAt`, `SignatureOutOfWindow`, `BadSignature`.
     pub fn verify_signature(
         &self,
         request: &Request,
         approval: &Approval,
     ) -> Result<SignerKind, PolicyError> {
-        let (kind, key) = if let Some(k) = self.bot.get(&approval.key_id) {
-            (SignerKind::Bot, k)
+        let (kind, key, validity) = if let Some((k, v)) = self.bot.get(&approval.key_id) {
+            (SignerKind::Bot, k, v)
         } else {
             match self.personal.get(&approval.key_id) {
-                Some((who, k)) if *who == approval.approver => (SignerKind::Personal, k),
+                Some((who, k, v)) if *who == approval.approver => (SignerKind::Personal, k, v),
                 _ => return Err(PolicyError::UnpinnedKey(approval.key_id.to_hex())),
             }
         };
         let at = approval.signed_at;
+        if !validity.contains(at) {
+            return Err(PolicyError::KeyNotValidAt {
+                key: approval.key_id.to_hex(),
+                at: at.rfc3339(),
+                validity: validity.describe(),
+            });
+        }
         if at < request.not_before.plus_secs(-CLOCK_SKEW_SECS) || at > request.not_after {
             return Err(PolicyError::SignatureOutOfWindow { at: at.rfc3339() });
         }

@@ -8,13 +8,23 @@
 //! [`AuditChecker::reused_grants`] the grants the log shows opening more than one session
 //! (one approval set opens one session: a second `session_started` means the database's
 //! consumed nonce was removed by someone who could write to it).
+//!
+//! Keys leave the config after a rotation, but their old signatures must still verify. Every
+//! process records the keys it pins, with their validity, in its `key_loaded` event; an
+//! approval whose key the auditor's config no longer pins is checked against the keys the log
+//! recorded as pinned *before* it (with the validity recorded then), and
+//! [`AuditChecker::from_recorded_pins`] names those keys so the report can say so. A key the
+//! log never recorded as pinned is refused as before. The trust this adds is the log's own:
+//! whoever can rewrite the log and its chain could also add a `key_loaded`; the report lists
+//! every key it took from the log so an auditor can compare them with the keys they retired.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::approval::{Approval, PinnedKeys};
+use super::approval::{Approval, PinnedKeys, Validity, parse_public_key};
 use super::audit::{AuditEntry, AuditKind, ChainBreak, ChainVerifier};
-use super::event::{Approved, Requested};
-use super::ids::{GrantDuration, PrincipalName, RequestId};
+use super::event::{Approved, KeyLoaded, PinRole, Requested};
+use super::ids::{GrantDuration, KeyId, PrincipalName, RequestId};
+use super::policy::PolicyError;
 use super::request::{Request, Status};
 
 /// The first problem found in a log.
@@ -33,6 +43,10 @@ pub enum AuditProblem {
 pub struct AuditChecker<'a> {
     chain: ChainVerifier,
     pins: &'a PinnedKeys,
+    /// The approval keys `key_loaded` events recorded as pinned so far.
+    recorded: PinnedKeys,
+    /// The recorded keys (not pinned in the config) that verified an approval.
+    from_recorded: BTreeSet<KeyId>,
     requests: BTreeMap<RequestId, Request>,
     /// The seq of every `session_started`, per request.
     sessions: BTreeMap<RequestId, Vec<i64>>,
@@ -44,6 +58,8 @@ impl<'a> AuditChecker<'a> {
         Self {
             chain: ChainVerifier::new(),
             pins,
+            recorded: PinnedKeys::new(),
+            from_recorded: BTreeSet::new(),
             requests: BTreeMap::new(),
             sessions: BTreeMap::new(),
             approvals_checked: 0,
@@ -113,7 +129,17 @@ impl<'a> AuditChecker<'a> {
                     signed_at: d.signed_at,
                     signature: d.signature,
                 };
-                self.pins.verify_signature(req, &a).map_err(|why| AuditProblem::Approval {
+                let verified = match self.pins.verify_signature(req, &a) {
+                    Err(PolicyError::UnpinnedKey(_)) if self.recorded.contains(&a.key_id) => {
+                        let v = self.recorded.verify_signature(req, &a);
+                        if v.is_ok() {
+                            self.from_recorded.insert(a.key_id);
+                        }
+                        v
+                    }
+                    v => v,
+                };
+                verified.map_err(|why| AuditProblem::Approval {
                     seq: e.seq,
                     request: req.code.to_string(),
                     why: why.to_string(),
@@ -146,9 +172,44 @@ impl<'a> AuditChecker<'a> {
                     _ => Status::Expired,
                 };
             }
+            AuditKind::KeyLoaded => {
+                let d: KeyLoaded = serde_json::from_str(&e.data)
+                    .map_err(|err| malformed(format!("key_loaded event data: {err}")))?;
+                for p in d.pinned_keys {
+                    let key = parse_public_key(&p.public_key)
+                        .map_err(|v| malformed(format!("key_loaded pinned key: {v}")))?;
+                    if KeyId::of(key.as_bytes()) != p.key_id {
+                        return Err(malformed(format!(
+                            "key_loaded pins key id {} for another key",
+                            p.key_id
+                        )));
+                    }
+                    let validity = Validity { not_before: p.not_before, not_after: p.not_after };
+                    match (p.role, p.approver) {
+                        (PinRole::Bot, _) => {
+                            self.recorded.pin_bot_within(key, validity);
+                        }
+                        (PinRole::Personal, Some(who)) => {
+                            self.recorded.pin_personal_within(who, key, validity);
+                        }
+                        (PinRole::Personal, None) => {
+                            return Err(malformed(
+                                "key_loaded pins a personal key without its approver".to_owned(),
+                            ));
+                        }
+                        (PinRole::Recording, _) => {}
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    /// The keys the config does not pin that verified approvals because the log recorded them
+    /// as pinned at the time (a rotated-out key, after it left the config).
+    pub fn from_recorded_pins(&self) -> impl Iterator<Item = &KeyId> {
+        self.from_recorded.iter()
     }
 
     pub fn events(&self) -> u64 {

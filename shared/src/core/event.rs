@@ -307,6 +307,39 @@ pub struct KeyLoaded {
     pub key_id: KeyId,
     pub pinned_bot_keys: Vec<KeyId>,
     pub pinned_personal_keys: Vec<PinnedPersonalKey>,
+    /// Every key pinned at startup with its public half and validity, so that `audit verify`
+    /// can check an old signature after its key left the config. Absent from events written
+    /// before key rotation (they read as empty and are written back without it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_keys: Vec<PinnedKeyRecord>,
+}
+
+/// What a pinned key is trusted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinRole {
+    /// The bot's approval key (`keys.pinned_bot_keys`).
+    Bot,
+    /// An approver's own key (`keys.pinned_approver_keys`).
+    Personal,
+    /// A recording key (`keys.pinned_recording_keys`).
+    Recording,
+}
+
+/// One pinned public key as the audit keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedKeyRecord {
+    pub role: PinRole,
+    pub key_id: KeyId,
+    /// `ed25519:` and 64 hex digits, as the config pins it.
+    pub public_key: String,
+    /// The approver a personal key belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<PrincipalName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Timestamp>,
 }
 
 /// `config_loaded`: the config a process started with.
@@ -465,6 +498,10 @@ mod tests {
         (
             "config_loaded",
             r#"{"file":"/tmp/.tmp9BTJZK/breakglass.toml","principals":5,"scopes":3,"sha256":"43a38854a72abbdd71f617c8fb442fcb5a45d4359f858f1e797a855139cbfa70"}"#,
+        ),
+        (
+            "key_loaded",
+            r#"{"key_id":"ffac9cd08b7d8dd3","pinned_bot_keys":["6b7e3b9e6d8cc7a0","ffac9cd08b7d8dd3"],"pinned_keys":[{"key_id":"6b7e3b9e6d8cc7a0","not_after":1799539200,"public_key":"ed25519:4cb5abf6ad79fbf5abbccafcc269d85cd2651ed4b885b5869f241aedf0a5ba29","role":"bot"},{"key_id":"ffac9cd08b7d8dd3","public_key":"ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c","role":"bot"},{"approver":"carol","key_id":"018ccd4c99ab2c27","public_key":"ed25519:fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025","role":"personal"}],"pinned_personal_keys":[{"approver":"carol","key_id":"018ccd4c99ab2c27"}],"purpose":"approval_signing"}"#,
         ),
         ("config_loaded", r#"{"file":null,"principals":1,"scopes":1,"sha256":null}"#),
         (

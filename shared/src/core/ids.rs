@@ -58,6 +58,20 @@ impl Timestamp {
             _ => format!("@{}", self.0),
         }
     }
+
+    /// Parses RFC 3339 in UTC, as [`Self::rfc3339`] writes it (`2027-01-10T00:00:00Z`).
+    ///
+    /// # Errors
+    /// Not such a time.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, InvalidValue> {
+        let bad = || InvalidValue {
+            what: "time",
+            why: "must be RFC 3339 in UTC, e.g. `2027-01-10T00:00:00Z`".into(),
+        };
+        let t = humantime::parse_rfc3339(text.trim()).map_err(|_| bad())?;
+        let secs = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| bad())?.as_secs();
+        i64::try_from(secs).map(Self).map_err(|_| bad())
+    }
 }
 
 /// 9999-12-31T23:59:59Z, the last second RFC 3339 can write.

@@ -128,6 +128,10 @@ pub enum PolicyError {
     #[error("the approval is signed by key {0}, which is not pinned for this approver")]
     UnpinnedKey(String),
     #[error(
+        "the approval was signed at {at} by key {key}, which is pinned only {validity} (a retired key); sign again with the current key"
+    )]
+    KeyNotValidAt { key: String, at: String, validity: String },
+    #[error(
         "the signature is {signed_for}'s, but the caller is {caller}: approvers send their own"
     )]
     ApproverMismatch { signed_for: String, caller: String },
@@ -168,6 +172,7 @@ impl PolicyError {
             Self::OfflineSignatureRequired { .. } => "offline_signature_required",
             Self::BadSignature => "bad_signature",
             Self::UnpinnedKey(_) => "unpinned_key",
+            Self::KeyNotValidAt { .. } => "key_not_valid_at",
             Self::ApproverMismatch { .. } => "approver_mismatch",
             Self::SignatureOutOfWindow { .. } => "signature_out_of_window",
             Self::NotAllowedToRevoke { .. } => "not_allowed_to_revoke",
