@@ -68,6 +68,12 @@ fn with_postgres_stopped_nothing_new_opens_the_deadline_holds_and_nothing_is_los
     assert!(took < Duration::from_secs(45), "a login with the database down hung for {took:?}");
     assert!(!o.status.success(), "a new session opened with the database down");
     assert!(!refused.exists(), "a command ran on a new grant with the database down");
+    // The user is told why, before the login grace time drops the connection.
+    assert!(
+        text(&o.stderr).contains("database unavailable"),
+        "the refusal names its reason: {}",
+        text(&o.stderr)
+    );
 
     // The live session is cut at its deadline all the same.
     let ended = test_util::eventually(Duration::from_secs(60), Duration::from_millis(50), || {

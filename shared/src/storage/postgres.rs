@@ -24,6 +24,9 @@ use crate::ports::{ChangeFeed, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// Longest a statement waits for a pooled connection before the store says `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The advisory lock key all breakglass writers share: "brkglass" in ASCII.
 const WRITE_LOCK: i64 = 0x6272_6b67_6c61_7373;
 
@@ -35,8 +38,15 @@ const WRITE_LOCK: i64 = 0x6272_6b67_6c61_7373;
 /// migration fails.
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     let options = PgConnectOptions::from_str(url).map_err(error::db)?;
-    let pool =
-        PgPoolOptions::new().max_connections(10).connect_with(options).await.map_err(error::db)?;
+    // A statement waits at most ACQUIRE_TIMEOUT for a connection: with the server gone, a
+    // login is refused with its reason well within the gateway's login grace time (30 s,
+    // sqlx's default wait, would let the grace time drop the client first, saying nothing).
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(error::db)?;
     migrate_checked!(&pool, HAS_MIGRATIONS, &MIGRATOR)?;
     Ok(pool)
 }
