@@ -440,22 +440,8 @@ channels = ["{channel}", "{discord_channel}"]
     /// `ssh` as alice through gateway `gw` on grant `code`; `args` follow.
     pub fn ssh_cmd(&self, gw: usize, code: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ssh");
-        c.args(["-F", "/dev/null", "-i"])
-            .arg(self.dir.path().join("alice"))
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-                &self.gateways[gw].port().to_string(),
-            ])
+        c.args(crate::gateway::client_opts(&self.dir.path().join("alice")))
+            .args(["-p", &self.gateways[gw].port().to_string()])
             .arg(format!("{code}@127.0.0.1"))
             .args(args);
         c

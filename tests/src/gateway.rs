@@ -182,6 +182,24 @@ impl Drop for Agent {
     }
 }
 
+/// Options for an OpenSSH client of the tests: the private key `key` only, no host key
+/// prompts, no config file, no questions, errors only.
+pub fn client_opts(key: &Path) -> Vec<String> {
+    let mut o: Vec<String> = ["-F", "/dev/null", "-i"].iter().map(|s| (*s).to_owned()).collect();
+    o.push(key.to_str().expect("utf-8").to_owned());
+    for opt in [
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "BatchMode=yes",
+        "LogLevel=ERROR",
+    ] {
+        o.push("-o".to_owned());
+        o.push(opt.to_owned());
+    }
+    o
+}
+
 /// Options for a test world.
 #[derive(Debug, Clone, Default)]
 pub struct WorldOptions {
@@ -535,25 +553,7 @@ channels = ["{channel}", "{discord_channel}"]
 
     /// Options every client command uses: this key only, no host key prompts, no config.
     pub fn ssh_opts(&self, key_name: &str) -> Vec<String> {
-        [
-            "-F",
-            "/dev/null",
-            "-i",
-            self.dir.path().join(key_name).to_str().expect("utf-8"),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
+        client_opts(&self.dir.path().join(key_name))
     }
 
     pub fn ssh(&self, user: &str, args: &[&str]) -> Output {
