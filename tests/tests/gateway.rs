@@ -63,11 +63,14 @@ fn exec_runs_on_the_target_with_its_exit_status_and_is_recorded() {
 fn an_expired_grant_is_refused() {
     let w = World::with(WorldOptions {
         scope_extra:
-            "max_duration = \"1s\"\ndefault_duration = \"1s\"\napproval_timeout = \"1s\"\n".into(),
+            "max_duration = \"1s\"\ndefault_duration = \"1s\"\napproval_timeout = \"2s\"\n".into(),
         ..WorldOptions::default()
     });
+    // Timestamps are whole seconds: a 1 s approval window could close between the request and
+    // its second approval on a loaded machine (seen in CI). With 2 s it cannot, and the grant
+    // ends at most 3 s after the request.
     let code = w.grant("db-1", Some("1s"));
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let out = w.ssh(&code, &["true"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains(&format!("{code} expired at ")), "{}", text(&out.stderr));
